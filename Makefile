@@ -1,0 +1,59 @@
+# cdc-sync — every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python for the project venv (Airflow): 3.12 like MWAA, else 3.13 / 3.11.
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
+PYTHON ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12*/bin/python3.12) $(shell command -v python3.12 python3.13 python3.11 2>/dev/null))
+# The BigQuery emulator needs Python >= 3.13.
+PYTHON313 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13) $(shell command -v python3.13 python3.14 2>/dev/null))
+
+VENV := .venv
+VENV_BQ := .venv-bigquery
+UV := $(VENV)/bin/uv
+
+.PHONY: help venv test test-unit lint demo bench clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	@test -n "$(PYTHON)" || { echo "No Python 3.11-3.13 found: install python3.12 (pyenv install 3.12) or set PYTHON=/path/to/python"; exit 1; }
+	@echo "==> creating $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip uv
+	$(UV) pip install -q --python $(VENV)/bin/python -r requirements-dev.txt -c constraints.txt
+	@touch $@
+
+$(VENV_BQ)/.installed: requirements-bigquery-emulator.txt
+	@test -n "$(PYTHON313)" || { echo "The BigQuery emulator needs Python >= 3.13: pyenv install 3.13 or set PYTHON313=/path/to/python3.13"; exit 1; }
+	@echo "==> creating $(VENV_BQ) with $(PYTHON313)"
+	$(PYTHON313) -m venv $(VENV_BQ)
+	$(VENV_BQ)/bin/python -m pip install -q --upgrade pip uv
+	$(VENV_BQ)/bin/uv pip install -q --python $(VENV_BQ)/bin/python -r requirements-bigquery-emulator.txt
+	# DuckDB would download these extensions at run time; install the PyPI copies instead.
+	$(VENV_BQ)/bin/python -c "from duckdb_extensions import import_extension as i; [i(e) for e in ('icu', 'ducklake', 'spatial')]"
+	@touch $@
+
+venv: $(VENV)/.installed $(VENV_BQ)/.installed ## Create both virtualenvs (Airflow + tests, BigQuery emulator)
+
+test: venv ## Run every test against local MariaDB, moto and the BigQuery emulator
+	$(VENV)/bin/python tools/local_stack.py check
+	$(VENV)/bin/python -m pytest
+
+test-unit: venv ## Only the tests that need no services
+	$(VENV)/bin/python -m pytest tests/unit tests/dags
+
+lint: venv ## ruff over the library, DAGs, tests and tools
+	$(VENV)/bin/ruff check plugins dags tests tools bench
+
+demo: venv ## Run the DMS → BigQuery pipeline end to end on local stand-ins and print what it did
+	$(VENV)/bin/python tools/local_stack.py check
+	$(VENV)/bin/python tools/demo.py
+
+bench: venv ## Benchmarks (listing cost, loader memory); print their figures
+	$(VENV)/bin/python bench/bench_listing.py
+	$(VENV)/bin/python bench/bench_loader_memory.py
+
+clean: ## Remove the virtualenvs and caches
+	rm -rf $(VENV) $(VENV_BQ) .pytest_cache .ruff_cache

@@ -1,0 +1,153 @@
+"""DMS change files → normalised change batches with a sortable position.
+
+Every change row gets the same metadata, whatever the target:
+  _cdc_op          I / U / D (full-load files without an `Op` column are inserts)
+  _cdc_commit_ts   the commit time, when the DMS task writes TimestampColumnName
+  _cdc_position    phase | commit time (µs, 20 digits) | object key | row (12 digits):
+                   a string whose byte order is the order in which changes apply,
+                   so "latest wins" is one ORDER BY in any engine
+  _cdc_source_key  the S3 object the row came from
+  _cdc_row         the row's number in that object
+  _cdc_loaded_at   when this pipeline loaded it
+
+Files are read row group by row group (`iter_batches`): memory does not grow with file size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+OP_COLUMN = "Op"
+VALID_OPS = ("I", "U", "D")
+META_COLUMNS = ("_cdc_op", "_cdc_commit_ts", "_cdc_position", "_cdc_source_key", "_cdc_row", "_cdc_loaded_at")
+META_SCHEMA = pa.schema([
+    pa.field("_cdc_op", pa.string()),
+    pa.field("_cdc_commit_ts", pa.timestamp("us", tz="UTC")),
+    pa.field("_cdc_position", pa.string()),
+    pa.field("_cdc_source_key", pa.string()),
+    pa.field("_cdc_row", pa.int64()),
+    pa.field("_cdc_loaded_at", pa.timestamp("us", tz="UTC")),
+])
+READ_BATCH_ROWS = 65_536
+_NO_TIMESTAMP = "0" * 20
+
+
+class ChangeFileError(ValueError):
+    """A change file cannot be used; the message names the object and what is wrong."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class ChangeFile:
+    """A downloaded DMS file and what the pipeline knows about it."""
+
+    key: str
+    path: str
+    phase: int
+    commit_timestamp_column: str | None
+    primary_key: tuple[str, ...]
+
+    def open(self) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(self.path)
+        except (pa.ArrowException, OSError) as error:
+            raise ChangeFileError(self.key, f"not a readable Parquet file ({error})") from error
+
+    def data_schema(self) -> pa.Schema:
+        """The file's columns without DMS's `Op`, checked for what every change needs."""
+        schema = self.open().schema_arrow
+        names = set(schema.names)
+        missing = [c for c in self.primary_key if c not in names]
+        if missing:
+            raise ChangeFileError(self.key, f"primary key column(s) {', '.join(missing)} missing from the file")
+        if self.commit_timestamp_column and self.commit_timestamp_column not in names:
+            raise ChangeFileError(
+                self.key, f"commit timestamp column {self.commit_timestamp_column} missing from the file"
+            )
+        for name in schema.names:
+            if name.startswith("_cdc_"):
+                raise ChangeFileError(self.key, f"column {name} uses the reserved prefix _cdc_")
+        return pa.schema([f for f in schema if f.name != OP_COLUMN])
+
+    def changes(self, loaded_at: datetime) -> Iterator[pa.RecordBatch]:
+        """Data columns (as in the file) followed by the metadata columns, batch by batch."""
+        parquet = self.open()
+        data_names = [n for n in parquet.schema_arrow.names if n != OP_COLUMN]
+        has_op = OP_COLUMN in parquet.schema_arrow.names
+        row = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS):
+                yield self._normalise(batch, data_names, has_op, row, loaded_at)
+                row += batch.num_rows
+        except (pa.ArrowException, OSError) as error:
+            raise ChangeFileError(self.key, f"unreadable at row {row} ({error})") from error
+
+    def _normalise(self, batch: pa.RecordBatch, data_names, has_op, first_row, loaded_at) -> pa.RecordBatch:
+        n = batch.num_rows
+        ops = self._ops(batch, has_op, first_row)
+        commit_ts = self._commit_ts(batch, first_row)
+        rows = pa.array(range(first_row, first_row + n), pa.int64())
+        ts_text = (
+            pc.fill_null(pc.utf8_lpad(pc.cast(pc.cast(commit_ts, pa.int64()), pa.string()), 20, "0"), _NO_TIMESTAMP)
+            if commit_ts is not None else pa.array([_NO_TIMESTAMP] * n, pa.string())
+        )
+        position = pc.binary_join_element_wise(
+            pa.array([str(self.phase)] * n, pa.string()),
+            ts_text,
+            pa.array([self.key] * n, pa.string()),
+            pc.utf8_lpad(pc.cast(rows, pa.string()), 12, "0"),
+            "|",
+        )
+        meta = [
+            ops,
+            commit_ts if commit_ts is not None else pa.nulls(n, pa.timestamp("us", tz="UTC")),
+            position,
+            pa.array([self.key] * n, pa.string()),
+            rows,
+            pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC")),
+        ]
+        columns = [batch.column(name) for name in data_names] + meta
+        return pa.RecordBatch.from_arrays(columns, names=list(data_names) + list(META_COLUMNS))
+
+    def _ops(self, batch: pa.RecordBatch, has_op: bool, first_row: int) -> pa.Array:
+        if not has_op:
+            return pa.array(["I"] * batch.num_rows, pa.string())
+        ops = pc.cast(batch.column(OP_COLUMN), pa.string())
+        bad = pc.invert(pc.fill_null(pc.is_in(ops, value_set=pa.array(VALID_OPS)), False))
+        if pc.any(bad).as_py():
+            index = pc.index(bad, True).as_py()
+            raise ChangeFileError(
+                self.key,
+                f"column Op has {ops[index].as_py()!r} in row {first_row + index}; expected I, U or D",
+            )
+        return ops
+
+    def _commit_ts(self, batch: pa.RecordBatch, first_row: int) -> pa.Array | None:
+        name = self.commit_timestamp_column
+        if not name:
+            return None
+        column = batch.column(name)
+        try:
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                # DMS writes TimestampColumnName as text: "2026-11-23 07:45:01.123456" (UTC).
+                parsed = pc.cast(column, pa.timestamp("us"))
+                return pc.cast(parsed, pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
+            if pa.types.is_timestamp(column.type):
+                if column.type.tz is None:
+                    column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
+                return pc.cast(column, pa.timestamp("us", tz="UTC"))
+        except pa.ArrowInvalid as error:
+            raise ChangeFileError(
+                self.key, f"commit timestamp column {name} has a value that is not a timestamp ({error})"
+            ) from error
+        raise ChangeFileError(self.key, f"commit timestamp column {name} has type {column.type}, not a timestamp")

@@ -1,0 +1,219 @@
+"""Pipelines are configuration: load `pipelines.yaml`, validate it, return typed objects.
+
+Validation is a JSON Schema (schemas/pipelines.schema.json) plus a few cross-field checks.
+Every problem becomes one ConfigError naming the file, the pipeline and the field.
+Nothing here touches the network: the DAG file calls `load_pipelines` at parse time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "pipelines.schema.json"
+CONFIG_ENV = "CDC_SYNC_CONFIG"
+
+
+class ConfigError(ValueError):
+    """The pipeline configuration is invalid; the message names file, pipeline and field."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    schema: str
+    name: str
+    primary_key: tuple[str, ...]
+    commit_timestamp_column: str | None = None
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def target_name(self) -> str:
+        """Base name of this table's objects in a target (`<schema>_<table>`)."""
+        return f"{self.schema}_{self.name}"
+
+
+@dataclass(frozen=True)
+class DmsSource:
+    bucket: str
+    prefix: str = ""
+    file_format: str = "parquet"
+    aws_conn_id: str = "aws_default"
+    quarantine_prefix: str = "cdc-sync/quarantine/"
+
+    def table_prefix(self, table: TableSpec) -> str:
+        """Where DMS writes a table's files: `<prefix>/<schema>/<table>/`."""
+        base = self.prefix.strip("/")
+        return f"{base}/{table.schema}/{table.name}/" if base else f"{table.schema}/{table.name}/"
+
+
+@dataclass(frozen=True)
+class BigQueryTarget:
+    project: str
+    dataset: str
+    gcp_conn_id: str = "google_cloud_default"
+    location: str = "US"
+    ledger_table: str = "_cdc_sync_ledger"
+
+    def changelog_table(self, table: TableSpec) -> str:
+        return f"{table.target_name}_changelog"
+
+    def latest_view(self, table: TableSpec) -> str:
+        return table.target_name
+
+    def asset_uri(self, table: TableSpec) -> str:
+        return f"bigquery://{self.project}/{self.dataset}/{self.latest_view(table)}"
+
+
+@dataclass(frozen=True)
+class Options:
+    late_file_grace_minutes: int = 15
+    poke_interval_seconds: int = 60
+    wait_timeout_minutes: int = 50
+    max_batch_files: int = 2000
+    max_batch_bytes: int = 4 * 1024**3
+    retries: int = 3
+    pool: str = "default_pool"
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    source: DmsSource
+    tables: tuple[TableSpec, ...]
+    bigquery: BigQueryTarget | None
+    schedule: str | None = "*/10 * * * *"
+    description: str = ""
+    options: Options = field(default_factory=Options)
+
+    @property
+    def dag_id(self) -> str:
+        return f"cdc_{self.name}"
+
+    def table(self, qualified_name: str) -> TableSpec:
+        for table in self.tables:
+            if table.qualified_name == qualified_name:
+                return table
+        raise ConfigError(f"pipeline {self.name!r} has no table {qualified_name!r}")
+
+
+@cache
+def _validator():
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+
+
+def _field_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(error) -> str:
+    if error.validator == "pattern" and "description" in error.schema:
+        return f"{error.instance!r} is not {error.schema['description']}"
+    if error.validator == "additionalProperties":
+        return error.message.replace("Additional properties are not allowed", "unknown key")
+    return error.message
+
+
+def parse_pipelines(document: Any, source_name: str = "<config>") -> list[Pipeline]:
+    """Validate a parsed YAML document and build the Pipeline objects."""
+    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        path = list(error.absolute_path)
+        where = ""
+        if len(path) >= 2 and path[0] == "pipelines" and isinstance(path[1], int):
+            raw = document["pipelines"][path[1]]
+            name = raw.get("name") if isinstance(raw, dict) else None
+            where = f" pipeline {name!r}" if name else f" pipelines[{path[1]}]"
+            path = path[2:]
+        field_name = _field_path(path) or "(top level)"
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(f"{source_name}:{where} field {field_name}: {_describe(error)}{more}")
+
+    pipelines = [_build(raw) for raw in document["pipelines"]]
+    _check_unique(pipelines, source_name)
+    return pipelines
+
+
+def _build(raw: dict) -> Pipeline:
+    tables = tuple(
+        TableSpec(
+            schema=t["schema"], name=t["name"], primary_key=tuple(t["primary_key"]),
+            commit_timestamp_column=t.get("commit_timestamp_column"),
+        )
+        for t in raw["tables"]
+    )
+    bigquery = raw["targets"].get("bigquery")
+    return Pipeline(
+        name=raw["name"],
+        description=raw.get("description", ""),
+        schedule=raw.get("schedule", "*/10 * * * *"),
+        source=DmsSource(**{k: v for k, v in raw["source"].items() if k != "kind"}),
+        tables=tables,
+        bigquery=BigQueryTarget(**bigquery) if bigquery else None,
+        options=Options(**raw.get("options", {})),
+    )
+
+
+def _check_unique(pipelines: list[Pipeline], source_name: str) -> None:
+    seen: set[str] = set()
+    for pipeline in pipelines:
+        if pipeline.name in seen:
+            raise ConfigError(f"{source_name}: pipeline {pipeline.name!r} is declared twice")
+        seen.add(pipeline.name)
+        names = [t.qualified_name for t in pipeline.tables]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ConfigError(
+                    f"{source_name}: pipeline {pipeline.name!r} field tables[{index}]: "
+                    f"table {name!r} is declared twice"
+                )
+        for index, table in enumerate(pipeline.tables):
+            if table.commit_timestamp_column in table.primary_key:
+                raise ConfigError(
+                    f"{source_name}: pipeline {pipeline.name!r} field tables[{index}].commit_timestamp_column: "
+                    f"{table.commit_timestamp_column!r} is part of the primary key"
+                )
+
+
+def default_config_path() -> Path:
+    """CDC_SYNC_CONFIG, else config/pipelines.yaml next to the dags folder (repo layout),
+    else dags/config/pipelines.yaml (MWAA, where only the dags folder is synced)."""
+    if env := os.environ.get(CONFIG_ENV):
+        return Path(env)
+    repo_root = Path(__file__).resolve().parents[2]
+    for candidate in (repo_root / "config" / "pipelines.yaml", repo_root / "dags" / "config" / "pipelines.yaml"):
+        if candidate.exists():
+            return candidate
+    return repo_root / "config" / "pipelines.yaml"
+
+
+def load_pipelines(path: str | os.PathLike | None = None) -> list[Pipeline]:
+    config_path = Path(path) if path else default_config_path()
+    try:
+        document = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{config_path}: file not found (set {CONFIG_ENV} to the pipelines file)") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{config_path}: not valid YAML: {error}") from error
+    return parse_pipelines(document, str(config_path))
+
+
+def get_pipeline(name: str, path: str | os.PathLike | None = None) -> Pipeline:
+    for pipeline in load_pipelines(path):
+        if pipeline.name == name:
+            return pipeline
+    raise ConfigError(f"no pipeline named {name!r} in {path or default_config_path()}")

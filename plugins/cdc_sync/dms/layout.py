@@ -1,0 +1,102 @@
+"""How AWS DMS names the files it writes to an S3 target, and what that means for listing.
+
+Under `<prefix>/<schema>/<table>/` DMS writes
+  * full-load files `LOAD00000001.parquet`, `LOAD00000002.parquet`, ... (numbered), and
+  * CDC files `20261123-074501123.parquet` (UTC time of the file, to the millisecond),
+    optionally inside date folders `2026/11/23/` when DatePartitionEnabled is set.
+
+Digits sort before letters, so in S3's lexicographic order every CDC key of a table comes
+before its first LOAD key. Listing therefore keeps two cursors per table: one over the
+LOAD files (Prefix `.../LOAD`) and one over the CDC files that stops at the LOAD region.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+
+_EXTENSIONS = {"parquet": r"\.parquet", "csv": r"\.csv(\.gz)?"}
+_CDC_NAME = re.compile(r"^(?P<ts>\d{8}-\d{9})")
+_DATE_FOLDERS = re.compile(r"^(?P<date>\d{4}/\d{2}/\d{2}(/\d{2})?)/")
+
+
+class FileKind(str, Enum):
+    FULL_LOAD = "full_load"
+    CDC = "cdc"
+
+    @property
+    def phase(self) -> int:
+        """Every full-load row sorts before every CDC change of its table."""
+        return 0 if self is FileKind.FULL_LOAD else 1
+
+
+@dataclass(frozen=True, order=True)
+class DmsFile:
+    """One landed object. Ordered as it must be applied: full load first, then by key."""
+
+    phase: int
+    key: str
+    etag: str
+    size: int
+
+    @property
+    def kind(self) -> FileKind:
+        return FileKind.FULL_LOAD if self.phase == 0 else FileKind.CDC
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "etag": self.etag, "size": self.size, "phase": self.phase}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DmsFile":
+        return cls(phase=int(data["phase"]), key=data["key"], etag=data["etag"], size=int(data["size"]))
+
+
+def classify(key: str, table_prefix: str, file_format: str = "parquet") -> FileKind | None:
+    """FULL_LOAD, CDC, or None for anything else under the prefix (manifests, other formats)."""
+    if not key.startswith(table_prefix):
+        return None
+    relative = key[len(table_prefix):]
+    if match := _DATE_FOLDERS.match(relative):
+        relative = relative[match.end():]
+    if "/" in relative:
+        return None
+    extension = _EXTENSIONS[file_format]
+    if re.fullmatch(rf"LOAD[0-9A-Fa-f]+{extension}", relative):
+        return FileKind.FULL_LOAD
+    if re.fullmatch(rf"\d{{8}}-\d{{9}}{extension}", relative):
+        return FileKind.CDC
+    return None
+
+
+def load_region_start(table_prefix: str) -> str:
+    """First key of the LOAD region of a table (CDC listing stops here)."""
+    return f"{table_prefix}LOAD"
+
+
+def grace_start_after(cdc_after: str | None, table_prefix: str, grace: timedelta) -> str | None:
+    """StartAfter for the CDC cursor: the watermark moved back by `grace`.
+
+    A file that lands late with an older name than the watermark is still found as long
+    as it is less than `grace` late; the ledger drops the files already loaded. Keys that
+    do not follow DMS naming are used as they are.
+    """
+    if not cdc_after or not grace:
+        return cdc_after
+    relative = cdc_after[len(table_prefix):] if cdc_after.startswith(table_prefix) else None
+    if relative is None:
+        return cdc_after
+    folders = _DATE_FOLDERS.match(relative)
+    name = relative[folders.end():] if folders else relative
+    match = _CDC_NAME.match(name)
+    if not match:
+        return cdc_after
+    when = datetime.strptime(match["ts"][:15], "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc)
+    when += timedelta(milliseconds=int(match["ts"][15:])) - grace
+    stamp = when.strftime("%Y%m%d-%H%M%S") + f"{when.microsecond // 1000:03d}"
+    if folders:
+        hourly = folders["date"].count("/") == 3
+        folder = when.strftime("%Y/%m/%d/%H" if hourly else "%Y/%m/%d")
+        return f"{table_prefix}{folder}/{stamp}"
+    return f"{table_prefix}{stamp}"

@@ -1,0 +1,123 @@
+"""Incremental S3 listing: cost grows with new files, not with a prefix's history.
+
+A `Cursor` is one ListObjectsV2 walk: a Prefix, a StartAfter taken from the remembered
+watermark, and an optional StopAt key where the walk ends early. The same cursors drive
+the synchronous listing (boto3, in tasks) and the asynchronous one (aiobotocore, in the
+trigger), so both cost the same: one call per cursor when nothing new has landed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from cdc_sync.dms.layout import DmsFile, classify, grace_start_after, load_region_start
+
+
+@dataclass(frozen=True)
+class Cursor:
+    table: str  # qualified name `<schema>.<table>`
+    prefix: str
+    start_after: str | None = None
+    stop_at: str | None = None
+
+    def request(self, bucket: str, continuation: str | None, page_size: int) -> dict:
+        params: dict = {"Bucket": bucket, "Prefix": self.prefix, "MaxKeys": page_size}
+        if continuation:
+            params["ContinuationToken"] = continuation
+        elif self.start_after:
+            params["StartAfter"] = self.start_after
+        return params
+
+    def stops_at(self, key: str) -> bool:
+        return self.stop_at is not None and key >= self.stop_at
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Last keys handed to a load, per cursor. Empty on the first run."""
+
+    cdc_after: str | None = None
+    load_after: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"cdc_after": self.cdc_after, "load_after": self.load_after}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Watermark":
+        data = data or {}
+        return cls(cdc_after=data.get("cdc_after"), load_after=data.get("load_after"))
+
+    def advanced(self, table_prefix: str, keys: list[str]) -> "Watermark":
+        load_region = load_region_start(table_prefix)
+        load_keys = [k for k in keys if k.startswith(load_region)]
+        cdc_keys = [k for k in keys if not k.startswith(load_region)]
+        return Watermark(
+            cdc_after=max([k for k in [self.cdc_after, *cdc_keys] if k], default=None),
+            load_after=max([k for k in [self.load_after, *load_keys] if k], default=None),
+        )
+
+
+def table_cursors(
+    table: str, table_prefix: str, watermark: Watermark, grace: timedelta = timedelta(0)
+) -> list[Cursor]:
+    """The two walks of one DMS table folder (see dms.layout for why two)."""
+    load_region = load_region_start(table_prefix)
+    return [
+        Cursor(table, load_region, start_after=watermark.load_after),
+        Cursor(
+            table, table_prefix, stop_at=load_region,
+            start_after=grace_start_after(watermark.cdc_after, table_prefix, grace),
+        ),
+    ]
+
+
+def accept(page_items: list[dict], cursor: Cursor, table_prefix: str, file_format: str) -> tuple[list[DmsFile], bool]:
+    """Turn one ListObjectsV2 page into DMS files; the flag says the walk reached StopAt."""
+    files: list[DmsFile] = []
+    for item in page_items:
+        key = item["Key"]
+        if cursor.stops_at(key):
+            return files, True
+        kind = classify(key, table_prefix, file_format)
+        if kind is not None:
+            files.append(DmsFile(phase=kind.phase, key=key, etag=item["ETag"].strip('"'), size=int(item["Size"])))
+    return files, False
+
+
+@dataclass
+class ListingStats:
+    calls: int = 0
+
+
+def list_new_files(
+    s3_client, bucket: str, cursor: Cursor, table_prefix: str, file_format: str,
+    *, page_size: int = 1000, stats: ListingStats | None = None,
+) -> Iterator[DmsFile]:
+    """Walk one cursor with a boto3 S3 client."""
+    continuation = None
+    while True:
+        page = s3_client.list_objects_v2(**cursor.request(bucket, continuation, page_size))
+        if stats is not None:
+            stats.calls += 1
+        files, stopped = accept(page.get("Contents", []), cursor, table_prefix, file_format)
+        yield from files
+        continuation = page.get("NextContinuationToken")
+        if stopped or not page.get("IsTruncated") or not continuation:
+            return
+
+
+async def any_new_file(
+    async_client, bucket: str, cursor: Cursor, table_prefix: str, file_format: str, page_size: int = 1000
+) -> DmsFile | None:
+    """Walk one cursor with an aiobotocore client until the first new DMS file."""
+    continuation = None
+    while True:
+        page = await async_client.list_objects_v2(**cursor.request(bucket, continuation, page_size))
+        files, stopped = accept(page.get("Contents", []), cursor, table_prefix, file_format)
+        if files:
+            return files[0]
+        continuation = page.get("NextContinuationToken")
+        if stopped or not page.get("IsTruncated") or not continuation:
+            return None

@@ -1,0 +1,93 @@
+"""Sensor: wait until any table of a pipeline has a DMS file past its watermark."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from cdc_sync._compat import AirflowSkipException
+from cdc_sync.config import get_pipeline
+from cdc_sync.listing import Cursor, list_new_files, table_cursors
+from cdc_sync.triggers.dms_files import DmsNewFilesTrigger
+
+
+class DmsNewFilesSensor(BaseSensorOperator):
+    """Lists each table folder from its watermark (StartAfter), so a poke costs one or two
+    ListObjectsV2 calls per table however many files the folder already holds.
+
+    Deferrable by default: after one synchronous look it hands the waiting to the
+    triggerer. Returns the tables that have new files; skips the run when none arrive
+    before `timeout`. A manual run with `replay_keys` or `rescan` does not wait.
+    """
+
+    ui_color = "#f0e4ff"
+
+    def __init__(self, *, pipeline_name: str, config_path: str | None = None, deferrable: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.pipeline_name = pipeline_name
+        self.config_path = config_path
+        self.deferrable = deferrable
+
+    def _cursors(self) -> tuple[Any, list[Cursor], dict[str, str]]:
+        from cdc_sync import watermarks
+
+        pipeline = get_pipeline(self.pipeline_name, self.config_path)
+        cursors: list[Cursor] = []
+        prefixes: dict[str, str] = {}
+        for table in pipeline.tables:
+            prefix = pipeline.source.table_prefix(table)
+            prefixes[table.qualified_name] = prefix
+            cursors += table_cursors(table.qualified_name, prefix, watermarks.read(pipeline.name, table.qualified_name))
+        return pipeline, cursors, prefixes
+
+    def _tables_with_new_files(self, pipeline, cursors: list[Cursor], prefixes: dict[str, str]) -> list[str]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        client = S3Hook(aws_conn_id=pipeline.source.aws_conn_id).get_conn()
+        tables: list[str] = []
+        for cursor in cursors:
+            if cursor.table in tables:
+                continue
+            first = next(iter(list_new_files(
+                client, pipeline.source.bucket, cursor, prefixes[cursor.table], pipeline.source.file_format
+            )), None)
+            if first is not None:
+                tables.append(cursor.table)
+        return tables
+
+    def execute(self, context) -> Any:
+        params = context.get("params") or {}
+        if params.get("replay_keys") or params.get("rescan"):
+            self.log.info("manual run (replay_keys/rescan): not waiting for new files")
+            return [t.qualified_name for t in get_pipeline(self.pipeline_name, self.config_path).tables]
+        if not self.deferrable:
+            return super().execute(context)
+        pipeline, cursors, prefixes = self._cursors()
+        if tables := self._tables_with_new_files(pipeline, cursors, prefixes):
+            self.log.info("new DMS files for %s", ", ".join(tables))
+            return tables
+        deadline = datetime.now(timezone.utc) + timedelta(seconds=self.timeout)
+        self.defer(
+            trigger=DmsNewFilesTrigger(
+                aws_conn_id=pipeline.source.aws_conn_id, bucket=pipeline.source.bucket,
+                file_format=pipeline.source.file_format,
+                cursors=[c.__dict__ for c in cursors], table_prefixes=prefixes,
+                poke_interval=self.poke_interval, deadline=deadline.isoformat(),
+            ),
+            method_name="execute_complete",
+        )
+
+    def poke(self, context) -> PokeReturnValue:
+        pipeline, cursors, prefixes = self._cursors()
+        tables = self._tables_with_new_files(pipeline, cursors, prefixes)
+        return PokeReturnValue(is_done=bool(tables), xcom_value=tables)
+
+    def execute_complete(self, context, event: dict) -> list[str]:
+        if event.get("status") == "found":
+            self.log.info("new DMS files for %s", ", ".join(event["tables"]))
+            return event["tables"]
+        raise AirflowSkipException(
+            f"no new DMS files for pipeline {self.pipeline_name} within {self.timeout:.0f}s; nothing to load"
+        )
