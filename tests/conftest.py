@@ -59,3 +59,9 @@ def airflow_db():
 def unique_name():
     """A short unique suffix for buckets, datasets and databases of one test."""
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def dms_fixture() -> Path:
+    """A full-load file written by AWS DMS itself (see tests/fixtures/README.md)."""
+    return REPO / "tests" / "fixtures" / "dms" / "dms_test_table_LOAD00000001.parquet"

@@ -9,7 +9,7 @@ table as DMS full-load files. Both use cdc_sync.dms.writer, the project's DMS fo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
@@ -33,7 +33,7 @@ class DmsStandIn:
         self.prefix = prefix.strip("/")
         self.timestamp_column = timestamp_column
         self.tables: dict[str, SourceTable] = {}
-        self._clock = datetime(2026, 11, 23, 7, 0, 0, tzinfo=timezone.utc)
+        self._clock = datetime(2026, 11, 23, 7, 0, 0, tzinfo=UTC)
         with self.conn.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")
 
@@ -65,7 +65,7 @@ class DmsStandIn:
             args = tuple(where.values())
         with self.conn.cursor() as cur:
             cur.execute(sql, args)
-            return [dict(zip(names, row)) for row in cur.fetchall()]
+            return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
 
     def insert(self, qualified: str, row: dict) -> None:
         table = self.tables[qualified]

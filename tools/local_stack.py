@@ -12,14 +12,17 @@ Used by `make demo`, by the test suite (a session fixture) and by the benchmarks
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -92,7 +95,7 @@ class MariaDB:
                     return
                 except Exception:  # noqa: BLE001
                     time.sleep(0.5)
-            raise StackError(f"started {server} but it does not answer on {self.host}:{self.port}")
+            raise StackError(f"started {server} but it does not answer on {self.host}:{self.port}") from first_error
 
     def airflow_conn(self, database: str) -> str:
         return json.dumps({
@@ -154,6 +157,9 @@ class LocalStack:
         except BaseException:
             stack.stop()
             raise
+        # Servers run in their own sessions; make sure they go when we go, however we go.
+        atexit.register(stack.stop)
+        _stop_on_sigterm(stack)
         return stack
 
     def _spawn(self, what: str, argv: list[str], ready_url: str) -> None:
@@ -217,6 +223,21 @@ class LocalStack:
             project=BIGQUERY_PROJECT, credentials=AnonymousCredentials(),
             client_options={"api_endpoint": self.bigquery_url},
         )
+
+
+def _stop_on_sigterm(stack: "LocalStack") -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum, frame):
+        stack.stop()
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv: list[str]) -> int:

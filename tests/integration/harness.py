@@ -10,11 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import yaml
+from tools.dms_standin import DmsStandIn
 
 from cdc_sync import dms_to_bigquery
 from cdc_sync.config import Pipeline, load_pipelines
 from cdc_sync.listing import Watermark
-from tools.dms_standin import DmsStandIn
 
 CUSTOMERS_DDL = """
 CREATE TABLE `{db}`.`customers` (
@@ -81,8 +81,8 @@ class World:
         self.write_config()
         self.watermarks = InMemoryWatermarks()
 
-    def write_config(self, **options) -> None:
-        tables = [
+    def write_config(self, tables: list[dict] | None = None, **options) -> None:
+        tables = tables or [
             {"schema": self.db, "name": "customers", "primary_key": ["id"]},
             {"schema": self.db, "name": "order_lines", "primary_key": ["order_id", "line_no"]},
         ]
@@ -168,7 +168,7 @@ def normalise_source(row: dict) -> dict:
     out = {}
     for k, v in row.items():
         if isinstance(v, dt.datetime):
-            v = v.replace(tzinfo=dt.timezone.utc)
+            v = v.replace(tzinfo=dt.UTC)
         out[k] = v
     return out
 
@@ -196,5 +196,5 @@ def expected_row(row: dict) -> dict:
     out = dict(row)
     for k in ("updated_at", "seen_at"):
         if out.get(k) is not None:
-            out[k] = out[k].replace(tzinfo=dt.timezone.utc)
+            out[k] = out[k].replace(tzinfo=dt.UTC)
     return out

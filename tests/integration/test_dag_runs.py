@@ -90,3 +90,53 @@ def test_dag_fails_with_clear_message_on_quarantined_file_and_loads_the_rest(wor
     assert states["load_to_bigquery"] == ["failed"], states
     assert world.view_rows() == world.source_rows(world.customers)
     assert "20261123-080000000.parquet" in caplog.text and "not a readable Parquet file" in caplog.text
+
+
+def test_sensor_defers_until_a_file_lands_then_loads_it(world, monkeypatch):
+    import threading
+
+    from cdc_sync.triggers.dms_files import DmsNewFilesTrigger
+
+    for i in range(1, 3):
+        world.dms.insert(world.customers, customer(i))
+    deferred = threading.Event()
+    real_run = DmsNewFilesTrigger.run
+
+    def spied_run(self):  # calls straight through; only tells the test the trigger started
+        deferred.set()
+        return real_run(self)
+
+    monkeypatch.setattr(DmsNewFilesTrigger, "run", spied_run)
+
+    def land_once_deferred():
+        if deferred.wait(timeout=50):  # nothing lands before the sensor handed over to its trigger
+            world.dms.full_load(world.customers)
+
+    thread = threading.Thread(target=land_once_deferred)
+    thread.start()
+    try:
+        run = world.dag().test()
+    finally:
+        thread.join()
+    assert deferred.is_set()
+    assert str(run.state) == "success", _task_states(run)
+    assert world.view_rows() == world.source_rows(world.customers)
+
+
+def test_sensor_skips_the_run_when_nothing_lands_before_the_timeout(world):
+    run = world.dag().test()
+    states = _task_states(run)
+    assert states["wait_for_new_files"] == ["skipped"], states
+    assert str(run.state) == "success"
+    assert not _dataset_exists(world)  # planning and loading never ran
+
+
+def _dataset_exists(world) -> bool:
+    from google.api_core.exceptions import NotFound
+
+    try:
+        world.bq.get_dataset(f"local.{world.dataset}")
+        return True
+    except NotFound:
+        return False
+

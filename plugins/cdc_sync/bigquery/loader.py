@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -275,7 +275,7 @@ class ChangelogLoader:
             self.client.update_table(existing, ["schema"])
 
     def _write_combined(self, prepared: list[_Prepared], schema: pa.Schema, out: Path, report: LoadReport) -> dict[str, int] | None:
-        loaded_at = datetime.now(timezone.utc)
+        loaded_at = datetime.now(UTC)
         counts: dict[str, int] = {}
         with pq.ParquetWriter(out, schema, compression="snappy") as writer:
             for p in prepared:
@@ -349,7 +349,7 @@ class ChangelogLoader:
         body = json.dumps({
             "pipeline": self.pipeline.name, "table": self.table.qualified_name, "target": "bigquery",
             "bucket": source.bucket, "key": f.key, "etag": f.etag, "reason": reason,
-            "quarantined_at": datetime.now(timezone.utc).isoformat(),
+            "quarantined_at": datetime.now(UTC).isoformat(),
         }, indent=2)
         try:
             self.s3.put_object(Bucket=source.bucket, Key=marker, Body=body.encode(), ContentType="application/json")

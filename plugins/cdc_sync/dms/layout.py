@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from enum import Enum
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 _EXTENSIONS = {"parquet": r"\.parquet", "csv": r"\.csv(\.gz)?"}
 _CDC_NAME = re.compile(r"^(?P<ts>\d{8}-\d{9})")
 _DATE_FOLDERS = re.compile(r"^(?P<date>\d{4}/\d{2}/\d{2}(/\d{2})?)/")
 
 
-class FileKind(str, Enum):
+class FileKind(StrEnum):
     FULL_LOAD = "full_load"
     CDC = "cdc"
 
@@ -92,7 +92,7 @@ def grace_start_after(cdc_after: str | None, table_prefix: str, grace: timedelta
     match = _CDC_NAME.match(name)
     if not match:
         return cdc_after
-    when = datetime.strptime(match["ts"][:15], "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc)
+    when = datetime.strptime(match["ts"][:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
     when += timedelta(milliseconds=int(match["ts"][15:])) - grace
     stamp = when.strftime("%Y%m%d-%H%M%S") + f"{when.microsecond // 1000:03d}"
     if folders:

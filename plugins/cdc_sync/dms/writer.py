@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -60,11 +60,11 @@ class Change:
 
 
 def format_commit_ts(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def cdc_file_name(when: datetime) -> str:
-    when = when.astimezone(timezone.utc)
+    when = when.astimezone(UTC)
     return f"{when:%Y%m%d-%H%M%S}{when.microsecond // 1000:03d}.parquet"
 
 
@@ -97,7 +97,7 @@ def _arrow_value(value, arrow_type: pa.DataType):
     if value is None:
         return None
     if pa.types.is_timestamp(arrow_type) and isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)  # MySQL DATETIME read in a UTC session
+        return value.replace(tzinfo=UTC)  # MySQL DATETIME read in a UTC session
     if pa.types.is_string(arrow_type) and isinstance(value, (bytes, bytearray)):
         return value.decode("utf-8")
     if pa.types.is_string(arrow_type) and not isinstance(value, str):

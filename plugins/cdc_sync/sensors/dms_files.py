@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -68,7 +68,7 @@ class DmsNewFilesSensor(BaseSensorOperator):
         if tables := self._tables_with_new_files(pipeline, cursors, prefixes):
             self.log.info("new DMS files for %s", ", ".join(tables))
             return tables
-        deadline = datetime.now(timezone.utc) + timedelta(seconds=self.timeout)
+        deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
         self.defer(
             trigger=DmsNewFilesTrigger(
                 aws_conn_id=pipeline.source.aws_conn_id, bucket=pipeline.source.bucket,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -61,7 +61,7 @@ class DmsNewFilesTrigger(BaseTrigger):
                 if tables:
                     yield TriggerEvent({"status": "found", "tables": tables})
                     return
-                if datetime.now(timezone.utc) >= deadline:
+                if datetime.now(UTC) >= deadline:
                     yield TriggerEvent({"status": "timeout"})
                     return
                 await asyncio.sleep(self.poke_interval)

@@ -1,0 +1,283 @@
+"""DMS change files → BigQuery changelog → latest-state view, scenario by scenario.
+
+Library-level runs (the functions the DAG's tasks call) against the real moto server,
+BigQuery emulator and MariaDB source; every test compares the view with a state the
+test computes itself from the changes it made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cdc_sync.bigquery import ledger as ledger_module
+from cdc_sync.dms.writer import Change, write_change_file
+from tests.integration.harness import World, customer, expected_row
+
+pytestmark = pytest.mark.services
+UTC = dt.UTC
+
+
+@pytest.fixture
+def world(stack, unique_name, tmp_path):
+    w = World(stack, unique_name, tmp_path)
+    yield w
+    w.close()
+
+
+def _seed(world, ids) -> dict:
+    expected = {}
+    for i in ids:
+        world.dms.insert(world.customers, customer(i))
+        expected[i] = expected_row(customer(i))
+    world.dms.full_load(world.customers)
+    return expected
+
+
+def test_updates_in_several_files_and_within_one_file_delete_reinsert_and_unknown_delete(world):
+    expected = _seed(world, range(1, 6))
+    # file 1: the same key updated three times, then another key deleted
+    for n in range(3):
+        world.dms.update(world.customers, {"id": 1}, {"qty": 100 + n})
+    world.dms.delete(world.customers, {"id": 2})
+    world.dms.flush(world.customers)
+    # file 2: key 1 updated again; key 2 re-inserted with new values; key 3 deleted and re-inserted
+    world.dms.update(world.customers, {"id": 1}, {"name": "final"})
+    world.dms.insert(world.customers, customer(2, name="back again"))
+    world.dms.delete(world.customers, {"id": 3})
+    world.dms.insert(world.customers, customer(3, qty=333))
+    # a delete of a key that was never inserted (DMS can emit one after a filtered load)
+    world.dms.delete(world.customers, {"id": 999})
+    world.dms.flush(world.customers)
+    expected[1].update(qty=102, name="final")
+    expected[2] = expected_row(customer(2, name="back again"))
+    expected[3] = expected_row(customer(3, qty=333))
+
+    reports = world.run_library()
+    assert [len(r.loaded) for r in reports] == [3]  # one load job for LOAD + 2 CDC files
+    assert world.view_rows() == expected
+    assert world.view_rows() == world.source_rows(world.customers)
+    assert 999 not in world.view_rows()
+
+
+def test_full_load_row_stamped_after_a_cdc_update_made_during_the_load_loses_to_it(world):
+    world.dms.insert(world.customers, customer(1, name="before load"))
+    # DMS reads the snapshot (old value) but stamps rows with the transfer time, which is
+    # later than the commit of an update made while the table was being loaded.
+    transfer_time = world.dms.tick(0) + dt.timedelta(minutes=5)
+    world.dms.full_load(world.customers, transfer_time=transfer_time)
+    world.dms.update(world.customers, {"id": 1}, {"name": "updated during load"})
+    world.dms.flush(world.customers)
+
+    world.run_library()
+    rows = world.view_rows()
+    assert rows[1]["name"] == "updated during load"
+    assert rows == world.source_rows(world.customers)
+
+
+def test_real_dms_fixture_loads_as_it_is(stack, unique_name, tmp_path, dms_fixture):
+    w = World(stack, unique_name, tmp_path, timestamp_column="DMS_TIMESTAMP")
+    try:
+        w.write_config(tables=[{"schema": w.db, "name": "dms_test_table", "primary_key": ["id"]}])
+        key = f"dms/{w.db}/dms_test_table/LOAD00000001.parquet"
+        w.s3.put_object(Bucket=w.bucket, Key=key, Body=dms_fixture.read_bytes())
+        reports = w.run_library()
+        assert {r.table: (r.loaded, r.quarantined) for r in reports} == {f"{w.db}.dms_test_table": ({key: 10}, {})}
+
+        view = f"local.{w.dataset}.{w.db}_dms_test_table"
+        types = {f.name: f.field_type for f in w.bq.get_table(f"local.{w.dataset}.{w.db}_dms_test_table_changelog").schema}
+        assert types["my_money"] == "BIGNUMERIC"  # decimal(38,4): 34 integer digits
+        assert types["my_numeric"] == "NUMERIC"
+        assert types["my_timestamp"] == "TIMESTAMP"
+        assert types["my_bytea"] == "BYTES"
+        assert types["my_bool"] == "BOOLEAN"
+        assert types["my_smallint"] == "INTEGER"
+
+        got = {r["id"]: dict(r) for r in w.bq.query(f"SELECT * FROM `{view}`").result()}
+        source = pq.read_table(dms_fixture).to_pylist()
+        assert len(got) == len(source) == 10
+        for row in source:
+            loaded = got[row["id"]]
+            for column, value in row.items():
+                if column == "my_real":  # float32 in the file, FLOAT64 in BigQuery
+                    assert loaded[column] == pytest.approx(value, rel=1e-6), column
+                elif column == "my_timestamp":
+                    assert loaded[column] == value.astimezone(UTC), column
+                else:
+                    assert loaded[column] == value, (row["id"], column)
+        # every row is a full-load insert ordered before any CDC change, commit time from DMS_TIMESTAMP
+        meta = w.bq.query(f"SELECT _cdc_commit_ts, _cdc_position FROM `{view}` WHERE id = 1").result()
+        first = next(iter(meta))
+        assert first["_cdc_commit_ts"] == dt.datetime(2022, 7, 26, 6, 46, 18, 616807, tzinfo=UTC)
+        assert first["_cdc_position"].startswith("0|")
+    finally:
+        w.close()
+
+
+def test_same_file_delivered_twice_under_new_key_and_same_key(world):
+    expected = _seed(world, range(1, 4))
+    world.dms.update(world.customers, {"id": 1}, {"qty": 7})
+    key = world.dms.flush(world.customers)
+    expected[1]["qty"] = 7
+    body = world.s3.get_object(Bucket=world.bucket, Key=key)["Body"].read()
+    # DMS after a task restart: the same changes again, in a later file
+    replay_key = key.replace("07000", "07590")
+    world.s3.put_object(Bucket=world.bucket, Key=replay_key, Body=body)
+    world.run_library()
+    # the same object uploaded again (same key, same content): nothing new
+    world.s3.put_object(Bucket=world.bucket, Key=key, Body=body)
+    world.run_library(rescan=True)
+
+    assert world.view_rows() == expected
+    assert world.changelog_count() == 3 + 1 + 1  # full load, the change, its replayed copy
+    loaded = [r for r in world.ledger() if r["status"] == "loaded"]
+    assert sorted(r["object_key"] for r in loaded) == sorted([f"dms/{world.db}/customers/LOAD00000001.parquet", key, replay_key])
+
+
+def test_files_landing_out_of_order_converge(world):
+    expected = _seed(world, range(1, 4))
+    world.run_library()
+    world.dms.update(world.customers, {"id": 1}, {"qty": 1})
+    early = world.dms.tables[world.customers].pending
+    world.dms.tables[world.customers].pending = []
+    early_time = world.dms.tick()
+    world.dms.update(world.customers, {"id": 1}, {"qty": 2})
+    world.dms.delete(world.customers, {"id": 2})
+    late_key = world.dms.flush(world.customers)
+    # the later file lands and is loaded first ...
+    world.run_library()
+    # ... then the earlier one arrives, with an older name (inside the late-file grace)
+    from cdc_sync.dms.writer import cdc_file_name
+
+    early_key = late_key.rsplit("/", 1)[0] + "/" + cdc_file_name(early_time)
+    assert early_key < late_key
+    world.s3.put_object(Bucket=world.bucket, Key=early_key, Body=world.dms.cdc_file_body(world.customers, early))
+    reports = world.run_library()
+    assert [list(r.loaded) for r in reports] == [[early_key]]
+
+    expected[1]["qty"] = 2
+    del expected[2]
+    assert world.view_rows() == expected
+
+
+def test_load_task_rerun_with_the_same_batch_appends_nothing(world):
+    _seed(world, range(1, 4))
+    from cdc_sync import dms_to_bigquery
+
+    batches = dms_to_bigquery.plan_batches(world.pipeline, world.s3, world.bq, world.watermarks.read)
+    first = dms_to_bigquery.load_batch(world.pipeline, batches[0], world.s3, world.bq,
+                                       world.watermarks.read, world.watermarks.write, workdir=world.tmp_path)
+    again = dms_to_bigquery.load_batch(world.pipeline, batches[0], world.s3, world.bq,
+                                       world.watermarks.read, world.watermarks.write, workdir=world.tmp_path)
+    assert sum(first.loaded.values()) == 3
+    assert again.loaded == {} and again.already_loaded == list(first.loaded)
+    assert world.changelog_count() == 3
+
+
+def test_crash_after_load_job_before_ledger_write_then_watermark_lost(world, monkeypatch):
+    expected = _seed(world, range(1, 4))
+    real_record = ledger_module.BigQueryLedger.record
+
+    def crash_on_loaded(self, table_name, entries):
+        if any(e.status == ledger_module.LOADED for e in entries):
+            raise RuntimeError("worker killed after the load job finished")
+        return real_record(self, table_name, entries)
+
+    monkeypatch.setattr(ledger_module.BigQueryLedger, "record", crash_on_loaded)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        world.run_library()
+    assert world.changelog_count() == 3  # the job did append
+    monkeypatch.setattr(ledger_module.BigQueryLedger, "record", real_record)
+
+    # retry: the pending ledger row names the finished job; nothing is appended again
+    reports = world.run_library()
+    assert [r.already_loaded for r in reports] == [[f"dms/{world.db}/customers/LOAD00000001.parquet"]]
+    assert world.changelog_count() == 3
+    # the watermark store is wiped: a full listing, and the ledger still refuses duplicates
+    world.watermarks.values.clear()
+    assert world.run_library() == []
+    assert world.changelog_count() == 3
+    assert world.view_rows() == expected
+
+
+def test_corrupt_and_type_changed_files_are_quarantined_the_rest_loads(world, caplog):
+    expected = _seed(world, range(1, 4))
+    world.run_library()
+    prefix = f"dms/{world.db}/customers/"
+    corrupt_key = prefix + "20261123-080000000.parquet"
+    world.s3.put_object(Bucket=world.bucket, Key=corrupt_key, Body=b"PAR1\x00\x01 truncated")
+    # a file where `qty` became text (schema drift on the source)
+    columns = [(n, pa.string() if n == "qty" else t) for n, t in world.dms.tables[world.customers].columns]
+    drifted = write_change_file(
+        columns, [Change("U", {**customer(1), "qty": "abc"}, dt.datetime(2026, 11, 23, 8, 1, tzinfo=UTC))],
+        timestamp_column="cdc_commit_ts", include_op=True,
+    )
+    drift_key = prefix + "20261123-080100000.parquet"
+    world.s3.put_object(Bucket=world.bucket, Key=drift_key, Body=drifted)
+    world.dms.update(world.customers, {"id": 2}, {"qty": 22})
+    good_key = world.dms.flush(world.customers, file_time=dt.datetime(2026, 11, 23, 8, 2, tzinfo=UTC))
+    expected[2]["qty"] = 22
+
+    with caplog.at_level(logging.ERROR):
+        reports = world.run_library()
+    report = reports[0]
+    assert set(report.quarantined) == {corrupt_key, drift_key}
+    assert "not a readable Parquet file" in report.quarantined[corrupt_key]
+    assert "column qty has type STRING in the file but INTEGER in the table" in report.quarantined[drift_key]
+    assert good_key in report.loaded
+    assert world.view_rows() == expected
+    assert corrupt_key in caplog.text
+    marker = world.s3.get_object(Bucket=world.bucket, Key=f"cdc-sync/quarantine/{world.pipeline.name}/{drift_key}.json")
+    assert b"column qty" in marker["Body"].read()
+
+    # quarantined files are not retried on every run ...
+    assert world.run_library(rescan=True) == []
+    # ... until someone fixes the file and replays it
+    world.dms.tables[world.customers].pending = [
+        Change("U", {**customer(1), "qty": 4242}, dt.datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
+    ]
+    world.s3.put_object(Bucket=world.bucket, Key=corrupt_key,
+                        Body=world.dms.cdc_file_body(world.customers, world.dms.tables[world.customers].pending))
+    replayed = world.run_library(replay_keys=[corrupt_key])
+    assert [list(r.loaded) for r in replayed] == [[corrupt_key]]
+    expected[1]["qty"] = 4242
+    assert world.view_rows() == expected
+
+
+def test_new_nullable_column_is_added(world):
+    expected = _seed(world, range(1, 3))
+    world.run_library()
+    with world.mysql.cursor() as cur:
+        cur.execute(f"ALTER TABLE `{world.db}`.`customers` ADD COLUMN loyalty_points DECIMAL(10,2) NULL")
+    world.dms.track(world.db, "customers")
+    world.dms.update(world.customers, {"id": 1}, {"loyalty_points": Decimal("12.50")})
+    world.dms.flush(world.customers)
+    world.run_library()
+    expected[1]["loyalty_points"] = Decimal("12.50")
+    expected[2]["loyalty_points"] = None
+    assert world.view_rows() == expected
+
+
+def test_without_commit_timestamp_orders_by_file_and_row_and_warns_once(stack, unique_name, tmp_path, caplog):
+    w = World(stack, unique_name, tmp_path, timestamp_column=None)
+    try:
+        expected = _seed(w, range(1, 3))
+        w.dms.update(w.customers, {"id": 1}, {"qty": 5})
+        w.dms.update(w.customers, {"id": 1}, {"qty": 6})
+        w.dms.flush(w.customers)
+        with caplog.at_level(logging.WARNING):
+            w.run_library()
+            w.dms.update(w.customers, {"id": 2}, {"qty": 9})
+            w.dms.flush(w.customers)
+            w.run_library()
+        expected[1]["qty"] = 6
+        expected[2]["qty"] = 9
+        assert w.view_rows() == expected
+        assert caplog.text.count("no commit_timestamp_column") == 1
+    finally:
+        w.close()

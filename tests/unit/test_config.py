@@ -1,0 +1,87 @@
+"""Pipeline config: valid files load; each kind of mistake gets one message naming pipeline and field."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from tools.local_stack import REPO
+
+from cdc_sync.config import ConfigError, load_pipelines, parse_pipelines
+
+VALID = {
+    "pipelines": [{
+        "name": "shop",
+        "source": {"kind": "dms", "bucket": "my-landing", "prefix": "dms"},
+        "tables": [{"schema": "shop", "name": "orders", "primary_key": ["id"], "commit_timestamp_column": "ts"}],
+        "targets": {"bigquery": {"project": "my-project-1", "dataset": "cdc"}},
+    }]
+}
+
+
+def _with(path: list, value):
+    doc = copy.deepcopy(VALID)
+    node = doc
+    for part in path[:-1]:
+        node = node[part]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return doc
+
+
+def test_repository_config_is_valid():
+    pipelines = load_pipelines(REPO / "config" / "pipelines.yaml")
+    assert [p.dag_id for p in pipelines] == ["cdc_shop"]
+    assert pipelines[0].source.table_prefix(pipelines[0].tables[0]) == "dms/shop/customers/"
+
+
+def test_defaults_and_names():
+    (pipeline,) = parse_pipelines(VALID)
+    table = pipeline.tables[0]
+    assert pipeline.source.aws_conn_id == "aws_default"
+    assert pipeline.bigquery.gcp_conn_id == "google_cloud_default"
+    assert pipeline.bigquery.changelog_table(table) == "shop_orders_changelog"
+    assert pipeline.bigquery.latest_view(table) == "shop_orders"
+    assert pipeline.bigquery.asset_uri(table) == "bigquery://my-project-1/cdc/shop_orders"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (["pipelines", 0, "tables", 0, "primary_key"], KeyError, "pipeline 'shop' field tables[0]: 'primary_key' is a required property"),
+        (["pipelines", 0, "tables", 0, "primary_key"], [], "field tables[0].primary_key: [] should be non-empty"),
+        (["pipelines", 0, "tables", 0, "name"], "orders; DROP TABLE x", "field tables[0].name: 'orders; DROP TABLE x' is not a plain name"),
+        (["pipelines", 0, "tables", 0, "primary_key"], ["id`"], "field tables[0].primary_key[0]: 'id`' is not a plain name"),
+        (["pipelines", 0, "source", "colour"], "red", "field source: unknown key ('colour' was unexpected)"),
+        (["pipelines", 0, "source", "kind"], "kafka", "field source.kind: 'kafka' is not one of ['dms']"),
+        (["pipelines", 0, "targets", "bigquery", "dataset"], "my-dataset", "field targets.bigquery.dataset: 'my-dataset' is not a plain name"),
+        (["pipelines", 0, "tables", 0, "commit_timestamp_column"], "id", "field tables[0].commit_timestamp_column: 'id' is part of the primary key"),
+    ],
+)
+def test_invalid_configs_name_the_pipeline_and_field(path, value, message):
+    with pytest.raises(ConfigError) as error:
+        parse_pipelines(_with(path, value), "pipelines.yaml")
+    assert message in str(error.value)
+    assert str(error.value).startswith("pipelines.yaml:")
+
+
+def test_duplicate_table_and_pipeline():
+    doc = copy.deepcopy(VALID)
+    doc["pipelines"][0]["tables"].append(dict(doc["pipelines"][0]["tables"][0]))
+    with pytest.raises(ConfigError, match=r"tables\[1\]: table 'shop.orders' is declared twice"):
+        parse_pipelines(doc)
+    doc = copy.deepcopy(VALID)
+    doc["pipelines"].append(copy.deepcopy(doc["pipelines"][0]))
+    with pytest.raises(ConfigError, match="pipeline 'shop' is declared twice"):
+        parse_pipelines(doc)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_pipelines(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("pipelines: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_pipelines(broken)

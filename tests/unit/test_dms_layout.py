@@ -1,0 +1,69 @@
+"""DMS object names, listing cursors and the late-file grace."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from cdc_sync.dms.layout import FileKind, classify, grace_start_after
+from cdc_sync.listing import Cursor, Watermark, accept, table_cursors
+
+PREFIX = "dms/shop/orders/"
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [
+        ("dms/shop/orders/LOAD00000001.parquet", FileKind.FULL_LOAD),
+        ("dms/shop/orders/LOAD0000000A.parquet", FileKind.FULL_LOAD),
+        ("dms/shop/orders/20261123-074501123.parquet", FileKind.CDC),
+        ("dms/shop/orders/2026/11/23/20261123-074501123.parquet", FileKind.CDC),
+        ("dms/shop/orders/20261123-074501123.csv", None),
+        ("dms/shop/orders/notes.txt", None),
+        ("dms/shop/orders_archive/LOAD00000001.parquet", None),
+        ("dms/shop/orders/sub/20261123-074501123.parquet", None),
+    ],
+)
+def test_classify(key, kind):
+    assert classify(key, PREFIX) == kind
+
+
+def test_cdc_keys_sort_before_load_keys_and_the_cdc_cursor_stops_there():
+    load_cursor, cdc_cursor = table_cursors("shop.orders", PREFIX, Watermark())
+    assert load_cursor.prefix == PREFIX + "LOAD"
+    page = [
+        {"Key": PREFIX + "20261123-074501123.parquet", "ETag": '"a"', "Size": 1},
+        {"Key": PREFIX + "LOAD00000001.parquet", "ETag": '"b"', "Size": 2},
+    ]
+    files, stopped = accept(page, cdc_cursor, PREFIX, "parquet")
+    assert [f.key for f in files] == [PREFIX + "20261123-074501123.parquet"] and stopped
+    assert files[0].etag == "a"
+
+
+def test_cursor_request_uses_start_after_then_continuation():
+    cursor = Cursor("t", PREFIX, start_after=PREFIX + "20261123-074501123.parquet")
+    assert cursor.request("b", None, 1000)["StartAfter"] == PREFIX + "20261123-074501123.parquet"
+    second = cursor.request("b", "token", 1000)
+    assert second["ContinuationToken"] == "token" and "StartAfter" not in second
+
+
+@pytest.mark.parametrize(
+    ("watermark", "expected"),
+    [
+        (PREFIX + "20261123-074501123.parquet", PREFIX + "20261123-073001123"),
+        (PREFIX + "20261123-000501123.parquet", PREFIX + "20261122-235001123"),
+        (PREFIX + "2026/11/23/20261123-000501123.parquet", PREFIX + "2026/11/22/20261122-235001123"),
+        (PREFIX + "LOAD00000001.parquet", PREFIX + "LOAD00000001.parquet"),
+        (None, None),
+    ],
+)
+def test_grace_moves_the_cdc_start_back(watermark, expected):
+    assert grace_start_after(watermark, PREFIX, timedelta(minutes=15)) == expected
+
+
+def test_watermark_advances_per_cursor():
+    mark = Watermark().advanced(PREFIX, [PREFIX + "LOAD00000002.parquet", PREFIX + "20261123-074501123.parquet"])
+    assert mark == Watermark(cdc_after=PREFIX + "20261123-074501123.parquet", load_after=PREFIX + "LOAD00000002.parquet")
+    # never moves back
+    assert mark.advanced(PREFIX, [PREFIX + "20261101-000000000.parquet"]) == mark
