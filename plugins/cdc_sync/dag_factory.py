@@ -87,6 +87,8 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
             )
             for batch in batches:
                 print(f"{batch['table']}: {len(batch['files'])} file(s) to load")
+            if not batches:
+                print("nothing to load: every listed file is already in the ledger")
             return batches
 
         @task(pool=options.pool, outlets=[alias], map_index_template="{{ cdc_table }}")
