@@ -31,6 +31,11 @@ def _hooks(pipeline: Pipeline):
     return s3, bq
 
 
+def _is_backfill(context) -> bool:
+    dag_run = context.get("dag_run")
+    return str(getattr(dag_run, "run_type", "")).lower().endswith("backfill")
+
+
 def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DAG:
     options = pipeline.options
     alias = AssetAlias(f"cdc_sync_{pipeline.name}_bigquery")
@@ -79,11 +84,17 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
         def plan_batches(tables: list[str]) -> list[dict]:
             from cdc_sync import dms_to_bigquery, watermarks
 
-            params = get_current_context()["params"]
+            context = get_current_context()
+            params = context["params"]
+            window = None
+            if _is_backfill(context) and context.get("data_interval_start"):
+                # a backfill run looks at the files DMS wrote in its own data interval
+                window = (context["data_interval_start"], context["data_interval_end"])
+                print(f"backfill run: CDC files written in [{window[0]}, {window[1]})")
             s3, bq = _hooks(pipeline)
             batches = dms_to_bigquery.plan_batches(
                 pipeline, s3, bq, watermarks.read, tables=tables,
-                replay_keys=params.get("replay_keys") or (), rescan=bool(params.get("rescan")),
+                replay_keys=params.get("replay_keys") or (), rescan=bool(params.get("rescan")), window=window,
             )
             for batch in batches:
                 print(f"{batch['table']}: {len(batch['files'])} file(s) to load")

@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cdc_sync.bigquery.ledger import LOADED, QUARANTINED, BigQueryLedger
 from cdc_sync.bigquery.loader import ChangelogLoader, LoadReport
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.layout import DmsFile
-from cdc_sync.listing import ListingStats, Watermark, list_new_files, table_cursors
+from cdc_sync.dms.layout import DmsFile, dated_folders_of
+from cdc_sync.listing import ListingStats, Watermark, list_new_files, table_cursors, window_cursors
 
 log = logging.getLogger(__name__)
 _warned_no_commit_ts: set[tuple[str, str]] = set()
@@ -27,13 +27,20 @@ WatermarkWriter = Callable[[str, str, Watermark], None]
 
 def candidate_files(
     pipeline: Pipeline, table: TableSpec, s3_client, watermark: Watermark, *,
-    rescan: bool = False, stats: ListingStats | None = None,
+    rescan: bool = False, window: tuple[datetime, datetime] | None = None, stats: ListingStats | None = None,
 ) -> list[DmsFile]:
     """New files of one table: LOAD files past the LOAD watermark, CDC files past the CDC
-    watermark moved back by the late-file grace (the ledger drops what is already loaded)."""
+    watermark moved back by the late-file grace (the ledger drops what is already loaded).
+    With `window` (a backfill run's data interval): every LOAD file and the CDC files
+    written in that interval; with `rescan`: everything."""
     prefix = pipeline.source.table_prefix(table)
     grace = timedelta(minutes=pipeline.options.late_file_grace_minutes)
-    cursors = table_cursors(table.qualified_name, prefix, Watermark() if rescan else watermark, grace)
+    if window and not rescan:
+        dated = dated_folders_of(watermark.cdc_after, prefix) if watermark.cdc_after else _probe_layout(
+            s3_client, pipeline.source.bucket, prefix)
+        cursors = window_cursors(table.qualified_name, prefix, window[0], window[1], dated, grace)
+    else:
+        cursors = table_cursors(table.qualified_name, prefix, Watermark() if rescan else watermark, grace)
     found: dict[str, DmsFile] = {}
     for cursor in cursors:
         for f in list_new_files(s3_client, pipeline.source.bucket, cursor, prefix, pipeline.source.file_format, stats=stats):
@@ -44,6 +51,7 @@ def candidate_files(
 def plan_batches(
     pipeline: Pipeline, s3_client, bq_client, read_watermark: WatermarkReader, *,
     tables: Iterable[str] | None = None, replay_keys: Iterable[str] = (), rescan: bool = False,
+    window: tuple[datetime, datetime] | None = None,
 ) -> list[dict]:
     """One batch per table that has files to load, capped by max_batch_files/bytes (the
     rest waits for the next run; the sensor sees it at once)."""
@@ -59,7 +67,7 @@ def plan_batches(
             continue
         files = candidate_files(
             pipeline, table, s3_client, read_watermark(pipeline.name, table.qualified_name),
-            rescan=rescan or bool(replay),
+            rescan=rescan or bool(replay), window=window,
         )
         if replay:
             files = [f for f in files if f.key in replay]
@@ -109,6 +117,13 @@ def load_batch(
     if advanced != watermark:
         write_watermark(pipeline.name, table.qualified_name, advanced)
     return report
+
+
+def _probe_layout(s3_client, bucket: str, prefix: str) -> str | None:
+    """One call: does this table folder use DMS date folders?"""
+    page = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    first = page.get("Contents", [])
+    return dated_folders_of(first[0]["Key"], prefix) if first else None
 
 
 def _ledger_exists(bq_client, target) -> bool:

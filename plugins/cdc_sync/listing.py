@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from cdc_sync.dms.layout import DmsFile, classify, grace_start_after, load_region_start
+from cdc_sync.dms.layout import DmsFile, classify, grace_start_after, load_region_start, time_key
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,22 @@ def table_cursors(
         Cursor(
             table, table_prefix, stop_at=load_region,
             start_after=grace_start_after(watermark.cdc_after, table_prefix, grace),
+        ),
+    ]
+
+
+def window_cursors(
+    table: str, table_prefix: str, start: datetime, end: datetime, dated_folders: str | None,
+    grace: timedelta = timedelta(0),
+) -> list[Cursor]:
+    """A backfill run's walks: every LOAD file, and the CDC files written in [start − grace, end)."""
+    load_region = load_region_start(table_prefix)
+    return [
+        Cursor(table, load_region),
+        Cursor(
+            table, table_prefix,
+            start_after=time_key(table_prefix, start - grace, dated_folders),
+            stop_at=min(load_region, time_key(table_prefix, end, dated_folders)),
         ),
     ]
 

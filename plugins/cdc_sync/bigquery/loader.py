@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from boto3.s3.transfer import TransferConfig
 from google.api_core.exceptions import Conflict, GoogleAPICallError, NotFound
 from google.cloud import bigquery
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 # google-cloud-bigquery uploads in 100 MiB chunks held in memory; 16 MiB keeps the
 # worker's memory flat for any file size (must be a multiple of 256 KiB).
 UPLOAD_CHUNK_BYTES = 16 * 1024 * 1024
+# Streams each object to local disk in 8 MiB parts, a few at a time: bounded memory.
+DOWNLOAD_CONFIG = TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=4)
 CLUSTERABLE = {"INTEGER", "STRING", "DATE", "TIMESTAMP", "BOOLEAN", "NUMERIC", "BIGNUMERIC", "DATETIME"}
 _MAX_JOB_ATTEMPTS = 20
 
@@ -188,7 +191,7 @@ class ChangelogLoader:
         for index, f in enumerate(files):
             path = self.workdir / f"source-{index:06d}.parquet"
             try:
-                self.s3.download_file(self.pipeline.source.bucket, f.key, str(path))
+                self.s3.download_file(self.pipeline.source.bucket, f.key, str(path), Config=DOWNLOAD_CONFIG)
             except Exception as error:  # noqa: BLE001 - any S3 failure quarantines this object only
                 self._quarantine(report, f, f"could not be read from S3 ({error})")
                 continue

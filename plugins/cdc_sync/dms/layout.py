@@ -75,6 +75,26 @@ def load_region_start(table_prefix: str) -> str:
     return f"{table_prefix}LOAD"
 
 
+def time_key(table_prefix: str, when: datetime, dated_folders: str | None = None) -> str:
+    """The key prefix a CDC file written at `when` starts with (for StartAfter / StopAt).
+
+    `dated_folders` is None for the flat layout, else "day" or "hour" (DatePartitionEnabled)."""
+    when = when.astimezone(UTC)
+    stamp = when.strftime("%Y%m%d-%H%M%S") + f"{when.microsecond // 1000:03d}"
+    if dated_folders:
+        folder = when.strftime("%Y/%m/%d/%H" if dated_folders == "hour" else "%Y/%m/%d")
+        return f"{table_prefix}{folder}/{stamp}"
+    return f"{table_prefix}{stamp}"
+
+
+def dated_folders_of(key: str, table_prefix: str) -> str | None:
+    """"day"/"hour" if `key` sits in DMS date folders, else None."""
+    match = _DATE_FOLDERS.match(key[len(table_prefix):]) if key.startswith(table_prefix) else None
+    if not match:
+        return None
+    return "hour" if match["date"].count("/") == 3 else "day"
+
+
 def grace_start_after(cdc_after: str | None, table_prefix: str, grace: timedelta) -> str | None:
     """StartAfter for the CDC cursor: the watermark moved back by `grace`.
 
@@ -94,9 +114,4 @@ def grace_start_after(cdc_after: str | None, table_prefix: str, grace: timedelta
         return cdc_after
     when = datetime.strptime(match["ts"][:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
     when += timedelta(milliseconds=int(match["ts"][15:])) - grace
-    stamp = when.strftime("%Y%m%d-%H%M%S") + f"{when.microsecond // 1000:03d}"
-    if folders:
-        hourly = folders["date"].count("/") == 3
-        folder = when.strftime("%Y/%m/%d/%H" if hourly else "%Y/%m/%d")
-        return f"{table_prefix}{folder}/{stamp}"
-    return f"{table_prefix}{stamp}"
+    return time_key(table_prefix, when, dated_folders_of(cdc_after, table_prefix))

@@ -59,8 +59,9 @@ class DmsNewFilesSensor(BaseSensorOperator):
 
     def execute(self, context) -> Any:
         params = context.get("params") or {}
-        if params.get("replay_keys") or params.get("rescan"):
-            self.log.info("manual run (replay_keys/rescan): not waiting for new files")
+        run_type = str(getattr(context.get("dag_run"), "run_type", "")).lower()
+        if params.get("replay_keys") or params.get("rescan") or run_type.endswith("backfill"):
+            self.log.info("backfill or manual run (replay_keys/rescan): not waiting for new files")
             return [t.qualified_name for t in get_pipeline(self.pipeline_name, self.config_path).tables]
         if not self.deferrable:
             return super().execute(context)
