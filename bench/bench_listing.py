@@ -15,9 +15,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
+from tools.local_stack import LocalStack  # noqa: E402
+
 from cdc_sync.dms.writer import cdc_file_name  # noqa: E402
 from cdc_sync.listing import ListingStats, Watermark, list_new_files, table_cursors  # noqa: E402
-from tools.local_stack import LocalStack  # noqa: E402
 
 EXISTING, NEW = 100_000, 10
 BUCKET, PREFIX = "bench-listing", "dms/shop/orders/"
@@ -27,7 +28,7 @@ def main() -> None:
     with LocalStack.start() as stack:
         s3 = stack.boto3_client("s3")
         s3.create_bucket(Bucket=BUCKET)
-        start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         keys = [PREFIX + cdc_file_name(start + dt.timedelta(seconds=10 * i)) for i in range(EXISTING + NEW)]
         began = time.perf_counter()
         with ThreadPoolExecutor(32) as pool:

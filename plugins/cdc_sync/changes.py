@@ -35,6 +35,7 @@ META_SCHEMA = pa.schema([
     pa.field("_cdc_loaded_at", pa.timestamp("us", tz="UTC")),
 ])
 READ_BATCH_ROWS = 65_536
+READ_BUFFER_BYTES = 1 << 20
 _NO_TIMESTAMP = "0" * 20
 
 
@@ -59,7 +60,8 @@ class ChangeFile:
 
     def open(self) -> pq.ParquetFile:
         try:
-            return pq.ParquetFile(self.path)
+            # pre_buffer (the default) would read every column chunk of the file up front
+            return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
         except (pa.ArrowException, OSError) as error:
             raise ChangeFileError(self.key, f"not a readable Parquet file ({error})") from error
 

@@ -303,3 +303,21 @@ def test_backfill_window_plans_the_files_written_in_its_interval(world):
                                    world.watermarks.write, workdir=world.tmp_path)
     world.run_library(rescan=True)
     assert world.view_rows() == world.source_rows(world.customers)
+
+
+def test_object_rewritten_after_listing_is_loaded_in_its_new_version_next_run(world):
+    _seed(world, range(1, 3))
+    from cdc_sync import dms_to_bigquery
+
+    batches = dms_to_bigquery.plan_batches(world.pipeline, world.s3, world.bq, world.watermarks.read)
+    key = batches[0]["files"][0]["key"]
+    # between planning and loading, the object is replaced (a DMS reload rewrites LOAD files)
+    world.dms.update(world.customers, {"id": 1}, {"qty": 77})
+    world.dms.full_load(world.customers)
+    report = dms_to_bigquery.load_batch(world.pipeline, batches[0], world.s3, world.bq, world.watermarks.read,
+                                        world.watermarks.write, workdir=world.tmp_path)
+    assert report.changed_since_listing == [key] and report.loaded == {}
+    # nothing of the listed version was loaded, the watermark did not pass it: the next run loads the new one
+    reports = world.run_library()
+    assert [list(r.loaded) for r in reports] == [[key]]
+    assert world.view_rows() == world.source_rows(world.customers)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
 from google.api_core.exceptions import Conflict, GoogleAPICallError, NotFound
 from google.cloud import bigquery
 
@@ -38,8 +38,7 @@ log = logging.getLogger(__name__)
 # google-cloud-bigquery uploads in 100 MiB chunks held in memory; 16 MiB keeps the
 # worker's memory flat for any file size (must be a multiple of 256 KiB).
 UPLOAD_CHUNK_BYTES = 16 * 1024 * 1024
-# Streams each object to local disk in 8 MiB parts, a few at a time: bounded memory.
-DOWNLOAD_CONFIG = TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=4)
+DOWNLOAD_CHUNK_BYTES = 8 * 1024 * 1024
 CLUSTERABLE = {"INTEGER", "STRING", "DATE", "TIMESTAMP", "BOOLEAN", "NUMERIC", "BIGNUMERIC", "DATETIME"}
 _MAX_JOB_ATTEMPTS = 20
 
@@ -55,15 +54,24 @@ class LoadReport:
     loaded: dict[str, int] = field(default_factory=dict)  # key -> rows
     quarantined: dict[str, str] = field(default_factory=dict)  # key -> reason
     already_loaded: list[str] = field(default_factory=list)
+    previously_quarantined: list[str] = field(default_factory=list)
+    changed_since_listing: list[str] = field(default_factory=list)
 
     @property
     def handled_keys(self) -> list[str]:
-        return [*self.loaded, *self.quarantined, *self.already_loaded]
+        """Keys the watermark may pass: everything decided, up to the first file not yet decided."""
+        handled = [*self.loaded, *self.quarantined, *self.already_loaded, *self.previously_quarantined]
+        if self.changed_since_listing:
+            first_open = min(self.changed_since_listing)
+            handled = [k for k in handled if k < first_open]
+        return handled
 
     def to_dict(self) -> dict:
         return {
             "table": self.table, "job_id": self.job_id, "loaded": self.loaded,
             "quarantined": self.quarantined, "already_loaded": self.already_loaded,
+            "previously_quarantined": self.previously_quarantined,
+            "changed_since_listing": self.changed_since_listing,
         }
 
 
@@ -125,8 +133,10 @@ class ChangelogLoader:
             entry = state.get((f.key, f.etag))
             if entry is None or (entry.status == QUARANTINED and replay):
                 todo.append(f)
-            elif entry.status in (LOADED, QUARANTINED):
+            elif entry.status == LOADED:
                 report.already_loaded.append(f.key)
+            elif entry.status == QUARANTINED:
+                report.previously_quarantined.append(f.key)
             else:
                 pending_by_job.setdefault(entry.job_id, []).append((f, entry))
         for job_id, entries in pending_by_job.items():
@@ -191,9 +201,17 @@ class ChangelogLoader:
         for index, f in enumerate(files):
             path = self.workdir / f"source-{index:06d}.parquet"
             try:
-                self.s3.download_file(self.pipeline.source.bucket, f.key, str(path), Config=DOWNLOAD_CONFIG)
-            except Exception as error:  # noqa: BLE001 - any S3 failure quarantines this object only
-                self._quarantine(report, f, f"could not be read from S3 ({error})")
+                self._download(f, path)
+            except ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", ""))
+                if code in ("404", "NoSuchKey"):
+                    self._quarantine(report, f, "object no longer exists in S3")
+                elif code in ("412", "PreconditionFailed"):
+                    log.warning("%s: s3://%s/%s changed since it was listed; its new version is loaded by a "
+                                "later run", self.table.qualified_name, self.pipeline.source.bucket, f.key)
+                    report.changed_since_listing.append(f.key)
+                else:
+                    raise  # throttling, permissions, network: the task fails and retries; nothing quarantined
                 continue
             change_file = ChangeFile(
                 key=f.key, path=str(path), phase=f.phase,
@@ -212,6 +230,15 @@ class ChangelogLoader:
                 continue
             prepared.append(_Prepared(f, change_file, types))
         return prepared
+
+    def _download(self, f: DmsFile, path: Path) -> None:
+        """Stream the object to local disk in fixed-size chunks. IfMatch: exactly the
+        version that was listed, and that the ledger will name, is loaded."""
+        response = self.s3.get_object(Bucket=self.pipeline.source.bucket, Key=f.key, IfMatch=f.etag)
+        body = response["Body"]
+        with path.open("wb") as out:
+            while chunk := body.read(DOWNLOAD_CHUNK_BYTES):
+                out.write(chunk)
 
     def _evolve_schema(self, prepared: list[_Prepared], report: LoadReport) -> pa.Schema:
         """Check every file against the table, add new columns, return the load file schema."""
