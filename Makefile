@@ -10,9 +10,10 @@ PYTHON313 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13)
 
 VENV := .venv
 VENV_BQ := .venv-bigquery
+VENV_AF30 := .venv-airflow-3.0
 UV := $(VENV)/bin/uv
 
-.PHONY: help venv test test-unit lint demo bench clean
+.PHONY: help venv test test-unit test-airflow-3.0 lint demo bench clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,11 +36,20 @@ $(VENV_BQ)/.installed: requirements-bigquery-emulator.txt
 	$(VENV_BQ)/bin/python -c "from duckdb_extensions import import_extension as i; [i(e) for e in ('icu', 'ducklake', 'spatial')]"
 	@touch $@
 
+$(VENV_AF30)/.installed: requirements.txt requirements-airflow-3.0.txt constraints-airflow-3.0.txt $(VENV)/.installed
+	@echo "==> creating $(VENV_AF30) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV_AF30)
+	$(UV) pip install -q --python $(VENV_AF30)/bin/python -r requirements-airflow-3.0.txt -c constraints-airflow-3.0.txt
+	@touch $@
+
 venv: $(VENV)/.installed $(VENV_BQ)/.installed ## Create both virtualenvs (Airflow + tests, BigQuery emulator)
 
 test: venv ## Run every test against local MariaDB, moto and the BigQuery emulator
 	$(VENV)/bin/python tools/local_stack.py check
 	$(VENV)/bin/python -m pytest
+
+test-airflow-3.0: venv $(VENV_AF30)/.installed ## Every test again on Airflow 3.0.6, the oldest Airflow 3 on MWAA
+	$(VENV_AF30)/bin/python -m pytest
 
 test-unit: venv ## Only the tests that need no services
 	$(VENV)/bin/python -m pytest tests/unit tests/dags
@@ -56,4 +66,4 @@ bench: venv ## Benchmarks (listing cost, loader memory); print their figures
 	$(VENV)/bin/python bench/bench_loader_memory.py
 
 clean: ## Remove the virtualenvs and caches
-	rm -rf $(VENV) $(VENV_BQ) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_BQ) $(VENV_AF30) .pytest_cache .ruff_cache

@@ -52,7 +52,7 @@ def test_dag_file_parses_offline_in_under_a_second(dag_file):
 
 
 def test_dagbag_has_no_import_errors_and_every_dag_is_tagged_with_retries():
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.dagbag import DagBag  # moved to airflow.dag_processing.dagbag in 3.1+; re-exported
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
