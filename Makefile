@@ -54,8 +54,9 @@ test-airflow-3.0: venv $(VENV_AF30)/.installed ## Every test again on Airflow 3.
 test-unit: venv ## Only the tests that need no services
 	$(VENV)/bin/python -m pytest tests/unit tests/dags
 
-lint: venv ## ruff over the library, DAGs, tests and tools
+lint: venv ## ruff over everything, mypy over the library
 	$(VENV)/bin/ruff check plugins dags tests tools bench
+	$(VENV)/bin/mypy
 
 demo: venv ## Run the DMS → BigQuery pipeline end to end on local stand-ins and print what it did
 	$(VENV)/bin/python tools/local_stack.py check

@@ -87,10 +87,11 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
             context = get_current_context()
             params = context["params"]
             window = None
-            if _is_backfill(context) and context.get("data_interval_start"):
+            start, end = context.get("data_interval_start"), context.get("data_interval_end")
+            if _is_backfill(context) and start and end:
                 # a backfill run looks at the files DMS wrote in its own data interval
-                window = (context["data_interval_start"], context["data_interval_end"])
-                print(f"backfill run: CDC files written in [{window[0]}, {window[1]})")
+                window = (start, end)
+                print(f"backfill run: CDC files written in [{start}, {end})")
             s3, bq = _hooks(pipeline)
             batches = dms_to_bigquery.plan_batches(
                 pipeline, s3, bq, watermarks.read, tables=tables,
@@ -131,5 +132,5 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
                 )
             return report.to_dict()
 
-        load_to_bigquery.expand(batch=plan_batches(wait.output))
+        load_to_bigquery.expand(batch=plan_batches(wait.output))  # type: ignore[arg-type]
     return dag

@@ -79,7 +79,8 @@ def plan_batches(
                 or entry.status not in (LOADED, QUARANTINED)
                 or (entry.status == QUARANTINED and f.key in replay)
             ]
-        chosen, size = [], 0
+        chosen: list[DmsFile] = []
+        size = 0
         for f in files:
             if chosen and (len(chosen) >= pipeline.options.max_batch_files
                            or size + f.size > pipeline.options.max_batch_bytes):

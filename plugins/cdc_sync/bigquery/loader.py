@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -128,7 +129,8 @@ class ChangelogLoader:
     # ------------------------------------------------------------ ledger state
     def _not_yet_loaded(self, files: list[DmsFile], report: LoadReport, replay: bool) -> list[DmsFile]:
         state = self.ledger.current(self.table.qualified_name, [f.key for f in files])
-        todo, pending_by_job = [], {}
+        todo: list[DmsFile] = []
+        pending_by_job: dict[str | None, list[tuple[DmsFile, LedgerEntry]]] = {}
         for f in files:
             entry = state.get((f.key, f.etag))
             if entry is None or (entry.status == QUARANTINED and replay):
@@ -339,7 +341,7 @@ class ChangelogLoader:
             try:
                 job = self._insert_load_job(job_id, combined)
             except Conflict:  # another worker inserted it between our get_job and insert
-                job = self.client.get_job(job_id, location=self.target.location)
+                job = cast(bigquery.LoadJob, self.client.get_job(job_id, location=self.target.location))
             try:
                 job.result()
             except GoogleAPICallError as error:
