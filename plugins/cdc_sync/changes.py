@@ -15,6 +15,7 @@ Files are read row group by row group (`iter_batches`): memory does not grow wit
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,7 @@ META_SCHEMA = pa.schema([
 READ_BATCH_ROWS = 65_536
 READ_BUFFER_BYTES = 1 << 20
 _NO_TIMESTAMP = "0" * 20
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 class ChangeFileError(ValueError):
@@ -77,8 +79,12 @@ class ChangeFile:
                 self.key, f"commit timestamp column {self.commit_timestamp_column} missing from the file"
             )
         for name in schema.names:
+            if not _PLAIN_NAME.match(name):
+                raise ChangeFileError(self.key, f"column name {name!r} is not a plain name (letters, digits, underscores)")
             if name.startswith("_cdc_"):
                 raise ChangeFileError(self.key, f"column {name} uses the reserved prefix _cdc_")
+        if len(set(n.lower() for n in schema.names)) != len(schema.names):
+            raise ChangeFileError(self.key, "two columns have the same name (names are case-insensitive in the targets)")
         return pa.schema([f for f in schema if f.name != OP_COLUMN])
 
     def changes(self, loaded_at: datetime) -> Iterator[pa.RecordBatch]:

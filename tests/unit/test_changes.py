@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -57,6 +58,20 @@ def test_missing_primary_key_and_unreadable_file(tmp_path):
     path.write_bytes(b"not parquet at all")
     with pytest.raises(ChangeFileError, match="not a readable Parquet file"):
         ChangeFile("k", str(path), 1, None, ("id",)).data_schema()
+
+
+@pytest.mark.parametrize(("columns", "problem"), [
+    ({"id": [1], "bad name": ["x"]}, "column name 'bad name' is not a plain name"),
+    ({"id": [1], "x`; DROP TABLE t": ["x"]}, "is not a plain name"),
+    ({"id": [1], "_cdc_op": ["x"]}, "reserved prefix _cdc_"),
+    ({"id": [1], "Name": ["x"], "name": ["y"]}, "two columns have the same name"),
+])
+def test_hostile_column_names_are_refused_with_the_file_named(tmp_path, columns, problem):
+    path = tmp_path / "cols.parquet"
+    pq.write_table(pa.table(columns), path)
+    with pytest.raises(ChangeFileError, match=re.escape(problem)) as error:
+        ChangeFile("dms/s/t/20261123-070000000.parquet", str(path), 1, None, ("id",)).data_schema()
+    assert str(error.value).startswith("dms/s/t/20261123-070000000.parquet: ")
 
 
 def test_commit_timestamp_text_is_parsed_as_utc(tmp_path):
