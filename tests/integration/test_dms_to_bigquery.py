@@ -321,3 +321,32 @@ def test_object_rewritten_after_listing_is_loaded_in_its_new_version_next_run(wo
     reports = world.run_library()
     assert [list(r.loaded) for r in reports] == [[key]]
     assert world.view_rows() == world.source_rows(world.customers)
+
+
+def test_a_file_bigquery_refuses_is_isolated_and_the_others_of_its_batch_load(world):
+    expected = _seed(world, range(1, 4))
+    world.run_library()
+    world.dms.update(world.customers, {"id": 1}, {"qty": 5})
+    first = world.dms.flush(world.customers)
+    # bytes that are not UTF-8 in a text column: only BigQuery notices, when it reads the file
+    columns = world.dms.tables[world.customers].columns
+    hostile = pa.table(
+        {"Op": ["U"], "cdc_commit_ts": ["2026-11-23 07:30:00.000000"],
+         **{name: pa.array([customer(2)[name]], t) for name, t in columns if name != "name"},
+         "name": pa.array([b"caf\xe9 \xff"], pa.binary()).cast(pa.string(), safe=False)},
+    )
+    bad_key = f"dms/{world.db}/customers/20261123-073000000.parquet"
+    import io
+
+    buffer = io.BytesIO()
+    pq.write_table(hostile, buffer)
+    world.s3.put_object(Bucket=world.bucket, Key=bad_key, Body=buffer.getvalue())
+    world.dms.update(world.customers, {"id": 3}, {"qty": 33})
+    last = world.dms.flush(world.customers, file_time=dt.datetime(2026, 11, 23, 7, 31, tzinfo=UTC))
+    expected[1]["qty"], expected[3]["qty"] = 5, 33
+
+    (report,) = world.run_library()
+    assert set(report.loaded) == {first, last}
+    assert list(report.quarantined) == [bad_key]
+    assert report.quarantined[bad_key].startswith("BigQuery refused the file:")
+    assert world.view_rows() == expected
