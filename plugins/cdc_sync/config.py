@@ -74,6 +74,31 @@ class BigQueryTarget:
 
 
 @dataclass(frozen=True)
+class AuroraTarget:
+    """Aurora MySQL (or any MySQL/MariaDB) kept equal to the source: `mode: merge`."""
+
+    database: str
+    mysql_conn_id: str = "aurora_default"
+    mode: str = "merge"
+    method: str = "local_infile"  # aurora_s3 on Aurora: the cluster reads S3 itself
+    pool: str = "aurora"
+    chunk_rows: int = 500_000
+    staging_prefix: str = "cdc-sync/staging/"
+    ledger_table: str = "_cdc_sync_ledger"
+
+    def state_table(self, table: TableSpec) -> str:
+        """Every key with its latest change, deletes kept as tombstones."""
+        return f"{table.target_name}_state"
+
+    def view(self, table: TableSpec) -> str:
+        """What users query: the live rows of the state table."""
+        return table.target_name
+
+    def asset_uri(self, table: TableSpec) -> str:
+        return f"mysql://{self.mysql_conn_id}/{self.database}/{self.view(table)}"
+
+
+@dataclass(frozen=True)
 class Options:
     late_file_grace_minutes: int = 15
     poke_interval_seconds: int = 60
@@ -90,6 +115,7 @@ class Pipeline:
     source: DmsSource
     tables: tuple[TableSpec, ...]
     bigquery: BigQueryTarget | None
+    aurora: AuroraTarget | None = None
     schedule: str | None = "*/10 * * * *"
     description: str = ""
     options: Options = field(default_factory=Options)
@@ -157,6 +183,7 @@ def _build(raw: dict) -> Pipeline:
         for t in raw["tables"]
     )
     bigquery = raw["targets"].get("bigquery")
+    aurora = raw["targets"].get("aurora")
     return Pipeline(
         name=raw["name"],
         description=raw.get("description", ""),
@@ -164,6 +191,7 @@ def _build(raw: dict) -> Pipeline:
         source=DmsSource(**{k: v for k, v in raw["source"].items() if k != "kind"}),
         tables=tables,
         bigquery=BigQueryTarget(**bigquery) if bigquery else None,
+        aurora=AuroraTarget(**aurora) if aurora else None,
         options=Options(**raw.get("options", {})),
     )
 

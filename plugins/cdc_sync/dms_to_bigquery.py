@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from cdc_sync.bigquery.ledger import LOADED, QUARANTINED, BigQueryLedger
-from cdc_sync.bigquery.loader import ChangelogLoader, LoadReport
+from cdc_sync.bigquery.loader import ChangelogLoader
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.dms.layout import DmsFile, dated_folders_of
+from cdc_sync.landed import LoadReport
 from cdc_sync.listing import ListingStats, Watermark, list_new_files, table_cursors, window_cursors
 
 log = logging.getLogger(__name__)

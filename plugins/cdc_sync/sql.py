@@ -32,6 +32,17 @@ def bigquery_ident(name: str) -> str:
     return f"`{check_identifier(name)}`"
 
 
+def mysql_ident(name: str) -> str:
+    return f"`{check_identifier(name)}`"
+
+
+def mysql_string(value: str) -> str:
+    """A quoted literal for file paths and S3 URIs we built ourselves."""
+    if any(ch in value for ch in "'\\\x00\n\r") or not value.isprintable():
+        raise UnsafeIdentifier(f"refusing to put {value!r} in SQL text")
+    return f"'{value}'"
+
+
 def bigquery_table(project: str, dataset: str, table: str) -> str:
     if not _PROJECT.match(project):
         raise UnsafeIdentifier(f"project {project!r} is not a Google Cloud project id")
@@ -56,6 +67,8 @@ def _environment(directory: str) -> jinja2.Environment:
         keep_trailing_newline=True, autoescape=False,
     )
     env.filters["bq_ident"] = bigquery_ident
+    env.filters["my_ident"] = mysql_ident
+    env.filters["my_string"] = mysql_string
     env.globals["bq_table"] = bigquery_table
     return env
 

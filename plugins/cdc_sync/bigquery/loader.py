@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -33,47 +33,19 @@ from cdc_sync.bigquery.schema import ColumnType, UnsupportedType, column_type, c
 from cdc_sync.changes import META_COLUMNS, ChangeFile, ChangeFileError
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.dms.layout import DmsFile
+from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
 
 log = logging.getLogger(__name__)
 
 # google-cloud-bigquery uploads in 100 MiB chunks held in memory; 16 MiB keeps the
 # worker's memory flat for any file size (must be a multiple of 256 KiB).
 UPLOAD_CHUNK_BYTES = 16 * 1024 * 1024
-DOWNLOAD_CHUNK_BYTES = 8 * 1024 * 1024
 CLUSTERABLE = {"INTEGER", "STRING", "DATE", "TIMESTAMP", "BOOLEAN", "NUMERIC", "BIGNUMERIC", "DATETIME"}
 _MAX_JOB_ATTEMPTS = 20
 
 
 class LoadJobFailed(RuntimeError):
     """BigQuery ran the load job and refused it; the message is BigQuery's reason."""
-
-
-@dataclass
-class LoadReport:
-    table: str
-    job_id: str | None = None
-    loaded: dict[str, int] = field(default_factory=dict)  # key -> rows
-    quarantined: dict[str, str] = field(default_factory=dict)  # key -> reason
-    already_loaded: list[str] = field(default_factory=list)
-    previously_quarantined: list[str] = field(default_factory=list)
-    changed_since_listing: list[str] = field(default_factory=list)
-
-    @property
-    def handled_keys(self) -> list[str]:
-        """Keys the watermark may pass: everything decided, up to the first file not yet decided."""
-        handled = [*self.loaded, *self.quarantined, *self.already_loaded, *self.previously_quarantined]
-        if self.changed_since_listing:
-            first_open = min(self.changed_since_listing)
-            handled = [k for k in handled if k < first_open]
-        return handled
-
-    def to_dict(self) -> dict:
-        return {
-            "table": self.table, "job_id": self.job_id, "loaded": self.loaded,
-            "quarantined": self.quarantined, "already_loaded": self.already_loaded,
-            "previously_quarantined": self.previously_quarantined,
-            "changed_since_listing": self.changed_since_listing,
-        }
 
 
 def job_id_for(pipeline: str, table: TableSpec, files: list[DmsFile], attempt: int = 0) -> str:
@@ -203,7 +175,7 @@ class ChangelogLoader:
         for index, f in enumerate(files):
             path = self.workdir / f"source-{index:06d}.parquet"
             try:
-                self._download(f, path)
+                download_exact(self.s3, self.pipeline.source.bucket, f, path)
             except ClientError as error:
                 code = str(error.response.get("Error", {}).get("Code", ""))
                 if code in ("404", "NoSuchKey"):
@@ -232,15 +204,6 @@ class ChangelogLoader:
                 continue
             prepared.append(_Prepared(f, change_file, types))
         return prepared
-
-    def _download(self, f: DmsFile, path: Path) -> None:
-        """Stream the object to local disk in fixed-size chunks. IfMatch: exactly the
-        version that was listed, and that the ledger will name, is loaded."""
-        response = self.s3.get_object(Bucket=self.pipeline.source.bucket, Key=f.key, IfMatch=f.etag)
-        body = response["Body"]
-        with path.open("wb") as out:
-            while chunk := body.read(DOWNLOAD_CHUNK_BYTES):
-                out.write(chunk)
 
     def _evolve_schema(self, prepared: list[_Prepared], report: LoadReport) -> pa.Schema:
         """Check every file against the table, add new columns, return the load file schema."""
@@ -375,18 +338,7 @@ class ChangelogLoader:
         self._write_quarantine_marker(f, reason)
 
     def _write_quarantine_marker(self, f: DmsFile, reason: str) -> None:
-        """The file stays where DMS wrote it; a marker under the quarantine prefix says why."""
-        source = self.pipeline.source
-        marker = f"{source.quarantine_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.json"
-        body = json.dumps({
-            "pipeline": self.pipeline.name, "table": self.table.qualified_name, "target": "bigquery",
-            "bucket": source.bucket, "key": f.key, "etag": f.etag, "reason": reason,
-            "quarantined_at": datetime.now(UTC).isoformat(),
-        }, indent=2)
-        try:
-            self.s3.put_object(Bucket=source.bucket, Key=marker, Body=body.encode(), ContentType="application/json")
-        except Exception as error:  # noqa: BLE001 - the ledger row is the record; the marker is a convenience
-            log.warning("could not write quarantine marker s3://%s/%s: %s", source.bucket, marker, error)
+        write_quarantine_marker(self.s3, self.pipeline, self.table, "bigquery", f, reason)
 
     # ---------------------------------------------------------------- helpers
     def _ensure_dataset(self) -> None:

@@ -1,0 +1,13 @@
+-- Apply a staged chunk: a change wins only over an older position, so the same files
+-- applied in any order converge. _cdc_position is assigned last: the other assignments
+-- compare against the stored (old) position.
+INSERT INTO {{ database | my_ident }}.{{ table | my_ident }}
+  ({% for c in columns %}{{ c | my_ident }}{{ ", " if not loop.last }}{% endfor %})
+SELECT {% for c in columns %}{{ c | my_ident }}{{ ", " if not loop.last }}{% endfor %}
+FROM {{ stage | my_ident }}
+ORDER BY _cdc_position
+ON DUPLICATE KEY UPDATE
+{%- for c in columns if c not in primary_key and c != "_cdc_position" %}
+  {{ c | my_ident }} = IF(VALUES(_cdc_position) > _cdc_position, VALUES({{ c | my_ident }}), {{ c | my_ident }}),
+{%- endfor %}
+  _cdc_position = GREATEST(_cdc_position, VALUES(_cdc_position))

@@ -1,0 +1,13 @@
+-- Which chunks of which landed objects this database has applied. Written in the same
+-- transaction as the rows it describes: a chunk is applied and recorded, or neither.
+CREATE TABLE IF NOT EXISTS {{ database | my_ident }}.{{ ledger | my_ident }} (
+  pipeline VARCHAR(64) NOT NULL,
+  table_name VARCHAR(200) NOT NULL,
+  object_hash CHAR(64) CHARACTER SET ascii NOT NULL,
+  chunk INT NOT NULL,
+  object_key VARCHAR(1024) NOT NULL,
+  etag VARCHAR(128) NOT NULL,
+  row_count BIGINT NOT NULL,
+  loaded_at DATETIME(6) NOT NULL,
+  PRIMARY KEY (pipeline, table_name, object_hash, chunk)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin

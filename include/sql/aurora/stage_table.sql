@@ -1,0 +1,3 @@
+-- Per-connection staging: no keys, so a chunk may hold several changes of one key.
+CREATE TEMPORARY TABLE {{ stage | my_ident }}
+SELECT * FROM {{ database | my_ident }}.{{ table | my_ident }} WHERE FALSE

@@ -1,0 +1,70 @@
+"""Landed objects as the loaders handle them: exact downloads, quarantine markers, reports."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cdc_sync.config import Pipeline, TableSpec
+from cdc_sync.dms.layout import DmsFile
+
+log = logging.getLogger(__name__)
+DOWNLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class LoadReport:
+    table: str
+    job_id: str | None = None
+    loaded: dict[str, int] = field(default_factory=dict)  # key -> rows
+    quarantined: dict[str, str] = field(default_factory=dict)  # key -> reason
+    already_loaded: list[str] = field(default_factory=list)
+    previously_quarantined: list[str] = field(default_factory=list)
+    changed_since_listing: list[str] = field(default_factory=list)
+
+    @property
+    def handled_keys(self) -> list[str]:
+        """Keys the watermark may pass: everything decided, up to the first file not yet decided."""
+        handled = [*self.loaded, *self.quarantined, *self.already_loaded, *self.previously_quarantined]
+        if self.changed_since_listing:
+            first_open = min(self.changed_since_listing)
+            handled = [k for k in handled if k < first_open]
+        return handled
+
+    def to_dict(self) -> dict:
+        return {
+            "table": self.table, "job_id": self.job_id, "loaded": self.loaded,
+            "quarantined": self.quarantined, "already_loaded": self.already_loaded,
+            "previously_quarantined": self.previously_quarantined,
+            "changed_since_listing": self.changed_since_listing,
+        }
+
+
+def download_exact(s3_client, bucket: str, f: DmsFile, path: Path) -> None:
+    """Stream the object to local disk in fixed-size chunks. IfMatch: exactly the version
+    that was listed, and that the ledger will name, is loaded (412 if it changed since)."""
+    response = s3_client.get_object(Bucket=bucket, Key=f.key, IfMatch=f.etag)
+    body = response["Body"]
+    with path.open("wb") as out:
+        while chunk := body.read(DOWNLOAD_CHUNK_BYTES):
+            out.write(chunk)
+
+
+def write_quarantine_marker(s3_client, pipeline: Pipeline, table: TableSpec, target: str, f: DmsFile, reason: str) -> None:
+    """The file stays where it landed; a marker under the quarantine prefix says why."""
+    source = pipeline.source
+    marker = f"{source.quarantine_prefix.rstrip('/')}/{pipeline.name}/{f.key}.json"
+    if target != "bigquery":
+        marker = f"{source.quarantine_prefix.rstrip('/')}/{pipeline.name}/{target}/{f.key}.json"
+    body = json.dumps({
+        "pipeline": pipeline.name, "table": table.qualified_name, "target": target,
+        "bucket": source.bucket, "key": f.key, "etag": f.etag, "reason": reason,
+        "quarantined_at": datetime.now(UTC).isoformat(),
+    }, indent=2)
+    try:
+        s3_client.put_object(Bucket=source.bucket, Key=marker, Body=body.encode(), ContentType="application/json")
+    except Exception as error:  # noqa: BLE001 - the ledger row is the record; the marker is a convenience
+        log.warning("could not write quarantine marker s3://%s/%s: %s", source.bucket, marker, error)
