@@ -64,12 +64,12 @@ class MariaDB:
     user: str = "root"
     password: str = ""
 
-    def connect(self, database: str | None = None, **kwargs):
+    def connect(self, database: str | None = None, autocommit: bool = True, **kwargs):
         import pymysql
 
         return pymysql.connect(
             host=self.host, port=self.port, user=self.user, password=self.password,
-            database=database, charset="utf8mb4", autocommit=True, **kwargs,
+            database=database, charset="utf8mb4", autocommit=autocommit, **kwargs,
         )
 
     def ensure_running(self) -> None:

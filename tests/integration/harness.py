@@ -55,12 +55,14 @@ class InMemoryWatermarks:
 
 
 class World:
-    def __init__(self, stack, uid: str, tmp_path: Path, *, timestamp_column: str | None = "cdc_commit_ts"):
+    def __init__(self, stack, uid: str, tmp_path: Path, *, timestamp_column: str | None = "cdc_commit_ts",
+                 aurora: bool = False):
         self.stack = stack
         self.uid = uid
         self.db = f"src_{uid}"
         self.bucket = f"landing-{uid}"
         self.dataset = f"cdc_{uid}"
+        self.target_db = f"tgt_{uid}" if aurora else None
         self.tmp_path = tmp_path
         self.s3 = stack.boto3_client("s3")
         self.s3.create_bucket(Bucket=self.bucket)
@@ -71,6 +73,9 @@ class World:
             cur.execute(f"CREATE DATABASE `{self.db}` CHARACTER SET utf8mb4")
             cur.execute(CUSTOMERS_DDL.format(db=self.db))
             cur.execute(LINES_DDL.format(db=self.db))
+            if self.target_db:
+                cur.execute(f"DROP DATABASE IF EXISTS `{self.target_db}`")
+                cur.execute(f"CREATE DATABASE `{self.target_db}` CHARACTER SET utf8mb4")
         self.dms = DmsStandIn(self.mysql, self.s3, self.bucket, prefix="dms", timestamp_column=timestamp_column)
         self.dms.track(self.db, "customers")
         self.dms.track(self.db, "order_lines")
@@ -94,7 +99,10 @@ class World:
             "schedule": None,
             "source": {"kind": "dms", "bucket": self.bucket, "prefix": "dms", "file_format": "parquet"},
             "tables": tables,
-            "targets": {"bigquery": {"project": "local", "dataset": self.dataset}},
+            "targets": {
+                "bigquery": {"project": "local", "dataset": self.dataset},
+                **({"aurora": {"database": self.target_db, "mysql_conn_id": "mysql_target"}} if self.target_db else {}),
+            },
             "options": {"poke_interval_seconds": 5, "wait_timeout_minutes": 1, "retries": 0, **options},
         }]}
         self.config_path.write_text(yaml.safe_dump(document))
@@ -115,6 +123,33 @@ class World:
             )
             for batch in batches
         ]
+
+    def run_aurora(self, **plan_kwargs) -> list:
+        """Plan as the DAG does, then apply every batch to the Aurora stand-in (MariaDB)."""
+        from cdc_sync import dms_to_aurora
+
+        pipeline = self.pipeline
+        batches = dms_to_bigquery.plan_batches(pipeline, self.s3, self.bq, self.watermarks.read, **plan_kwargs)
+        return [
+            dms_to_aurora.load_batch(pipeline, batch, self.s3, self.aurora_connection, workdir=self.tmp_path)
+            for batch in batches
+        ]
+
+    def aurora_connection(self):
+        return self.stack.mariadb.connect(autocommit=False, local_infile=True)
+
+    def aurora_rows(self, table: str = "customers") -> dict:
+        """The live view in the Aurora stand-in, keyed by primary key, data columns only."""
+        import pymysql
+
+        conn = self.stack.mariadb.connect(cursorclass=pymysql.cursors.DictCursor)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT * FROM `{self.target_db}`.`{self.db}_{table}`")
+                rows = cur.fetchall()
+        finally:
+            conn.close()
+        return {_key(table, r): normalise_source(_data_only(r, self.timestamp_column)) for r in rows}
 
     def dag(self):
         """The pipeline's DAG as dags/cdc_pipelines.py builds it. CDC_SYNC_CONFIG points the
@@ -152,6 +187,8 @@ class World:
     def close(self) -> None:
         with self.mysql.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{self.db}`")
+            if self.target_db:
+                cur.execute(f"DROP DATABASE IF EXISTS `{self.target_db}`")
         self.mysql.close()
 
 

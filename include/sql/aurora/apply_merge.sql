@@ -4,10 +4,11 @@
 INSERT INTO {{ database | my_ident }}.{{ table | my_ident }}
   ({% for c in columns %}{{ c | my_ident }}{{ ", " if not loop.last }}{% endfor %})
 SELECT {% for c in columns %}{{ c | my_ident }}{{ ", " if not loop.last }}{% endfor %}
-FROM {{ stage | my_ident }}
+FROM {{ database | my_ident }}.{{ stage | my_ident }}
 ORDER BY _cdc_position
 ON DUPLICATE KEY UPDATE
+{%- set t = (database | my_ident) ~ "." ~ (table | my_ident) %}
 {%- for c in columns if c not in primary_key and c != "_cdc_position" %}
-  {{ c | my_ident }} = IF(VALUES(_cdc_position) > _cdc_position, VALUES({{ c | my_ident }}), {{ c | my_ident }}),
+  {{ t }}.{{ c | my_ident }} = IF(VALUES(_cdc_position) > {{ t }}._cdc_position, VALUES({{ c | my_ident }}), {{ t }}.{{ c | my_ident }}),
 {%- endfor %}
-  _cdc_position = GREATEST(_cdc_position, VALUES(_cdc_position))
+  {{ t }}._cdc_position = GREATEST({{ t }}._cdc_position, VALUES(_cdc_position))

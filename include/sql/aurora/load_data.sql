@@ -1,6 +1,6 @@
 -- The character set is stated: LOAD DATA would read the file in the database's default.
 LOAD DATA {% if method == "aurora_s3" %}FROM S3 FILE {{ source | my_string }}{% else %}LOCAL INFILE {{ source | my_string }}{% endif %}
-INTO TABLE {{ stage | my_ident }}
+INTO TABLE {{ database | my_ident }}.{{ stage | my_ident }}
 CHARACTER SET utf8mb4
 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '"' ESCAPED BY '\\'
 LINES TERMINATED BY '\n'

@@ -1,0 +1,317 @@
+"""Apply DMS change files to Aurora MySQL (or MySQL/MariaDB) in merge mode, exactly once.
+
+Per file: the changes are rewritten as CSV chunks of at most `chunk_rows` rows (streamed;
+the whole file is checked before anything is applied). Per chunk, one transaction:
+ledger row → LOAD DATA into a per-connection staging table → INSERT … ON DUPLICATE KEY
+UPDATE into the state table, where a change wins only over an older `_cdc_position` →
+COMMIT. A retry finds the chunk's ledger row and skips it; applying a change twice is a
+no-op anyway (equal positions do not update).
+
+Method `aurora_s3` uploads the chunk to the staging prefix and has Aurora read it with
+`LOAD DATA FROM S3`; `local_infile` streams it from the worker's disk with
+`LOAD DATA LOCAL INFILE`. Everything else is the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from botocore.exceptions import ClientError
+
+from cdc_sync import sql
+from cdc_sync.bigquery.schema import ColumnType, UnsupportedType, column_type
+from cdc_sync.changes import ChangeFile, ChangeFileError
+from cdc_sync.config import AuroraTarget, Pipeline, TableSpec
+from cdc_sync.dms.layout import DmsFile
+from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
+
+log = logging.getLogger(__name__)
+STAGE = "_cdc_stage"
+META_IN_STATE = ["_cdc_position", "_cdc_deleted", "_cdc_commit_ts", "_cdc_source_key", "_cdc_loaded_at"]
+_DUPLICATE_KEY = 1062
+_CSV_OPTIONS = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
+
+
+def mysql_type(kind: ColumnType, in_primary_key: bool) -> str:
+    if kind.bigquery in ("NUMERIC", "BIGNUMERIC"):
+        scale = min(kind.decimal_scale, 30)
+        return f"DECIMAL({min(kind.decimal_integer_digits + scale, 65)},{scale})"
+    if kind.bigquery == "STRING":
+        return "VARCHAR(255)" if in_primary_key else "LONGTEXT"
+    if kind.bigquery == "BYTES":
+        return "VARBINARY(255)" if in_primary_key else "LONGBLOB"
+    return {
+        "INTEGER": "BIGINT", "FLOAT": "DOUBLE", "BOOLEAN": "TINYINT(1)", "DATE": "DATE",
+        "TIME": "TIME(6)", "DATETIME": "DATETIME(6)", "TIMESTAMP": "DATETIME(6)",
+    }[kind.bigquery]
+
+
+def _family(mysql_column_type: str) -> str:
+    """Coarse type family of an existing MySQL column, to spot drift."""
+    t = mysql_column_type.lower()
+    for prefix, family in (("tinyint(1)", "BOOLEAN"), ("decimal", "NUMERIC"), ("datetime", "DATETIME"),
+                           ("timestamp", "DATETIME"), ("date", "DATE"), ("time", "TIME"), ("double", "FLOAT"),
+                           ("float", "FLOAT"), ("varbinary", "BYTES"), ("blob", "BYTES"), ("longblob", "BYTES")):
+        if t.startswith(prefix) or t == prefix:
+            return family
+    if any(t.startswith(x) for x in ("bigint", "int", "smallint", "mediumint", "tinyint")):
+        return "INTEGER"
+    return "STRING"
+
+
+def _kind_family(kind: ColumnType) -> str:
+    return {"BIGNUMERIC": "NUMERIC", "TIMESTAMP": "DATETIME"}.get(kind.bigquery, kind.bigquery)
+
+
+@dataclass
+class _Chunk:
+    path: Path
+    rows: int
+
+
+class AuroraMergeLoader:
+    def __init__(self, pipeline: Pipeline, table: TableSpec, connect: Callable, s3_client, workdir: Path):
+        if pipeline.aurora is None:
+            raise ValueError(f"pipeline {pipeline.name} has no Aurora target")
+        self.pipeline = pipeline
+        self.table = table
+        self.target: AuroraTarget = pipeline.aurora
+        self.connect = connect  # () -> pymysql connection with local_infile as the method needs
+        self.s3 = s3_client
+        self.workdir = Path(workdir)
+
+    def _render(self, template: str, **params) -> str:
+        return sql.render(f"aurora/{template}", database=self.target.database, **params)
+
+    # ------------------------------------------------------------------ public
+    def load(self, files: list[DmsFile]) -> LoadReport:
+        report = LoadReport(self.table.qualified_name)
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+                cur.execute("SET SESSION time_zone = '+00:00'")
+                cur.execute(self._render("ledger_table.sql", ledger=self.target.ledger_table))
+            conn.commit()
+            for index, f in enumerate(sorted(set(files))):
+                self._load_file(conn, f, index, report)
+        finally:
+            conn.close()
+        return report
+
+    # ----------------------------------------------------------------- per file
+    def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
+        path = self.workdir / f"aurora-source-{index:06d}.parquet"
+        try:
+            download_exact(self.s3, self.pipeline.source.bucket, f, path)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey"):
+                return self._quarantine(report, f, "object no longer exists in S3")
+            if code in ("412", "PreconditionFailed"):
+                report.changed_since_listing.append(f.key)
+                return None
+            raise
+        change_file = ChangeFile(f.key, str(path), f.phase, self.table.commit_timestamp_column, self.table.primary_key)
+        try:
+            types = {}
+            for fld in change_file.data_schema():
+                try:
+                    types[fld.name] = column_type(fld.type)
+                except UnsupportedType as error:
+                    raise ChangeFileError(f.key, f"column {fld.name}: {error}") from error
+            columns, binary = self._prepare_table(conn, types)
+            chunks = self._write_chunks(change_file, columns, index)
+        except ChangeFileError as error:
+            return self._quarantine(report, f, error.problem)
+        applied, skipped = 0, 0
+        for number, chunk in enumerate(chunks):
+            try:
+                rows = self._apply_chunk(conn, f, number, chunk, columns, binary)
+            except _ChunkRefused as refused:
+                return self._quarantine(report, f, f"chunk {number} (rows from {number * self.target.chunk_rows}): {refused}")
+            if rows is None:
+                skipped += 1
+            else:
+                applied += rows
+        if chunks and skipped == len(chunks):
+            report.already_loaded.append(f.key)
+        else:
+            report.loaded[f.key] = applied
+        return None
+
+    def _prepare_table(self, conn, types: dict[str, ColumnType | None]) -> tuple[list[str], list[str]]:
+        """Create or extend the state table; returns its data columns in table order and
+        those that hold bytes (sent as hex)."""
+        state = self.target.state_table(self.table)
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                (self.target.database, state),
+            )
+            existing = [(name, kind) for name, kind in cur.fetchall() if not name.startswith("_cdc_")]
+        known = dict(existing)
+        problems = [
+            f"column {name} has type {kind.bigquery} in the file but {known[name]} in the table"
+            for name, kind in types.items()
+            if kind is not None and name in known and _family(known[name]) != _kind_family(kind)
+        ]
+        if problems:
+            raise ChangeFileError("", "schema cannot be applied: " + "; ".join(problems))
+        new = [(n, mysql_type(k or ColumnType("STRING"), n in self.table.primary_key)) for n, k in types.items() if n not in known]
+        with conn.cursor() as cur:
+            if not existing:
+                cur.execute(self._render(
+                    "state_table.sql", table=state, view=self.target.view(self.table), columns=new,
+                    primary_key=self.table.primary_key, source_table=self.table.qualified_name,
+                ))
+            else:
+                for name, kind in new:  # DDL commits on its own: done before any chunk's transaction
+                    log.info("%s: adding column %s %s to %s", self.table.qualified_name, name, kind, state)
+                    cur.execute(f"ALTER TABLE {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(state)} "
+                                f"ADD COLUMN {sql.mysql_ident(name)} {kind} NULL")
+            columns = [n for n, _ in existing] + [n for n, _ in new]
+            if new or not existing:
+                cur.execute(self._render("live_view.sql", view=self.target.view(self.table), table=state, columns=columns))
+        conn.commit()
+        binary = [n for n, t in existing if _family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
+        return columns, binary
+
+    def _write_chunks(self, change_file: ChangeFile, columns: list[str], index: int) -> list[_Chunk]:
+        """The whole file as CSV chunks for LOAD DATA (checked completely before any is applied)."""
+        chunks: list[_Chunk] = []
+        writer, rows = None, 0
+        loaded_at = datetime.now(UTC)
+        try:
+            for batch in change_file.changes(loaded_at):
+                start = 0
+                while start < batch.num_rows:
+                    if writer is None or rows >= self.target.chunk_rows:
+                        if writer is not None:
+                            writer.close()
+                            chunks[-1].rows = rows
+                        path = self.workdir / f"aurora-{index:06d}-{len(chunks):05d}.csv"
+                        chunks.append(_Chunk(path, 0))
+                        writer, rows = None, 0
+                    take = min(batch.num_rows - start, self.target.chunk_rows - rows)
+                    table = _csv_table(batch.slice(start, take), columns)
+                    if writer is None:
+                        writer = pacsv.CSVWriter(str(chunks[-1].path), table.schema, write_options=_CSV_OPTIONS)
+                    writer.write_table(table)
+                    rows += take
+                    start += take
+        finally:
+            if writer is not None:
+                writer.close()
+        if chunks:
+            chunks[-1].rows = rows
+        return chunks
+
+    def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: _Chunk, columns: list[str], binary: list[str]) -> int | None:
+        """One transaction. Returns rows applied, or None when the ledger says it was applied before."""
+        import pymysql
+
+        state = self.target.state_table(self.table)
+        object_hash = hashlib.sha256(f"{f.key}\n{f.etag}".encode()).hexdigest()
+        source = str(chunk.path)
+        if self.target.method == "aurora_s3":
+            key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{number:05d}.csv"
+            self.s3.upload_file(source, self.pipeline.source.bucket, key)
+            source = f"s3://{self.pipeline.source.bucket}/{key}"
+        all_columns = columns + META_IN_STATE
+        try:
+            with conn.cursor() as cur:
+                try:
+                    cur.execute(
+                        f"INSERT INTO {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(self.target.ledger_table)} "
+                        "(pipeline, table_name, object_hash, chunk, object_key, etag, row_count, loaded_at) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
+                        (self.pipeline.name, self.table.qualified_name, object_hash, number, f.key, f.etag, chunk.rows),
+                    )
+                except pymysql.err.IntegrityError as error:
+                    if error.args[0] == _DUPLICATE_KEY:
+                        conn.rollback()
+                        return None
+                    raise
+                cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(STAGE)}")
+                cur.execute(self._render("stage_table.sql", stage=STAGE, table=state))
+                cur.execute(self._render(
+                    "load_data.sql", method=self.target.method, source=source, stage=STAGE,
+                    columns=all_columns, hex_columns=binary,
+                ))
+                # LOAD DATA LOCAL turns bad values into warnings (clamped, truncated) instead
+                # of errors, because the server cannot stop the client's upload: refuse them.
+                cur.execute("SHOW WARNINGS LIMIT 3")
+                warnings = [f"{message}" for _level, _code, message in cur.fetchall()]
+                if warnings:
+                    conn.rollback()
+                    raise _ChunkRefused("; ".join(warnings))
+                cur.execute(self._render(
+                    "apply_merge.sql", table=state, stage=STAGE, columns=all_columns,
+                    primary_key=self.table.primary_key,
+                ))
+            conn.commit()
+        except pymysql.err.MySQLError as error:
+            conn.rollback()
+            if _is_data_error(error):
+                raise _ChunkRefused(str(error.args[-1])) from error
+            raise
+        return chunk.rows
+
+    def _quarantine(self, report: LoadReport, f: DmsFile, reason: str) -> None:
+        reason = reason.removeprefix(": ")
+        log.error("%s: quarantined s3://%s/%s for Aurora: %s", self.table.qualified_name,
+                  self.pipeline.source.bucket, f.key, reason)
+        report.quarantined[f.key] = reason
+        write_quarantine_marker(self.s3, self.pipeline, self.table, "aurora", f, reason)
+
+
+class _ChunkRefused(RuntimeError):
+    """MySQL refused the data of a chunk (a value that does not fit, a malformed line)."""
+
+
+def _is_data_error(error) -> bool:
+    # 1261-1265: row/column count and truncation; 1366/1406/1292/1264: bad value, too long, out of range
+    return bool(error.args) and error.args[0] in {1261, 1262, 1263, 1264, 1265, 1292, 1366, 1406, 1048, 1300}
+
+
+def _csv_table(batch: pa.RecordBatch, columns: list[str]) -> pa.Table:
+    """Columns in state-table order, encoded for LOAD DATA: backslashes escaped (ESCAPED BY
+    '\\\\'), NULL as \\N, bytes as hex (UNHEX on load), timestamps as UTC text, booleans as 0/1."""
+    out, names = [], []
+    present = set(batch.schema.names)
+    for name in columns + META_IN_STATE:
+        if name == "_cdc_deleted":
+            column = pc.cast(pc.equal(batch.column("_cdc_op"), "D"), pa.int8())
+        elif name not in present:
+            column = pa.nulls(batch.num_rows, pa.string())
+        else:
+            column = _csv_value(batch.column(name))
+        out.append(column)
+        names.append(name)
+    return pa.Table.from_arrays(out, names=names)
+
+
+def _csv_value(column: pa.Array) -> pa.Array:
+    t = column.type
+    if pa.types.is_dictionary(t):
+        column = column.dictionary_decode()
+        t = column.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pc.replace_substring(column, "\\", "\\\\")
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return pa.array([None if v is None else v.hex() for v in column.to_pylist()], pa.string())
+    if pa.types.is_timestamp(t):
+        return pc.cast(column.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us")), pa.string())
+    if pa.types.is_boolean(t):
+        return pc.cast(column, pa.int8())
+    return column

@@ -1,0 +1,122 @@
+"""DMS change files applied to the Aurora stand-in (MariaDB) in merge mode, through
+LOAD DATA LOCAL INFILE: the live view must equal the source, an independently computed
+state, and BigQuery's latest-state view fed by the same files."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from cdc_sync.dms.writer import Change, write_change_file
+from tests.integration.harness import World, customer, expected_row
+
+pytestmark = pytest.mark.services
+UTC = dt.UTC
+
+
+@pytest.fixture
+def world(stack, unique_name, tmp_path):
+    w = World(stack, unique_name, tmp_path, aurora=True)
+    yield w
+    w.close()
+
+
+def test_merge_full_load_and_cdc_every_type_matches_source_and_bigquery(world):
+    expected = {}
+    for i in range(1, 6):
+        world.dms.insert(world.customers, customer(i))
+        expected[i] = expected_row(customer(i))
+    world.dms.full_load(world.customers)
+    for n in range(3):
+        world.dms.update(world.customers, {"id": 1}, {"qty": 100 + n, "name": "Ådel 😀 \\ back\\slash, \"q\""})
+    world.dms.delete(world.customers, {"id": 2})
+    world.dms.flush(world.customers)
+    world.dms.delete(world.customers, {"id": 3})
+    world.dms.insert(world.customers, customer(3, notes="re-inserted\nwith newline"))
+    world.dms.delete(world.customers, {"id": 999})
+    nulls = customer(6, qty=None, amount=None, name=None, notes=None, updated_at=None, seen_at=None,
+                     birthday=None, active=None, attrs=None)
+    world.dms.insert(world.customers, nulls)
+    world.dms.insert(world.customers, customer(7, name="", notes=""))  # empty strings are not NULLs
+    world.dms.flush(world.customers)
+    expected[1].update(qty=102, name="Ådel 😀 \\ back\\slash, \"q\"")
+    del expected[2]
+    expected[3] = expected_row(customer(3, notes="re-inserted\nwith newline"))
+    expected[6] = expected_row(nulls)
+    expected[7] = expected_row(customer(7, name="", notes=""))
+
+    reports = world.run_aurora()
+    assert sum(len(r.loaded) for r in reports) == 3
+    assert world.aurora_rows() == expected
+    assert world.aurora_rows() == world.source_rows(world.customers)
+    world.run_library()
+    assert world.aurora_rows() == world.view_rows()
+
+
+def test_merge_is_order_independent_and_exactly_once(world):
+    expected = {}
+    for i in range(1, 4):
+        world.dms.insert(world.customers, customer(i))
+        expected[i] = expected_row(customer(i))
+    load_keys = world.dms.full_load(world.customers)
+    world.dms.update(world.customers, {"id": 1}, {"qty": 1})
+    first = world.dms.flush(world.customers)
+    world.dms.update(world.customers, {"id": 1}, {"qty": 2})
+    world.dms.delete(world.customers, {"id": 2})
+    second = world.dms.flush(world.customers)
+    expected[1]["qty"] = 2
+    del expected[2]
+    from cdc_sync import dms_to_aurora
+
+    def file_of(key):
+        head = world.s3.head_object(Bucket=world.bucket, Key=key)
+        return {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"],
+                "phase": 0 if "LOAD" in key else 1}
+
+    # newest first, then the older ones, then everything again (a cleared rerun)
+    for keys in ([second], [first], load_keys, [second, first, *load_keys]):
+        batch = {"table": world.customers, "files": [file_of(k) for k in keys]}
+        dms_to_aurora.load_batch(world.pipeline, batch, world.s3, world.aurora_connection, workdir=world.tmp_path)
+    assert world.aurora_rows() == expected
+    with world.mysql.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM `{world.target_db}`.`_cdc_sync_ledger`")
+        assert cur.fetchone()[0] == 3  # one row per applied chunk, none twice
+        cur.execute(f"SELECT _cdc_deleted FROM `{world.target_db}`.`{world.db}_customers_state` WHERE id = 2")
+        assert cur.fetchone()[0] == 1  # the tombstone keeps its position
+
+
+def test_bad_files_are_quarantined_for_aurora_and_nothing_of_them_is_applied(world):
+    expected = {}
+    for i in range(1, 3):
+        world.dms.insert(world.customers, customer(i))
+        expected[i] = expected_row(customer(i))
+    world.dms.full_load(world.customers)
+    world.run_aurora()
+    prefix = f"dms/{world.db}/customers/"
+    columns = world.dms.tables[world.customers].columns
+    # a value that does not fit DECIMAL(18,4), in the second row of the file
+    wide = [(n, pa.decimal128(38, 4) if n == "amount" else t) for n, t in columns]
+    too_big = write_change_file(
+        wide,
+        [Change("U", customer(1, qty=9), dt.datetime(2026, 11, 23, 8, tzinfo=UTC)),
+         Change("U", customer(2, amount=Decimal("12345678901234567890.1234")), dt.datetime(2026, 11, 23, 8, tzinfo=UTC))],
+        timestamp_column="cdc_commit_ts", include_op=True,
+    )
+    world.s3.put_object(Bucket=world.bucket, Key=prefix + "20261123-080000000.parquet", Body=too_big)
+    # a column whose name is not a plain identifier
+    hostile = write_change_file([*columns, ("x`; DROP TABLE t; --", pa.string())],
+                                [Change("U", customer(2, qty=7), dt.datetime(2026, 11, 23, 8, 1, tzinfo=UTC))],
+                                timestamp_column="cdc_commit_ts", include_op=True)
+    world.s3.put_object(Bucket=world.bucket, Key=prefix + "20261123-080100000.parquet", Body=hostile)
+    world.dms.update(world.customers, {"id": 2}, {"qty": 22})
+    world.dms.flush(world.customers, file_time=dt.datetime(2026, 11, 23, 8, 2, tzinfo=UTC))
+    expected[2]["qty"] = 22
+
+    (report,) = world.run_aurora()
+    assert set(report.quarantined) == {prefix + "20261123-080000000.parquet", prefix + "20261123-080100000.parquet"}
+    assert "amount" in report.quarantined[prefix + "20261123-080000000.parquet"]
+    assert "not a plain name" in report.quarantined[prefix + "20261123-080100000.parquet"]
+    assert world.aurora_rows() == expected  # row 1's qty=9 from the refused file is not applied

@@ -1,0 +1,48 @@
+"""The Aurora statements as text: LOAD DATA FROM S3 cannot run here (Aurora only), so its
+SQL is checked; the same template with LOCAL INFILE runs against MariaDB in the
+integration tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdc_sync import sql
+
+
+def _load(method: str, source: str) -> str:
+    return sql.render(
+        "aurora/load_data.sql", database="replica", method=method, source=source, stage="_cdc_stage",
+        columns=["id", "photo", "_cdc_position"], hex_columns=["photo"],
+    )
+
+
+def test_load_data_from_s3_text():
+    text = " ".join(_load("aurora_s3", "s3://landing/cdc-sync/staging/p/dms/shop/t/x.parquet.00000.csv").split())
+    assert "LOAD DATA FROM S3 FILE 's3://landing/cdc-sync/staging/p/dms/shop/t/x.parquet.00000.csv'" in text
+    assert "INTO TABLE `replica`.`_cdc_stage` CHARACTER SET utf8mb4" in text
+    assert "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'" in text
+    assert "(`id`, @photo, `_cdc_position`) SET `photo` = UNHEX(@photo)" in text
+    assert "LOCAL" not in text
+
+
+def test_load_data_local_infile_text():
+    text = " ".join(_load("local_infile", "/tmp/cdc-sync-aurora-x/aurora-000000-00000.csv").split())
+    assert "LOAD DATA LOCAL INFILE '/tmp/cdc-sync-aurora-x/aurora-000000-00000.csv'" in text
+
+
+@pytest.mark.parametrize("source", ["/tmp/x'; DROP TABLE t; --.csv", "s3://b/k\\n", "/tmp/a\nb"])
+def test_paths_that_would_break_the_sql_text_are_refused(source):
+    with pytest.raises(sql.UnsafeIdentifier):
+        _load("local_infile", source)
+
+
+def test_merge_updates_only_from_newer_positions_and_sets_the_position_last():
+    text = sql.render(
+        "aurora/apply_merge.sql", database="replica", table="shop_t_state", stage="_cdc_stage",
+        columns=["id", "qty", "_cdc_position", "_cdc_deleted"], primary_key=("id",),
+    )
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    assert "`replica`.`shop_t_state`.`qty` = IF(VALUES(_cdc_position) > `replica`.`shop_t_state`._cdc_position, " \
+           "VALUES(`qty`), `replica`.`shop_t_state`.`qty`)," in lines
+    assert lines[-1] == "`replica`.`shop_t_state`._cdc_position = GREATEST(`replica`.`shop_t_state`._cdc_position, VALUES(_cdc_position))"
+    assert not any(line.startswith("`replica`.`shop_t_state`.`id` =") for line in lines)  # keys are never updated
