@@ -58,7 +58,6 @@ def write_change_file(path: Path, target_bytes: int) -> int:
 
 def child(config: str, batch: str, workdir: str) -> None:
     """Runs in its own process: one load_batch, then print peak RSS."""
-    from tests.integration.harness import InMemoryWatermarks
     from tools.local_stack import LocalStack
 
     from cdc_sync import dms_to_bigquery
@@ -67,10 +66,9 @@ def child(config: str, batch: str, workdir: str) -> None:
     stack = LocalStack(moto_port=int(os.environ["BENCH_MOTO_PORT"]), bigquery_port=int(os.environ["BENCH_BQ_PORT"]),
                        workdir=Path(workdir))
     pipeline = load_pipelines(config)[0]
-    marks = InMemoryWatermarks()
     began = time.perf_counter()
     report = dms_to_bigquery.load_batch(pipeline, json.loads(batch), stack.boto3_client("s3"),
-                                        stack.bigquery_client(), marks.read, marks.write, workdir=Path(workdir))
+                                        stack.bigquery_client(), workdir=Path(workdir))
     seconds = time.perf_counter() - began
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"rows": sum(report.loaded.values()), "seconds": seconds, "peak_mib": peak_kib / 1024,

@@ -1,8 +1,10 @@
 """One DAG per configured pipeline: wait for files → plan batches → load each table (mapped).
 
     wait_for_new_files (deferrable sensor)
-        └─ plan_batches (one batch per table with new files)
-              └─ load_to_bigquery.expand(batch=...)  (one mapped task per table)
+        └─ plan_batches (one batch per table with files some target has not finished)
+              ├─ load_to_bigquery.expand(batch=...)  (one mapped task per table)
+              ├─ load_to_aurora.expand(batch=...)    (same batches, in the Aurora pool)
+              └─ advance_watermarks                  (past what every target handled)
 
 Everything heavy is imported inside the tasks: building the DAG opens no connection.
 """
@@ -17,18 +19,69 @@ from cdc_sync.config import Pipeline
 from cdc_sync.sensors.dms_files import DmsNewFilesSensor
 
 
-def _hooks(pipeline: Pipeline):
+def _s3(pipeline: Pipeline):
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+    return S3Hook(aws_conn_id=pipeline.source.aws_conn_id).get_conn()
+
+
+def _bigquery(pipeline: Pipeline):
     from cdc_sync.hooks.bigquery import CdcBigQueryHook
 
     target = pipeline.bigquery
     assert target is not None
-    s3 = S3Hook(aws_conn_id=pipeline.source.aws_conn_id).get_conn()
-    bq = CdcBigQueryHook(gcp_conn_id=target.gcp_conn_id, location=target.location).get_client(
+    return CdcBigQueryHook(gcp_conn_id=target.gcp_conn_id, location=target.location).get_client(
         project_id=target.project, location=target.location
     )
-    return s3, bq
+
+
+def _aurora_connect(pipeline: Pipeline):
+    from cdc_sync.hooks.mysql import CdcMySqlHook
+
+    target = pipeline.aurora
+    assert target is not None
+    hook = CdcMySqlHook(mysql_conn_id=target.mysql_conn_id)
+    # LOCAL INFILE only on the loader's own connection, and only for the method that needs it
+    return lambda: hook.get_conn(local_infile=target.method == "local_infile")
+
+
+def _finished_checks(pipeline: Pipeline) -> list:
+    checks = []
+    if pipeline.bigquery is not None:
+        from cdc_sync.dms_to_bigquery import finished_in_bigquery
+
+        checks.append(finished_in_bigquery(pipeline, _bigquery(pipeline)))
+    if pipeline.aurora is not None:
+        from cdc_sync.dms_to_aurora import finished_in_aurora
+
+        checks.append(finished_in_aurora(pipeline, _aurora_connect(pipeline)))
+    return checks
+
+
+def _name_mapped_task(batch: dict):
+    context = get_current_context()
+    context["cdc_table"] = batch["table"]  # type: ignore[typeddict-unknown-key]  # names the mapped task in the UI
+    return context
+
+
+def _finish(pipeline: Pipeline, report) -> dict:
+    """Log what a load did; fail (without retries) when files were quarantined."""
+    from cdc_sync._compat import AirflowFailException
+
+    print(
+        f"{report.table} → {report.target}: loaded {len(report.loaded)} file(s), "
+        f"{sum(report.loaded.values())} change row(s)"
+        + (f" (job {report.job_id})" if report.job_id else "")
+        + f"; already loaded {len(report.already_loaded)}; quarantined {len(report.quarantined)}"
+    )
+    if report.quarantined:
+        # The good files are loaded and recorded; fail without retries so a person looks.
+        details = "; ".join(f"s3://{pipeline.source.bucket}/{k}: {r}" for k, r in report.quarantined.items())
+        raise AirflowFailException(
+            f"{report.table} → {report.target}: {len(report.quarantined)} file(s) quarantined — {details}. "
+            "Fix them and trigger the DAG with params.replay_keys to load them again."
+        )
+    return report.to_dict()
 
 
 def _is_backfill(context) -> bool:
@@ -38,7 +91,6 @@ def _is_backfill(context) -> bool:
 
 def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DAG:
     options = pipeline.options
-    alias = AssetAlias(f"cdc_sync_{pipeline.name}_bigquery")
     default_args = {
         "owner": "cdc-sync",
         "retries": options.retries,
@@ -82,7 +134,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 
         @task
         def plan_batches(tables: list[str]) -> list[dict]:
-            from cdc_sync import dms_to_bigquery, watermarks
+            from cdc_sync import planning, watermarks
 
             context = get_current_context()
             params = context["params"]
@@ -92,45 +144,65 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
                 # a backfill run looks at the files DMS wrote in its own data interval
                 window = (start, end)
                 print(f"backfill run: CDC files written in [{start}, {end})")
-            s3, bq = _hooks(pipeline)
-            batches = dms_to_bigquery.plan_batches(
-                pipeline, s3, bq, watermarks.read, tables=tables,
+            batches = planning.plan_batches(
+                pipeline, _s3(pipeline), watermarks.read, _finished_checks(pipeline), tables=tables,
                 replay_keys=params.get("replay_keys") or (), rescan=bool(params.get("rescan")), window=window,
             )
             for batch in batches:
                 print(f"{batch['table']}: {len(batch['files'])} file(s) to load")
             if not batches:
-                print("nothing to load: every listed file is already in the ledger")
+                print("nothing to load: every listed file is already in the ledgers")
             return batches
 
-        @task(pool=options.pool, outlets=[alias], map_index_template="{{ cdc_table }}")
-        def load_to_bigquery(batch: dict) -> dict:
-            from cdc_sync import dms_to_bigquery, watermarks
-            from cdc_sync._compat import AirflowFailException
+        batches = plan_batches(wait.output)  # type: ignore[arg-type]
+        loads = []
 
-            context = get_current_context()
-            context["cdc_table"] = batch["table"]  # type: ignore[typeddict-unknown-key]  # names the mapped task in the UI
-            replay = bool(context["params"].get("replay_keys"))
-            s3, bq = _hooks(pipeline)
-            report = dms_to_bigquery.load_batch(
-                pipeline, batch, s3, bq, watermarks.read, watermarks.write, replay=replay
-            )
-            table = pipeline.table(batch["table"])
-            if report.loaded:
-                context["outlet_events"][alias].add(Asset(pipeline.bigquery.asset_uri(table)))  # type: ignore[union-attr]
-            print(
-                f"{table.qualified_name}: loaded {len(report.loaded)} file(s), "
-                f"{sum(report.loaded.values())} change row(s) (job {report.job_id}); "
-                f"already loaded {len(report.already_loaded)}; quarantined {len(report.quarantined)}"
-            )
-            if report.quarantined:
-                # The good files are loaded and recorded; fail without retries so a person looks.
-                details = "; ".join(f"s3://{pipeline.source.bucket}/{k}: {r}" for k, r in report.quarantined.items())
-                raise AirflowFailException(
-                    f"{table.qualified_name}: {len(report.quarantined)} file(s) quarantined — {details}. "
-                    "Fix them and trigger the DAG with params.replay_keys to load them again."
+        if pipeline.bigquery is not None:
+            bigquery_alias = AssetAlias(f"cdc_sync_{pipeline.name}_bigquery")
+
+            @task(pool=options.pool, outlets=[bigquery_alias], map_index_template="{{ cdc_table }}")
+            def load_to_bigquery(batch: dict) -> dict:
+                from cdc_sync import dms_to_bigquery
+
+                context = _name_mapped_task(batch)
+                report = dms_to_bigquery.load_batch(
+                    pipeline, batch, _s3(pipeline), _bigquery(pipeline), replay=bool(context["params"].get("replay_keys"))
                 )
-            return report.to_dict()
+                table = pipeline.table(batch["table"])
+                if report.loaded:
+                    context["outlet_events"][bigquery_alias].add(Asset(pipeline.bigquery.asset_uri(table)))  # type: ignore[union-attr]
+                return _finish(pipeline, report)
 
-        load_to_bigquery.expand(batch=plan_batches(wait.output))  # type: ignore[arg-type]
+            loads.append(load_to_bigquery.expand(batch=batches))
+
+        if pipeline.aurora is not None:
+            aurora_alias = AssetAlias(f"cdc_sync_{pipeline.name}_aurora")
+
+            @task(pool=pipeline.aurora.pool, outlets=[aurora_alias], map_index_template="{{ cdc_table }}")
+            def load_to_aurora(batch: dict) -> dict:
+                from cdc_sync import dms_to_aurora
+
+                context = _name_mapped_task(batch)
+                report = dms_to_aurora.load_batch(
+                    pipeline, batch, _s3(pipeline), _aurora_connect(pipeline),
+                    replay=bool(context["params"].get("replay_keys")),
+                )
+                table = pipeline.table(batch["table"])
+                if report.loaded:
+                    context["outlet_events"][aurora_alias].add(Asset(pipeline.aurora.asset_uri(table)))  # type: ignore[union-attr]
+                return _finish(pipeline, report)
+
+            loads.append(load_to_aurora.expand(batch=batches))
+
+        @task(trigger_rule="all_done")
+        def advance_watermarks(*reports_per_target) -> dict:
+            """Past the files every target handled; a table that failed somewhere keeps its mark."""
+            from cdc_sync import planning, watermarks
+
+            reports = [r for target_reports in reports_per_target for r in (target_reports or []) if r]
+            moved = planning.advance_watermarks(pipeline, reports, len(reports_per_target), watermarks.read,
+                                                watermarks.write)
+            return {table: mark.to_dict() for table, mark in moved.items()}
+
+        advance_watermarks(*loads)
     return dag

@@ -14,10 +14,40 @@ from cdc_sync.aurora.loader import AuroraMergeLoader
 from cdc_sync.config import Pipeline
 from cdc_sync.dms.layout import DmsFile
 from cdc_sync.landed import LoadReport
+from cdc_sync.planning import FinishedCheck
 
 
-def load_batch(pipeline: Pipeline, batch: dict, s3_client, connect: Callable, *, workdir: Path | None = None) -> LoadReport:
+def finished_in_aurora(pipeline: Pipeline, connect: Callable) -> FinishedCheck:
+    def check(table_name: str, files: list[DmsFile], replay: set[str]) -> set[tuple[str, str]]:
+        loader = AuroraMergeLoader(pipeline, pipeline.table(table_name), connect, None, Path("."))
+        conn = connect()
+        try:
+            if not _ledger_exists(conn, pipeline):
+                return set()
+            outcomes = loader.outcomes(conn, files)
+        finally:
+            conn.close()
+        return {pair for pair, status in outcomes.items() if status == "loaded" or pair[0] not in replay}
+
+    return check
+
+
+def load_batch(
+    pipeline: Pipeline, batch: dict, s3_client, connect: Callable, *, replay: bool = False, workdir: Path | None = None,
+) -> LoadReport:
     table = pipeline.table(batch["table"])
     files = [DmsFile.from_dict(f) for f in batch["files"]]
     with tempfile.TemporaryDirectory(prefix="cdc-sync-aurora-", dir=workdir) as scratch:
-        return AuroraMergeLoader(pipeline, table, connect, s3_client, Path(scratch)).load(files)
+        return AuroraMergeLoader(pipeline, table, connect, s3_client, Path(scratch)).load(
+            files, replay_quarantined=replay
+        )
+
+
+def _ledger_exists(conn, pipeline: Pipeline) -> bool:
+    assert pipeline.aurora is not None
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (pipeline.aurora.database, pipeline.aurora.ledger_table),
+        )
+        return cur.fetchone()[0] > 0

@@ -18,6 +18,7 @@ DOWNLOAD_CHUNK_BYTES = 8 * 1024 * 1024
 @dataclass
 class LoadReport:
     table: str
+    target: str = "bigquery"
     job_id: str | None = None
     loaded: dict[str, int] = field(default_factory=dict)  # key -> rows
     quarantined: dict[str, str] = field(default_factory=dict)  # key -> reason
@@ -36,7 +37,8 @@ class LoadReport:
 
     def to_dict(self) -> dict:
         return {
-            "table": self.table, "job_id": self.job_id, "loaded": self.loaded,
+            "table": self.table, "target": self.target, "handled_keys": self.handled_keys,
+            "job_id": self.job_id, "loaded": self.loaded,
             "quarantined": self.quarantined, "already_loaded": self.already_loaded,
             "previously_quarantined": self.previously_quarantined,
             "changed_since_listing": self.changed_since_listing,

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from tools.dms_standin import DmsStandIn
 
-from cdc_sync import dms_to_bigquery
+from cdc_sync import dms_to_bigquery, planning
 from cdc_sync.config import Pipeline, load_pipelines
 from cdc_sync.listing import Watermark
 
@@ -112,24 +112,31 @@ class World:
         return load_pipelines(self.config_path)[0]
 
     # ------------------------------------------------------------- running
+    def plan(self, **plan_kwargs) -> list[dict]:
+        checks = [dms_to_bigquery.finished_in_bigquery(self.pipeline, self.bq)]
+        return planning.plan_batches(self.pipeline, self.s3, self.watermarks.read, checks, **plan_kwargs)
+
+    def load_bigquery(self, batch: dict, replay: bool = False):
+        return dms_to_bigquery.load_batch(self.pipeline, batch, self.s3, self.bq, replay=replay, workdir=self.tmp_path)
+
+    def advance(self, reports: list, targets: int = 1) -> None:
+        planning.advance_watermarks(self.pipeline, [r.to_dict() for r in reports], targets,
+                                    self.watermarks.read, self.watermarks.write)
+
     def run_library(self, **plan_kwargs) -> list:
-        """Plan and load every batch with library calls (what the DAG's tasks do)."""
-        pipeline = self.pipeline
-        batches = dms_to_bigquery.plan_batches(pipeline, self.s3, self.bq, self.watermarks.read, **plan_kwargs)
-        return [
-            dms_to_bigquery.load_batch(
-                pipeline, batch, self.s3, self.bq, self.watermarks.read, self.watermarks.write,
-                replay=bool(plan_kwargs.get("replay_keys")), workdir=self.tmp_path,
-            )
-            for batch in batches
-        ]
+        """Plan, load every batch into BigQuery, advance the watermarks: what the DAG's tasks do."""
+        replay = bool(plan_kwargs.get("replay_keys"))
+        reports = [self.load_bigquery(batch, replay) for batch in self.plan(**plan_kwargs)]
+        self.advance(reports)
+        return reports
 
     def run_aurora(self, **plan_kwargs) -> list:
         """Plan as the DAG does, then apply every batch to the Aurora stand-in (MariaDB)."""
         from cdc_sync import dms_to_aurora
 
         pipeline = self.pipeline
-        batches = dms_to_bigquery.plan_batches(pipeline, self.s3, self.bq, self.watermarks.read, **plan_kwargs)
+        checks = [dms_to_aurora.finished_in_aurora(pipeline, self.aurora_connection)]
+        batches = planning.plan_batches(pipeline, self.s3, self.watermarks.read, checks, **plan_kwargs)
         return [
             dms_to_aurora.load_batch(pipeline, batch, self.s3, self.aurora_connection, workdir=self.tmp_path)
             for batch in batches

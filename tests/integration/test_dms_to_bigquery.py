@@ -167,13 +167,9 @@ def test_files_landing_out_of_order_converge(world):
 
 def test_load_task_rerun_with_the_same_batch_appends_nothing(world):
     _seed(world, range(1, 4))
-    from cdc_sync import dms_to_bigquery
-
-    batches = dms_to_bigquery.plan_batches(world.pipeline, world.s3, world.bq, world.watermarks.read)
-    first = dms_to_bigquery.load_batch(world.pipeline, batches[0], world.s3, world.bq,
-                                       world.watermarks.read, world.watermarks.write, workdir=world.tmp_path)
-    again = dms_to_bigquery.load_batch(world.pipeline, batches[0], world.s3, world.bq,
-                                       world.watermarks.read, world.watermarks.write, workdir=world.tmp_path)
+    batches = world.plan()
+    first = world.load_bigquery(batches[0])
+    again = world.load_bigquery(batches[0])
     assert sum(first.loaded.values()) == 3
     assert again.loaded == {} and again.already_loaded == list(first.loaded)
     assert world.changelog_count() == 3
@@ -291,31 +287,26 @@ def test_backfill_window_plans_the_files_written_in_its_interval(world):
         world.dms.update(world.customers, {"id": 1}, {"qty": n})
         keys.append(world.dms.flush(world.customers, file_time=when))
     world.write_config(late_file_grace_minutes=0)
-    from cdc_sync import dms_to_bigquery
-
     window = (dt.datetime(2026, 11, 2, tzinfo=UTC), dt.datetime(2026, 11, 3, tzinfo=UTC))
-    batches = dms_to_bigquery.plan_batches(world.pipeline, world.s3, world.bq, world.watermarks.read, window=window)
+    batches = world.plan(window=window)
     planned = [f["key"] for b in batches for f in b["files"]]
     assert planned == [f"dms/{world.db}/customers/LOAD00000001.parquet", keys[1]]
     # loading that window, then the others in any order, converges on the source
     for batch in batches:
-        dms_to_bigquery.load_batch(world.pipeline, batch, world.s3, world.bq, world.watermarks.read,
-                                   world.watermarks.write, workdir=world.tmp_path)
+        world.load_bigquery(batch)
     world.run_library(rescan=True)
     assert world.view_rows() == world.source_rows(world.customers)
 
 
 def test_object_rewritten_after_listing_is_loaded_in_its_new_version_next_run(world):
     _seed(world, range(1, 3))
-    from cdc_sync import dms_to_bigquery
-
-    batches = dms_to_bigquery.plan_batches(world.pipeline, world.s3, world.bq, world.watermarks.read)
+    batches = world.plan()
     key = batches[0]["files"][0]["key"]
     # between planning and loading, the object is replaced (a DMS reload rewrites LOAD files)
     world.dms.update(world.customers, {"id": 1}, {"qty": 77})
     world.dms.full_load(world.customers)
-    report = dms_to_bigquery.load_batch(world.pipeline, batches[0], world.s3, world.bq, world.watermarks.read,
-                                        world.watermarks.write, workdir=world.tmp_path)
+    report = world.load_bigquery(batches[0])
+    world.advance([report])
     assert report.changed_since_listing == [key] and report.loaded == {}
     # nothing of the listed version was loaded, the watermark did not pass it: the next run loads the new one
     reports = world.run_library()

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cdc_sync import dms_to_bigquery
+from cdc_sync import planning
 from cdc_sync.dms.writer import cdc_file_name
 from cdc_sync.listing import ListingStats, Watermark, list_new_files, table_cursors
 from tests.integration.harness import World
@@ -38,7 +38,7 @@ def test_a_poke_costs_one_call_per_cursor_with_thousands_of_old_files(stack, uni
 
         # the planner looks back 15 minutes for late files (the boundary file included): still two calls
         stats = ListingStats()
-        planned = dms_to_bigquery.candidate_files(w.pipeline, w.pipeline.tables[0], w.s3, watermark, stats=stats)
+        planned = planning.candidate_files(w.pipeline, w.pipeline.tables[0], w.s3, watermark, stats=stats)
         assert stats.calls == 2
         assert [f.key for f in planned] == old[-16:] + new
 

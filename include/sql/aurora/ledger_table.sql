@@ -1,5 +1,6 @@
--- Which chunks of which landed objects this database has applied. Written in the same
--- transaction as the rows it describes: a chunk is applied and recorded, or neither.
+-- Which chunks of which landed objects this database has applied (status 'applied',
+-- written in the same transaction as the rows: a chunk is applied and recorded, or
+-- neither), and per object the outcome (chunk -1: 'loaded' or 'quarantined' with reason).
 CREATE TABLE IF NOT EXISTS {{ database | my_ident }}.{{ ledger | my_ident }} (
   pipeline VARCHAR(64) NOT NULL,
   table_name VARCHAR(200) NOT NULL,
@@ -7,7 +8,9 @@ CREATE TABLE IF NOT EXISTS {{ database | my_ident }}.{{ ledger | my_ident }} (
   chunk INT NOT NULL,
   object_key VARCHAR(1024) NOT NULL,
   etag VARCHAR(128) NOT NULL,
+  status VARCHAR(16) NOT NULL,
   row_count BIGINT NOT NULL,
+  reason TEXT NULL,
   loaded_at DATETIME(6) NOT NULL,
   PRIMARY KEY (pipeline, table_name, object_hash, chunk)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin

@@ -92,8 +92,8 @@ class AuroraMergeLoader:
         return sql.render(f"aurora/{template}", database=self.target.database, **params)
 
     # ------------------------------------------------------------------ public
-    def load(self, files: list[DmsFile]) -> LoadReport:
-        report = LoadReport(self.table.qualified_name)
+    def load(self, files: list[DmsFile], *, replay_quarantined: bool = False) -> LoadReport:
+        report = LoadReport(self.table.qualified_name, target="aurora")
         conn = self.connect()
         try:
             with conn.cursor() as cur:
@@ -101,11 +101,46 @@ class AuroraMergeLoader:
                 cur.execute("SET SESSION time_zone = '+00:00'")
                 cur.execute(self._render("ledger_table.sql", ledger=self.target.ledger_table))
             conn.commit()
+            outcomes = self.outcomes(conn, files)
             for index, f in enumerate(sorted(set(files))):
-                self._load_file(conn, f, index, report)
+                outcome = outcomes.get((f.key, f.etag))
+                if outcome == "loaded":
+                    report.already_loaded.append(f.key)
+                elif outcome == "quarantined" and not replay_quarantined:
+                    report.previously_quarantined.append(f.key)
+                else:
+                    self._load_file(conn, f, index, report)
         finally:
             conn.close()
         return report
+
+    def outcomes(self, conn, files: list[DmsFile]) -> dict[tuple[str, str], str]:
+        """'loaded' / 'quarantined' per (key, etag) that has an outcome in the ledger."""
+        by_hash = {_object_hash(f): (f.key, f.etag) for f in files}
+        if not by_hash:
+            return {}
+        placeholders = ", ".join(["%s"] * len(by_hash))
+        with conn.cursor() as cur:
+            cur.execute(
+                f"SELECT object_hash, status FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
+                f"AND chunk = -1 AND object_hash IN ({placeholders})",
+                (self.pipeline.name, self.table.qualified_name, *by_hash),
+            )
+            rows = cur.fetchall()
+        conn.commit()
+        return {by_hash[h]: status for h, status in rows}
+
+    def _ledger(self) -> str:
+        return f"{sql.mysql_ident(self.target.database)}.{sql.mysql_ident(self.target.ledger_table)}"
+
+    def _record_outcome(self, conn, f: DmsFile, status: str, rows: int, reason: str | None = None) -> None:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"REPLACE INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
+                "status, row_count, reason, loaded_at) VALUES (%s, %s, %s, -1, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
+                (self.pipeline.name, self.table.qualified_name, _object_hash(f), f.key, f.etag, status, rows, reason),
+            )
+        conn.commit()
 
     # ----------------------------------------------------------------- per file
     def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
@@ -115,7 +150,7 @@ class AuroraMergeLoader:
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchKey"):
-                return self._quarantine(report, f, "object no longer exists in S3")
+                return self._quarantine(report, f, "object no longer exists in S3", conn)
             if code in ("412", "PreconditionFailed"):
                 report.changed_since_listing.append(f.key)
                 return None
@@ -131,13 +166,14 @@ class AuroraMergeLoader:
             columns, binary = self._prepare_table(conn, types)
             chunks = self._write_chunks(change_file, columns, index)
         except ChangeFileError as error:
-            return self._quarantine(report, f, error.problem)
+            return self._quarantine(report, f, error.problem, conn)
         applied, skipped = 0, 0
         for number, chunk in enumerate(chunks):
             try:
                 rows = self._apply_chunk(conn, f, number, chunk, columns, binary)
             except _ChunkRefused as refused:
-                return self._quarantine(report, f, f"chunk {number} (rows from {number * self.target.chunk_rows}): {refused}")
+                return self._quarantine(
+                    report, f, f"chunk {number} (rows from {number * self.target.chunk_rows}): {refused}", conn)
             if rows is None:
                 skipped += 1
             else:
@@ -146,6 +182,7 @@ class AuroraMergeLoader:
             report.already_loaded.append(f.key)
         else:
             report.loaded[f.key] = applied
+        self._record_outcome(conn, f, "loaded", applied)
         return None
 
     def _prepare_table(self, conn, types: dict[str, ColumnType | None]) -> tuple[list[str], list[str]]:
@@ -221,7 +258,7 @@ class AuroraMergeLoader:
         import pymysql
 
         state = self.target.state_table(self.table)
-        object_hash = hashlib.sha256(f"{f.key}\n{f.etag}".encode()).hexdigest()
+        object_hash = _object_hash(f)
         source = str(chunk.path)
         if self.target.method == "aurora_s3":
             key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{number:05d}.csv"
@@ -232,9 +269,8 @@ class AuroraMergeLoader:
             with conn.cursor() as cur:
                 try:
                     cur.execute(
-                        f"INSERT INTO {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(self.target.ledger_table)} "
-                        "(pipeline, table_name, object_hash, chunk, object_key, etag, row_count, loaded_at) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
+                        f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
+                        "status, row_count, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, 'applied', %s, UTC_TIMESTAMP(6))",
                         (self.pipeline.name, self.table.qualified_name, object_hash, number, f.key, f.etag, chunk.rows),
                     )
                 except pymysql.err.IntegrityError as error:
@@ -267,12 +303,17 @@ class AuroraMergeLoader:
             raise
         return chunk.rows
 
-    def _quarantine(self, report: LoadReport, f: DmsFile, reason: str) -> None:
+    def _quarantine(self, report: LoadReport, f: DmsFile, reason: str, conn) -> None:
         reason = reason.removeprefix(": ")
+        self._record_outcome(conn, f, "quarantined", 0, reason)
         log.error("%s: quarantined s3://%s/%s for Aurora: %s", self.table.qualified_name,
                   self.pipeline.source.bucket, f.key, reason)
         report.quarantined[f.key] = reason
         write_quarantine_marker(self.s3, self.pipeline, self.table, "aurora", f, reason)
+
+
+def _object_hash(f: DmsFile) -> str:
+    return hashlib.sha256(f"{f.key}\n{f.etag}".encode()).hexdigest()
 
 
 class _ChunkRefused(RuntimeError):

@@ -1,0 +1,113 @@
+"""Planning shared by every target: list new files per table, drop what every target has
+finished, cap the batch; and after the loads, move the listing watermarks forward."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from cdc_sync.config import Pipeline, TableSpec
+from cdc_sync.dms.layout import DmsFile, dated_folders_of
+from cdc_sync.listing import ListingStats, Watermark, list_new_files, table_cursors, window_cursors
+
+log = logging.getLogger(__name__)
+
+WatermarkReader = Callable[[str, str], Watermark]
+WatermarkWriter = Callable[[str, str, Watermark], None]
+# (table, files, replay keys) -> {(key, etag)} the target has finished with
+FinishedCheck = Callable[[str, list[DmsFile], set[str]], set[tuple[str, str]]]
+
+
+def candidate_files(
+    pipeline: Pipeline, table: TableSpec, s3_client, watermark: Watermark, *,
+    rescan: bool = False, window: tuple[datetime, datetime] | None = None, stats: ListingStats | None = None,
+) -> list[DmsFile]:
+    """New files of one table: LOAD files past the LOAD watermark, CDC files past the CDC
+    watermark moved back by the late-file grace (the ledger drops what is already loaded).
+    With `window` (a backfill run's data interval): every LOAD file and the CDC files
+    written in that interval; with `rescan`: everything."""
+    prefix = pipeline.source.table_prefix(table)
+    grace = timedelta(minutes=pipeline.options.late_file_grace_minutes)
+    if window and not rescan:
+        dated = dated_folders_of(watermark.cdc_after, prefix) if watermark.cdc_after else _probe_layout(
+            s3_client, pipeline.source.bucket, prefix)
+        cursors = window_cursors(table.qualified_name, prefix, window[0], window[1], dated, grace)
+    else:
+        cursors = table_cursors(table.qualified_name, prefix, Watermark() if rescan else watermark, grace)
+    found: dict[str, DmsFile] = {}
+    for cursor in cursors:
+        for f in list_new_files(s3_client, pipeline.source.bucket, cursor, prefix, pipeline.source.file_format, stats=stats):
+            found[f.key] = f
+    return sorted(found.values())
+
+
+def plan_batches(
+    pipeline: Pipeline, s3_client, read_watermark: WatermarkReader, finished: list[FinishedCheck], *,
+    tables: Iterable[str] | None = None, replay_keys: Iterable[str] = (), rescan: bool = False,
+    window: tuple[datetime, datetime] | None = None,
+) -> list[dict]:
+    """One batch per table with files that some target has not finished (loaded, or
+    quarantined unless replayed), capped by max_batch_files/bytes (the rest waits for the
+    next run; the sensor sees it at once). `finished` holds one check per target."""
+    replay = set(replay_keys)
+    wanted = set(tables) if tables else None
+    batches = []
+    for table in pipeline.tables:
+        if wanted is not None and table.qualified_name not in wanted and not replay:
+            continue
+        files = candidate_files(
+            pipeline, table, s3_client, read_watermark(pipeline.name, table.qualified_name),
+            rescan=rescan or bool(replay), window=window,
+        )
+        if replay:
+            files = [f for f in files if f.key in replay]
+        if files and finished:
+            done = [check(table.qualified_name, files, replay) for check in finished]
+            files = [f for f in files if not all((f.key, f.etag) in d for d in done)]
+        chosen: list[DmsFile] = []
+        size = 0
+        for f in files:
+            if chosen and (len(chosen) >= pipeline.options.max_batch_files
+                           or size + f.size > pipeline.options.max_batch_bytes):
+                log.info("%s: %d more file(s) wait for the next run (batch cap)", table.qualified_name,
+                         len(files) - len(chosen))
+                break
+            chosen.append(f)
+            size += f.size
+        if chosen:
+            batches.append({"table": table.qualified_name, "files": [f.to_dict() for f in chosen]})
+    return batches
+
+
+def advance_watermarks(
+    pipeline: Pipeline, reports: Iterable[dict | None], targets: int,
+    read_watermark: WatermarkReader, write_watermark: WatermarkWriter,
+) -> dict[str, Watermark]:
+    """Move each table's watermark past the keys every target handled this run. A table
+    whose load failed in some target keeps its watermark (the next run lists it again;
+    the ledgers skip what is done)."""
+    by_table: dict[str, list[dict]] = {}
+    for report in reports:
+        if report:
+            by_table.setdefault(report["table"], []).append(report)
+    moved = {}
+    for table_name, table_reports in by_table.items():
+        if len(table_reports) < targets:
+            log.warning("%s: not every target finished; its watermark stays", table_name)
+            continue
+        handled = set.intersection(*(set(r["handled_keys"]) for r in table_reports))
+        table = pipeline.table(table_name)
+        watermark = read_watermark(pipeline.name, table_name)
+        advanced = watermark.advanced(pipeline.source.table_prefix(table), sorted(handled))
+        if advanced != watermark:
+            write_watermark(pipeline.name, table_name, advanced)
+            moved[table_name] = advanced
+    return moved
+
+
+def _probe_layout(s3_client, bucket: str, prefix: str) -> str | None:
+    """One call: does this table folder use DMS date folders?"""
+    page = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    first = page.get("Contents", [])
+    return dated_folders_of(first[0]["Key"], prefix) if first else None
