@@ -13,7 +13,7 @@ VENV_BQ := .venv-bigquery
 VENV_AF30 := .venv-airflow-3.0
 UV := $(VENV)/bin/uv
 
-.PHONY: help venv test test-unit test-airflow-3.0 lint demo bench clean
+.PHONY: help venv test test-unit test-airflow-3.0 lint demo pools bench clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ lint: venv ## ruff over everything, mypy over the library
 demo: venv ## Run the DMS → BigQuery pipeline end to end on local stand-ins and print what it did
 	$(VENV)/bin/python tools/local_stack.py check
 	$(VENV)/bin/python tools/demo.py
+
+pools: venv ## Create the Airflow pools the pipeline config names (Aurora connection cap)
+	$(VENV)/bin/python tools/pools.py $(CONFIG)
 
 bench: venv ## Benchmarks (listing cost, loader memory); print their figures
 	$(VENV)/bin/python bench/bench_listing.py

@@ -81,7 +81,8 @@ class AuroraTarget:
     mysql_conn_id: str = "aurora_default"
     mode: str = "merge"
     method: str = "local_infile"  # aurora_s3 on Aurora: the cluster reads S3 itself
-    pool: str = "aurora"
+    pool: str = "cdc_sync_aurora"  # caps concurrent Aurora connections; `make pools` creates it
+    pool_slots: int = 4
     chunk_rows: int = 500_000
     staging_prefix: str = "cdc-sync/staging/"
     ledger_table: str = "_cdc_sync_ledger"
@@ -238,6 +239,19 @@ def load_pipelines(path: str | os.PathLike | None = None) -> list[Pipeline]:
     except yaml.YAMLError as error:
         raise ConfigError(f"{config_path}: not valid YAML: {error}") from error
     return parse_pipelines(document, str(config_path))
+
+
+def pools(pipelines: list[Pipeline]) -> dict[str, dict]:
+    """The Airflow pools the pipelines name, in `airflow pools import` format."""
+    out: dict[str, dict] = {}
+    for pipeline in pipelines:
+        if pipeline.aurora is not None:
+            entry = out.setdefault(pipeline.aurora.pool, {
+                "slots": pipeline.aurora.pool_slots, "include_deferred": False,
+                "description": "cdc-sync: caps concurrent connections of Aurora loads",
+            })
+            entry["slots"] = min(entry["slots"], pipeline.aurora.pool_slots)
+    return out
 
 
 def get_pipeline(name: str, path: str | os.PathLike | None = None) -> Pipeline:

@@ -140,3 +140,27 @@ def _dataset_exists(world) -> bool:
     except NotFound:
         return False
 
+
+
+def test_dag_feeds_bigquery_and_aurora_from_the_same_files(stack, airflow_db, unique_name, tmp_path, monkeypatch):
+    import json
+
+    w = World(stack, unique_name, tmp_path, aurora=True)
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", json.dumps({
+            "conn_type": "mysql", "host": stack.mariadb.host, "port": stack.mariadb.port,
+            "login": stack.mariadb.user, "password": stack.mariadb.password, "schema": w.target_db,
+        }))
+        for i in range(1, 4):
+            w.dms.insert(w.customers, customer(i))
+        w.dms.full_load(w.customers)
+        w.dms.update(w.customers, {"id": 1}, {"name": "both targets"})
+        w.dms.delete(w.customers, {"id": 2})
+        w.dms.flush(w.customers)
+        run = w.dag().test()
+        states = _task_states(run)
+        assert str(run.state) == "success", states
+        assert states["load_to_aurora"] == ["success"] and states["load_to_bigquery"] == ["success"]
+        assert w.aurora_rows() == w.source_rows(w.customers) == w.view_rows()
+    finally:
+        w.close()

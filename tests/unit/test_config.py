@@ -85,3 +85,15 @@ def test_missing_and_broken_files(tmp_path):
     broken.write_text("pipelines: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_pipelines(broken)
+
+
+def test_pools_named_by_aurora_targets():
+    from cdc_sync.config import pools
+
+    doc = copy.deepcopy(VALID)
+    doc["pipelines"][0]["targets"]["aurora"] = {"database": "replica", "pool_slots": 3}
+    assert pools(parse_pipelines(doc)) == {
+        "cdc_sync_aurora": {"slots": 3, "include_deferred": False,
+                            "description": "cdc-sync: caps concurrent connections of Aurora loads"},
+    }
+    assert pools(parse_pipelines(VALID)) == {}
