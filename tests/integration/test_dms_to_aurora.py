@@ -54,6 +54,12 @@ def test_merge_full_load_and_cdc_every_type_matches_source_and_bigquery(world):
     assert world.aurora_rows() == world.source_rows(world.customers)
     world.run_library()
     assert world.aurora_rows() == world.view_rows()
+    # both engines hold the same position for every key: the same change won in each
+    bq_positions = {r["id"]: r["_cdc_position"] for r in world.bq.query(
+        f"SELECT id, _cdc_position FROM `local.{world.dataset}.{world.db}_customers`").result()}
+    with world.mysql.cursor() as cur:
+        cur.execute(f"SELECT id, _cdc_position FROM `{world.target_db}`.`{world.db}_customers`")
+        assert dict(cur.fetchall()) == bq_positions
 
 
 def test_merge_is_order_independent_and_exactly_once(world):

@@ -12,7 +12,7 @@ from cdc_sync import sql
 def _load(method: str, source: str) -> str:
     return sql.render(
         "aurora/load_data.sql", database="replica", method=method, source=source, stage="_cdc_stage",
-        columns=["id", "photo", "_cdc_position"], hex_columns=["photo"],
+        columns=["id", "photo"], hex_columns=["photo"], object_key="dms/shop/t/20261123-070000000.parquet",
     )
 
 
@@ -21,7 +21,9 @@ def test_load_data_from_s3_text():
     assert "LOAD DATA FROM S3 FILE 's3://landing/cdc-sync/staging/p/dms/shop/t/x.parquet.00000.csv'" in text
     assert "INTO TABLE `replica`.`_cdc_stage` CHARACTER SET utf8mb4" in text
     assert "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'" in text
-    assert "(`id`, @photo, `_cdc_position`) SET `photo` = UNHEX(@photo)" in text
+    assert "(`id`, @photo, @cdc_head, @cdc_row, _cdc_deleted, _cdc_commit_ts) SET `photo` = UNHEX(@photo)," in text
+    assert ("_cdc_position = CONCAT(@cdc_head, '|', 'dms/shop/t/20261123-070000000.parquet', '|', "
+            "LPAD(@cdc_row, 12, '0'))") in text
     assert "LOCAL" not in text
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
 log = logging.getLogger(__name__)
 STAGE = "_cdc_stage"
 META_IN_STATE = ["_cdc_position", "_cdc_deleted", "_cdc_commit_ts", "_cdc_source_key", "_cdc_loaded_at"]
+# phase|commit µs: the part of _cdc_position that differs per row besides the row number
+_POSITION_HEAD_CHARS = 22
 _DUPLICATE_KEY = 1062
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
 
@@ -280,10 +283,12 @@ class AuroraMergeLoader:
                     raise
                 cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(STAGE)}")
                 cur.execute(self._render("stage_table.sql", stage=STAGE, table=state))
+                began = time.perf_counter()
                 cur.execute(self._render(
                     "load_data.sql", method=self.target.method, source=source, stage=STAGE,
-                    columns=all_columns, hex_columns=binary,
+                    columns=columns, hex_columns=binary, object_key=f.key,
                 ))
+                staged = time.perf_counter()
                 # LOAD DATA LOCAL turns bad values into warnings (clamped, truncated) instead
                 # of errors, because the server cannot stop the client's upload: refuse them.
                 cur.execute("SHOW WARNINGS LIMIT 3")
@@ -296,6 +301,8 @@ class AuroraMergeLoader:
                     primary_key=self.table.primary_key,
                 ))
             conn.commit()
+            log.info("%s: chunk %d of %s: %d rows staged in %.2fs, applied and committed in %.2fs",
+                     self.table.qualified_name, number, f.key, chunk.rows, staged - began, time.perf_counter() - staged)
         except pymysql.err.MySQLError as error:
             conn.rollback()
             if _is_data_error(error):
@@ -326,19 +333,21 @@ def _is_data_error(error) -> bool:
 
 
 def _csv_table(batch: pa.RecordBatch, columns: list[str]) -> pa.Table:
-    """Columns in state-table order, encoded for LOAD DATA: backslashes escaped (ESCAPED BY
-    '\\\\'), NULL as \\N, bytes as hex (UNHEX on load), timestamps as UTC text, booleans as 0/1."""
-    out, names = [], []
+    """Data columns in state-table order, then the per-row metadata (see load_data.sql),
+    encoded for LOAD DATA: backslashes escaped (ESCAPED BY '\\'), NULL as \\N, bytes as
+    hex (UNHEX on load), timestamps as UTC text, booleans as 0/1."""
     present = set(batch.schema.names)
-    for name in columns + META_IN_STATE:
-        if name == "_cdc_deleted":
-            column = pc.cast(pc.equal(batch.column("_cdc_op"), "D"), pa.int8())
-        elif name not in present:
-            column = pa.nulls(batch.num_rows, pa.string())
-        else:
-            column = _csv_value(batch.column(name))
-        out.append(column)
-        names.append(name)
+    out = [
+        _csv_value(batch.column(name)) if name in present else pa.nulls(batch.num_rows, pa.string())
+        for name in columns
+    ]
+    out += [
+        pc.utf8_slice_codeunits(batch.column("_cdc_position"), 0, _POSITION_HEAD_CHARS),
+        batch.column("_cdc_row"),
+        pc.cast(pc.equal(batch.column("_cdc_op"), "D"), pa.int8()),
+        _csv_value(batch.column("_cdc_commit_ts")),
+    ]
+    names = [*columns, "cdc_head", "cdc_row", "_cdc_deleted", "_cdc_commit_ts"]
     return pa.Table.from_arrays(out, names=names)
 
 

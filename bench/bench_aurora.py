@@ -1,0 +1,122 @@
+"""Aurora load rates on a 1,000,000-row change file, one run, against the local MariaDB.
+
+  floor        raw LOAD DATA LOCAL INFILE of the same rows (CSV) into a bare table
+  merge        the pipeline's merge load of the DMS Parquet file (download from moto,
+               CSV chunks, LOAD DATA into staging, position-guarded upsert, ledger)
+  executemany  pymysql executemany INSERTs, 1,000 rows a batch (on 200,000 rows)
+
+Prints rows/s and the ratios the issue sets as targets (merge ≥ 0.5× floor, ≥ 3× executemany).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.csv as pacsv  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import yaml  # noqa: E402
+
+ROWS = 1_000_000
+DB = "cdc_sync_bench"
+
+
+def make_rows(n: int) -> pa.Table:
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    return pa.table({
+        "id": ids,
+        "qty": (ids % 1000).astype(np.int32),
+        "amount": pa.array([Decimal(int(i) * 3 % 100000) / 100 for i in ids], pa.decimal128(18, 4)),
+        "name": pa.array([f"customer-{i:x}" for i in ids]),
+    })
+
+
+def main() -> None:
+    from tools.local_stack import LocalStack
+
+    from cdc_sync import dms_to_aurora
+    from cdc_sync.config import load_pipelines
+
+    data = make_rows(ROWS)
+    with LocalStack.start() as stack, tempfile.TemporaryDirectory(prefix="cdc-bench-aurora-") as tmp:
+        tmpdir = Path(tmp)
+        admin = stack.mariadb.connect()
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{DB}`")
+            cur.execute(f"CREATE DATABASE `{DB}` CHARACTER SET utf8mb4")
+            cur.execute(f"CREATE TABLE `{DB}`.bare (id BIGINT PRIMARY KEY, qty INT, amount DECIMAL(18,4), "
+                        "name VARCHAR(100)) CHARSET utf8mb4")
+            cur.execute(f"CREATE TABLE `{DB}`.bare_many LIKE `{DB}`.bare")
+
+        # floor: raw LOAD DATA LOCAL INFILE
+        csv_path = tmpdir / "raw.csv"
+        pacsv.write_csv(data, csv_path, write_options=pacsv.WriteOptions(include_header=False))
+        conn = stack.mariadb.connect(local_infile=True, autocommit=False)
+        began = time.perf_counter()
+        with conn.cursor() as cur:
+            cur.execute(f"LOAD DATA LOCAL INFILE '{csv_path}' INTO TABLE `{DB}`.bare CHARACTER SET utf8mb4 "
+                        "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\n'")
+        conn.commit()
+        floor = ROWS / (time.perf_counter() - began)
+
+        # executemany on a subset
+        subset = data.slice(0, 200_000).to_pylist()
+        began = time.perf_counter()
+        with conn.cursor() as cur:
+            for start in range(0, len(subset), 1000):
+                cur.executemany(f"INSERT INTO `{DB}`.bare_many (id, qty, amount, name) VALUES (%s, %s, %s, %s)",
+                                [tuple(r.values()) for r in subset[start:start + 1000]])
+        conn.commit()
+        many = len(subset) / (time.perf_counter() - began)
+        conn.close()
+
+        # the pipeline's merge load of a DMS CDC file holding the same rows as inserts
+        s3 = stack.boto3_client("s3")
+        s3.create_bucket(Bucket="bench-aurora")
+        when = "2026-11-23 07:00:00.000000"
+        change_file = pa.table({"Op": pa.array(["I"] * ROWS), "cdc_commit_ts": pa.array([when] * ROWS),
+                                **{n: data.column(n) for n in data.column_names}})
+        parquet_path = tmpdir / "changes.parquet"
+        pq.write_table(change_file, parquet_path)
+        key = "dms/shop/customers/20261123-070000000.parquet"
+        s3.upload_file(str(parquet_path), "bench-aurora", key)
+        head = s3.head_object(Bucket="bench-aurora", Key=key)
+        config = tmpdir / "p.yaml"
+        config.write_text(yaml.safe_dump({"pipelines": [{
+            "name": "bench", "source": {"kind": "dms", "bucket": "bench-aurora", "prefix": "dms"},
+            "tables": [{"schema": "shop", "name": "customers", "primary_key": ["id"],
+                        "commit_timestamp_column": "cdc_commit_ts"}],
+            "targets": {"aurora": {"database": DB, "method": "local_infile"}},
+        }]}))
+        pipeline = load_pipelines(config)[0]
+        batch = {"table": "shop.customers", "files": [
+            {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}]}
+        began = time.perf_counter()
+        report = dms_to_aurora.load_batch(
+            pipeline, batch, s3, lambda: stack.mariadb.connect(local_infile=True, autocommit=False), workdir=tmpdir)
+        merge = ROWS / (time.perf_counter() - began)
+        assert report.loaded == {key: ROWS}, report
+        with admin.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM `{DB}`.shop_customers")
+            assert cur.fetchone()[0] == ROWS
+            cur.execute(f"DROP DATABASE `{DB}`")
+        admin.close()
+
+    print(f"rows: {ROWS:,} ({dt.date.today()})")
+    print(f"floor  raw LOAD DATA LOCAL INFILE : {floor:10,.0f} rows/s")
+    print(f"merge  pipeline (end to end)      : {merge:10,.0f} rows/s  = {merge / floor:.2f}x floor, "
+          f"{merge / many:.1f}x executemany")
+    print(f"executemany (1,000 per batch)     : {many:10,.0f} rows/s")
+
+
+if __name__ == "__main__":
+    main()
