@@ -80,7 +80,10 @@ class _Chunk:
     rows: int
 
 
-class AuroraMergeLoader:
+class AuroraLoaderBase:
+    """What the merge and append loaders share: connection setup, the ledger, downloads,
+    quarantine. Subclasses implement `_load_file`."""
+
     def __init__(self, pipeline: Pipeline, table: TableSpec, connect: Callable, s3_client, workdir: Path):
         if pipeline.aurora is None:
             raise ValueError(f"pipeline {pipeline.name} has no Aurora target")
@@ -145,19 +148,41 @@ class AuroraMergeLoader:
             )
         conn.commit()
 
-    # ----------------------------------------------------------------- per file
-    def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
-        path = self.workdir / f"aurora-source-{index:06d}.parquet"
+    def _download(self, conn, f: DmsFile, path: Path, report: LoadReport) -> bool:
+        """True when the listed version is on local disk; a vanished object is quarantined,
+        a changed one left for the next run; any other S3 error fails the task (retried)."""
         try:
             download_exact(self.s3, self.pipeline.source.bucket, f, path)
+            return True
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchKey"):
-                return self._quarantine(report, f, "object no longer exists in S3", conn)
+                self._quarantine(report, f, "object no longer exists in S3", conn)
+                return False
             if code in ("412", "PreconditionFailed"):
                 report.changed_since_listing.append(f.key)
-                return None
+                return False
             raise
+
+    def _quarantine(self, report: LoadReport, f: DmsFile, reason: str, conn) -> None:
+        reason = reason.removeprefix(": ")
+        self._record_outcome(conn, f, "quarantined", 0, reason)
+        log.error("%s: quarantined s3://%s/%s for Aurora: %s", self.table.qualified_name,
+                  self.pipeline.source.bucket, f.key, reason)
+        report.quarantined[f.key] = reason
+        write_quarantine_marker(self.s3, self.pipeline, self.table, "aurora", f, reason)
+
+    def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
+        raise NotImplementedError
+
+
+class AuroraMergeLoader(AuroraLoaderBase):
+    """DMS change files → the state table, position-guarded (see module docstring)."""
+
+    def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
+        path = self.workdir / f"aurora-source-{index:06d}.parquet"
+        if not self._download(conn, f, path, report):
+            return None
         change_file = ChangeFile(f.key, str(path), f.phase, self.table.commit_timestamp_column, self.table.primary_key)
         try:
             types = {}
@@ -309,15 +334,6 @@ class AuroraMergeLoader:
                 raise _ChunkRefused(str(error.args[-1])) from error
             raise
         return chunk.rows
-
-    def _quarantine(self, report: LoadReport, f: DmsFile, reason: str, conn) -> None:
-        reason = reason.removeprefix(": ")
-        self._record_outcome(conn, f, "quarantined", 0, reason)
-        log.error("%s: quarantined s3://%s/%s for Aurora: %s", self.table.qualified_name,
-                  self.pipeline.source.bucket, f.key, reason)
-        report.quarantined[f.key] = reason
-        write_quarantine_marker(self.s3, self.pipeline, self.table, "aurora", f, reason)
-
 
 def _object_hash(f: DmsFile) -> str:
     return hashlib.sha256(f"{f.key}\n{f.etag}".encode()).hexdigest()
