@@ -28,8 +28,9 @@ class ConfigError(ValueError):
 class TableSpec:
     schema: str
     name: str
-    primary_key: tuple[str, ...]
+    primary_key: tuple[str, ...] = ()
     commit_timestamp_column: str | None = None
+    columns: tuple[str, ...] = ()  # Firehose: the CSV columns, in order
 
     @property
     def qualified_name(self) -> str:
@@ -42,16 +43,23 @@ class TableSpec:
 
 
 @dataclass(frozen=True)
-class DmsSource:
+class LandingSource:
+    """Where change data lands: DMS table folders, or a Firehose delivery prefix."""
+
     bucket: str
+    kind: str = "dms"
     prefix: str = ""
-    file_format: str = "parquet"
+    file_format: str = "parquet"  # "firehose" for Firehose objects (CSV lines from the transform Lambda)
     aws_conn_id: str = "aws_default"
     quarantine_prefix: str = "cdc-sync/quarantine/"
+    error_prefix: str = "processing-failed/"  # Firehose: records the transform Lambda refused
+    stream: str | None = None  # Firehose: only objects of this delivery stream
 
     def table_prefix(self, table: TableSpec) -> str:
-        """Where DMS writes a table's files: `<prefix>/<schema>/<table>/`."""
+        """DMS: `<prefix>/<schema>/<table>/`. Firehose: the delivery prefix itself."""
         base = self.prefix.strip("/")
+        if self.kind == "firehose":
+            return f"{base}/" if base else ""
         return f"{base}/{table.schema}/{table.name}/" if base else f"{table.schema}/{table.name}/"
 
 
@@ -79,7 +87,8 @@ class AuroraTarget:
 
     database: str
     mysql_conn_id: str = "aurora_default"
-    mode: str = "merge"
+    mode: str = "merge"  # append: Firehose rows added to an existing table
+    table: str | None = None  # append mode: the target table (default <schema>_<table>)
     method: str = "local_infile"  # aurora_s3 on Aurora: the cluster reads S3 itself
     pool: str = "cdc_sync_aurora"  # caps concurrent Aurora connections; `make pools` creates it
     pool_slots: int = 4
@@ -94,6 +103,9 @@ class AuroraTarget:
     def view(self, table: TableSpec) -> str:
         """What users query: the live rows of the state table."""
         return table.target_name
+
+    def append_table(self, table: TableSpec) -> str:
+        return self.table or table.target_name
 
     def asset_uri(self, table: TableSpec) -> str:
         return f"mysql://{self.mysql_conn_id}/{self.database}/{self.view(table)}"
@@ -113,7 +125,7 @@ class Options:
 @dataclass(frozen=True)
 class Pipeline:
     name: str
-    source: DmsSource
+    source: LandingSource
     tables: tuple[TableSpec, ...]
     bigquery: BigQueryTarget | None
     aurora: AuroraTarget | None = None
@@ -178,18 +190,22 @@ def parse_pipelines(document: Any, source_name: str = "<config>") -> list[Pipeli
 def _build(raw: dict) -> Pipeline:
     tables = tuple(
         TableSpec(
-            schema=t["schema"], name=t["name"], primary_key=tuple(t["primary_key"]),
-            commit_timestamp_column=t.get("commit_timestamp_column"),
+            schema=t["schema"], name=t["name"], primary_key=tuple(t.get("primary_key", ())),
+            commit_timestamp_column=t.get("commit_timestamp_column"), columns=tuple(t.get("columns", ())),
         )
         for t in raw["tables"]
     )
+    source = dict(raw["source"])
+    if source.get("kind") == "firehose":
+        source["file_format"] = "firehose"
+        source.setdefault("prefix", "processed/")
     bigquery = raw["targets"].get("bigquery")
     aurora = raw["targets"].get("aurora")
     return Pipeline(
         name=raw["name"],
         description=raw.get("description", ""),
         schedule=raw.get("schedule", "*/10 * * * *"),
-        source=DmsSource(**{k: v for k, v in raw["source"].items() if k != "kind"}),
+        source=LandingSource(**source),
         tables=tables,
         bigquery=BigQueryTarget(**bigquery) if bigquery else None,
         aurora=AuroraTarget(**aurora) if aurora else None,
@@ -210,12 +226,31 @@ def _check_unique(pipelines: list[Pipeline], source_name: str) -> None:
                     f"{source_name}: pipeline {pipeline.name!r} field tables[{index}]: "
                     f"table {name!r} is declared twice"
                 )
+        _check_kind(pipeline, source_name)
         for index, table in enumerate(pipeline.tables):
-            if table.commit_timestamp_column in table.primary_key:
+            if table.commit_timestamp_column and table.commit_timestamp_column in table.primary_key:
                 raise ConfigError(
                     f"{source_name}: pipeline {pipeline.name!r} field tables[{index}].commit_timestamp_column: "
                     f"{table.commit_timestamp_column!r} is part of the primary key"
                 )
+
+
+def _check_kind(pipeline: Pipeline, source_name: str) -> None:
+    """What each kind of source needs beyond the schema."""
+    where = f"{source_name}: pipeline {pipeline.name!r}"
+    if pipeline.source.kind == "dms":
+        for index, table in enumerate(pipeline.tables):
+            if not table.primary_key:
+                raise ConfigError(f"{where} field tables[{index}]: 'primary_key' is required for a dms source")
+        if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
+            raise ConfigError(f"{where} field targets.aurora.mode: a dms source is applied with mode merge")
+        return
+    if len(pipeline.tables) != 1:
+        raise ConfigError(f"{where} field tables: a firehose source feeds exactly one table")
+    if not pipeline.tables[0].columns:
+        raise ConfigError(f"{where} field tables[0]: 'columns' (the CSV columns, in order) is required for a firehose source")
+    if pipeline.aurora is None or pipeline.aurora.mode != "append" or pipeline.bigquery is not None:
+        raise ConfigError(f"{where} field targets: a firehose source needs targets.aurora with mode append (only)")
 
 
 def default_config_path() -> Path:

@@ -12,7 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cdc_sync.dms.layout import DmsFile, classify, grace_start_after, load_region_start, time_key
+from cdc_sync.dms.layout import DmsFile, FileKind, classify, grace_start_after, load_region_start, time_key
+from cdc_sync.firehose.layout import grace_start_after as firehose_grace_start
+from cdc_sync.firehose.layout import is_delivered_object
+
+FIREHOSE = "firehose"  # the file_format of a Firehose source
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,12 @@ class Watermark:
 
 
 def table_cursors(
-    table: str, table_prefix: str, watermark: Watermark, grace: timedelta = timedelta(0)
+    table: str, table_prefix: str, watermark: Watermark, grace: timedelta = timedelta(0), file_format: str = "parquet",
 ) -> list[Cursor]:
-    """The two walks of one DMS table folder (see dms.layout for why two)."""
+    """The two walks of one DMS table folder (see dms.layout for why two); Firehose
+    delivers in time order under one prefix, so there it is one walk."""
+    if file_format == FIREHOSE:
+        return [Cursor(table, table_prefix, start_after=firehose_grace_start(watermark.cdc_after, table_prefix, grace))]
     load_region = load_region_start(table_prefix)
     return [
         Cursor(table, load_region, start_after=watermark.load_after),
@@ -96,9 +103,13 @@ def accept(page_items: list[dict], cursor: Cursor, table_prefix: str, file_forma
         key = item["Key"]
         if cursor.stops_at(key):
             return files, True
-        kind = classify(key, table_prefix, file_format)
-        if kind is not None:
-            files.append(DmsFile(phase=kind.phase, key=key, etag=item["ETag"].strip('"'), size=int(item["Size"])))
+        if file_format == FIREHOSE:
+            phase = FileKind.CDC.phase if is_delivered_object(key, table_prefix) else None
+        else:
+            kind = classify(key, table_prefix, file_format)
+            phase = kind.phase if kind is not None else None
+        if phase is not None:
+            files.append(DmsFile(phase=phase, key=key, etag=item["ETag"].strip('"'), size=int(item["Size"])))
     return files, False
 
 

@@ -29,12 +29,13 @@ def candidate_files(
     written in that interval; with `rescan`: everything."""
     prefix = pipeline.source.table_prefix(table)
     grace = timedelta(minutes=pipeline.options.late_file_grace_minutes)
-    if window and not rescan:
+    if window and not rescan and pipeline.source.kind == "dms":
         dated = dated_folders_of(watermark.cdc_after, prefix) if watermark.cdc_after else _probe_layout(
             s3_client, pipeline.source.bucket, prefix)
         cursors = window_cursors(table.qualified_name, prefix, window[0], window[1], dated, grace)
     else:
-        cursors = table_cursors(table.qualified_name, prefix, Watermark() if rescan else watermark, grace)
+        cursors = table_cursors(table.qualified_name, prefix, Watermark() if rescan else watermark, grace,
+                                pipeline.source.file_format)
     found: dict[str, DmsFile] = {}
     for cursor in cursors:
         for f in list_new_files(s3_client, pipeline.source.bucket, cursor, prefix, pipeline.source.file_format, stats=stats):

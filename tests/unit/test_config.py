@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 from tools.local_stack import REPO
@@ -50,12 +51,12 @@ def test_defaults_and_names():
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (["pipelines", 0, "tables", 0, "primary_key"], KeyError, "pipeline 'shop' field tables[0]: 'primary_key' is a required property"),
+        (["pipelines", 0, "tables", 0, "primary_key"], KeyError, "pipeline 'shop' field tables[0]: 'primary_key' is required for a dms source"),
         (["pipelines", 0, "tables", 0, "primary_key"], [], "field tables[0].primary_key: [] should be non-empty"),
         (["pipelines", 0, "tables", 0, "name"], "orders; DROP TABLE x", "field tables[0].name: 'orders; DROP TABLE x' is not a plain name"),
         (["pipelines", 0, "tables", 0, "primary_key"], ["id`"], "field tables[0].primary_key[0]: 'id`' is not a plain name"),
         (["pipelines", 0, "source", "colour"], "red", "field source: unknown key ('colour' was unexpected)"),
-        (["pipelines", 0, "source", "kind"], "kafka", "field source.kind: 'kafka' is not one of ['dms']"),
+        (["pipelines", 0, "source", "kind"], "kafka", "field source.kind: 'kafka' is not one of ['dms', 'firehose']"),
         (["pipelines", 0, "targets", "bigquery", "dataset"], "my-dataset", "field targets.bigquery.dataset: 'my-dataset' is not a plain name"),
         (["pipelines", 0, "tables", 0, "commit_timestamp_column"], "id", "field tables[0].commit_timestamp_column: 'id' is part of the primary key"),
     ],
@@ -97,3 +98,34 @@ def test_pools_named_by_aurora_targets():
                             "description": "cdc-sync: caps concurrent connections of Aurora loads"},
     }
     assert pools(parse_pipelines(VALID)) == {}
+
+
+FIREHOSE = {
+    "pipelines": [{
+        "name": "web_clicks",
+        "source": {"kind": "firehose", "bucket": "analytics-landing", "stream": "webAnalytics"},
+        "tables": [{"schema": "web", "name": "clicks", "columns": ["event_id", "user_id", "page"]}],
+        "targets": {"aurora": {"database": "analytics", "mode": "append", "table": "clicks"}},
+    }]
+}
+
+
+def test_firehose_pipeline_defaults():
+    (pipeline,) = parse_pipelines(FIREHOSE)
+    assert pipeline.source.kind == "firehose" and pipeline.source.file_format == "firehose"
+    assert pipeline.source.table_prefix(pipeline.tables[0]) == "processed/"
+    assert pipeline.source.error_prefix == "processing-failed/"
+    assert pipeline.aurora.append_table(pipeline.tables[0]) == "clicks"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p["tables"][0].pop("columns"), "'columns' (the CSV columns, in order) is required"),
+    (lambda p: p["tables"].append({"schema": "web", "name": "views", "columns": ["a"]}), "feeds exactly one table"),
+    (lambda p: p["targets"]["aurora"].update(mode="merge"), "needs targets.aurora with mode append"),
+    (lambda p: p["source"].update(stream="web analytics"), "is not a Firehose stream name"),
+])
+def test_firehose_config_mistakes(change, message):
+    doc = copy.deepcopy(FIREHOSE)
+    change(doc["pipelines"][0])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_pipelines(doc, "pipelines.yaml")

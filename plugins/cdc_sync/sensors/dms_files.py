@@ -39,7 +39,8 @@ class DmsNewFilesSensor(BaseSensorOperator):
         for table in pipeline.tables:
             prefix = pipeline.source.table_prefix(table)
             prefixes[table.qualified_name] = prefix
-            cursors += table_cursors(table.qualified_name, prefix, watermarks.read(pipeline.name, table.qualified_name))
+            cursors += table_cursors(table.qualified_name, prefix, watermarks.read(pipeline.name, table.qualified_name),
+                                     file_format=pipeline.source.file_format)
         return pipeline, cursors, prefixes
 
     def _tables_with_new_files(self, pipeline, cursors: list[Cursor], prefixes: dict[str, str]) -> list[str]:
