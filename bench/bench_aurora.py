@@ -41,10 +41,9 @@ def make_rows(n: int) -> pa.Table:
 
 
 def main() -> None:
-    from tools.local_stack import LocalStack
-
     from cdc_sync import dms_to_aurora
     from cdc_sync.config import load_pipelines
+    from tools.local_stack import LocalStack
 
     data = make_rows(ROWS)
     with LocalStack.start() as stack, tempfile.TemporaryDirectory(prefix="cdc-bench-aurora-") as tmp:

@@ -58,10 +58,9 @@ def write_change_file(path: Path, target_bytes: int) -> int:
 
 def child(config: str, batch: str, workdir: str) -> None:
     """Runs in its own process: one load_batch, then print peak RSS."""
-    from tools.local_stack import LocalStack
-
     from cdc_sync import dms_to_bigquery
     from cdc_sync.config import load_pipelines
+    from tools.local_stack import LocalStack
 
     stack = LocalStack(moto_port=int(os.environ["BENCH_MOTO_PORT"]), bigquery_port=int(os.environ["BENCH_BQ_PORT"]),
                        workdir=Path(workdir))
@@ -77,6 +76,7 @@ def child(config: str, batch: str, workdir: str) -> None:
 
 def main() -> None:
     import yaml
+
     from tools.local_stack import LocalStack
 
     with LocalStack.start() as stack, tempfile.TemporaryDirectory(prefix="cdc-bench-") as tmp:

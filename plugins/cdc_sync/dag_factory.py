@@ -180,10 +180,11 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 
             @task(pool=pipeline.aurora.pool, outlets=[aurora_alias], map_index_template="{{ cdc_table }}")
             def load_to_aurora(batch: dict) -> dict:
-                from cdc_sync import dms_to_aurora
+                from cdc_sync import dms_to_aurora, firehose_to_aurora
 
                 context = _name_mapped_task(batch)
-                report = dms_to_aurora.load_batch(
+                flow = firehose_to_aurora if pipeline.source.kind == "firehose" else dms_to_aurora
+                report = flow.load_batch(
                     pipeline, batch, _s3(pipeline), _aurora_connect(pipeline),
                     replay=bool(context["params"].get("replay_keys")),
                 )
@@ -193,6 +194,30 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
                 return _finish(pipeline, report)
 
             loads.append(load_to_aurora.expand(batch=batches))
+
+        if pipeline.source.kind == "firehose":
+
+            @task(trigger_rule="none_failed", retries=0)
+            def report_failed_records() -> dict:
+                """Records the transform Lambda refused: counted, sampled, and the task fails so a
+                person sees them; the good records load regardless (this task blocks nothing)."""
+                from airflow.sdk import Variable
+
+                from cdc_sync._compat import AirflowFailException
+                from cdc_sync.firehose.failures import read_failed_records
+
+                key = f"cdc_sync.{pipeline.name}.failed_records.watermark"
+                after = Variable.get(key, default=None)
+                found = read_failed_records(_s3(pipeline), pipeline.source.bucket, pipeline.source.error_prefix, after)
+                if found.objects:
+                    Variable.set(key, max(found.objects))  # each refused record is reported once
+                summary = found.summary(pipeline.source.bucket)
+                print(summary)
+                if found.count:
+                    raise AirflowFailException(summary)
+                return {"objects": found.objects, "count": found.count}
+
+            batches >> report_failed_records()
 
         @task(trigger_rule="all_done")
         def advance_watermarks(*reports_per_target) -> dict:

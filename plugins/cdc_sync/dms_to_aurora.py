@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from cdc_sync.aurora.loader import AuroraMergeLoader
+from cdc_sync.aurora.loader import AuroraLoaderBase, AuroraMergeLoader
 from cdc_sync.config import Pipeline
 from cdc_sync.dms.layout import DmsFile
 from cdc_sync.landed import LoadReport
@@ -19,7 +19,7 @@ from cdc_sync.planning import FinishedCheck
 
 def finished_in_aurora(pipeline: Pipeline, connect: Callable) -> FinishedCheck:
     def check(table_name: str, files: list[DmsFile], replay: set[str]) -> set[tuple[str, str]]:
-        loader = AuroraMergeLoader(pipeline, pipeline.table(table_name), connect, None, Path("."))
+        loader = AuroraLoaderBase(pipeline, pipeline.table(table_name), connect, None, Path("."))
         conn = connect()
         try:
             if not _ledger_exists(conn, pipeline):

@@ -10,11 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import yaml
-from tools.dms_standin import DmsStandIn
 
 from cdc_sync import dms_to_bigquery, planning
 from cdc_sync.config import Pipeline, load_pipelines
 from cdc_sync.listing import Watermark
+from tools.dms_standin import DmsStandIn
 
 CUSTOMERS_DDL = """
 CREATE TABLE `{db}`.`customers` (

@@ -164,3 +164,36 @@ def test_dag_feeds_bigquery_and_aurora_from_the_same_files(stack, airflow_db, un
         assert w.aurora_rows() == w.source_rows(w.customers) == w.view_rows()
     finally:
         w.close()
+
+
+def test_firehose_dag_appends_and_reports_refused_records(stack, airflow_db, unique_name, tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    import os
+
+    from tests.integration.test_firehose_to_aurora import FirehoseWorld, _clicks
+    from tools.local_stack import REPO
+
+    fh = FirehoseWorld(stack, unique_name, tmp_path)
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", json.dumps({
+            "conn_type": "mysql", "host": stack.mariadb.host, "port": stack.mariadb.port,
+            "login": stack.mariadb.user, "password": stack.mariadb.password, "schema": fh.db,
+        }))
+        fh.deliver(_clicks(0, 3))
+        fh.deliver(_clicks(3, 2))
+        fh.s3.put_object(Bucket=fh.bucket, Key=f"processing-failed/2026/11/23/07/{fh.stream}-1-2026-11-23-07-50-52-ab",
+                         Body=json.dumps({"errorCode": "Lambda.ProcessingFailed", "errorMessage": "bad", "rawData": ""}))
+        monkeypatch.setenv("CDC_SYNC_CONFIG", str(fh.config))
+        spec = importlib.util.spec_from_file_location(f"cdc_pipelines_fh_{unique_name}", REPO / "dags" / "cdc_pipelines.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        dag = getattr(module, f"cdc_clicks_{unique_name}")
+        assert os.environ["CDC_SYNC_CONFIG"] == str(fh.config)
+        run = dag.test()
+        states = _task_states(run)
+        assert states["load_to_aurora"] == ["success"], states
+        assert states["report_failed_records"] == ["failed"], states  # a person sees the refused record
+        assert sorted(fh.rows(), key=lambda r: r["user_id"]) == sorted(fh.sent, key=lambda r: r["user_id"])
+    finally:
+        fh.close()

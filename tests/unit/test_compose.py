@@ -6,6 +6,7 @@ import json
 
 import yaml
 from jsonschema import Draft7Validator
+
 from tools.local_stack import REPO
 
 

@@ -6,9 +6,9 @@ import copy
 import re
 
 import pytest
-from tools.local_stack import REPO
 
 from cdc_sync.config import ConfigError, load_pipelines, parse_pipelines
+from tools.local_stack import REPO
 
 VALID = {
     "pipelines": [{

@@ -39,7 +39,7 @@ STAGE = "_cdc_stage"
 META_IN_STATE = ["_cdc_position", "_cdc_deleted", "_cdc_commit_ts", "_cdc_source_key", "_cdc_loaded_at"]
 # phase|commit µs: the part of _cdc_position that differs per row besides the row number
 _POSITION_HEAD_CHARS = 22
-_DUPLICATE_KEY = 1062
+DUPLICATE_KEY = 1062
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
 
 
@@ -122,7 +122,7 @@ class AuroraLoaderBase:
 
     def outcomes(self, conn, files: list[DmsFile]) -> dict[tuple[str, str], str]:
         """'loaded' / 'quarantined' per (key, etag) that has an outcome in the ledger."""
-        by_hash = {_object_hash(f): (f.key, f.etag) for f in files}
+        by_hash = {object_hash(f): (f.key, f.etag) for f in files}
         if not by_hash:
             return {}
         placeholders = ", ".join(["%s"] * len(by_hash))
@@ -144,7 +144,7 @@ class AuroraLoaderBase:
             cur.execute(
                 f"REPLACE INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
                 "status, row_count, reason, loaded_at) VALUES (%s, %s, %s, -1, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
-                (self.pipeline.name, self.table.qualified_name, _object_hash(f), f.key, f.etag, status, rows, reason),
+                (self.pipeline.name, self.table.qualified_name, object_hash(f), f.key, f.etag, status, rows, reason),
             )
         conn.commit()
 
@@ -286,7 +286,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         import pymysql
 
         state = self.target.state_table(self.table)
-        object_hash = _object_hash(f)
+        file_hash = object_hash(f)
         source = str(chunk.path)
         if self.target.method == "aurora_s3":
             key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{number:05d}.csv"
@@ -299,10 +299,10 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     cur.execute(
                         f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
                         "status, row_count, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, 'applied', %s, UTC_TIMESTAMP(6))",
-                        (self.pipeline.name, self.table.qualified_name, object_hash, number, f.key, f.etag, chunk.rows),
+                        (self.pipeline.name, self.table.qualified_name, file_hash, number, f.key, f.etag, chunk.rows),
                     )
                 except pymysql.err.IntegrityError as error:
-                    if error.args[0] == _DUPLICATE_KEY:
+                    if error.args[0] == DUPLICATE_KEY:
                         conn.rollback()
                         return None
                     raise
@@ -335,7 +335,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
             raise
         return chunk.rows
 
-def _object_hash(f: DmsFile) -> str:
+def object_hash(f: DmsFile) -> str:
     return hashlib.sha256(f"{f.key}\n{f.etag}".encode()).hexdigest()
 
 

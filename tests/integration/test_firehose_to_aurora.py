@@ -1,0 +1,179 @@
+"""Firehose (moto server) → S3 `processed/YYYY/MM/DD/HH/` → Aurora stand-in (MariaDB) in
+append mode, exactly once; refused records reported from `processing-failed/`."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import yaml
+
+from cdc_sync import firehose_to_aurora, planning
+from cdc_sync.config import load_pipelines
+from cdc_sync.dms_to_aurora import finished_in_aurora
+from cdc_sync.firehose.failures import read_failed_records
+from cdc_sync.firehose.transform import TransformSpec, transform_records
+from tests.integration.harness import InMemoryWatermarks
+
+pytestmark = pytest.mark.services
+COLUMNS = ["event_id", "user_id", "page", "referrer"]
+SPEC = TransformSpec.from_dict({
+    "columns": COLUMNS,
+    "schema": {"type": "object", "required": ["event_id", "user_id", "page"],
+               "properties": {"event_id": {"type": "string"}, "user_id": {"type": "integer"},
+                              "page": {"type": "string"}, "referrer": {"type": ["string", "null"]}}},
+})
+
+
+class FirehoseWorld:
+    def __init__(self, stack, uid, tmp_path):
+        self.stack, self.uid, self.tmp_path = stack, uid, tmp_path
+        self.s3, self.firehose = stack.boto3_client("s3"), stack.boto3_client("firehose")
+        self.bucket, self.stream, self.db = f"clicks-{uid}", f"webAnalytics{uid}", f"fh_{uid}"
+        self.s3.create_bucket(Bucket=self.bucket)
+        self.firehose.create_delivery_stream(
+            DeliveryStreamName=self.stream, DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": "arn:aws:iam::123456789012:role/firehose", "BucketARN": f"arn:aws:s3:::{self.bucket}",
+                "Prefix": "processed/", "ErrorOutputPrefix": "processing-failed/",
+            },
+        )
+        self.mysql = stack.mariadb.connect()
+        with self.mysql.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{self.db}` CHARACTER SET utf8mb4")
+            cur.execute(f"CREATE TABLE `{self.db}`.clicks (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                        "event_id VARCHAR(40) NOT NULL, user_id BIGINT NOT NULL, page TEXT, referrer VARCHAR(200), "
+                        "loaded_at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6)) CHARSET utf8mb4")
+        self.config = tmp_path / "pipelines.yaml"
+        self.config.write_text(yaml.safe_dump({"pipelines": [{
+            "name": f"clicks_{uid}", "schedule": None,
+            "source": {"kind": "firehose", "bucket": self.bucket, "stream": self.stream},
+            "tables": [{"schema": "web", "name": "clicks", "columns": COLUMNS}],
+            "targets": {"aurora": {"database": self.db, "mode": "append", "table": "clicks",
+                                   "mysql_conn_id": "mysql_target"}},
+            "options": {"poke_interval_seconds": 5, "wait_timeout_minutes": 1, "retries": 0},
+        }]}))
+        self.watermarks = InMemoryWatermarks()
+        self.sent: list[dict] = []
+
+    @property
+    def pipeline(self):
+        return load_pipelines(self.config)[0]
+
+    def deliver(self, documents: list[dict]) -> str:
+        """The transform Lambda's output, put through Firehose: one new object in processed/."""
+        before = set(self.keys())
+        event = {"records": [{"recordId": str(n), "approximateArrivalTimestamp": 0,
+                              "data": base64.b64encode(json.dumps(d).encode()).decode()}
+                             for n, d in enumerate(documents)]}
+        ok = [base64.b64decode(r["data"]) for r in transform_records(event, SPEC)["records"] if r["result"] == "Ok"]
+        self.firehose.put_record_batch(DeliveryStreamName=self.stream, Records=[{"Data": d} for d in ok])
+        (key,) = set(self.keys()) - before
+        self.sent += documents
+        return key
+
+    def keys(self) -> list[str]:
+        return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.bucket, Prefix="processed/").get("Contents", [])]
+
+    def connect(self):
+        return self.stack.mariadb.connect(autocommit=False, local_infile=True)
+
+    def run(self, **plan_kwargs) -> list:
+        pipeline = self.pipeline
+        batches = planning.plan_batches(pipeline, self.s3, self.watermarks.read,
+                                        [finished_in_aurora(pipeline, self.connect)], **plan_kwargs)
+        reports = [firehose_to_aurora.load_batch(pipeline, b, self.s3, self.connect, workdir=self.tmp_path)
+                   for b in batches]
+        planning.advance_watermarks(pipeline, [r.to_dict() for r in reports], 1,
+                                    self.watermarks.read, self.watermarks.write)
+        return reports
+
+    def rows(self) -> list[dict]:
+        with self.mysql.cursor() as cur:
+            cur.execute(f"SELECT event_id, user_id, page, referrer FROM `{self.db}`.clicks ORDER BY id")
+            return [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]
+
+    def close(self):
+        with self.mysql.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{self.db}`")
+        self.mysql.close()
+
+
+@pytest.fixture
+def fh(stack, unique_name, tmp_path):
+    world = FirehoseWorld(stack, unique_name, tmp_path)
+    yield world
+    world.close()
+
+
+def _clicks(start: int, n: int) -> list[dict]:
+    return [{"event_id": f"e{i}", "user_id": i, "page": f"/p/{i}, \"quoted\"\nline 😀", "referrer": None if i % 2 else "x"}
+            for i in range(start, start + n)]
+
+
+def test_objects_over_several_hours_append_once_each(fh):
+    first = fh.deliver(_clicks(0, 3))
+    # objects of earlier hours: Firehose's own names in older hour folders
+    for hour, docs in (("05", _clicks(100, 2)), ("06", _clicks(200, 2))):
+        key = fh.deliver(docs)
+        older = "/".join(key.split("/")[:4] + [hour] + key.split("/")[5:])
+        fh.s3.copy_object(Bucket=fh.bucket, Key=older, CopySource={"Bucket": fh.bucket, "Key": key})
+        fh.s3.delete_object(Bucket=fh.bucket, Key=key)
+    reports = fh.run()
+    assert sum(len(r.loaded) for r in reports) == 3
+    assert sorted(fh.rows(), key=lambda r: r["user_id"]) == sorted(fh.sent, key=lambda r: r["user_id"])
+
+    # the same object delivered again (same key, same bytes), a rescan, a rerun: nothing doubles
+    body = fh.s3.get_object(Bucket=fh.bucket, Key=first)["Body"].read()
+    fh.s3.put_object(Bucket=fh.bucket, Key=first, Body=body)
+    assert fh.run(rescan=True) == []
+    batch = {"table": "web.clicks", "files": [
+        {"key": first, "etag": fh.s3.head_object(Bucket=fh.bucket, Key=first)["ETag"].strip('"'),
+         "size": len(body), "phase": 1}]}
+    again = firehose_to_aurora.load_batch(fh.pipeline, batch, fh.s3, fh.connect, workdir=fh.tmp_path)
+    assert again.loaded == {} and again.already_loaded == [first]
+    assert len(fh.rows()) == len(fh.sent) == 7
+
+    fh.deliver(_clicks(300, 4))
+    (report,) = fh.run()
+    assert len(report.loaded) == 1
+    assert len(fh.rows()) == 11
+
+
+def test_a_malformed_object_is_quarantined_with_its_row_named_the_rest_loads(fh):
+    good = fh.deliver(_clicks(0, 2))
+    bad_key = good.rsplit("-", 1)[0] + "-ffffffff"
+    fh.s3.put_object(Bucket=fh.bucket, Key=bad_key, Body=b'e9,9,"/ok",\\N\ne10,not-a-number,"/p",\\N\n')
+    too_many = bad_key[:-8] + "eeeeeeee"
+    fh.s3.put_object(Bucket=fh.bucket, Key=too_many, Body=b"e11,11,/p,ref,EXTRA\n")
+    (report,) = fh.run()
+    assert list(report.loaded) == [good]
+    assert set(report.quarantined) == {bad_key, too_many}
+    assert "row 2" in report.quarantined[bad_key] and "user_id" in report.quarantined[bad_key]
+    assert "Row 1 was truncated" in report.quarantined[too_many]
+    assert [r["event_id"] for r in fh.rows()] == ["e0", "e1"]  # nothing of the refused objects
+
+
+def test_refused_records_are_counted_and_sampled(fh):
+    failed = {"attemptsMade": 1, "arrivalTimestamp": 1763881200000, "errorCode": "Lambda.ProcessingFailed",
+              "errorMessage": "The record was marked ProcessingFailed by the Lambda",
+              "attemptEndingTimestamp": 1763881201000, "rawData": base64.b64encode(b'{"user_id": "seven"}').decode(),
+              "lambdaArn": "arn:aws:lambda:us-east-1:123:function:transform"}
+    key = f"processing-failed/2026/11/23/07/{fh.stream}-1-2026-11-23-07-50-52-0f0e3c9a"
+    fh.s3.put_object(Bucket=fh.bucket, Key=key, Body=(json.dumps(failed) + "\n") * 3)
+    found = read_failed_records(fh.s3, fh.bucket, "processing-failed/", None)
+    assert found.count == 3 and dict(found.by_error) == {"Lambda.ProcessingFailed": 3}
+    assert found.samples[0]["data"] == '{"user_id": "seven"}'
+    assert "3 record(s) refused" in found.summary(fh.bucket)
+    assert read_failed_records(fh.s3, fh.bucket, "processing-failed/", key).count == 0  # past the watermark
+
+
+def test_missing_target_table_is_a_clear_setup_error(fh):
+    from cdc_sync.aurora.append import AppendTargetMissing
+
+    fh.deliver(_clicks(0, 1))
+    with fh.mysql.cursor() as cur:
+        cur.execute(f"DROP TABLE `{fh.db}`.clicks")
+    with pytest.raises(AppendTargetMissing, match=r"clicks does not exist; create it with the columns event_id"):
+        fh.run()
