@@ -3,9 +3,11 @@
 Every change row gets the same metadata, whatever the target:
   _cdc_op          I / U / D (full-load files without an `Op` column are inserts)
   _cdc_commit_ts   the commit time, when the DMS task writes TimestampColumnName
-  _cdc_position    phase | commit time (µs, 20 digits) | object key | row (12 digits):
+  _cdc_position    phase | commit time (µs, 20 digits) | object name | row (12 digits):
                    a string whose byte order is the order in which changes apply,
-                   so "latest wins" is one ORDER BY in any engine
+                   so "latest wins" is one ORDER BY in any engine. The object name is
+                   the key relative to the table's folder (it sorts the same and keeps
+                   the position short)
   _cdc_source_key  the S3 object the row came from
   _cdc_row         the row's number in that object
   _cdc_loaded_at   when this pipeline loaded it
@@ -59,6 +61,7 @@ class ChangeFile:
     phase: int
     commit_timestamp_column: str | None
     primary_key: tuple[str, ...]
+    position_name: str | None = None  # the key relative to the table folder; the key if None
 
     def open(self) -> pq.ParquetFile:
         try:
@@ -112,7 +115,7 @@ class ChangeFile:
         position = pc.binary_join_element_wise(
             pa.array([str(self.phase)] * n, pa.string()),
             ts_text,
-            pa.array([self.key] * n, pa.string()),
+            pa.array([self.position_name or self.key] * n, pa.string()),
             pc.utf8_lpad(pc.cast(rows, pa.string()), 12, "0"),
             "|",
         )

@@ -12,7 +12,7 @@ from cdc_sync import sql
 def _load(method: str, source: str) -> str:
     return sql.render(
         "aurora/load_data.sql", database="replica", method=method, source=source, stage="_cdc_stage",
-        columns=["id", "photo"], hex_columns=["photo"], object_key="dms/shop/t/20261123-070000000.parquet",
+        columns=["id", "photo"], hex_columns=["photo"], position_name="20261123-070000000.parquet",
     )
 
 
@@ -22,7 +22,7 @@ def test_load_data_from_s3_text():
     assert "INTO TABLE `replica`.`_cdc_stage` CHARACTER SET utf8mb4" in text
     assert "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'" in text
     assert "(`id`, @photo, @cdc_head, @cdc_row, _cdc_deleted, _cdc_commit_ts) SET `photo` = UNHEX(@photo)," in text
-    assert ("_cdc_position = CONCAT(@cdc_head, '|', 'dms/shop/t/20261123-070000000.parquet', '|', "
+    assert ("_cdc_position = CONCAT(@cdc_head, '|', '20261123-070000000.parquet', '|', "
             "LPAD(@cdc_row, 12, '0'))") in text
     assert "LOCAL" not in text
 

@@ -1,5 +1,5 @@
 -- The character set is stated: LOAD DATA would read the file in the database's default.
--- What is the same for every row of the object (its key, the load time) is not in the
+-- What is the same for every row of the object (its name, the load time) is not in the
 -- file: it is set here, which keeps the file, and the load, small.
 LOAD DATA {% if method == "aurora_s3" %}FROM S3 FILE {{ source | my_string }}{% else %}LOCAL INFILE {{ source | my_string }}{% endif %}
 INTO TABLE {{ database | my_ident }}.{{ stage | my_ident }}
@@ -11,6 +11,5 @@ SET
 {%- for c in hex_columns %}
   {{ c | my_ident }} = UNHEX({{ "@" ~ c }}),
 {%- endfor %}
-  _cdc_position = CONCAT(@cdc_head, '|', {{ object_key | my_string }}, '|', LPAD(@cdc_row, 12, '0')),
-  _cdc_source_key = {{ object_key | my_string }},
+  _cdc_position = CONCAT(@cdc_head, '|', {{ position_name | my_string }}, '|', LPAD(@cdc_row, 12, '0')),
   _cdc_loaded_at = UTC_TIMESTAMP(6)

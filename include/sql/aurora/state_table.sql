@@ -5,10 +5,9 @@ CREATE TABLE IF NOT EXISTS {{ database | my_ident }}.{{ table | my_ident }} (
 {%- for name, type in columns %}
   {{ name | my_ident }} {{ type }}{{ " NOT NULL" if name in primary_key }},
 {%- endfor %}
-  _cdc_position VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  _cdc_position VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,  -- phase|commit µs|object|row
   _cdc_deleted TINYINT(1) NOT NULL,
   _cdc_commit_ts DATETIME(6) NULL,
-  _cdc_source_key VARCHAR(1024) NULL,
   _cdc_loaded_at DATETIME(6) NOT NULL,
   PRIMARY KEY ({% for c in primary_key %}{{ c | my_ident }}{{ ", " if not loop.last }}{% endfor %})
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin

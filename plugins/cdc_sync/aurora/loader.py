@@ -36,7 +36,7 @@ from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
 
 log = logging.getLogger(__name__)
 STAGE = "_cdc_stage"
-META_IN_STATE = ["_cdc_position", "_cdc_deleted", "_cdc_commit_ts", "_cdc_source_key", "_cdc_loaded_at"]
+META_IN_STATE = ["_cdc_position", "_cdc_deleted", "_cdc_commit_ts", "_cdc_loaded_at"]
 # phase|commit µs: the part of _cdc_position that differs per row besides the row number
 _POSITION_HEAD_CHARS = 22
 DUPLICATE_KEY = 1062
@@ -148,6 +148,10 @@ class AuroraLoaderBase:
             )
         conn.commit()
 
+    def _position_name(self, key: str) -> str:
+        prefix = self.pipeline.source.table_prefix(self.table)
+        return key[len(prefix):] if key.startswith(prefix) else key
+
     def _download(self, conn, f: DmsFile, path: Path, report: LoadReport) -> bool:
         """True when the listed version is on local disk; a vanished object is quarantined,
         a changed one left for the next run; any other S3 error fails the task (retried)."""
@@ -183,7 +187,8 @@ class AuroraMergeLoader(AuroraLoaderBase):
         path = self.workdir / f"aurora-source-{index:06d}.parquet"
         if not self._download(conn, f, path, report):
             return None
-        change_file = ChangeFile(f.key, str(path), f.phase, self.table.commit_timestamp_column, self.table.primary_key)
+        change_file = ChangeFile(f.key, str(path), f.phase, self.table.commit_timestamp_column, self.table.primary_key,
+                                 position_name=self._position_name(f.key))
         try:
             types = {}
             for fld in change_file.data_schema():
@@ -282,36 +287,53 @@ class AuroraMergeLoader(AuroraLoaderBase):
         return chunks
 
     def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: _Chunk, columns: list[str], binary: list[str]) -> int | None:
-        """One transaction. Returns rows applied, or None when the ledger says it was applied before."""
-        import pymysql
+        """One transaction. Returns rows applied, or None when the ledger says it was applied before.
 
-        state = self.target.state_table(self.table)
-        file_hash = object_hash(f)
+        Into an empty state table (a first full load) the chunk is loaded directly, without the
+        staging copy; if that meets any warning (e.g. one key twice in the chunk) it is rolled
+        back and applied through staging, which is always correct."""
         source = str(chunk.path)
         if self.target.method == "aurora_s3":
             key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{number:05d}.csv"
             self.s3.upload_file(source, self.pipeline.source.bucket, key)
             source = f"s3://{self.pipeline.source.bucket}/{key}"
-        all_columns = columns + META_IN_STATE
+        for direct in (True, False):
+            try:
+                return self._apply_once(conn, f, number, chunk, columns, binary, source, direct)
+            except _DirectLoadRefused:
+                continue
+        raise AssertionError("unreachable")
+
+    def _apply_once(self, conn, f: DmsFile, number: int, chunk: _Chunk, columns: list[str], binary: list[str],
+                    source: str, direct: bool) -> int | None:
+        import pymysql
+
+        state = self.target.state_table(self.table)
+        database = sql.mysql_ident(self.target.database)
         try:
             with conn.cursor() as cur:
                 try:
                     cur.execute(
                         f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
                         "status, row_count, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, 'applied', %s, UTC_TIMESTAMP(6))",
-                        (self.pipeline.name, self.table.qualified_name, file_hash, number, f.key, f.etag, chunk.rows),
+                        (self.pipeline.name, self.table.qualified_name, object_hash(f), number, f.key, f.etag, chunk.rows),
                     )
                 except pymysql.err.IntegrityError as error:
                     if error.args[0] == DUPLICATE_KEY:
                         conn.rollback()
                         return None
                     raise
-                cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(STAGE)}")
-                cur.execute(self._render("stage_table.sql", stage=STAGE, table=state))
+                if direct:
+                    cur.execute(f"SELECT 1 FROM {database}.{sql.mysql_ident(state)} LIMIT 1")
+                    direct = cur.fetchone() is None
+                into = state if direct else STAGE
+                if not direct:
+                    cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {database}.{sql.mysql_ident(STAGE)}")
+                    cur.execute(self._render("stage_table.sql", stage=STAGE, table=state))
                 began = time.perf_counter()
                 cur.execute(self._render(
-                    "load_data.sql", method=self.target.method, source=source, stage=STAGE,
-                    columns=columns, hex_columns=binary, object_key=f.key,
+                    "load_data.sql", method=self.target.method, source=source, stage=into,
+                    columns=columns, hex_columns=binary, position_name=self._position_name(f.key),
                 ))
                 staged = time.perf_counter()
                 # LOAD DATA LOCAL turns bad values into warnings (clamped, truncated) instead
@@ -320,23 +342,34 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 warnings = [f"{message}" for _level, _code, message in cur.fetchall()]
                 if warnings:
                     conn.rollback()
+                    if direct:
+                        raise _DirectLoadRefused()
                     raise _ChunkRefused("; ".join(warnings))
-                cur.execute(self._render(
-                    "apply_merge.sql", table=state, stage=STAGE, columns=all_columns,
-                    primary_key=self.table.primary_key,
-                ))
+                if not direct:
+                    cur.execute(self._render(
+                        "apply_merge.sql", table=state, stage=STAGE, columns=columns + META_IN_STATE,
+                        primary_key=self.table.primary_key,
+                    ))
             conn.commit()
-            log.info("%s: chunk %d of %s: %d rows staged in %.2fs, applied and committed in %.2fs",
-                     self.table.qualified_name, number, f.key, chunk.rows, staged - began, time.perf_counter() - staged)
+            log.info("%s: chunk %d of %s: %d rows %s in %.2fs, committed in %.2fs", self.table.qualified_name,
+                     number, f.key, chunk.rows, "loaded directly" if direct else "staged", staged - began,
+                     time.perf_counter() - staged)
         except pymysql.err.MySQLError as error:
             conn.rollback()
+            if direct:
+                raise _DirectLoadRefused() from error  # e.g. a duplicate key refused by LOAD DATA FROM S3
             if _is_data_error(error):
                 raise _ChunkRefused(str(error.args[-1])) from error
             raise
         return chunk.rows
 
+
 def object_hash(f: DmsFile) -> str:
     return hashlib.sha256(f"{f.key}\n{f.etag}".encode()).hexdigest()
+
+
+class _DirectLoadRefused(RuntimeError):
+    """The direct load into an empty state table met a conflict: use staging."""
 
 
 class _ChunkRefused(RuntimeError):
