@@ -126,3 +126,51 @@ def test_bad_files_are_quarantined_for_aurora_and_nothing_of_them_is_applied(wor
     assert "amount" in report.quarantined[prefix + "20261123-080000000.parquet"]
     assert "not a plain name" in report.quarantined[prefix + "20261123-080100000.parquet"]
     assert world.aurora_rows() == expected  # row 1's qty=9 from the refused file is not applied
+
+
+def test_crash_between_staging_and_apply_and_after_commit_leave_no_partial_state(world, monkeypatch):
+    from cdc_sync import sql as sql_module
+    from cdc_sync.aurora import loader as loader_module
+
+    expected = {}
+    for i in range(1, 4):
+        world.dms.insert(world.customers, customer(i))
+        expected[i] = expected_row(customer(i))
+    world.dms.full_load(world.customers)
+    world.run_aurora()
+    world.dms.update(world.customers, {"id": 1}, {"qty": 11})
+    world.dms.delete(world.customers, {"id": 3})
+    world.dms.flush(world.customers)
+    expected[1]["qty"] = 11
+    del expected[3]
+
+    # 1) the worker dies after LOAD DATA filled the staging table, before the upsert
+    real_render = sql_module.render
+
+    def die_before_apply(template, **params):
+        if template == "aurora/apply_merge.sql":
+            raise RuntimeError("worker killed between staging and apply")
+        return real_render(template, **params)
+
+    monkeypatch.setattr(sql_module, "render", die_before_apply)
+    with pytest.raises(RuntimeError, match="between staging and apply"):
+        world.run_aurora()
+    monkeypatch.setattr(sql_module, "render", real_render)
+    assert world.aurora_rows() == {k: expected_row(customer(k)) for k in (1, 2, 3)}  # nothing of the chunk
+
+    # 2) the worker dies after the chunk committed, before the task could report success
+    real_outcome = loader_module.AuroraLoaderBase._record_outcome
+
+    def die_after_commit(self, conn, f, status, rows, reason=None):
+        raise RuntimeError("worker killed after commit")
+
+    monkeypatch.setattr(loader_module.AuroraLoaderBase, "_record_outcome", die_after_commit)
+    with pytest.raises(RuntimeError, match="after commit"):
+        world.run_aurora()
+    monkeypatch.setattr(loader_module.AuroraLoaderBase, "_record_outcome", real_outcome)
+    assert world.aurora_rows() == expected
+
+    # the retry finds the chunk in the ledger: nothing applied twice, the file recorded as loaded
+    (report,) = world.run_aurora()
+    assert report.already_loaded and not report.loaded
+    assert world.aurora_rows() == expected == world.source_rows(world.customers)
