@@ -25,6 +25,7 @@ class LoadReport:
     already_loaded: list[str] = field(default_factory=list)
     previously_quarantined: list[str] = field(default_factory=list)
     changed_since_listing: list[str] = field(default_factory=list)
+    database_seconds: float = 0.0  # time spent in the target database (Aurora loads)
 
     @property
     def handled_keys(self) -> list[str]:

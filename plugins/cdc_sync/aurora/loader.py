@@ -201,9 +201,12 @@ class AuroraMergeLoader(AuroraLoaderBase):
         except ChangeFileError as error:
             return self._quarantine(report, f, error.problem, conn)
         applied, skipped = 0, 0
+        # Into a state table that was empty when the file started (a first full load), chunks
+        # go in directly; a chunk that meets a key already there falls back to staging.
+        direct = self._state_is_empty(conn)
         for number, chunk in enumerate(chunks):
             try:
-                rows = self._apply_chunk(conn, f, number, chunk, columns, binary)
+                rows = self._apply_chunk(conn, f, number, chunk, columns, binary, direct, report)
             except _ChunkRefused as refused:
                 return self._quarantine(
                     report, f, f"chunk {number} (rows from {number * self.target.chunk_rows}): {refused}", conn)
@@ -286,23 +289,36 @@ class AuroraMergeLoader(AuroraLoaderBase):
             chunks[-1].rows = rows
         return chunks
 
-    def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: _Chunk, columns: list[str], binary: list[str]) -> int | None:
+    def _state_is_empty(self, conn) -> bool:
+        state = f"{sql.mysql_ident(self.target.database)}.{sql.mysql_ident(self.target.state_table(self.table))}"
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT 1 FROM {state} LIMIT 1")
+            empty = cur.fetchone() is None
+        conn.commit()
+        return empty
+
+    def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: _Chunk, columns: list[str], binary: list[str],
+                     try_direct: bool, report: LoadReport) -> int | None:
         """One transaction. Returns rows applied, or None when the ledger says it was applied before.
 
-        Into an empty state table (a first full load) the chunk is loaded directly, without the
-        staging copy; if that meets any warning (e.g. one key twice in the chunk) it is rolled
-        back and applied through staging, which is always correct."""
+        With `try_direct` the chunk is loaded straight into the state table, without the
+        staging copy; if that meets any warning (a key already there, one key twice) it is
+        rolled back and applied through staging, which is always correct."""
         source = str(chunk.path)
         if self.target.method == "aurora_s3":
             key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{number:05d}.csv"
             self.s3.upload_file(source, self.pipeline.source.bucket, key)
             source = f"s3://{self.pipeline.source.bucket}/{key}"
-        for direct in (True, False):
-            try:
-                return self._apply_once(conn, f, number, chunk, columns, binary, source, direct)
-            except _DirectLoadRefused:
-                continue
-        raise AssertionError("unreachable")
+        began = time.perf_counter()
+        try:
+            for direct in (True, False) if try_direct else (False,):
+                try:
+                    return self._apply_once(conn, f, number, chunk, columns, binary, source, direct)
+                except _DirectLoadRefused:
+                    continue
+            raise AssertionError("unreachable")
+        finally:
+            report.database_seconds += time.perf_counter() - began
 
     def _apply_once(self, conn, f: DmsFile, number: int, chunk: _Chunk, columns: list[str], binary: list[str],
                     source: str, direct: bool) -> int | None:
@@ -323,9 +339,6 @@ class AuroraMergeLoader(AuroraLoaderBase):
                         conn.rollback()
                         return None
                     raise
-                if direct:
-                    cur.execute(f"SELECT 1 FROM {database}.{sql.mysql_ident(state)} LIMIT 1")
-                    direct = cur.fetchone() is None
                 into = state if direct else STAGE
                 if not direct:
                     cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {database}.{sql.mysql_ident(STAGE)}")
