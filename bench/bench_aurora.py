@@ -44,7 +44,7 @@ def make_rows(n: int) -> pa.Table:
 
 
 def main() -> None:
-    from cdc_sync import dms_to_aurora, firehose_to_aurora
+    from cdc_sync import to_aurora
     from cdc_sync.config import load_pipelines
     from tools.local_stack import LocalStack
 
@@ -103,7 +103,7 @@ def main() -> None:
         batch = {"table": "shop.customers", "files": [
             {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}]}
         began = time.perf_counter()
-        report = dms_to_aurora.load_batch(
+        report = to_aurora.load_batch(
             pipeline, batch, s3, lambda: stack.mariadb.connect(local_infile=True, autocommit=False), workdir=tmpdir)
         merge = ROWS / (time.perf_counter() - began)
         merge_db = ROWS / report.database_seconds
@@ -120,7 +120,7 @@ def main() -> None:
         batch2 = {"table": "shop.customers", "files": [
             {"key": key2, "etag": head2["ETag"].strip('"'), "size": head2["ContentLength"], "phase": 1}]}
         began = time.perf_counter()
-        report2 = dms_to_aurora.load_batch(
+        report2 = to_aurora.load_batch(
             pipeline, batch2, s3, lambda: stack.mariadb.connect(local_infile=True, autocommit=False), workdir=tmpdir)
         upsert = ROWS / (time.perf_counter() - began)
         upsert_db = ROWS / report2.database_seconds
@@ -143,7 +143,7 @@ def main() -> None:
         fh_batch = {"table": "web.clicks", "files": [
             {"key": fh_key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}]}
         began = time.perf_counter()
-        report = firehose_to_aurora.load_batch(
+        report = to_aurora.load_batch(
             fh_pipeline, fh_batch, s3, lambda: stack.mariadb.connect(local_infile=True, autocommit=False),
             workdir=tmpdir)
         append = ROWS / (time.perf_counter() - began)

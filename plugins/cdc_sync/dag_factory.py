@@ -52,7 +52,7 @@ def _finished_checks(pipeline: Pipeline) -> list:
 
         checks.append(finished_in_bigquery(pipeline, _bigquery(pipeline)))
     if pipeline.aurora is not None:
-        from cdc_sync.dms_to_aurora import finished_in_aurora
+        from cdc_sync.to_aurora import finished_in_aurora
 
         checks.append(finished_in_aurora(pipeline, _aurora_connect(pipeline)))
     return checks
@@ -180,11 +180,10 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 
             @task(pool=pipeline.aurora.pool, outlets=[aurora_alias], map_index_template="{{ cdc_table }}")
             def load_to_aurora(batch: dict) -> dict:
-                from cdc_sync import dms_to_aurora, firehose_to_aurora
+                from cdc_sync import to_aurora
 
                 context = _name_mapped_task(batch)
-                flow = firehose_to_aurora if pipeline.source.kind == "firehose" else dms_to_aurora
-                report = flow.load_batch(
+                report = to_aurora.load_batch(
                     pipeline, batch, _s3(pipeline), _aurora_connect(pipeline),
                     replay=bool(context["params"].get("replay_keys")),
                 )

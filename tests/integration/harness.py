@@ -132,13 +132,13 @@ class World:
 
     def run_aurora(self, **plan_kwargs) -> list:
         """Plan as the DAG does, then apply every batch to the Aurora stand-in (MariaDB)."""
-        from cdc_sync import dms_to_aurora
+        from cdc_sync import to_aurora
 
         pipeline = self.pipeline
-        checks = [dms_to_aurora.finished_in_aurora(pipeline, self.aurora_connection)]
+        checks = [to_aurora.finished_in_aurora(pipeline, self.aurora_connection)]
         batches = planning.plan_batches(pipeline, self.s3, self.watermarks.read, checks, **plan_kwargs)
         return [
-            dms_to_aurora.load_batch(pipeline, batch, self.s3, self.aurora_connection, workdir=self.tmp_path)
+            to_aurora.load_batch(pipeline, batch, self.s3, self.aurora_connection, workdir=self.tmp_path)
             for batch in batches
         ]
 

@@ -75,7 +75,7 @@ def test_merge_is_order_independent_and_exactly_once(world):
     second = world.dms.flush(world.customers)
     expected[1]["qty"] = 2
     del expected[2]
-    from cdc_sync import dms_to_aurora
+    from cdc_sync import to_aurora
 
     def file_of(key):
         head = world.s3.head_object(Bucket=world.bucket, Key=key)
@@ -85,7 +85,7 @@ def test_merge_is_order_independent_and_exactly_once(world):
     # newest first, then the older ones, then everything again (a cleared rerun)
     for keys in ([second], [first], load_keys, [second, first, *load_keys]):
         batch = {"table": world.customers, "files": [file_of(k) for k in keys]}
-        dms_to_aurora.load_batch(world.pipeline, batch, world.s3, world.aurora_connection, workdir=world.tmp_path)
+        to_aurora.load_batch(world.pipeline, batch, world.s3, world.aurora_connection, workdir=world.tmp_path)
     assert world.aurora_rows() == expected
     with world.mysql.cursor() as cur:
         cur.execute(f"SELECT status, COUNT(*) FROM `{world.target_db}`.`_cdc_sync_ledger` GROUP BY status")

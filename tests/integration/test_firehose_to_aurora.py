@@ -9,11 +9,11 @@ import json
 import pytest
 import yaml
 
-from cdc_sync import firehose_to_aurora, planning
+from cdc_sync import planning, to_aurora
 from cdc_sync.config import load_pipelines
-from cdc_sync.dms_to_aurora import finished_in_aurora
 from cdc_sync.firehose.failures import read_failed_records
 from cdc_sync.firehose.transform import TransformSpec, transform_records
+from cdc_sync.to_aurora import finished_in_aurora
 from tests.integration.harness import InMemoryWatermarks
 
 pytestmark = pytest.mark.services
@@ -83,7 +83,7 @@ class FirehoseWorld:
         pipeline = self.pipeline
         batches = planning.plan_batches(pipeline, self.s3, self.watermarks.read,
                                         [finished_in_aurora(pipeline, self.connect)], **plan_kwargs)
-        reports = [firehose_to_aurora.load_batch(pipeline, b, self.s3, self.connect, workdir=self.tmp_path)
+        reports = [to_aurora.load_batch(pipeline, b, self.s3, self.connect, workdir=self.tmp_path)
                    for b in batches]
         planning.advance_watermarks(pipeline, [r.to_dict() for r in reports], 1,
                                     self.watermarks.read, self.watermarks.write)
@@ -131,7 +131,7 @@ def test_objects_over_several_hours_append_once_each(fh):
     batch = {"table": "web.clicks", "files": [
         {"key": first, "etag": fh.s3.head_object(Bucket=fh.bucket, Key=first)["ETag"].strip('"'),
          "size": len(body), "phase": 1}]}
-    again = firehose_to_aurora.load_batch(fh.pipeline, batch, fh.s3, fh.connect, workdir=fh.tmp_path)
+    again = to_aurora.load_batch(fh.pipeline, batch, fh.s3, fh.connect, workdir=fh.tmp_path)
     assert again.loaded == {} and again.already_loaded == [first]
     assert len(fh.rows()) == len(fh.sent) == 7
 

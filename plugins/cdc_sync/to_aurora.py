@@ -1,5 +1,6 @@
-"""The DMS → Aurora (merge) flow as a plain function: apply one table's batch.
+"""Aurora as a target, as plain functions: what it has finished, load one table's batch.
 
+DMS change files are merged (aurora.loader), Firehose objects appended (aurora.append).
 Planning is shared with the BigQuery flow (listing, watermarks); the Aurora ledger decides
 what is applied, so the same batch can feed BigQuery and Aurora at once.
 """
@@ -10,6 +11,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from cdc_sync.aurora.append import AuroraAppendLoader
 from cdc_sync.aurora.loader import AuroraLoaderBase, AuroraMergeLoader
 from cdc_sync.config import Pipeline
 from cdc_sync.dms.layout import DmsFile
@@ -37,8 +39,9 @@ def load_batch(
 ) -> LoadReport:
     table = pipeline.table(batch["table"])
     files = [DmsFile.from_dict(f) for f in batch["files"]]
+    loader = AuroraAppendLoader if pipeline.source.kind == "firehose" else AuroraMergeLoader
     with tempfile.TemporaryDirectory(prefix="cdc-sync-aurora-", dir=workdir) as scratch:
-        return AuroraMergeLoader(pipeline, table, connect, s3_client, Path(scratch)).load(
+        return loader(pipeline, table, connect, s3_client, Path(scratch)).load(
             files, replay_quarantined=replay
         )
 
