@@ -160,7 +160,8 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
         if pipeline.bigquery is not None:
             bigquery_alias = AssetAlias(f"cdc_sync_{pipeline.name}_bigquery")
 
-            @task(pool=options.pool, outlets=[bigquery_alias], map_index_template="{{ cdc_table }}")
+            # multiple_outputs=False: a `-> dict` annotation would make Airflow push every key as its own XCom
+            @task(pool=options.pool, outlets=[bigquery_alias], map_index_template="{{ cdc_table }}", multiple_outputs=False)
             def load_to_bigquery(batch: dict) -> dict:
                 from cdc_sync import dms_to_bigquery
 
@@ -178,7 +179,8 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
         if pipeline.aurora is not None:
             aurora_alias = AssetAlias(f"cdc_sync_{pipeline.name}_aurora")
 
-            @task(pool=pipeline.aurora.pool, outlets=[aurora_alias], map_index_template="{{ cdc_table }}")
+            @task(pool=pipeline.aurora.pool, outlets=[aurora_alias], map_index_template="{{ cdc_table }}",
+                  multiple_outputs=False)
             def load_to_aurora(batch: dict) -> dict:
                 from cdc_sync import to_aurora
 
@@ -196,7 +198,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 
         if pipeline.source.kind == "firehose":
 
-            @task(trigger_rule="none_failed", retries=0)
+            @task(trigger_rule="none_failed", retries=0, multiple_outputs=False)
             def report_failed_records() -> dict:
                 """Records the transform Lambda refused: counted, sampled, and the task fails so a
                 person sees them; the good records load regardless (this task blocks nothing)."""
@@ -218,7 +220,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 
             batches >> report_failed_records()
 
-        @task(trigger_rule="all_done")
+        @task(trigger_rule="all_done", multiple_outputs=False)
         def advance_watermarks(*reports_per_target) -> dict:
             """Past the files every target handled; a table that failed somewhere keeps its mark."""
             from cdc_sync import planning, watermarks
