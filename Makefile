@@ -58,7 +58,7 @@ lint: venv ## ruff over everything, mypy over the library
 	$(VENV)/bin/ruff check plugins dags tests tools bench
 	$(VENV)/bin/mypy
 
-demo: venv ## Run the DMS → BigQuery pipeline end to end on local stand-ins and print what it did
+demo: venv ## Run DMS → BigQuery + Aurora end to end on local stand-ins and print what it did
 	$(VENV)/bin/python tools/local_stack.py check
 	$(VENV)/bin/python tools/demo.py
 

@@ -1,10 +1,11 @@
-"""`make demo`: the DMS → BigQuery pipeline end to end on local stand-ins.
+"""`make demo`: the DMS → BigQuery and Aurora (merge) pipeline end to end on local stand-ins.
 
 1. starts moto (S3) and the BigQuery emulator on free loopback ports, checks MariaDB;
 2. creates a small shop database in MariaDB (the "Aurora" source);
 3. lands DMS files from it in the local S3 bucket: a full load, then CDC batches;
 4. runs the pipeline DAG with `airflow dags test` after each landing;
-5. prints what was loaded and the latest-state rows next to the source rows.
+5. prints what was loaded and the latest state in BigQuery and in the Aurora stand-in
+   (a second MariaDB database) next to the source rows.
 Stops the services it started.
 """
 
@@ -30,6 +31,7 @@ from tools.local_stack import LocalStack, StackError  # noqa: E402
 DATABASE = "cdc_sync_demo"
 BUCKET = "cdc-sync-demo-landing"
 DATASET = "cdc_sync_demo"
+REPLICA = "cdc_sync_demo_replica"  # the Aurora target (MariaDB stands in for Aurora)
 
 
 def say(text: str = "") -> None:
@@ -38,8 +40,9 @@ def say(text: str = "") -> None:
 
 def make_source(conn) -> None:
     with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{DATABASE}`")
-        cur.execute(f"CREATE DATABASE `{DATABASE}` CHARACTER SET utf8mb4")
+        for name in (DATABASE, REPLICA):
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         cur.execute(f"""CREATE TABLE `{DATABASE}`.customers (
             id BIGINT PRIMARY KEY, name VARCHAR(100), email VARCHAR(200), balance DECIMAL(18,4),
             signed_up DATETIME(6), vip TINYINT(1), profile JSON) CHARSET utf8mb4""")
@@ -59,7 +62,8 @@ def write_config(path: Path) -> None:
             {"schema": DATABASE, "name": "orders", "primary_key": ["order_id", "line_no"],
              "commit_timestamp_column": "cdc_commit_ts"},
         ],
-        "targets": {"bigquery": {"project": "local", "dataset": DATASET}},
+        "targets": {"bigquery": {"project": "local", "dataset": DATASET},
+                    "aurora": {"database": REPLICA, "mode": "merge", "method": "local_infile"}},
         "options": {"poke_interval_seconds": 5, "wait_timeout_minutes": 1, "retries": 1},
     }]}, sort_keys=False))
 
@@ -120,6 +124,7 @@ def main() -> int:
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO", "CDC_SYNC_CONFIG": str(config),
             "CDC_SYNC_SQL_DIR": str(REPO / "include" / "sql"), "PYTHONPATH": str(REPO / "plugins"),
+            "AIRFLOW_CONN_AURORA_DEFAULT": stack.mariadb.airflow_conn(REPLICA),
         }
         say("preparing the Airflow metadata database (SQLite) ...")
         subprocess.run([str(REPO / ".venv" / "bin" / "airflow"), "db", "migrate"], env=env, check=True,
@@ -168,6 +173,12 @@ def main() -> int:
         source = sorted(dms.source_rows(customers), key=lambda r: r["id"])
         show(f"source  {DATABASE}.customers (MariaDB)", source, cols)
         show(f"target  local.{DATASET}.{DATABASE}_customers (BigQuery latest-state view)", view, cols)
+        import pymysql
+
+        with stack.mariadb.connect(cursorclass=pymysql.cursors.DictCursor).cursor() as cur:
+            cur.execute(f"SELECT * FROM `{REPLICA}`.`{DATABASE}_customers` ORDER BY id")
+            aurora = list(cur.fetchall())
+        show(f"target  {REPLICA}.{DATABASE}_customers (Aurora stand-in, merge mode, live view)", aurora, cols)
         changelog = next(iter(bq.query(
             f"SELECT COUNT(*) AS n, COUNTIF(_cdc_op = 'D') AS d FROM `local.{DATASET}.{DATABASE}_customers_changelog`"
         ).result()))
@@ -180,15 +191,16 @@ def main() -> int:
         def comparable(row):
             return {c: (row[c].replace(tzinfo=None) if isinstance(row[c], dt.datetime) else row[c]) for c in cols}
 
-        in_sync = [comparable(r) for r in view] == [comparable(r) for r in source]
+        in_sync = [comparable(r) for r in view] == [comparable(r) for r in source] == [comparable(r) for r in aurora]
         orders_view = sorted((r["order_id"], r["line_no"], r["qty"]) for r in bq.query(
             f"SELECT * FROM `local.{DATASET}.{DATABASE}_orders`").result())
         orders_source = sorted((r["order_id"], r["line_no"], r["qty"]) for r in dms.source_rows(orders))
         in_sync = in_sync and orders_view == orders_source
-        say(f"\nresult: BigQuery latest state {'MATCHES' if in_sync else 'DIFFERS FROM'} the source "
+        say(f"\nresult: BigQuery and Aurora {'MATCH' if in_sync else 'DIFFER FROM'} the source "
             f"({len(view)} customers, {len(orders_view)} order lines)")
         with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{DATABASE}`")
+            for name in (DATABASE, REPLICA):
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         conn.close()
         return 0 if in_sync else 1
 
