@@ -63,3 +63,24 @@ def test_dagbag_has_no_import_errors_and_every_dag_is_tagged_with_retries():
         for task in dag.tasks:
             if task.task_id != "wait_for_new_files":
                 assert task.retries >= 1, (dag_id, task.task_id)
+
+
+def test_dag_shape_follows_the_targets_and_source_kind():
+    from cdc_sync.config import parse_pipelines
+    from cdc_sync.dag_factory import build_pipeline_dag
+
+    def tasks(targets: dict, source: dict | None = None, table: dict | None = None) -> set[str]:
+        (pipeline,) = parse_pipelines({"pipelines": [{
+            "name": "p", "source": source or {"kind": "dms", "bucket": "landing"},
+            "tables": [table or {"schema": "s", "name": "t", "primary_key": ["id"]}], "targets": targets,
+        }]})
+        return set(build_pipeline_dag(pipeline).task_ids)
+
+    common = {"wait_for_new_files", "plan_batches", "advance_watermarks"}
+    assert tasks({"bigquery": {"project": "local", "dataset": "d"}}) == common | {"load_to_bigquery"}
+    assert tasks({"aurora": {"database": "r"}}) == common | {"load_to_aurora"}
+    assert tasks({"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}}) == (
+        common | {"load_to_bigquery", "load_to_aurora"})
+    assert tasks({"aurora": {"database": "r", "mode": "append"}}, {"kind": "firehose", "bucket": "landing"},
+                 {"schema": "web", "name": "clicks", "columns": ["a"]}) == (
+        common | {"load_to_aurora", "report_failed_records"})
