@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -107,32 +108,30 @@ class ChangeFile:
         n = batch.num_rows
         ops = self._ops(batch, has_op, first_row)
         commit_ts = self._commit_ts(batch, first_row)
-        rows = pa.array(range(first_row, first_row + n), pa.int64())
+        rows = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
         ts_text = (
             pc.fill_null(pc.utf8_lpad(pc.cast(pc.cast(commit_ts, pa.int64()), pa.string()), 20, "0"), _NO_TIMESTAMP)
-            if commit_ts is not None else pa.array([_NO_TIMESTAMP] * n, pa.string())
+            if commit_ts is not None else pa.scalar(_NO_TIMESTAMP)
         )
+        # constants are scalars: Arrow broadcasts them, no per-row Python objects
         position = pc.binary_join_element_wise(
-            pa.array([str(self.phase)] * n, pa.string()),
-            ts_text,
-            pa.array([self.position_name or self.key] * n, pa.string()),
-            pc.utf8_lpad(pc.cast(rows, pa.string()), 12, "0"),
-            "|",
+            pa.scalar(str(self.phase)), ts_text, pa.scalar(self.position_name or self.key),
+            pc.utf8_lpad(pc.cast(rows, pa.string()), 12, "0"), "|",
         )
         meta = [
             ops,
             commit_ts if commit_ts is not None else pa.nulls(n, pa.timestamp("us", tz="UTC")),
             position,
-            pa.array([self.key] * n, pa.string()),
+            pa.repeat(pa.scalar(self.key), n),
             rows,
-            pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC")),
+            pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), n),
         ]
         columns = [batch.column(name) for name in data_names] + meta
         return pa.RecordBatch.from_arrays(columns, names=list(data_names) + list(META_COLUMNS))
 
     def _ops(self, batch: pa.RecordBatch, has_op: bool, first_row: int) -> pa.Array:
         if not has_op:
-            return pa.array(["I"] * batch.num_rows, pa.string())
+            return pa.repeat(pa.scalar("I"), batch.num_rows)
         ops = pc.cast(batch.column(OP_COLUMN), pa.string())
         bad = pc.invert(pc.fill_null(pc.is_in(ops, value_set=pa.array(VALID_OPS)), False))
         if pc.any(bad).as_py():
