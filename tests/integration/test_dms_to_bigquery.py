@@ -30,17 +30,8 @@ def world(stack, unique_name, tmp_path):
     w.close()
 
 
-def _seed(world, ids) -> dict:
-    expected = {}
-    for i in ids:
-        world.dms.insert(world.customers, customer(i))
-        expected[i] = expected_row(customer(i))
-    world.dms.full_load(world.customers)
-    return expected
-
-
 def test_updates_in_several_files_and_within_one_file_delete_reinsert_and_unknown_delete(world):
-    expected = _seed(world, range(1, 6))
+    expected = world.seed(range(1, 6))
     # file 1: the same key updated three times, then another key deleted
     for n in range(3):
         world.dms.update(world.customers, {"id": 1}, {"qty": 100 + n})
@@ -120,7 +111,7 @@ def test_real_dms_fixture_loads_as_it_is(stack, unique_name, tmp_path, dms_fixtu
 
 
 def test_same_file_delivered_twice_under_new_key_and_same_key(world):
-    expected = _seed(world, range(1, 4))
+    expected = world.seed(range(1, 4))
     world.dms.update(world.customers, {"id": 1}, {"qty": 7})
     key = world.dms.flush(world.customers)
     expected[1]["qty"] = 7
@@ -140,7 +131,7 @@ def test_same_file_delivered_twice_under_new_key_and_same_key(world):
 
 
 def test_files_landing_out_of_order_converge(world):
-    expected = _seed(world, range(1, 4))
+    expected = world.seed(range(1, 4))
     world.run_library()
     world.dms.update(world.customers, {"id": 1}, {"qty": 1})
     early = world.dms.tables[world.customers].pending
@@ -166,7 +157,7 @@ def test_files_landing_out_of_order_converge(world):
 
 
 def test_load_task_rerun_with_the_same_batch_appends_nothing(world):
-    _seed(world, range(1, 4))
+    world.seed(range(1, 4))
     batches = world.plan()
     first = world.load_bigquery(batches[0])
     again = world.load_bigquery(batches[0])
@@ -176,7 +167,7 @@ def test_load_task_rerun_with_the_same_batch_appends_nothing(world):
 
 
 def test_crash_after_load_job_before_ledger_write_then_watermark_lost(world, monkeypatch):
-    expected = _seed(world, range(1, 4))
+    expected = world.seed(range(1, 4))
     real_record = ledger_module.BigQueryLedger.record
 
     def crash_on_loaded(self, table_name, entries):
@@ -194,6 +185,8 @@ def test_crash_after_load_job_before_ledger_write_then_watermark_lost(world, mon
     reports = world.run_library()
     assert [r.already_loaded for r in reports] == [[f"dms/{world.db}/customers/LOAD00000001.parquet"]]
     assert world.changelog_count() == 3
+    # the repaired ledger row carries the row count the pending row had recorded
+    assert [r["row_count"] for r in world.ledger() if r["status"] == "loaded"] == [3]
     # the watermark store is wiped: a full listing, and the ledger still refuses duplicates
     world.watermarks.values.clear()
     assert world.run_library() == []
@@ -202,7 +195,7 @@ def test_crash_after_load_job_before_ledger_write_then_watermark_lost(world, mon
 
 
 def test_corrupt_and_type_changed_files_are_quarantined_the_rest_loads(world, caplog):
-    expected = _seed(world, range(1, 4))
+    expected = world.seed(range(1, 4))
     world.run_library()
     prefix = f"dms/{world.db}/customers/"
     corrupt_key = prefix + "20261123-080000000.parquet"
@@ -246,7 +239,7 @@ def test_corrupt_and_type_changed_files_are_quarantined_the_rest_loads(world, ca
 
 
 def test_new_nullable_column_is_added(world):
-    expected = _seed(world, range(1, 3))
+    expected = world.seed(range(1, 3))
     world.run_library()
     with world.mysql.cursor() as cur:
         cur.execute(f"ALTER TABLE `{world.db}`.`customers` ADD COLUMN loyalty_points DECIMAL(10,2) NULL")
@@ -262,7 +255,7 @@ def test_new_nullable_column_is_added(world):
 def test_without_commit_timestamp_orders_by_file_and_row_and_warns_once(stack, unique_name, tmp_path, caplog):
     w = World(stack, unique_name, tmp_path, timestamp_column=None)
     try:
-        expected = _seed(w, range(1, 3))
+        expected = w.seed(range(1, 3))
         w.dms.update(w.customers, {"id": 1}, {"qty": 5})
         w.dms.update(w.customers, {"id": 1}, {"qty": 6})
         w.dms.flush(w.customers)
@@ -280,7 +273,7 @@ def test_without_commit_timestamp_orders_by_file_and_row_and_warns_once(stack, u
 
 
 def test_backfill_window_plans_the_files_written_in_its_interval(world):
-    _seed(world, range(1, 3))
+    world.seed(range(1, 3))
     times = [dt.datetime(2026, 11, day, 12, tzinfo=UTC) for day in (1, 2, 3)]
     keys = []
     for n, when in enumerate(times):
@@ -299,7 +292,7 @@ def test_backfill_window_plans_the_files_written_in_its_interval(world):
 
 
 def test_object_rewritten_after_listing_is_loaded_in_its_new_version_next_run(world):
-    _seed(world, range(1, 3))
+    world.seed(range(1, 3))
     batches = world.plan()
     key = batches[0]["files"][0]["key"]
     # between planning and loading, the object is replaced (a DMS reload rewrites LOAD files)
@@ -315,7 +308,7 @@ def test_object_rewritten_after_listing_is_loaded_in_its_new_version_next_run(wo
 
 
 def test_a_file_bigquery_refuses_is_isolated_and_the_others_of_its_batch_load(world):
-    expected = _seed(world, range(1, 4))
+    expected = world.seed(range(1, 4))
     world.run_library()
     world.dms.update(world.customers, {"id": 1}, {"qty": 5})
     first = world.dms.flush(world.customers)

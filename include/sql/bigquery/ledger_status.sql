@@ -1,5 +1,5 @@
 -- Current state of the given objects of one table: pending, loaded or quarantined.
-SELECT object_key, etag, status, job_id, reason
+SELECT object_key, etag, status, job_id, row_count, reason
 FROM {{ bq_table(project, dataset, ledger) }}
 WHERE pipeline = @pipeline
   AND table_name = @table_name

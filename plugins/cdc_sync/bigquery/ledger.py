@@ -58,7 +58,9 @@ class BigQueryLedger:
             self._render("bigquery/ledger_status.sql"), job_config=config, location=self.target.location
         ).result()
         return {
-            (r["object_key"], r["etag"]): LedgerEntry(r["object_key"], r["etag"], r["status"], r["job_id"], None, r["reason"])
+            (r["object_key"], r["etag"]): LedgerEntry(
+                r["object_key"], r["etag"], r["status"], r["job_id"], r["row_count"], r["reason"]
+            )
             for r in rows
         }
 
