@@ -43,6 +43,14 @@ def make_rows(n: int) -> pa.Table:
     })
 
 
+def _land(s3, path: Path, key: str, table: str) -> dict:
+    """Upload a file and return the one-file batch the loaders take."""
+    s3.upload_file(str(path), "bench-aurora", key)
+    head = s3.head_object(Bucket="bench-aurora", Key=key)
+    return {"table": table, "files": [
+        {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}]}
+
+
 def main() -> None:
     from cdc_sync import to_aurora
     from cdc_sync.config import load_pipelines
@@ -90,8 +98,6 @@ def main() -> None:
         parquet_path = tmpdir / "changes.parquet"
         pq.write_table(change_file, parquet_path)
         key = "dms/shop/customers/20261123-070000000.parquet"
-        s3.upload_file(str(parquet_path), "bench-aurora", key)
-        head = s3.head_object(Bucket="bench-aurora", Key=key)
         config = tmpdir / "p.yaml"
         config.write_text(yaml.safe_dump({"pipelines": [{
             "name": "bench", "source": {"kind": "dms", "bucket": "bench-aurora", "prefix": "dms"},
@@ -100,8 +106,7 @@ def main() -> None:
             "targets": {"aurora": {"database": DB, "method": "local_infile"}},
         }]}))
         pipeline = load_pipelines(config)[0]
-        batch = {"table": "shop.customers", "files": [
-            {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}]}
+        batch = _land(s3, parquet_path, key, "shop.customers")
         began = time.perf_counter()
         report = to_aurora.load_batch(
             pipeline, batch, s3, lambda: stack.mariadb.connect(local_infile=True, autocommit=False), workdir=tmpdir)
@@ -115,10 +120,7 @@ def main() -> None:
             1, "cdc_commit_ts", pa.array([later] * ROWS))
         pq.write_table(updates, parquet_path)
         key2 = "dms/shop/customers/20261123-080000000.parquet"
-        s3.upload_file(str(parquet_path), "bench-aurora", key2)
-        head2 = s3.head_object(Bucket="bench-aurora", Key=key2)
-        batch2 = {"table": "shop.customers", "files": [
-            {"key": key2, "etag": head2["ETag"].strip('"'), "size": head2["ContentLength"], "phase": 1}]}
+        batch2 = _land(s3, parquet_path, key2, "shop.customers")
         began = time.perf_counter()
         report2 = to_aurora.load_batch(
             pipeline, batch2, s3, lambda: stack.mariadb.connect(local_infile=True, autocommit=False), workdir=tmpdir)
@@ -132,16 +134,13 @@ def main() -> None:
 
         # the pipeline's append load of a Firehose object with the same rows (CSV lines)
         fh_key = "processed/2026/11/23/07/web-1-2026-11-23-07-00-00-0f0e3c9a"
-        s3.upload_file(str(csv_path), "bench-aurora", fh_key)
-        head = s3.head_object(Bucket="bench-aurora", Key=fh_key)
         config.write_text(yaml.safe_dump({"pipelines": [{
             "name": "bench_fh", "source": {"kind": "firehose", "bucket": "bench-aurora"},
             "tables": [{"schema": "web", "name": "clicks", "columns": ["id", "qty", "amount", "name"]}],
             "targets": {"aurora": {"database": DB, "mode": "append", "table": "appended", "method": "local_infile"}},
         }]}))
         fh_pipeline = load_pipelines(config)[0]
-        fh_batch = {"table": "web.clicks", "files": [
-            {"key": fh_key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}]}
+        fh_batch = _land(s3, csv_path, fh_key, "web.clicks")
         began = time.perf_counter()
         report = to_aurora.load_batch(
             fh_pipeline, fh_batch, s3, lambda: stack.mariadb.connect(local_infile=True, autocommit=False),

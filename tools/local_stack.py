@@ -131,9 +131,7 @@ class LocalStack:
 
     @classmethod
     def start(cls, workdir: Path | None = None) -> "LocalStack":
-        missing = [str(p) for p in (VENV_BIN / "moto_server", BIGQUERY_BIN) if not p.exists()]
-        if missing:
-            raise StackError(f"missing {', '.join(missing)}: run `make venv` first")
+        check_installed()
         stack = cls(
             moto_port=free_port(),
             bigquery_port=free_port(),
@@ -225,6 +223,12 @@ class LocalStack:
         )
 
 
+def check_installed() -> None:
+    missing = [str(p) for p in (VENV_BIN / "moto_server", BIGQUERY_BIN) if not p.exists()]
+    if missing:
+        raise StackError(f"missing {', '.join(missing)}: run `make venv` first")
+
+
 def _stop_on_sigterm(stack: "LocalStack") -> None:
     if threading.current_thread() is not threading.main_thread():
         return
@@ -247,9 +251,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         MariaDB.from_env().ensure_running()
-        missing = [str(p) for p in (VENV_BIN / "moto_server", BIGQUERY_BIN) if not p.exists()]
-        if missing:
-            raise StackError(f"missing {', '.join(missing)}: run `make venv` first")
+        check_installed()
     except StackError as error:
         print(f"local stack: {error}", file=sys.stderr)
         return 1

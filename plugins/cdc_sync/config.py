@@ -62,6 +62,11 @@ class LandingSource:
             return f"{base}/" if base else ""
         return f"{base}/{table.schema}/{table.name}/" if base else f"{table.schema}/{table.name}/"
 
+    def object_name(self, table: TableSpec, key: str) -> str:
+        """The key relative to the table's folder: what change positions name."""
+        prefix = self.table_prefix(table)
+        return key[len(prefix):] if key.startswith(prefix) else key
+
 
 @dataclass(frozen=True)
 class BigQueryTarget:

@@ -148,10 +148,6 @@ class AuroraLoaderBase:
             )
         conn.commit()
 
-    def _position_name(self, key: str) -> str:
-        prefix = self.pipeline.source.table_prefix(self.table)
-        return key[len(prefix):] if key.startswith(prefix) else key
-
     def _download(self, conn, f: DmsFile, path: Path, report: LoadReport) -> bool:
         """True when the listed version is on local disk; a vanished object is quarantined,
         a changed one left for the next run; any other S3 error fails the task (retried)."""
@@ -188,7 +184,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         if not self._download(conn, f, path, report):
             return None
         change_file = ChangeFile(f.key, str(path), f.phase, self.table.commit_timestamp_column, self.table.primary_key,
-                                 position_name=self._position_name(f.key))
+                                 position_name=self.pipeline.source.object_name(self.table, f.key))
         try:
             types = {}
             for fld in change_file.data_schema():
@@ -262,31 +258,25 @@ class AuroraMergeLoader(AuroraLoaderBase):
     def _write_chunks(self, change_file: ChangeFile, columns: list[str], index: int) -> list[_Chunk]:
         """The whole file as CSV chunks for LOAD DATA (checked completely before any is applied)."""
         chunks: list[_Chunk] = []
-        writer, rows = None, 0
-        loaded_at = datetime.now(UTC)
+        writer = None
         try:
-            for batch in change_file.changes(loaded_at):
+            for batch in change_file.changes(datetime.now(UTC)):
                 start = 0
                 while start < batch.num_rows:
-                    if writer is None or rows >= self.target.chunk_rows:
+                    if writer is None or chunks[-1].rows == self.target.chunk_rows:
                         if writer is not None:
                             writer.close()
-                            chunks[-1].rows = rows
-                        path = self.workdir / f"aurora-{index:06d}-{len(chunks):05d}.csv"
-                        chunks.append(_Chunk(path, 0))
-                        writer, rows = None, 0
-                    take = min(batch.num_rows - start, self.target.chunk_rows - rows)
+                        chunks.append(_Chunk(self.workdir / f"aurora-{index:06d}-{len(chunks):05d}.csv", 0))
+                        writer = None
+                    take = min(batch.num_rows - start, self.target.chunk_rows - chunks[-1].rows)
                     table = _csv_table(batch.slice(start, take), columns)
-                    if writer is None:
-                        writer = pacsv.CSVWriter(str(chunks[-1].path), table.schema, write_options=_CSV_OPTIONS)
+                    writer = writer or pacsv.CSVWriter(str(chunks[-1].path), table.schema, write_options=_CSV_OPTIONS)
                     writer.write_table(table)
-                    rows += take
+                    chunks[-1].rows += take
                     start += take
         finally:
             if writer is not None:
                 writer.close()
-        if chunks:
-            chunks[-1].rows = rows
         return chunks
 
     def _state_is_empty(self, conn) -> bool:
@@ -311,12 +301,12 @@ class AuroraMergeLoader(AuroraLoaderBase):
             source = f"s3://{self.pipeline.source.bucket}/{key}"
         began = time.perf_counter()
         try:
-            for direct in (True, False) if try_direct else (False,):
+            if try_direct:
                 try:
-                    return self._apply_once(conn, f, number, chunk, columns, binary, source, direct)
+                    return self._apply_once(conn, f, number, chunk, columns, binary, source, direct=True)
                 except _DirectLoadRefused:
-                    continue
-            raise AssertionError("unreachable")
+                    pass
+            return self._apply_once(conn, f, number, chunk, columns, binary, source, direct=False)
         finally:
             report.database_seconds += time.perf_counter() - began
 
@@ -346,7 +336,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 began = time.perf_counter()
                 cur.execute(self._render(
                     "load_data.sql", method=self.target.method, source=source, stage=into,
-                    columns=columns, hex_columns=binary, position_name=self._position_name(f.key),
+                    columns=columns, hex_columns=binary, position_name=self.pipeline.source.object_name(self.table, f.key),
                 ))
                 staged = time.perf_counter()
                 # LOAD DATA LOCAL turns bad values into warnings (clamped, truncated) instead

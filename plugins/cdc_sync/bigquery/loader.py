@@ -188,7 +188,7 @@ class ChangelogLoader:
                     raise  # throttling, permissions, network: the task fails and retries; nothing quarantined
                 continue
             change_file = ChangeFile(
-                key=f.key, path=str(path), phase=f.phase, position_name=self._position_name(f.key),
+                key=f.key, path=str(path), phase=f.phase, position_name=self.pipeline.source.object_name(self.table, f.key),
                 commit_timestamp_column=self.table.commit_timestamp_column, primary_key=self.table.primary_key,
             )
             try:
@@ -341,10 +341,6 @@ class ChangelogLoader:
         write_quarantine_marker(self.s3, self.pipeline, self.table, "bigquery", f, reason)
 
     # ---------------------------------------------------------------- helpers
-    def _position_name(self, key: str) -> str:
-        prefix = self.pipeline.source.table_prefix(self.table)
-        return key[len(prefix):] if key.startswith(prefix) else key
-
     def _ensure_dataset(self) -> None:
         dataset = bigquery.Dataset(f"{self.target.project}.{self.target.dataset}")
         dataset.location = self.target.location

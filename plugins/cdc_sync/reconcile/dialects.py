@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from cdc_sync.sql import bigquery_ident, mysql_ident
 
-SEPARATOR = "\x1f"
 KINDS = ("integer", "boolean", "decimal", "timestamp", "datetime", "date", "text", "bytes")
 
 
@@ -39,8 +38,6 @@ class HashColumn:
 
 
 class MySqlDialect:
-    name = "mysql"
-
     def value(self, column: HashColumn) -> str:
         c = mysql_ident(column.name)
         if column.kind in ("integer", "boolean"):
@@ -62,8 +59,6 @@ class MySqlDialect:
 
 
 class BigQueryDialect:
-    name = "bigquery"
-
     def value(self, column: HashColumn) -> str:
         c = bigquery_ident(column.name)
         if column.kind == "integer":
