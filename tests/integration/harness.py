@@ -107,6 +107,17 @@ class World:
         }]}
         self.config_path.write_text(yaml.safe_dump(document))
 
+    def seed(self, ids, *, full_load: bool = True) -> dict:
+        """Insert customers `ids` in the source (and land them as a DMS full load); returns
+        the latest state they must produce, computed from the rows alone."""
+        expected = {}
+        for i in ids:
+            self.dms.insert(self.customers, customer(i))
+            expected[i] = expected_row(customer(i))
+        if full_load:
+            self.dms.full_load(self.customers)
+        return expected
+
     @property
     def pipeline(self) -> Pipeline:
         return load_pipelines(self.config_path)[0]
@@ -159,18 +170,7 @@ class World:
         return {_key(table, r): normalise_source(_data_only(r, self.timestamp_column)) for r in rows}
 
     def dag(self):
-        """The pipeline's DAG as dags/cdc_pipelines.py builds it. CDC_SYNC_CONFIG points the
-        dags folder at this world's config, so dag.test() finds the same DAG when it parses."""
-        import importlib.util
-        import os
-
-        from tools.local_stack import REPO
-
-        os.environ["CDC_SYNC_CONFIG"] = str(self.config_path)
-        spec = importlib.util.spec_from_file_location(f"cdc_pipelines_{self.uid}", REPO / "dags" / "cdc_pipelines.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return getattr(module, self.pipeline.dag_id)
+        return pipeline_dag(self.config_path, self.pipeline.dag_id)
 
     # ------------------------------------------------------------- reading
     def view_rows(self, table: str = "customers") -> dict:
@@ -197,6 +197,21 @@ class World:
             if self.target_db:
                 cur.execute(f"DROP DATABASE IF EXISTS `{self.target_db}`")
         self.mysql.close()
+
+
+def pipeline_dag(config_path: Path, dag_id: str):
+    """A DAG as dags/cdc_pipelines.py builds it from `config_path`. CDC_SYNC_CONFIG points the
+    dags folder at that config, so dag.test() finds the same DAG when it parses the folder."""
+    import importlib.util
+    import os
+
+    from tools.local_stack import REPO
+
+    os.environ["CDC_SYNC_CONFIG"] = str(config_path)
+    spec = importlib.util.spec_from_file_location(f"cdc_pipelines_{dag_id}", REPO / "dags" / "cdc_pipelines.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, dag_id)
 
 
 def _key(table: str, row: dict):

@@ -25,11 +25,7 @@ def _task_states(dag_run) -> dict[str, list[str]]:
 
 
 def test_dag_loads_full_load_then_cdc_batches_into_latest_state(world):
-    expected = {}
-    for i in range(1, 6):
-        world.dms.insert(world.customers, customer(i))
-        expected[i] = expected_row(customer(i))
-    world.dms.full_load(world.customers)
+    expected = world.seed(range(1, 6))
     world.dms.insert(world.lines, {"order_id": 1, "line_no": 1, "sku": "A-1", "price": "9.5000"})
     world.dms.full_load(world.lines)
 
@@ -61,13 +57,15 @@ def test_dag_loads_full_load_then_cdc_batches_into_latest_state(world):
 
     watermark = Variable.get(f"cdc_sync.{world.pipeline.name}.{world.customers}.watermark", deserialize_json=True)
     assert watermark["load_after"].endswith("LOAD00000001.parquet")
+
+    # asset events only for tables that changed: customers in both runs, order_lines in the first
+    assert _asset_events(world.pipeline.bigquery.asset_uri(world.pipeline.tables[0])) == 2
+    assert _asset_events(world.pipeline.bigquery.asset_uri(world.pipeline.tables[1])) == 1
     assert watermark["cdc_after"].startswith(f"dms/{world.db}/customers/2026")
 
 
 def test_dag_skips_when_nothing_new_and_clear_rerun_loads_nothing_twice(world):
-    for i in range(1, 4):
-        world.dms.insert(world.customers, customer(i))
-    world.dms.full_load(world.customers)
+    world.seed(range(1, 4))
     dag = world.dag()
     assert str(dag.test().state) == "success"
     assert world.changelog_count() == 3
@@ -80,9 +78,7 @@ def test_dag_skips_when_nothing_new_and_clear_rerun_loads_nothing_twice(world):
 
 
 def test_dag_fails_with_clear_message_on_quarantined_file_and_loads_the_rest(world, caplog):
-    for i in range(1, 4):
-        world.dms.insert(world.customers, customer(i))
-    world.dms.full_load(world.customers)
+    world.seed(range(1, 4))
     world.s3.put_object(Bucket=world.bucket, Key=f"dms/{world.db}/customers/20261123-080000000.parquet",
                         Body=b"PAR1 this is not parquet")
     run = world.dag().test()
@@ -97,8 +93,7 @@ def test_sensor_defers_until_a_file_lands_then_loads_it(world, monkeypatch):
 
     from cdc_sync.triggers.dms_files import DmsNewFilesTrigger
 
-    for i in range(1, 3):
-        world.dms.insert(world.customers, customer(i))
+    world.seed(range(1, 3), full_load=False)
     deferred = threading.Event()
     real_run = DmsNewFilesTrigger.run
 
@@ -143,17 +138,10 @@ def _dataset_exists(world) -> bool:
 
 
 def test_dag_feeds_bigquery_and_aurora_from_the_same_files(stack, airflow_db, unique_name, tmp_path, monkeypatch):
-    import json
-
     w = World(stack, unique_name, tmp_path, aurora=True)
     try:
-        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", json.dumps({
-            "conn_type": "mysql", "host": stack.mariadb.host, "port": stack.mariadb.port,
-            "login": stack.mariadb.user, "password": stack.mariadb.password, "schema": w.target_db,
-        }))
-        for i in range(1, 4):
-            w.dms.insert(w.customers, customer(i))
-        w.dms.full_load(w.customers)
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.target_db))
+        w.seed(range(1, 4))
         w.dms.update(w.customers, {"id": 1}, {"name": "both targets"})
         w.dms.delete(w.customers, {"id": 2})
         w.dms.flush(w.customers)
@@ -167,33 +155,31 @@ def test_dag_feeds_bigquery_and_aurora_from_the_same_files(stack, airflow_db, un
 
 
 def test_firehose_dag_appends_and_reports_refused_records(stack, airflow_db, unique_name, tmp_path, monkeypatch):
-    import importlib.util
     import json
-    import os
 
+    from tests.integration.harness import pipeline_dag
     from tests.integration.test_firehose_to_aurora import FirehoseWorld, _clicks
-    from tools.local_stack import REPO
 
     fh = FirehoseWorld(stack, unique_name, tmp_path)
     try:
-        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", json.dumps({
-            "conn_type": "mysql", "host": stack.mariadb.host, "port": stack.mariadb.port,
-            "login": stack.mariadb.user, "password": stack.mariadb.password, "schema": fh.db,
-        }))
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(fh.db))
         fh.deliver(_clicks(0, 3))
         fh.deliver(_clicks(3, 2))
         fh.s3.put_object(Bucket=fh.bucket, Key=f"processing-failed/2026/11/23/07/{fh.stream}-1-2026-11-23-07-50-52-ab",
                          Body=json.dumps({"errorCode": "Lambda.ProcessingFailed", "errorMessage": "bad", "rawData": ""}))
-        monkeypatch.setenv("CDC_SYNC_CONFIG", str(fh.config))
-        spec = importlib.util.spec_from_file_location(f"cdc_pipelines_fh_{unique_name}", REPO / "dags" / "cdc_pipelines.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        dag = getattr(module, f"cdc_clicks_{unique_name}")
-        assert os.environ["CDC_SYNC_CONFIG"] == str(fh.config)
-        run = dag.test()
+        run = pipeline_dag(fh.config, fh.pipeline.dag_id).test()
         states = _task_states(run)
         assert states["load_to_aurora"] == ["success"], states
         assert states["report_failed_records"] == ["failed"], states  # a person sees the refused record
         assert sorted(fh.rows(), key=lambda r: r["user_id"]) == sorted(fh.sent, key=lambda r: r["user_id"])
     finally:
         fh.close()
+
+
+def _asset_events(uri: str) -> int:
+    from airflow import settings
+    from airflow.models.asset import AssetEvent, AssetModel
+
+    with settings.Session() as session:
+        return session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).filter(
+            AssetModel.uri == uri).count()

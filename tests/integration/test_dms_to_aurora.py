@@ -25,11 +25,7 @@ def world(stack, unique_name, tmp_path):
 
 
 def test_merge_full_load_and_cdc_every_type_matches_source_and_bigquery(world):
-    expected = {}
-    for i in range(1, 6):
-        world.dms.insert(world.customers, customer(i))
-        expected[i] = expected_row(customer(i))
-    world.dms.full_load(world.customers)
+    expected = world.seed(range(1, 6))
     for n in range(3):
         world.dms.update(world.customers, {"id": 1}, {"qty": 100 + n, "name": "Ådel 😀 \\ back\\slash, \"q\""})
     world.dms.delete(world.customers, {"id": 2})
@@ -63,10 +59,7 @@ def test_merge_full_load_and_cdc_every_type_matches_source_and_bigquery(world):
 
 
 def test_merge_is_order_independent_and_exactly_once(world):
-    expected = {}
-    for i in range(1, 4):
-        world.dms.insert(world.customers, customer(i))
-        expected[i] = expected_row(customer(i))
+    expected = world.seed(range(1, 4), full_load=False)
     load_keys = world.dms.full_load(world.customers)
     world.dms.update(world.customers, {"id": 1}, {"qty": 1})
     first = world.dms.flush(world.customers)
@@ -95,11 +88,7 @@ def test_merge_is_order_independent_and_exactly_once(world):
 
 
 def test_bad_files_are_quarantined_for_aurora_and_nothing_of_them_is_applied(world):
-    expected = {}
-    for i in range(1, 3):
-        world.dms.insert(world.customers, customer(i))
-        expected[i] = expected_row(customer(i))
-    world.dms.full_load(world.customers)
+    expected = world.seed(range(1, 3))
     world.run_aurora()
     prefix = f"dms/{world.db}/customers/"
     columns = world.dms.tables[world.customers].columns
@@ -132,11 +121,7 @@ def test_crash_between_staging_and_apply_and_after_commit_leave_no_partial_state
     from cdc_sync import sql as sql_module
     from cdc_sync.aurora import loader as loader_module
 
-    expected = {}
-    for i in range(1, 4):
-        world.dms.insert(world.customers, customer(i))
-        expected[i] = expected_row(customer(i))
-    world.dms.full_load(world.customers)
+    expected = world.seed(range(1, 4))
     world.run_aurora()
     world.dms.update(world.customers, {"id": 1}, {"qty": 11})
     world.dms.delete(world.customers, {"id": 3})
