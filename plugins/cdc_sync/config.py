@@ -31,6 +31,8 @@ class TableSpec:
     primary_key: tuple[str, ...] = ()
     commit_timestamp_column: str | None = None
     columns: tuple[str, ...] = ()  # Firehose: the CSV columns, in order
+    updated_at_column: str | None = None  # source column with each row's last change time (reconcile: lag)
+    reconcile_exclude: tuple[str, ...] = ()  # source columns reconciliation leaves out
 
     @property
     def qualified_name(self) -> str:
@@ -117,6 +119,21 @@ class AuroraTarget:
 
 
 @dataclass(frozen=True)
+class Reconcile:
+    """Compare each target with the source database DMS reads (`cdc_<name>_reconcile` DAG)."""
+
+    source_conn_id: str  # a MySQL/Aurora connection to the source database
+    schedule: str | None = "@daily"  # a cron, a preset, "assets" (after every load that changed a table) or null
+    max_buckets: int = 4096
+    leaf_rows: int = 2000
+    sample_keys: int = 20
+    recheck_seconds: float = 60.0
+    reports_prefix: str = "cdc-sync/reports/"  # in the landing bucket
+    results_table: str = "_cdc_sync_reconcile"  # in each target
+    pool: str | None = None  # default: the Aurora target's pool, else options.pool
+
+
+@dataclass(frozen=True)
 class Options:
     late_file_grace_minutes: int = 15
     poke_interval_seconds: int = 60
@@ -137,10 +154,15 @@ class Pipeline:
     schedule: str | None = "*/10 * * * *"
     description: str = ""
     options: Options = field(default_factory=Options)
+    reconcile: Reconcile | None = None
 
     @property
     def dag_id(self) -> str:
         return f"cdc_{self.name}"
+
+    @property
+    def reconcile_dag_id(self) -> str:
+        return f"cdc_{self.name}_reconcile"
 
     def table(self, qualified_name: str) -> TableSpec:
         for table in self.tables:
@@ -197,6 +219,7 @@ def _build(raw: dict) -> Pipeline:
         TableSpec(
             schema=t["schema"], name=t["name"], primary_key=tuple(t.get("primary_key", ())),
             commit_timestamp_column=t.get("commit_timestamp_column"), columns=tuple(t.get("columns", ())),
+            updated_at_column=t.get("updated_at_column"), reconcile_exclude=tuple(t.get("reconcile_exclude", ())),
         )
         for t in raw["tables"]
     )
@@ -215,6 +238,7 @@ def _build(raw: dict) -> Pipeline:
         bigquery=BigQueryTarget(**bigquery) if bigquery else None,
         aurora=AuroraTarget(**aurora) if aurora else None,
         options=Options(**raw.get("options", {})),
+        reconcile=Reconcile(**raw["reconcile"]) if raw.get("reconcile") else None,
     )
 
 
@@ -250,6 +274,9 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
         if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
             raise ConfigError(f"{where} field targets.aurora.mode: a dms source is applied with mode merge")
         return
+    if pipeline.reconcile is not None:
+        raise ConfigError(f"{where} field reconcile: reconciliation compares a dms source's database with its "
+                          "targets; a firehose source has no source database to compare with")
     if len(pipeline.tables) != 1:
         raise ConfigError(f"{where} field tables: a firehose source feeds exactly one table")
     if not pipeline.tables[0].columns:

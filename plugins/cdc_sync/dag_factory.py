@@ -232,3 +232,119 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 
         advance_watermarks(*loads)
     return dag
+
+
+def _source_connect(pipeline: Pipeline):
+    from cdc_sync.hooks.mysql import CdcMySqlHook
+
+    assert pipeline.reconcile is not None
+    hook = CdcMySqlHook(mysql_conn_id=pipeline.reconcile.source_conn_id)
+    return lambda: hook.get_conn()
+
+
+def _aurora_plain_connect(pipeline: Pipeline):
+    """Aurora for reading and writing results: no LOCAL INFILE on this connection."""
+    from cdc_sync.hooks.mysql import CdcMySqlHook
+
+    if pipeline.aurora is None:
+        return None
+    hook = CdcMySqlHook(mysql_conn_id=pipeline.aurora.mysql_conn_id)
+    return lambda: hook.get_conn()
+
+
+def _reconcile_schedule(pipeline: Pipeline):
+    """A cron or preset; "assets": after every load that changed one of the tables."""
+    assert pipeline.reconcile is not None
+    if pipeline.reconcile.schedule != "assets":
+        return pipeline.reconcile.schedule
+    import functools
+    import operator
+
+    uris = []
+    for table in pipeline.tables:
+        if pipeline.aurora is not None and pipeline.aurora.mode == "merge":
+            uris.append(pipeline.aurora.asset_uri(table))
+        if pipeline.bigquery is not None:
+            uris.append(pipeline.bigquery.asset_uri(table))
+    return functools.reduce(operator.or_, (Asset(uri) for uri in uris))  # any of them
+
+
+def build_reconcile_dag(pipeline: Pipeline) -> DAG:
+    """`cdc_<name>_reconcile`: compare every table with every target, store the results,
+    write a report; optionally re-emit the differing source rows (repair)."""
+    reconcile = pipeline.reconcile
+    assert reconcile is not None
+    pool = reconcile.pool or (pipeline.aurora.pool if pipeline.aurora is not None else pipeline.options.pool)
+    with DAG(
+        dag_id=pipeline.reconcile_dag_id,
+        description=f"Reconcile the targets of cdc-sync pipeline {pipeline.name} with its source database",
+        schedule=_reconcile_schedule(pipeline),
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args={"owner": "cdc-sync", "retries": pipeline.options.retries, "retry_delay": timedelta(seconds=30),
+                      "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=10)},
+        tags=["cdc-sync", "reconcile"],
+        params={
+            "tables": Param([], type="array", items={"type": "string"},
+                            description="Only these tables (schema.table). Empty: every table of the pipeline."),
+            "repair": Param(False, type="boolean",
+                            description="Re-emit the source rows of keys that differ as a change file in the landing "
+                                        "folder; the pipeline's next run loads it into every target."),
+        },
+        doc_md=f"**cdc-sync reconciliation of `{pipeline.name}`**: source (`{reconcile.source_conn_id}`) against "
+               + ", ".join(t for t in ("aurora", "bigquery") if getattr(pipeline, t) is not None)
+               + f". Results: table `{reconcile.results_table}` in each target; report: "
+               f"`s3://{pipeline.source.bucket}/{reconcile.reports_prefix}{pipeline.name}/<run_id>.html`.",
+    ) as dag:
+
+        @task
+        def tables_to_check() -> list[str]:
+            wanted = get_current_context()["params"].get("tables") or [t.qualified_name for t in pipeline.tables]
+            for name in wanted:
+                pipeline.table(name)  # an unknown table fails here, naming it
+            return list(wanted)
+
+        @task(pool=pool, map_index_template="{{ cdc_table }}", multiple_outputs=False)
+        def reconcile_table(table: str) -> list[dict]:
+            from cdc_sync._compat import AirflowFailException
+            from cdc_sync.reconcile.repair import emit_repair_file
+            from cdc_sync.reconcile.run import reconcile_table as run_reconcile
+
+            context = _name_mapped_task({"table": table})
+            comparisons = run_reconcile(
+                pipeline, table, source_connect=_source_connect(pipeline), run_id=context["run_id"],
+                bigquery_client=_bigquery(pipeline) if pipeline.bigquery is not None else None,
+                aurora_connect=_aurora_plain_connect(pipeline),
+            )
+            drift = [c for c in comparisons if c.status == "drift"]
+            if drift and context["params"].get("repair"):
+                keys = {tuple(k.items()): k for c in drift for k in c.drift_keys()}
+                emit_repair_file(pipeline, pipeline.table(table), _source_connect(pipeline), _s3(pipeline),
+                                 list(keys.values()))
+            if drift:
+                raise AirflowFailException(" | ".join(c.summary() for c in drift))
+            return [c.to_dict() for c in comparisons]
+
+        @task(trigger_rule="all_done", multiple_outputs=False)
+        def write_report() -> dict:
+            from cdc_sync.reconcile.report import html_page, markdown, report_key
+            from cdc_sync.reconcile.run import load_results
+
+            run_id = get_current_context()["run_id"]
+            rows = load_results(pipeline, run_id, bigquery_client=_bigquery(pipeline) if pipeline.bigquery else None,
+                                aurora_connect=_aurora_plain_connect(pipeline))
+            text = markdown(pipeline.name, run_id, rows)
+            print(text)
+            s3 = _s3(pipeline)
+            keys = {}
+            for extension, body, content_type in (("md", text, "text/markdown"),
+                                                  ("html", html_page(pipeline.name, run_id, rows), "text/html")):
+                keys[extension] = report_key(reconcile.reports_prefix, pipeline.name, run_id, extension)
+                s3.put_object(Bucket=pipeline.source.bucket, Key=keys[extension], Body=body.encode("utf-8"),
+                              ContentType=f"{content_type}; charset=utf-8")
+            print("report: " + ", ".join(f"s3://{pipeline.source.bucket}/{k}" for k in keys.values()))
+            return {"report": keys, "comparisons": len(rows), "drift": sum(r["status"] == "drift" for r in rows)}
+
+        reconcile_table.expand(table=tables_to_check()) >> write_report()
+    return dag

@@ -19,6 +19,8 @@ PREFIX = "dms/shop/orders/"
         ("dms/shop/orders/LOAD0000000A.parquet", FileKind.FULL_LOAD),
         ("dms/shop/orders/20261123-074501123.parquet", FileKind.CDC),
         ("dms/shop/orders/2026/11/23/20261123-074501123.parquet", FileKind.CDC),
+        ("dms/shop/orders/20261123-074501123-repair-0a1b2c3d.parquet", FileKind.CDC),  # reconcile repair
+        ("dms/shop/orders/20261123-074501123-other.parquet", None),
         ("dms/shop/orders/20261123-074501123.csv", None),
         ("dms/shop/orders/notes.txt", None),
         ("dms/shop/orders_archive/LOAD00000001.parquet", None),

@@ -19,6 +19,7 @@ from enum import StrEnum
 
 _EXTENSIONS = {"parquet": r"\.parquet", "csv": r"\.csv(\.gz)?"}
 _CDC_NAME = re.compile(r"^(?P<ts>\d{8}-\d{9})")
+REPAIR_SUFFIX = r"-repair-[0-9a-f]{8}"
 _DATE_FOLDERS = re.compile(r"^(?P<date>\d{4}/\d{2}/\d{2}(/\d{2})?)/")
 
 
@@ -65,7 +66,8 @@ def classify(key: str, table_prefix: str, file_format: str = "parquet") -> FileK
     extension = _EXTENSIONS[file_format]
     if re.fullmatch(rf"LOAD[0-9A-Fa-f]+{extension}", relative):
         return FileKind.FULL_LOAD
-    if re.fullmatch(rf"\d{{8}}-\d{{9}}{extension}", relative):
+    # cdc-sync's own repair files carry a suffix so that they can never replace a DMS file
+    if re.fullmatch(rf"\d{{8}}-\d{{9}}({REPAIR_SUFFIX})?{extension}", relative):
         return FileKind.CDC
     return None
 

@@ -1,21 +1,32 @@
 """Row hashes that agree across engines: the same row hashed in MySQL/Aurora and in BigQuery
-gives the same 60-bit integer, so checksums over key ranges can be compared without moving
-rows (the data-diff method). One dialect per engine owns its SQL.
+gives the same integer, so checksums over key ranges can be compared without moving rows
+(the data-diff method). One dialect per engine owns its SQL expressions; the query shapes
+are templates in include/sql/reconcile/.
 
 Every value is first normalised to text the same way in both engines:
   integers, booleans  decimal digits ("1"/"0" for booleans)
   DECIMAL/NUMERIC     fixed point without trailing zeros ("1.1", "100", "-0.0001"): the
                       same whatever the declared scale (DECIMAL(18,4) vs NUMERIC)
+  FLOAT/DOUBLE        12 significant digits as "<sign><digits>e<exponent>" ("142857142857e-12");
+                      the engines print floats differently, so they are rounded the same way
+                      instead (a 1e-12 relative change is below what the hash sees); 6 digits
+                      when either side is a single-precision FLOAT, whose value a loader may
+                      widen to double as printed ("1.1") or as stored (1.100000023841858)
   timestamp/datetime  'YYYY-MM-DD HH:MM:SS.ffffff' (a BigQuery TIMESTAMP in UTC; a MySQL
-                      DATETIME as stored, which DMS reads as UTC)
+                      DATETIME as stored, which DMS reads as UTC; a MySQL TIMESTAMP in a
+                      session whose time_zone is UTC)
   DATE                'YYYY-MM-DD'
-  text                as stored (hashed as UTF-8: 4-byte characters included)
+  text, JSON          as stored (hashed as UTF-8: 4-byte characters included)
   bytes               lower-case hex
   NULL                a marker that no value can produce ("n", values get a "v" prefix),
                       so NULL and '' differ
-Then the parts are joined with U+001F (unit separator), MD5-hashed, and the first 15 hex
-digits read as an integer (fits INT64 and MySQL's BIGINT UNSIGNED alike).
-Floating-point columns are left out of hashes: the engines print them differently.
+The parts are joined with U+001F (unit separator) and hashed:
+  md5    the first 15 hex digits of MD5 as an integer (60 bits; fits INT64 and BIGINT
+         UNSIGNED) — every pair of engines, BigQuery included;
+  crc32  CRC32 of the same text (32 bits) — when both sides are MySQL/MariaDB/Aurora,
+         where it costs a third of MD5. CRC32 catches every change confined to 32
+         consecutive bits (a digit, a microsecond) for certain; a bucket with several
+         changed rows escapes with probability 2^-32, and row counts are compared too.
 """
 
 from __future__ import annotations
@@ -24,27 +35,79 @@ from dataclasses import dataclass
 
 from cdc_sync.sql import bigquery_ident, mysql_ident
 
-KINDS = ("integer", "boolean", "decimal", "timestamp", "datetime", "date", "text", "bytes")
+KINDS = ("integer", "boolean", "decimal", "float", "timestamp", "datetime", "date", "text", "bytes")
+HASHES = ("md5", "crc32")
+FLOAT_DIGITS = 12
+SINGLE_FLOAT_DIGITS = 6  # FLT_DIG: every float32 survives 6 significant digits
 
 
 @dataclass(frozen=True)
 class HashColumn:
     name: str
     kind: str  # one of KINDS
+    native: bool = False  # both sides MySQL with the same column type: hash the value as the server prints it
+    digits: int = FLOAT_DIGITS  # floats: significant digits compared (6 when either side is single precision)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"column {self.name}: cannot hash kind {self.kind!r} across engines")
 
 
+_MYSQL_KINDS = {
+    "tinyint": "integer", "smallint": "integer", "mediumint": "integer", "int": "integer", "integer": "integer",
+    "bigint": "integer", "year": "integer", "decimal": "decimal", "numeric": "decimal", "float": "float",
+    "double": "float", "real": "float", "datetime": "datetime", "timestamp": "timestamp", "date": "date",
+    "char": "text", "varchar": "text", "tinytext": "text", "text": "text", "mediumtext": "text",
+    "longtext": "text", "json": "text", "enum": "text", "set": "text", "time": "text",
+    "binary": "bytes", "varbinary": "bytes", "tinyblob": "bytes", "blob": "bytes", "mediumblob": "bytes",
+    "longblob": "bytes", "bit": "bytes",
+}
+_BIGQUERY_KINDS = {
+    "INTEGER": "integer", "INT64": "integer", "BOOLEAN": "boolean", "BOOL": "boolean", "NUMERIC": "decimal",
+    "BIGNUMERIC": "decimal", "FLOAT": "float", "FLOAT64": "float", "TIMESTAMP": "timestamp",
+    "DATETIME": "datetime", "DATE": "date", "STRING": "text", "JSON": "text", "BYTES": "bytes", "TIME": "text",
+}
+
+
+def native_text_equal(kind: str, source_type: str, target_type: str) -> bool:
+    """Whether two MySQL columns print equal values as equal text (same declared type;
+    floats excepted, whose printing differs between MySQL and MariaDB)."""
+    return kind != "float" and source_type.lower() == target_type.lower()
+
+
+def mysql_kind(data_type: str) -> str | None:
+    """Hash kind of a MySQL information_schema DATA_TYPE; None for types we cannot compare."""
+    return _MYSQL_KINDS.get(data_type.lower())
+
+
+def bigquery_kind(field_type: str) -> str | None:
+    return _BIGQUERY_KINDS.get(field_type.upper())
+
+
 class MySqlDialect:
+    engine = "mysql"
+
+    def __init__(self, hash_function: str = "md5"):
+        if hash_function not in HASHES:
+            raise ValueError(f"unknown hash function {hash_function!r}")
+        self.hash_function = hash_function
+
+    def ident(self, name: str) -> str:
+        return mysql_ident(name)
+
     def value(self, column: HashColumn) -> str:
+        """The column as canonical text (NULL stays NULL)."""
         c = mysql_ident(column.name)
         if column.kind in ("integer", "boolean"):
-            return f"CAST({c} AS SIGNED)"
+            return f"CAST({c} AS CHAR)"
         if column.kind == "decimal":
             text = f"CAST({c} AS CHAR)"
             return f"IF(LOCATE('.', {text}) > 0, TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {text})), {text})"
+        if column.kind == "float":
+            exponent = f"FLOOR(LOG10(ABS({c})))"
+            digits = f"CAST(ROUND(ABS({c}) / POW(10, {exponent} - {column.digits - 1})) AS UNSIGNED)"
+            return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), {digits}, 'e', "
+                    f"CAST({exponent} - {column.digits - 1} AS SIGNED)))")
         if column.kind in ("timestamp", "datetime"):
             return f"DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')"
         if column.kind == "date":
@@ -53,12 +116,38 @@ class MySqlDialect:
             return f"LOWER(HEX({c}))"
         return f"CAST({c} AS CHAR CHARACTER SET utf8mb4)"
 
+    def _text(self, columns: list[HashColumn]) -> str:
+        parts = [mysql_ident(c.name) if c.native else f"COALESCE(CONCAT('v', {self.value(c)}), 'n')" for c in columns]
+        # CONCAT_WS skips NULLs; for native columns a bitmap of which were NULL keeps NULL apart from ''
+        native = [c for c in columns if c.native]
+        for start in range(0, len(native), 60):
+            bits = " + ".join(f"({mysql_ident(c.name)} IS NULL) * {1 << i}" for i, c in enumerate(native[start:start + 60]))
+            parts.append(f"CAST({bits} AS CHAR)")
+        return f"CONCAT_WS(CHAR(31 USING utf8mb4), {', '.join(parts)})"
+
     def row_hash(self, columns: list[HashColumn]) -> str:
-        parts = ", ".join(f"COALESCE(CONCAT('v', {self.value(c)}), 'n')" for c in columns)
-        return f"CAST(CONV(SUBSTRING(MD5(CONCAT_WS(CHAR(31 USING utf8mb4), {parts})), 1, 15), 16, 10) AS UNSIGNED)"
+        if self.hash_function == "crc32":
+            return f"CRC32({self._text(columns)})"
+        return f"CAST(CONV(SUBSTRING(MD5({self._text(columns)}), 1, 15), 16, 10) AS UNSIGNED)"
+
+    def checksum(self, row_hash: str) -> str:
+        """Sum of row hashes over a group (exact: MySQL sums integers as DECIMAL)."""
+        return f"SUM({row_hash})"
+
+    def bucket(self, expression: str, origin: int, width: int) -> str:
+        return f"FLOOR(({expression} - {int(origin)}) / {int(width)})"
+
+    def modulo(self, expression: str, modulus: int) -> str:
+        return f"MOD({expression}, {int(modulus)})"
 
 
 class BigQueryDialect:
+    engine = "bigquery"
+    hash_function = "md5"
+
+    def ident(self, name: str) -> str:
+        return bigquery_ident(name)
+
     def value(self, column: HashColumn) -> str:
         c = bigquery_ident(column.name)
         if column.kind == "integer":
@@ -68,6 +157,11 @@ class BigQueryDialect:
         if column.kind == "decimal":
             text = f"CAST({c} AS STRING)"
             return f"IF(STRPOS({text}, '.') > 0, RTRIM(RTRIM({text}, '0'), '.'), {text})"
+        if column.kind == "float":
+            exponent = f"CAST(FLOOR(LOG10(ABS({c}))) AS INT64)"
+            digits = f"CAST(ROUND(ABS({c}) / POW(10, {exponent} - {column.digits - 1})) AS INT64)"
+            return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), CAST({digits} AS STRING), 'e', "
+                    f"CAST({exponent} - {column.digits - 1} AS STRING)))")
         if column.kind == "timestamp":
             return f"FORMAT_TIMESTAMP('%Y-%m-%d %H:%M:%E6S', {c}, 'UTC')"
         if column.kind == "datetime":
@@ -81,3 +175,13 @@ class BigQueryDialect:
     def row_hash(self, columns: list[HashColumn]) -> str:
         parts = ", '\\x1f', ".join(f"COALESCE(CONCAT('v', {self.value(c)}), 'n')" for c in columns)
         return f"CAST(CONCAT('0x', SUBSTR(TO_HEX(MD5(CONCAT({parts}))), 1, 15)) AS INT64)"
+
+    def checksum(self, row_hash: str) -> str:
+        # NUMERIC holds 29 integer digits: 60-bit hashes of up to 10^11 rows sum exactly
+        return f"SUM(CAST({row_hash} AS NUMERIC))"
+
+    def bucket(self, expression: str, origin: int, width: int) -> str:
+        return f"DIV({expression} - {int(origin)}, {int(width)})"
+
+    def modulo(self, expression: str, modulus: int) -> str:
+        return f"MOD({expression}, {int(modulus)})"
