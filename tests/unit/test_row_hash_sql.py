@@ -1,4 +1,4 @@
-"""Row-hash SQL per engine: identifiers checked, NULL kept apart from '', floats refused."""
+"""Row-hash SQL per engine: identifiers checked, NULL kept apart from '', unknown kinds refused."""
 
 from __future__ import annotations
 
@@ -20,6 +20,17 @@ def test_hostile_column_names_never_reach_the_sql():
             dialect.row_hash([HashColumn("x`); DROP TABLE t; --", "text")])
 
 
-def test_floats_are_not_hashed_across_engines():
-    with pytest.raises(ValueError, match="cannot hash kind 'float'"):
-        HashColumn("ratio", "float")
+def test_unknown_kinds_are_refused():
+    with pytest.raises(ValueError, match="cannot hash kind 'geometry'"):
+        HashColumn("shape", "geometry")
+
+
+def test_native_columns_hash_as_printed_with_a_null_bitmap():
+    text = MySqlDialect("crc32").row_hash([HashColumn("a", "text", native=True), HashColumn("b", "integer", native=True)])
+    assert text.startswith("CRC32(") and "COALESCE" not in text
+    assert "(`a` IS NULL) * 1 + (`b` IS NULL) * 2" in text  # NULL and '' differ without per-column markers
+
+
+def test_single_precision_floats_compare_fewer_digits():
+    assert "- 5))" in MySqlDialect().value(HashColumn("r", "float", digits=6))
+    assert "- 11))" in BigQueryDialect().value(HashColumn("r", "float"))
