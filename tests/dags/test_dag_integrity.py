@@ -84,3 +84,28 @@ def test_dag_shape_follows_the_targets_and_source_kind():
     assert tasks({"aurora": {"database": "r", "mode": "append"}}, {"kind": "firehose", "bucket": "landing"},
                  {"schema": "web", "name": "clicks", "columns": ["a"]}) == (
         common | {"load_to_aurora", "report_failed_records"})
+
+
+def test_reconcile_dag_maps_one_task_per_table_and_reports_after_all():
+    from cdc_sync.config import parse_pipelines
+    from cdc_sync.dag_factory import build_reconcile_dag
+
+    (pipeline,) = parse_pipelines({"pipelines": [{
+        "name": "p", "source": {"kind": "dms", "bucket": "landing"},
+        "tables": [{"schema": "s", "name": "t", "primary_key": ["id"], "updated_at_column": "changed_at"}],
+        "targets": {"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}},
+        "reconcile": {"source_conn_id": "shop_source", "schedule": "assets"},
+    }]})
+    dag = build_reconcile_dag(pipeline)
+    assert dag.dag_id == "cdc_p_reconcile"
+    assert set(dag.task_ids) == {"tables_to_check", "reconcile_table", "write_report"}
+    assert dag.get_task("reconcile_table").pool == "cdc_sync_aurora"  # it holds an Aurora connection
+    assert dag.get_task("write_report").trigger_rule == "all_done"  # a report also when tables drifted
+    assert set(dag.params.keys()) == {"tables", "repair"}
+    # "assets": after any load that changed one of the tables, in either target
+    from cdc_sync.dag_factory import _reconcile_schedule
+
+    condition = _reconcile_schedule(pipeline)
+    assert type(condition).__name__ == "AssetAny"
+    uris = {a.uri for a in condition.objects}
+    assert uris == {"mysql://aurora_default/r/s_t", "bigquery://local/d/s_t"}

@@ -135,6 +135,13 @@ def test_in_sync_every_type_reports_zero_differences_in_aurora_and_bigquery(worl
         assert _differences(c) == {(6,): ("changed", ["score"])}, c.summary()
 
 
+def test_a_target_that_was_never_loaded_is_missing_every_source_row(world):
+    world.seed(range(1, 6))  # landed, not loaded
+    for c in world.reconcile(world.customers).values():
+        assert (c.status, c.source_rows, c.target_rows, c.missing) == ("drift", 5, 0, 5), c.summary()
+        assert sorted(d.key["id"] for d in c.differences) == [1, 2, 3, 4, 5]
+
+
 def test_injected_drift_names_exactly_the_keys_and_columns(world):
     _seed_every_type(world)
     world.aurora_sql("UPDATE {t} SET qty = qty + 1 WHERE id = 1")
@@ -261,3 +268,43 @@ def test_repair_re_emits_source_rows_and_the_targets_converge(world):
     for c in world.reconcile(world.customers, run_id="after-repair").values():
         assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 8, 8), c.summary()
     assert 99 not in world.aurora_rows() and world.aurora_rows()[1]["qty"] == customer(1)["qty"]
+
+
+@pytest.mark.airflow
+def test_reconcile_dag_fails_on_drift_writes_the_report_and_repairs(stack, airflow_db, unique_name, tmp_path,
+                                                                    monkeypatch):
+    from tests.integration.harness import pipeline_dag
+    from tests.integration.test_dag_runs import _task_states
+
+    w = ReconcileWorld(stack, unique_name, tmp_path)
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.target_db))
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_SOURCE", stack.mariadb.airflow_conn(w.db))
+        w.seed(range(1, 6))
+        w.dms.full_load(w.readings)
+        assert str(w.dag().test().state) == "success"
+        w.aurora_sql("UPDATE {t} SET name = 'drifted' WHERE id = 3")
+
+        reconcile_dag = pipeline_dag(w.config_path, w.pipeline.reconcile_dag_id)
+        run = reconcile_dag.test()
+        states = _task_states(run)
+        assert sorted(states["reconcile_table"]) == ["failed", "success", "success"], states  # customers drifted
+        assert states["write_report"] == ["success"]
+        report = w.s3.get_object(Bucket=w.bucket, Key=f"cdc-sync/reports/{w.pipeline.name}/"
+                                 + run.run_id.replace(":", "_").replace("+", "_") + ".md")["Body"].read().decode()
+        assert "| aurora | ❌ drift |" in report and "id=3 changed (name)" in report
+        rows = reconcile.load_results(w.pipeline, run.run_id, bigquery_client=w.bq, aurora_connect=w.source_connection)
+        assert {(r["table_name"].split(".")[1], r["target"], r["status"]) for r in rows} == {
+            ("customers", "aurora", "drift"), ("customers", "bigquery", "in_sync"),
+            ("order_lines", "aurora", "in_sync"), ("order_lines", "bigquery", "in_sync"),
+            ("readings", "aurora", "in_sync"), ("readings", "bigquery", "in_sync")}
+
+        # rerun from the UI with repair: the differing rows go through the landing folder
+        repair_run = reconcile_dag.test(run_conf={"repair": True, "tables": [w.customers]})
+        assert _task_states(repair_run)["reconcile_table"] == ["failed"]  # still drift until the pipeline ran
+        assert str(w.dag().test().state) == "success"
+        assert w.aurora_rows() == w.source_rows(w.customers)
+        after = reconcile_dag.test(run_conf={"tables": [w.customers]})
+        assert str(after.state) == "success", _task_states(after)
+    finally:
+        w.close()

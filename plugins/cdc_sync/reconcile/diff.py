@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any
 
 from cdc_sync.reconcile.dialects import FLOAT_DIGITS, SINGLE_FLOAT_DIGITS, HashColumn, native_text_equal
-from cdc_sync.reconcile.sides import KeyTuple, Side, key_token
+from cdc_sync.reconcile.sides import AbsentSide, KeyTuple, Side, key_token
 
 _SINGLE_FLOAT = re.compile(r"^float(\(|\s|$)", re.IGNORECASE)  # MySQL FLOAT, not BigQuery's FLOAT64
 
@@ -185,8 +185,9 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
     source_kinds, target_kinds = _both(source.kinds, target.kinds)
     if not source_kinds:
         raise ReconcileError(f"{table}: source table {source.relation} not found")
-    if not target_kinds:
-        raise ReconcileError(f"{table}: target {target.relation} not found (nothing loaded yet?)")
+    if not target_kinds:  # nothing loaded yet: every source row is missing there
+        print(f"{table}: {target.label} has no {target.relation} yet; comparing with an empty table")
+        target, target_kinds = AbsentSide(target), _same_kinds_for(target, source_kinds)
     same_engine = source.dialect.engine == target.dialect.engine
     source_cols, target_cols, result.ignored_columns = hash_columns(table, source_kinds, target_kinds, key_columns,
                                                                     set(exclude), same_engine)
@@ -258,6 +259,13 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
     result.differences = ordered
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def _same_kinds_for(target: Side, source_kinds: dict) -> dict:
+    """Kinds for an absent target: the source's (BigQuery would hold DATETIME as TIMESTAMP)."""
+    if target.dialect.engine == "bigquery":
+        return {n: ("timestamp" if k == "datetime" else k, t) for n, (k, t) in source_kinds.items()}
+    return dict(source_kinds)
 
 
 def _sortable(value: Any) -> tuple:

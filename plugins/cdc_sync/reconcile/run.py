@@ -116,6 +116,9 @@ def store_result(pipeline: Pipeline, c: Comparison, run_id: str, *, bigquery_cli
     bq = pipeline.bigquery
     assert bq is not None
     params = {"project": bq.project, "dataset": bq.dataset, "table": results}
+    dataset = bigquery.Dataset(f"{bq.project}.{bq.dataset}")
+    dataset.location = bq.location
+    bigquery_client.create_dataset(dataset, exists_ok=True)  # nothing loaded yet: the result still has a home
     bigquery_client.query(render("bigquery/reconcile_results.sql", **params), location=bq.location).result()
     types = {int: "INT64", float: "FLOAT64", str: "STRING", datetime: "TIMESTAMP", type(None): "STRING"}
     config = bigquery.QueryJobConfig(query_parameters=[

@@ -36,6 +36,9 @@ class Side:
     dialect: MySqlDialect | BigQueryDialect
     relation: str  # rendered, quoted name of the table or view
 
+    def close(self) -> None:
+        pass
+
     def kinds(self) -> dict[str, tuple[str | None, str]]:
         """Column name → (hash kind or None, declared type), in table order."""
         raise NotImplementedError
@@ -206,3 +209,22 @@ class BigQuerySide(Side):
             return None
         value = self.run(f"SELECT MAX(_cdc_commit_ts) FROM {bigquery_table(self.project, self.dataset, self.changelog)}")[0][0]
         return key_token(value) if value is not None else None
+
+
+class AbsentSide(Side):
+    """A target table or view that does not exist yet (nothing loaded): it holds no rows."""
+
+    def __init__(self, side: Side):
+        self.label, self.dialect, self.relation = side.label, side.dialect, side.relation
+
+    def bounds(self, column: str) -> tuple[Any, Any]:
+        return None, None
+
+    def checksums(self, bucket: str, row_hash: str, where: str) -> dict[int, tuple[int, int]]:
+        return {}
+
+    def row_hashes(self, key_columns: list[str], row_hash: str, where: str) -> dict[KeyTuple, int]:
+        return {}
+
+    def row_values(self, key_columns, columns, keys, extra=()) -> dict[KeyTuple, tuple]:
+        return {}
