@@ -69,10 +69,11 @@ _BIGQUERY_KINDS = {
 }
 
 
-def native_text_equal(kind: str, source_type: str, target_type: str) -> bool:
-    """Whether two MySQL columns print equal values as equal text (same declared type;
-    floats excepted, whose printing differs between MySQL and MariaDB)."""
-    return kind != "float" and source_type.lower() == target_type.lower()
+def native_text_equal(kind: str, source_type: str, target_type: str, same_server: bool) -> bool:
+    """Whether two MySQL columns print equal values as equal text: the same declared type;
+    for floats also the same server product and version (MySQL and MariaDB print them
+    differently)."""
+    return (kind != "float" or same_server) and source_type.lower() == target_type.lower()
 
 
 def mysql_kind(data_type: str) -> str | None:
@@ -82,6 +83,13 @@ def mysql_kind(data_type: str) -> str | None:
 
 def bigquery_kind(field_type: str) -> str | None:
     return _BIGQUERY_KINDS.get(field_type.upper())
+
+
+def _scaled(column: str, shift: str) -> str:
+    """|x| / 10^shift as one IEEE operation by an exact power of ten (multiply when the shift is
+    negative: 10^-k is inexact), then FLOOR(+0.5) — the engines' ROUND differ on ties
+    (MariaDB rounds 100028571428.5 to even, BigQuery away from zero)."""
+    return f"IF({shift} < 0, ABS({column}) * POW(10, -{shift}), ABS({column}) / POW(10, {shift}))"
 
 
 class MySqlDialect:
@@ -104,10 +112,9 @@ class MySqlDialect:
             text = f"CAST({c} AS CHAR)"
             return f"IF(LOCATE('.', {text}) > 0, TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {text})), {text})"
         if column.kind == "float":
-            exponent = f"FLOOR(LOG10(ABS({c})))"
-            digits = f"CAST(ROUND(ABS({c}) / POW(10, {exponent} - {column.digits - 1})) AS UNSIGNED)"
-            return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), {digits}, 'e', "
-                    f"CAST({exponent} - {column.digits - 1} AS SIGNED)))")
+            shift = f"(FLOOR(LOG10(ABS({c}))) - {column.digits - 1})"
+            digits = f"CAST(FLOOR({_scaled(c, shift)} + 0.5) AS UNSIGNED)"
+            return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), {digits}, 'e', CAST({shift} AS SIGNED)))")
         if column.kind in ("timestamp", "datetime"):
             return f"DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')"
         if column.kind == "date":
@@ -158,10 +165,10 @@ class BigQueryDialect:
             text = f"CAST({c} AS STRING)"
             return f"IF(STRPOS({text}, '.') > 0, RTRIM(RTRIM({text}, '0'), '.'), {text})"
         if column.kind == "float":
-            exponent = f"CAST(FLOOR(LOG10(ABS({c}))) AS INT64)"
-            digits = f"CAST(ROUND(ABS({c}) / POW(10, {exponent} - {column.digits - 1})) AS INT64)"
+            shift = f"(CAST(FLOOR(LOG10(ABS({c}))) AS INT64) - {column.digits - 1})"
+            digits = f"CAST(FLOOR({_scaled(c, shift)} + 0.5) AS INT64)"
             return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), CAST({digits} AS STRING), 'e', "
-                    f"CAST({exponent} - {column.digits - 1} AS STRING)))")
+                    f"CAST({shift} AS STRING)))")
         if column.kind == "timestamp":
             return f"FORMAT_TIMESTAMP('%Y-%m-%d %H:%M:%E6S', {c}, 'UTC')"
         if column.kind == "datetime":

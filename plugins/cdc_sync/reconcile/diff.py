@@ -153,7 +153,7 @@ def _both(source_call: Callable[[], Any], target_call: Callable[[], Any]) -> tup
 
 
 def hash_columns(table: str, source_kinds: dict, target_kinds: dict, key_columns: list[str], exclude: set[str],
-                 same_engine: bool) -> tuple[list[HashColumn], list[HashColumn], list[str]]:
+                 same_engine: bool, same_server: bool = False) -> tuple[list[HashColumn], list[HashColumn], list[str]]:
     """The columns both sides have, as each side's own kind; and the ones left out (why)."""
     missing = [k for k in key_columns if k not in source_kinds or k not in target_kinds]
     if missing:
@@ -169,7 +169,7 @@ def hash_columns(table: str, source_kinds: dict, target_kinds: dict, key_columns
         if kind is None or other is None:
             ignored.append(f"{name} (type {source_type if kind is None else target_type} not comparable)")
             continue
-        native = same_engine and native_text_equal(kind, source_type, target_type)
+        native = same_engine and native_text_equal(kind, source_type, target_type, same_server)
         single = any(_SINGLE_FLOAT.match(t) for t in (source_type, target_type))
         digits = SINGLE_FLOAT_DIGITS if single else FLOAT_DIGITS
         source_cols.append(HashColumn(name, kind, native, digits))
@@ -189,8 +189,9 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
         print(f"{table}: {target.label} has no {target.relation} yet; comparing with an empty table")
         target, target_kinds = AbsentSide(target), _same_kinds_for(target, source_kinds)
     same_engine = source.dialect.engine == target.dialect.engine
+    same_server = same_engine and source.server() == target.server()
     source_cols, target_cols, result.ignored_columns = hash_columns(table, source_kinds, target_kinds, key_columns,
-                                                                    set(exclude), same_engine)
+                                                                    set(exclude), same_engine, same_server)
     result.columns = [c.name for c in source_cols]
     result.method = source.dialect.hash_function
     key_kinds = {c.name: c for c in source_cols if c.name in key_columns}

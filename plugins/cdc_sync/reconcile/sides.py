@@ -32,6 +32,9 @@ def key_token(value: Any) -> Any:
 class Side:
     """What the comparison needs from one database. Subclasses bind dialect and driver."""
 
+    def server(self) -> str:
+        return self.dialect.engine
+
     label: str
     dialect: MySqlDialect | BigQueryDialect
     relation: str  # rendered, quoted name of the table or view
@@ -147,6 +150,13 @@ class MySqlSide(Side):
         if isinstance(value, dt.datetime) and value.tzinfo:
             return value.astimezone(dt.UTC).replace(tzinfo=None)  # the session is in UTC
         return value
+
+    def server(self) -> str:
+        """Product and major.minor version ("mariadb 10.11", "mysql 8.0"): servers that print
+        values the same way, floats included."""
+        version = str(self.run("SELECT VERSION()")[0][0]).lower()
+        product = "mariadb" if "mariadb" in version else "mysql"
+        return f"{product} {'.'.join(version.split('-')[0].split('.')[:2])}"
 
     def kinds(self) -> dict[str, tuple[str | None, str]]:
         rows = self.run(
