@@ -55,8 +55,11 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def _ours(source: MySqlSide | None, target, settings=Settings(recheck_seconds=0), source_side=None):
-    result, seconds = _timed(lambda: compare("bench", source_side or source, target, ["id"], settings=settings))
+NO_RECHECK = Settings(recheck_seconds=0)  # nothing changes during the benchmark
+
+
+def _ours(source: MySqlSide, target):
+    result, seconds = _timed(lambda: compare("bench", source, target, ["id"], settings=NO_RECHECK))
     return {d.key["id"] for d in result.differences}, seconds, result
 
 
