@@ -159,7 +159,8 @@ def _bigquery(mariadb, conn, rows: int, side) -> None:
         client.load_table_from_file(buffer, "local.bench_reconcile.target", job_config=config).result()
         bq = BigQuerySide("bigquery", client, "local", "bench_reconcile", "target")
         _, in_s, result = _ours(side("source", "md5"), bq)
-        print(f"MariaDB ↔ BigQuery emulator in sync: cdc-sync {in_s:.2f} s, status {result.status}"
+        print(f"MariaDB ↔ BigQuery emulator in sync: cdc-sync {in_s:.2f} s, status {result.status}, "
+              f"{result.rows_fetched} rows fetched"
               + (f" — {result.summary()}" if result.status != "in_sync" else ""))
         client.query("UPDATE `local.bench_reconcile.target` SET name = 'changed' WHERE id IN (17, 250000)").result()
         client.query("DELETE FROM `local.bench_reconcile.target` WHERE id IN (3, 400000, 777777)").result()

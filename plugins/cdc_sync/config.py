@@ -126,6 +126,7 @@ class Reconcile:
     schedule: str | None = "@daily"  # a cron, a preset, "assets" (after every load that changed a table) or null
     max_buckets: int = 4096
     leaf_rows: int = 2000
+    max_fetch_rows: int = 200_000  # per side; a table that differs more is reported as partial
     sample_keys: int = 20
     recheck_seconds: float = 60.0
     reports_prefix: str = "cdc-sync/reports/"  # in the landing bucket

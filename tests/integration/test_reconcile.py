@@ -141,6 +141,12 @@ def test_a_target_that_was_never_loaded_is_missing_every_source_row(world):
     for c in world.reconcile(world.customers).values():
         assert (c.status, c.source_rows, c.target_rows, c.missing) == ("drift", 5, 0, 5), c.summary()
         assert sorted(d.key["id"] for d in c.differences) == [1, 2, 3, 4, 5]
+        assert not c.partial
+    # a target that differs almost everywhere is not copied to the worker: partial, still drift
+    capped = world.reconcile(world.customers, settings=Settings(recheck_seconds=0, max_fetch_rows=2))
+    for c in capped.values():
+        assert (c.status, c.partial, c.source_rows, c.target_rows) == ("drift", True, 5, 0), c.summary()
+        assert c.missing <= 2 and "lower bounds" in c.summary()
 
 
 def test_injected_drift_names_exactly_the_keys_and_columns(world):
@@ -196,25 +202,30 @@ def test_sample_of_differing_keys_is_bounded(stack, unique_name, tmp_path):
 
 
 def test_bisection_finds_a_few_keys_among_many_rows(world):
-    """Enough rows for several levels: buckets, bisection, then rows of small segments only."""
-    rows = [{"id": i, "tiny": i % 100, "small": i % 1000, "score": i * 0.5, "ratio": None, "price": Decimal(i),
+    """Enough rows for several levels: buckets, bisection, then rows of small segments only —
+    in both engines, whose bucket numbers must agree."""
+    rows = [{"id": i * 3, "tiny": i % 100, "small": i % 1000, "score": i * 0.5, "ratio": None, "price": Decimal(i),
              "payload": None, "label": f"n{i}", "day": None, "at": None} for i in range(1, 20001)]
     with world.mysql.cursor() as cur:
         cur.executemany(f"INSERT INTO `{world.db}`.readings (id, tiny, small, score, ratio, price, payload, label, day, at) "
                         "VALUES (%(id)s, %(tiny)s, %(small)s, %(score)s, %(ratio)s, %(price)s, %(payload)s, %(label)s, "
                         "%(day)s, %(at)s)", rows)
     world.dms.full_load(world.readings)
-    world.run_aurora()
+    world.load_everything()
     with world.mysql.cursor() as cur:
         state = f"`{world.target_db}`.`{world.db}_readings_state`"
-        cur.execute(f"UPDATE {state} SET label = 'x' WHERE id IN (17, 9000, 19999)")
-        cur.execute(f"DELETE FROM {state} WHERE id = 12345")
+        cur.execute(f"UPDATE {state} SET label = 'x' WHERE id IN (51, 27000, 59997)")
+        cur.execute(f"DELETE FROM {state} WHERE id = 37035")
+    changelog = f"`local.{world.dataset}.{world.db}_readings_changelog`"
+    world.bq.query(f"UPDATE {changelog} SET label = 'x' WHERE id IN (51, 27000, 59997)").result()
+    world.bq.query(f"DELETE FROM {changelog} WHERE id = 37035").result()
     settings = Settings(max_buckets=16, leaf_rows=50, recheck_seconds=0)
-    c = world.reconcile(world.readings, targets=["aurora"], settings=settings)["aurora"]
-    assert _differences(c) == {(17,): ("changed", ["label"]), (9000,): ("changed", ["label"]),
-                               (19999,): ("changed", ["label"]), (12345,): ("missing", [])}
-    assert c.levels == 2  # 16 buckets of 1250 rows were too big to fetch: they were split once
-    assert c.rows_fetched <= 4 * 2 * 50  # only small segments travelled
+    for c in world.reconcile(world.readings, settings=settings).values():
+        assert _differences(c) == {(51,): ("changed", ["label"]), (27000,): ("changed", ["label"]),
+                                   (59997,): ("changed", ["label"]), (37035,): ("missing", [])}, c.summary()
+        assert (c.source_rows, c.target_rows) == (20000, 19999)
+        assert c.levels == 2  # 16 buckets of 1250 rows were too big to fetch: they were split once
+        assert c.rows_fetched <= 4 * 2 * 50  # only small segments travelled
 
 
 def test_lag_is_not_drift_and_a_target_change_is(world):

@@ -142,7 +142,8 @@ class MySqlDialect:
         return f"SUM({row_hash})"
 
     def bucket(self, expression: str, origin: int, width: int) -> str:
-        return f"FLOOR(({expression} - {int(origin)}) / {int(width)})"
+        # DIV, not FLOOR(a / b): '/' is DECIMAL division rounded to 4 more digits (0.99995 → 1)
+        return f"(({expression} - {int(origin)}) DIV {int(width)})"
 
     def modulo(self, expression: str, modulus: int) -> str:
         return f"MOD({expression}, {int(modulus)})"
@@ -188,7 +189,8 @@ class BigQueryDialect:
         return f"SUM(CAST({row_hash} AS NUMERIC))"
 
     def bucket(self, expression: str, origin: int, width: int) -> str:
-        return f"DIV({expression} - {int(origin)}, {int(width)})"
+        # the inner parentheses matter to the emulator: it turns DIV(x - 1, 5) into x - 1 // 5
+        return f"DIV(({expression} - {int(origin)}), {int(width)})"
 
     def modulo(self, expression: str, modulus: int) -> str:
-        return f"MOD({expression}, {int(modulus)})"
+        return f"MOD(({expression}), {int(modulus)})"

@@ -46,6 +46,7 @@ class Settings:
     sample_keys: int = 20  # differing keys kept in the result
     recheck_seconds: float = 60.0  # wait before comparing non-lag differences again; 0: no re-check
     max_detail_keys: int = 10_000  # changed keys whose columns are named
+    max_fetch_rows: int = 200_000  # rows fetched per side at most; beyond, the result is partial
 
 
 @dataclass
@@ -75,11 +76,12 @@ class Comparison:
     buckets: int = 0
     rows_fetched: int = 0
     method: str = ""
+    partial: bool = False  # more rows differ than max_fetch_rows: counts are lower bounds
     differences: list[Difference] = field(default_factory=list, repr=False)  # all of them; not stored
 
     @property
     def status(self) -> str:
-        if self.missing or self.extra or self.changed:
+        if self.partial or self.missing or self.extra or self.changed:
             return "drift"
         return "lag" if self.lag else "in_sync"
 
@@ -97,6 +99,8 @@ class Comparison:
         text = (f"{self.table} → {self.target}: {self.status}; rows source {self.source_rows}, target "
                 f"{self.target_rows}; missing {self.missing}, extra {self.extra}, changed {self.changed}, "
                 f"lag {self.lag} ({self.seconds:.2f}s, {self.levels} level(s), {self.rows_fetched} row(s) fetched)")
+        if self.partial:
+            text += "; more rows differ than are listed (max_fetch_rows reached): counts are lower bounds"
         drift = [d for d in self.sample if not d.lag]
         if drift:
             text += "; first differing keys: " + ", ".join(
@@ -214,6 +218,7 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
 
     # levels 1 and 2: bucket checksums, then bisection of the differing buckets
     leaves: list[tuple[Level, list[int]]] = []
+    budget = settings.max_fetch_rows
     source_where = target_where = "TRUE"
     while True:
         s, t = _both(partial(source.checksums, level.bucket(source, source_key), source_hash, source_where),
@@ -226,10 +231,16 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
         differing = sorted(b for b in set(s) | set(t) if s.get(b) != t.get(b))
         size = {b: max(s.get(b, (0, 0))[0], t.get(b, (0, 0))[0]) for b in differing}
         large = [b for b in differing if size[b] > settings.leaf_rows and level.splittable]
-        small = [b for b in differing if b not in large]
+        small = []
+        for b in (b for b in differing if b not in large):
+            if budget < size[b]:  # a table that differs almost everywhere is not copied to the worker
+                result.partial = True
+                break
+            budget -= size[b]
+            small.append(b)
         if small:
             leaves.append((level, small))
-        if not large:
+        if not large or result.partial:
             break
         factor = max(2, min(1024, math.ceil(max(size[b] for b in large) * 4 / settings.leaf_rows)))
         source_where, target_where = level.where(source, source_key, large), level.where(target, target_key, large)

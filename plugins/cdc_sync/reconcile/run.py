@@ -20,7 +20,7 @@ AURORA, BIGQUERY = "aurora", "bigquery"
 
 
 def settings_of(reconcile: Reconcile) -> Settings:
-    return Settings(max_buckets=reconcile.max_buckets, leaf_rows=reconcile.leaf_rows,
+    return Settings(max_buckets=reconcile.max_buckets, leaf_rows=reconcile.leaf_rows, max_fetch_rows=reconcile.max_fetch_rows,
                     sample_keys=reconcile.sample_keys, recheck_seconds=reconcile.recheck_seconds)
 
 
@@ -78,7 +78,7 @@ def reconcile_table(pipeline: Pipeline, table_name: str, *, source_connect: Call
 
 def _row(pipeline: Pipeline, c: Comparison, run_id: str) -> dict:
     detail = {k: v for k, v in c.to_dict().items() if k in ("columns", "ignored_columns", "levels", "buckets",
-                                                            "rows_fetched", "method")}
+                                                            "rows_fetched", "method", "partial")}
     return {
         "run_id": run_id, "checked_at": datetime.now(UTC), "pipeline": pipeline.name, "table_name": c.table,
         "target": c.target, "status": c.status, "source_rows": c.source_rows, "target_rows": c.target_rows,
