@@ -346,5 +346,16 @@ def build_reconcile_dag(pipeline: Pipeline) -> DAG:
             print("report: " + ", ".join(f"s3://{pipeline.source.bucket}/{k}" for k in keys.values()))
             return {"report": keys, "comparisons": len(rows), "drift": sum(r["status"] == "drift" for r in rows)}
 
-        reconcile_table.expand(table=tables_to_check()) >> write_report()
+        @task(multiple_outputs=False)
+        def all_in_sync(report: dict) -> int:
+            """The run's verdict: it only runs when every comparison passed (drift failed a
+            reconcile_table task above), so the run itself shows failed on drift."""
+            print(f"{report['comparisons']} comparison(s), none with drift")
+            return int(report["comparisons"])
+
+        checks = reconcile_table.expand(table=tables_to_check())
+        report = write_report()
+        checks >> report
+        verdict = all_in_sync(report)
+        checks >> verdict
     return dag

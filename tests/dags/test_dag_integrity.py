@@ -100,7 +100,8 @@ def test_reconcile_dag_maps_one_task_per_table_and_reports_after_all():
     }]})
     dag = build_reconcile_dag(pipeline)
     assert dag.dag_id == "cdc_p_reconcile"
-    assert set(dag.task_ids) == {"tables_to_check", "reconcile_table", "write_report"}
+    assert set(dag.task_ids) == {"tables_to_check", "reconcile_table", "write_report", "all_in_sync"}
+    assert dag.get_task("all_in_sync").upstream_task_ids == {"reconcile_table", "write_report"}
     assert dag.get_task("reconcile_table").pool == "cdc_sync_aurora"  # it holds an Aurora connection
     assert dag.get_task("write_report").trigger_rule == "all_done"  # a report also when tables drifted
     assert set(dag.params.keys()) == {"tables", "repair"}

@@ -302,6 +302,7 @@ def test_reconcile_dag_fails_on_drift_writes_the_report_and_repairs(stack, airfl
         states = _task_states(run)
         assert sorted(states["reconcile_table"]) == ["failed", "success", "success"], states  # customers drifted
         assert states["write_report"] == ["success"]
+        assert states["all_in_sync"] == ["upstream_failed"] and str(run.state) == "failed"  # drift fails the run
         report = w.s3.get_object(Bucket=w.bucket, Key=f"cdc-sync/reports/{w.pipeline.name}/"
                                  + run.run_id.replace(":", "_").replace("+", "_") + ".md")["Body"].read().decode()
         assert "| aurora | ❌ drift |" in report and "id=3 changed (name)" in report
