@@ -30,6 +30,12 @@ CREATE TABLE `{db}`.`readings` (
   at DATETIME(6) NULL
 ) DEFAULT CHARSET = utf8mb4 COLLATE utf8mb4_bin
 """
+TAGS_DDL = """
+CREATE TABLE `{db}`.`tags` (
+  code VARCHAR(20) NOT NULL PRIMARY KEY,
+  note TEXT NULL
+) DEFAULT CHARSET = utf8mb4 COLLATE utf8mb4_bin
+"""
 
 
 def _reading(i: int, **overrides) -> dict:
@@ -47,13 +53,16 @@ class ReconcileWorld(World):
         super().__init__(stack, uid, tmp_path, aurora=True)
         with self.mysql.cursor() as cur:
             cur.execute(READINGS_DDL.format(db=self.db))
+            cur.execute(TAGS_DDL.format(db=self.db))
         self.dms.track(self.db, "readings")
-        self.readings = f"{self.db}.readings"
+        self.dms.track(self.db, "tags")
+        self.readings, self.tags = f"{self.db}.readings", f"{self.db}.tags"
         self.write_config(
             tables=[
                 {"schema": self.db, "name": "customers", "primary_key": ["id"], "updated_at_column": "updated_at"},
                 {"schema": self.db, "name": "order_lines", "primary_key": ["order_id", "line_no"]},
                 {"schema": self.db, "name": "readings", "primary_key": ["id"]},
+                {"schema": self.db, "name": "tags", "primary_key": ["code"]},
             ],
             reconcile={"source_conn_id": "mysql_source", "recheck_seconds": 0, **reconcile_options},
         )
@@ -226,6 +235,28 @@ def test_bisection_finds_a_few_keys_among_many_rows(world):
         assert (c.source_rows, c.target_rows) == (20000, 19999)
         assert c.levels == 2  # 16 buckets of 1250 rows were too big to fetch: they were split once
         assert c.rows_fetched <= 4 * 2 * 50  # only small segments travelled
+
+
+def test_text_keys_are_bucketed_by_key_hash_in_both_engines(world):
+    """No integer leading key: buckets are residues of a hash of the key, computed the same
+    way in MySQL and BigQuery, split further by a larger modulus."""
+    for i in range(3000):
+        world.dms.insert(world.tags, {"code": f"tag-{i:05d}-é", "note": None if i % 10 == 0 else f"note {i}"})
+    world.dms.full_load(world.tags)
+    world.load_everything()
+    state = f"`{world.target_db}`.`{world.db}_tags_state`"
+    changelog = f"`local.{world.dataset}.{world.db}_tags_changelog`"
+    with world.mysql.cursor() as cur:
+        cur.execute(f"UPDATE {state} SET note = '' WHERE code = 'tag-00010-é'")  # NULL in the source
+        cur.execute(f"DELETE FROM {state} WHERE code = 'tag-02999-é'")
+    world.bq.query(f"UPDATE {changelog} SET note = 'x' WHERE code = 'tag-01234-é'").result()
+    settings = Settings(max_buckets=64, leaf_rows=20, recheck_seconds=0)
+    results = world.reconcile(world.tags, settings=settings)
+    assert _differences(results["aurora"]) == {("tag-00010-é",): ("changed", ["note"]),
+                                               ("tag-02999-é",): ("missing", [])}, results["aurora"].summary()
+    assert _differences(results["bigquery"]) == {("tag-01234-é",): ("changed", ["note"])}, results["bigquery"].summary()
+    for c in results.values():
+        assert c.levels >= 2 and c.rows_fetched < 3000  # split by a larger modulus, not fetched whole
 
 
 def test_lag_is_not_drift_and_a_target_change_is(world):
