@@ -1,0 +1,89 @@
+"""Reconciliation from a shell, with the same Airflow connections the DAGs use.
+
+    python -m cdc_sync.reconcile compare --pipeline shop --table shop.customers
+    python -m cdc_sync.reconcile repair --pipeline shop --table shop.customers --key '{"id": 3}'
+    python -m cdc_sync.reconcile repair --pipeline shop --table shop.customers --from 100 --to 200
+
+`repair` writes one change file with the source rows of the keys (or of every source row
+whose leading key is in [from, to]) into the table's landing folder; the pipeline's next
+run loads it into every target. Keys the source no longer has become deletes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cdc_sync.config import get_pipeline
+from cdc_sync.sql import mysql_ident
+
+
+def _source_connect(pipeline):
+    from cdc_sync.hooks.mysql import CdcMySqlHook
+
+    hook = CdcMySqlHook(mysql_conn_id=pipeline.reconcile.source_conn_id)
+    return lambda: hook.get_conn()
+
+
+def _keys_in_range(pipeline, table, connect, low: int, high: int) -> list[dict]:
+    columns = list(table.primary_key)
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT {', '.join(mysql_ident(c) for c in columns)} "
+                        f"FROM {mysql_ident(table.schema)}.{mysql_ident(table.name)} "
+                        f"WHERE {mysql_ident(columns[0])} BETWEEN %s AND %s", (low, high))
+            return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cdc_sync.reconcile", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["compare", "repair"])
+    parser.add_argument("--config", help="pipelines file (default: CDC_SYNC_CONFIG or config/pipelines.yaml)")
+    parser.add_argument("--pipeline", required=True)
+    parser.add_argument("--table", required=True, help="schema.table")
+    parser.add_argument("--key", action="append", default=[], help='a primary key as JSON, e.g. \'{"id": 3}\'')
+    parser.add_argument("--from", dest="low", type=int, help="repair: first value of the leading key")
+    parser.add_argument("--to", dest="high", type=int, help="repair: last value of the leading key")
+    args = parser.parse_args(argv)
+
+    pipeline = get_pipeline(args.pipeline, args.config)
+    if pipeline.reconcile is None:
+        parser.error(f"pipeline {pipeline.name!r} has no reconcile section (source_conn_id)")
+    table = pipeline.table(args.table)
+    connect = _source_connect(pipeline)
+    if args.command == "compare":
+        from cdc_sync.dag_factory import _aurora_plain_connect, _bigquery
+        from cdc_sync.reconcile.run import reconcile_table
+
+        comparisons = reconcile_table(pipeline, table.qualified_name, source_connect=connect, run_id="cli",
+                                      bigquery_client=_bigquery(pipeline) if pipeline.bigquery else None,
+                                      aurora_connect=_aurora_plain_connect(pipeline))
+        return 1 if any(c.status == "drift" for c in comparisons) else 0
+
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from cdc_sync.reconcile.repair import emit_repair_file
+
+    keys = [json.loads(k) for k in args.key]
+    if args.low is not None or args.high is not None:
+        if args.low is None or args.high is None:
+            parser.error("--from and --to go together")
+        keys += _keys_in_range(pipeline, table, connect, args.low, args.high)
+    for key in keys:
+        if set(key) != set(table.primary_key):
+            parser.error(f"key {key} does not name exactly the primary key {list(table.primary_key)}")
+    if not keys:
+        print("no keys to repair")
+        return 0
+    s3 = S3Hook(aws_conn_id=pipeline.source.aws_conn_id).get_conn()
+    emit_repair_file(pipeline, table, connect, s3, keys)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
