@@ -86,8 +86,11 @@ class Comparison:
         return "lag" if self.lag else "in_sync"
 
     def to_dict(self) -> dict:
+        """JSON-safe (XCom, results table): key values other than int and str become text."""
         out = asdict(self)
         del out["differences"]
+        for d in out["sample"]:
+            d["key"] = {k: v if isinstance(v, (int, str)) else str(v) for k, v in d["key"].items()}
         out["status"] = self.status
         return out
 

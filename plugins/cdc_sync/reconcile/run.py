@@ -83,14 +83,9 @@ def _row(pipeline: Pipeline, c: Comparison, run_id: str) -> dict:
         "run_id": run_id, "checked_at": datetime.now(UTC), "pipeline": pipeline.name, "table_name": c.table,
         "target": c.target, "status": c.status, "source_rows": c.source_rows, "target_rows": c.target_rows,
         "missing_rows": c.missing, "extra_rows": c.extra, "changed_rows": c.changed, "lag_rows": c.lag,
-        "sample_keys": json.dumps([_jsonable(d) for d in c.to_dict()["sample"]], default=str),
+        "sample_keys": json.dumps(c.to_dict()["sample"]),
         "watermark": c.watermark, "seconds": float(c.seconds), "detail": json.dumps(detail),
     }
-
-
-def _jsonable(difference: dict) -> dict:
-    return {"key": {k: v if isinstance(v, (int, str)) else str(v) for k, v in difference["key"].items()},
-            "kind": difference["kind"], "columns": difference["columns"], "lag": difference["lag"]}
 
 
 def store_result(pipeline: Pipeline, c: Comparison, run_id: str, *, bigquery_client=None,

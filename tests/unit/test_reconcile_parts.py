@@ -1,0 +1,61 @@
+"""Reconciliation pieces that need no database: bucket predicates, verdicts, report text."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from cdc_sync.reconcile.diff import Comparison, Difference, Level
+from cdc_sync.reconcile.report import html_page, markdown, report_key
+from cdc_sync.reconcile.sides import BigQuerySide, MySqlSide
+
+
+def _mysql():
+    return MySqlSide("source", connect=lambda: None, database="shop", relation="customers")
+
+
+def _bigquery():
+    return BigQuerySide("bigquery", client=None, project="local", dataset="d", relation="v")
+
+
+def test_adjacent_range_buckets_become_one_index_range():
+    level = Level("id", width=10, origin=1)
+    assert level.where(_mysql(), "kh", [3, 1, 2, 7]) == "`id` BETWEEN 11 AND 40 OR `id` BETWEEN 71 AND 80"
+    assert level.split(4) == Level("id", width=3, origin=1)  # ceil(10 / 4)
+    assert level.where(_mysql(), "kh", []) == "FALSE"
+
+
+def test_hash_buckets_split_into_residues_of_a_multiple_modulus():
+    level = Level(None, modulus=16)
+    assert level.where(_bigquery(), "kh", [5, 3]) == "MOD((kh), 16) IN (3, 5)"
+    assert level.split(8).modulus == 128  # residue r of 16 splits into r, r + 16, … r + 112 of 128
+
+
+def test_bucket_numbers_are_integer_divisions_in_both_engines():
+    assert _mysql().dialect.bucket("`id`", 5, 100) == "((`id` - 5) DIV 100)"
+    assert _bigquery().dialect.bucket("`id`", 5, 100) == "DIV((`id` - 5), 100)"
+
+
+def test_verdict_and_json_safe_sample():
+    c = Comparison(table="shop.t", target="aurora", source_rows=3, target_rows=3)
+    assert c.status == "in_sync"
+    c.lag = 1
+    assert c.status == "lag"
+    c.sample = [Difference({"id": b"\x01", "at": dt.datetime(2026, 1, 1)}, "changed", ["name"])]
+    c.changed = 1
+    assert c.status == "drift"
+    assert json.loads(json.dumps(c.to_dict()))["sample"][0]["key"] == {"id": "b'\\x01'", "at": "2026-01-01 00:00:00"}
+    assert Comparison(table="t", target="aurora", partial=True).status == "drift"  # lower bounds: never in sync
+
+
+def test_report_lists_status_and_keys_and_escapes_hostile_text():
+    rows = [{"table_name": "shop.t", "target": "aurora", "status": "drift", "source_rows": 2, "target_rows": 1,
+             "missing_rows": 1, "extra_rows": 0, "changed_rows": 0, "lag_rows": 0, "watermark": None, "seconds": 0.5,
+             "sample_keys": [{"key": {"code": "<b>|x"}, "kind": "missing", "columns": [], "lag": False}]}]
+    text = markdown("shop", "run-1", rows)
+    assert "| shop.t | aurora | ❌ drift | 2 | 1 | 1 | 0 | 0 | 0 |" in text
+    assert "code=<b>\\|x missing" in text  # a pipe in a key does not break the table
+    page = html_page("shop", "run-1", rows)
+    assert "&lt;b&gt;|x missing" in page and "<b>|x" not in page
+    assert report_key("cdc-sync/reports/", "shop", "manual__2026-11-23T15:38:04+00:00", "md") == \
+        "cdc-sync/reports/shop/manual__2026-11-23T15_38_04_00_00.md"
