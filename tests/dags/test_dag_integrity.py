@@ -112,3 +112,11 @@ def test_reconcile_dag_maps_one_task_per_table_and_reports_after_all():
     assert type(condition).__name__ == "AssetAny"
     uris = {a.uri for a in condition.objects}
     assert uris == {"mysql://aurora_default/r/s_t", "bigquery://local/d/s_t"}
+
+
+def test_no_plugin_file_runs_when_airflow_imports_the_plugins_folder():
+    """Airflow imports every .py of the plugins folder under its file stem; a `__main__.py`
+    would then run its main block inside every Airflow command (it did once: `airflow dags
+    test` ended in the reconcile CLI's usage message)."""
+    stems = {p.stem for p in (REPO / "plugins").rglob("*.py")}
+    assert "__main__" not in stems

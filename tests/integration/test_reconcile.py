@@ -356,7 +356,7 @@ def test_reconcile_dag_fails_on_drift_writes_the_report_and_repairs(stack, airfl
 
 @pytest.mark.airflow
 def test_cli_compares_and_repairs_a_key_range(world, stack, airflow_db, monkeypatch):
-    from cdc_sync.reconcile.__main__ import main
+    from cdc_sync.reconcile.cli import main
 
     monkeypatch.setenv("AIRFLOW_CONN_MYSQL_SOURCE", stack.mariadb.airflow_conn(world.db))
     monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(world.target_db))

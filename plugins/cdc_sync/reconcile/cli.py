@@ -1,8 +1,10 @@
 """Reconciliation from a shell, with the same Airflow connections the DAGs use.
+(Not `__main__.py`: Airflow imports every file of the plugins folder by its stem, and a
+file named `__main__` would run its main block inside every Airflow command.)
 
-    python -m cdc_sync.reconcile compare --pipeline shop --table shop.customers
-    python -m cdc_sync.reconcile repair --pipeline shop --table shop.customers --key '{"id": 3}'
-    python -m cdc_sync.reconcile repair --pipeline shop --table shop.customers --from 100 --to 200
+    python -m cdc_sync.reconcile.cli compare --pipeline shop --table shop.customers
+    python -m cdc_sync.reconcile.cli repair --pipeline shop --table shop.customers --key '{"id": 3}'
+    python -m cdc_sync.reconcile.cli repair --pipeline shop --table shop.customers --from 100 --to 200
 
 `repair` writes one change file with the source rows of the keys (or of every source row
 whose leading key is in [from, to]) into the table's landing folder; the pipeline's next
@@ -40,7 +42,7 @@ def _keys_in_range(pipeline, table, connect, low: int, high: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cdc_sync.reconcile", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m cdc_sync.reconcile.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["compare", "repair"])
     parser.add_argument("--config", help="pipelines file (default: CDC_SYNC_CONFIG or config/pipelines.yaml)")
