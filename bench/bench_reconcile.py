@@ -9,7 +9,7 @@
   MariaDB ↔ BigQuery emulator: the same source against the table loaded into the emulator,
     in sync and with the 10 differences (reladiff cannot reach the emulator: see README).
 
-Usage: python bench/bench_reconcile.py [rows]   (needs MariaDB; starts moto-less BigQuery emulator)
+Usage: python bench/bench_reconcile.py [rows]   (needs MariaDB; starts the local stack for the emulator)
 """
 
 from __future__ import annotations
@@ -125,15 +125,18 @@ def main(rows: int) -> int:
     print(f"  COUNT(*) over both tables {count_s:6.2f} s")
     print(f"  cdc-sync                  {in_s:6.2f} s  differences {len(insync[0][0])}  "
           f"→ {in_s / count_s:.1f}× COUNT(*) (target ≤ 3×)")
-    _bigquery(mariadb, conn, rows, side)
+    _bigquery(conn, rows, side)
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE `{DB}`")
     return 0
 
 
-def _bigquery(mariadb, conn, rows: int, side) -> None:
+def _bigquery(conn, rows: int, side) -> None:
     """The source against a BigQuery table in the emulator holding the same rows."""
+    import io
+
     import pyarrow as pa
+    import pyarrow.parquet as pq
     from google.cloud import bigquery
 
     with LocalStack.start() as stack:
@@ -148,9 +151,6 @@ def _bigquery(mariadb, conn, rows: int, side) -> None:
         table = pa.table({n: list(col) for n, col in zip(names, data, strict=True)})
         table = table.set_column(names.index("updated_at"), "updated_at",
                                  table["updated_at"].cast(pa.timestamp("us", tz="UTC")))
-        import io
-
-        import pyarrow.parquet as pq
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
         buffer.seek(0)

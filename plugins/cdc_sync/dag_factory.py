@@ -234,22 +234,21 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
     return dag
 
 
-def _source_connect(pipeline: Pipeline):
+def _mysql_connect(mysql_conn_id: str):
     from cdc_sync.hooks.mysql import CdcMySqlHook
 
-    assert pipeline.reconcile is not None
-    hook = CdcMySqlHook(mysql_conn_id=pipeline.reconcile.source_conn_id)
+    hook = CdcMySqlHook(mysql_conn_id=mysql_conn_id)
     return lambda: hook.get_conn()
+
+
+def _source_connect(pipeline: Pipeline):
+    assert pipeline.reconcile is not None
+    return _mysql_connect(pipeline.reconcile.source_conn_id)
 
 
 def _aurora_plain_connect(pipeline: Pipeline):
     """Aurora for reading and writing results: no LOCAL INFILE on this connection."""
-    from cdc_sync.hooks.mysql import CdcMySqlHook
-
-    if pipeline.aurora is None:
-        return None
-    hook = CdcMySqlHook(mysql_conn_id=pipeline.aurora.mysql_conn_id)
-    return lambda: hook.get_conn()
+    return _mysql_connect(pipeline.aurora.mysql_conn_id) if pipeline.aurora is not None else None
 
 
 def _reconcile_schedule(pipeline: Pipeline):
@@ -312,15 +311,16 @@ def build_reconcile_dag(pipeline: Pipeline) -> DAG:
             from cdc_sync.reconcile.run import reconcile_table as run_reconcile
 
             context = _name_mapped_task({"table": table})
+            source_connect = _source_connect(pipeline)
             comparisons = run_reconcile(
-                pipeline, table, source_connect=_source_connect(pipeline), run_id=context["run_id"],
+                pipeline, table, source_connect=source_connect, run_id=context["run_id"],
                 bigquery_client=_bigquery(pipeline) if pipeline.bigquery is not None else None,
                 aurora_connect=_aurora_plain_connect(pipeline),
             )
             drift = [c for c in comparisons if c.status == "drift"]
             if drift and context["params"].get("repair"):
                 keys = {tuple(k.items()): k for c in drift for k in c.drift_keys()}
-                emit_repair_file(pipeline, pipeline.table(table), _source_connect(pipeline), _s3(pipeline),
+                emit_repair_file(pipeline, pipeline.table(table), source_connect, _s3(pipeline),
                                  list(keys.values()))
             if drift:
                 raise AirflowFailException(" | ".join(c.summary() for c in drift))

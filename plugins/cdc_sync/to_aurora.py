@@ -16,6 +16,7 @@ from cdc_sync.aurora.loader import AuroraLoaderBase, AuroraMergeLoader
 from cdc_sync.config import Pipeline
 from cdc_sync.dms.layout import DmsFile
 from cdc_sync.landed import LoadReport
+from cdc_sync.mysql_catalog import table_exists
 from cdc_sync.planning import FinishedCheck
 
 
@@ -48,9 +49,4 @@ def load_batch(
 
 def _ledger_exists(conn, pipeline: Pipeline) -> bool:
     assert pipeline.aurora is not None
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-            (pipeline.aurora.database, pipeline.aurora.ledger_table),
-        )
-        return cur.fetchone()[0] > 0
+    return table_exists(conn, pipeline.aurora.database, pipeline.aurora.ledger_table)

@@ -33,6 +33,7 @@ from cdc_sync.changes import ChangeFile, ChangeFileError
 from cdc_sync.config import AuroraTarget, Pipeline, TableSpec
 from cdc_sync.dms.layout import DmsFile
 from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
+from cdc_sync.mysql_catalog import column_types
 
 log = logging.getLogger(__name__)
 STAGE = "_cdc_stage"
@@ -221,13 +222,8 @@ class AuroraMergeLoader(AuroraLoaderBase):
         """Create or extend the state table; returns its data columns in table order and
         those that hold bytes (sent as hex)."""
         state = self.target.state_table(self.table)
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
-                (self.target.database, state),
-            )
-            existing = [(name, kind) for name, kind in cur.fetchall() if not name.startswith("_cdc_")]
+        existing = [(name, kind) for name, kind in column_types(conn, self.target.database, state)
+                    if not name.startswith("_cdc_")]
         known = dict(existing)
         problems = [
             f"column {name} has type {kind.bigquery} in the file but {known[name]} in the table"

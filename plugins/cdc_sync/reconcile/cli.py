@@ -21,13 +21,6 @@ from cdc_sync.config import get_pipeline
 from cdc_sync.sql import mysql_ident
 
 
-def _source_connect(pipeline):
-    from cdc_sync.hooks.mysql import CdcMySqlHook
-
-    hook = CdcMySqlHook(mysql_conn_id=pipeline.reconcile.source_conn_id)
-    return lambda: hook.get_conn()
-
-
 def _keys_in_range(pipeline, table, connect, low: int, high: int) -> list[dict]:
     columns = list(table.primary_key)
     conn = connect()
@@ -57,17 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     if pipeline.reconcile is None:
         parser.error(f"pipeline {pipeline.name!r} has no reconcile section (source_conn_id)")
     table = pipeline.table(args.table)
+    # the connections exactly as the DAG's tasks open them
+    from cdc_sync.dag_factory import _aurora_plain_connect, _bigquery, _s3, _source_connect
+
     connect = _source_connect(pipeline)
     if args.command == "compare":
-        from cdc_sync.dag_factory import _aurora_plain_connect, _bigquery
         from cdc_sync.reconcile.run import reconcile_table
 
         comparisons = reconcile_table(pipeline, table.qualified_name, source_connect=connect, run_id="cli",
                                       bigquery_client=_bigquery(pipeline) if pipeline.bigquery else None,
                                       aurora_connect=_aurora_plain_connect(pipeline))
         return 1 if any(c.status == "drift" for c in comparisons) else 0
-
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     from cdc_sync.reconcile.repair import emit_repair_file
 
@@ -82,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if not keys:
         print("no keys to repair")
         return 0
-    s3 = S3Hook(aws_conn_id=pipeline.source.aws_conn_id).get_conn()
-    emit_repair_file(pipeline, table, connect, s3, keys)
+    emit_repair_file(pipeline, table, connect, _s3(pipeline), keys)
     return 0
 
 

@@ -31,6 +31,7 @@ The parts are joined with U+001F (unit separator) and hashed:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from cdc_sync.sql import bigquery_ident, mysql_ident
@@ -76,9 +77,11 @@ def native_text_equal(kind: str, source_type: str, target_type: str, same_server
     return (kind != "float" or same_server) and source_type.lower() == target_type.lower()
 
 
-def mysql_kind(data_type: str) -> str | None:
-    """Hash kind of a MySQL information_schema DATA_TYPE; None for types we cannot compare."""
-    return _MYSQL_KINDS.get(data_type.lower())
+def mysql_kind(column_type: str) -> str | None:
+    """Hash kind of a MySQL COLUMN_TYPE (`decimal(18,4)`, `bigint(20) unsigned`); None for
+    types we cannot compare."""
+    base = re.match(r"[a-z]+", column_type.lower())
+    return _MYSQL_KINDS.get(base[0]) if base else None
 
 
 def bigquery_kind(field_type: str) -> str | None:

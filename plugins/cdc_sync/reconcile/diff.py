@@ -260,7 +260,7 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
         source_rows.update(s_rows)
         target_rows.update(t_rows)
     result.rows_fetched = len(source_rows) + len(target_rows)
-    found = _differences(key_columns, source_rows, target_rows)
+    found = _differences(source_rows, target_rows)
     differences = _explain(found, key_columns, source_cols, target_cols, source, target, settings,
                            updated_at_column, result, sleep)
 
@@ -287,7 +287,7 @@ def _sortable(value: Any) -> tuple:
     return (type(value).__name__, value)
 
 
-def _differences(key_columns: list[str], source_rows: dict, target_rows: dict) -> dict[KeyTuple, str]:
+def _differences(source_rows: dict, target_rows: dict) -> dict[KeyTuple, str]:
     out: dict[KeyTuple, str] = {}
     for key, row_hash in source_rows.items():
         other = target_rows.get(key)
@@ -306,7 +306,7 @@ def _explain(found: dict[KeyTuple, str], key_columns: list[str], source_cols: li
     """Name the changed columns; tell lag from drift (update time vs watermark, then a re-check)."""
     watermark = target.watermark()
     result.watermark = watermark.isoformat() if watermark else None
-    keys = list(found)[:settings.max_detail_keys] if found else []
+    keys = list(found)[:settings.max_detail_keys]
     details = _column_details(keys, key_columns, source_cols, target_cols, source, target, updated_at_column)
     differences = []
     for key, kind in found.items():
@@ -338,7 +338,8 @@ def _newer(updated_at, watermark) -> bool:
 def _column_details(keys: list[KeyTuple], key_columns: list[str], source_cols: list[HashColumn],
                     target_cols: list[HashColumn], source: Side, target: Side, updated_at_column: str | None,
                     recheck: bool = False) -> dict[KeyTuple, tuple]:
-    """Per key: (differing column names, source update time[, kind when re-checking])."""
+    """Per key that still differs: (differing column names, source update time, kind). When
+    re-checking, keys that agree now are left out."""
     if not keys:
         return {}
     extra = [updated_at_column] if updated_at_column else []

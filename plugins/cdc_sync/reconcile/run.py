@@ -12,8 +12,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from cdc_sync.config import Pipeline, Reconcile, TableSpec
+from cdc_sync.mysql_catalog import table_exists
 from cdc_sync.reconcile.diff import Comparison, Settings, compare
-from cdc_sync.reconcile.sides import BigQuerySide, MySqlSide
+from cdc_sync.reconcile.sides import BigQuerySide, MySqlSide, bigquery_parameter
 from cdc_sync.sql import bigquery_table, mysql_ident, render
 
 AURORA, BIGQUERY = "aurora", "bigquery"
@@ -77,13 +78,14 @@ def reconcile_table(pipeline: Pipeline, table_name: str, *, source_connect: Call
 
 
 def _row(pipeline: Pipeline, c: Comparison, run_id: str) -> dict:
-    detail = {k: v for k, v in c.to_dict().items() if k in ("columns", "ignored_columns", "levels", "buckets",
-                                                            "rows_fetched", "method", "partial")}
+    fields = c.to_dict()
+    detail = {k: fields[k] for k in ("columns", "ignored_columns", "levels", "buckets", "rows_fetched", "method",
+                                     "partial")}
     return {
         "run_id": run_id, "checked_at": datetime.now(UTC), "pipeline": pipeline.name, "table_name": c.table,
         "target": c.target, "status": c.status, "source_rows": c.source_rows, "target_rows": c.target_rows,
         "missing_rows": c.missing, "extra_rows": c.extra, "changed_rows": c.changed, "lag_rows": c.lag,
-        "sample_keys": json.dumps(c.to_dict()["sample"]),
+        "sample_keys": json.dumps(fields["sample"]),
         "watermark": c.watermark, "seconds": float(c.seconds), "detail": json.dumps(detail),
     }
 
@@ -115,10 +117,7 @@ def store_result(pipeline: Pipeline, c: Comparison, run_id: str, *, bigquery_cli
     dataset.location = bq.location
     bigquery_client.create_dataset(dataset, exists_ok=True)  # nothing loaded yet: the result still has a home
     bigquery_client.query(render("bigquery/reconcile_results.sql", **params), location=bq.location).result()
-    types = {int: "INT64", float: "FLOAT64", str: "STRING", datetime: "TIMESTAMP", type(None): "STRING"}
-    config = bigquery.QueryJobConfig(query_parameters=[
-        bigquery.ScalarQueryParameter(name, types[type(value)], value) for name, value in row.items()
-    ])
+    config = bigquery.QueryJobConfig(query_parameters=[bigquery_parameter(name, value) for name, value in row.items()])
     bigquery_client.query(render("bigquery/reconcile_result_insert.sql", **params), job_config=config,
                           location=bq.location).result()
 
@@ -137,11 +136,9 @@ def load_results(pipeline: Pipeline, run_id: str, *, bigquery_client=None,
             assert pipeline.aurora is not None and aurora_connect is not None
             conn = aurora_connect()
             try:
+                if not table_exists(conn, pipeline.aurora.database, results):
+                    continue
                 with conn.cursor() as cur:
-                    cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-                                (pipeline.aurora.database, results))
-                    if not cur.fetchone()[0]:
-                        continue
                     relation = f"{mysql_ident(pipeline.aurora.database)}.{mysql_ident(results)}"
                     cur.execute(f"SELECT {select} FROM {relation} WHERE run_id = %s ORDER BY table_name", (run_id,))
                     rows += [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from cdc_sync.mysql_catalog import column_types
 from cdc_sync.reconcile.dialects import BigQueryDialect, HashColumn, MySqlDialect, bigquery_kind, mysql_kind
 from cdc_sync.sql import bigquery_table, mysql_ident, render
 
@@ -29,15 +30,33 @@ def key_token(value: Any) -> Any:
     return value
 
 
+def mysql_param(value: Any) -> Any:
+    """A key as compared (key_token: aware UTC datetimes) as a parameter of a UTC session."""
+    if isinstance(value, dt.datetime) and value.tzinfo:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+_BIGQUERY_TYPES = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", bytes: "BYTES", Decimal: "NUMERIC",
+                   dt.datetime: "TIMESTAMP", dt.date: "DATE", type(None): "STRING"}
+
+
+def bigquery_parameter(name: str, value: Any):
+    """A named query parameter typed after the Python value."""
+    from google.cloud import bigquery
+
+    return bigquery.ScalarQueryParameter(name, _BIGQUERY_TYPES[type(value)], value)
+
+
 class Side:
     """What the comparison needs from one database. Subclasses bind dialect and driver."""
-
-    def server(self) -> str:
-        return self.dialect.engine
 
     label: str
     dialect: MySqlDialect | BigQueryDialect
     relation: str  # rendered, quoted name of the table or view
+
+    def server(self) -> str:
+        return self.dialect.engine
 
     def close(self) -> None:
         pass
@@ -77,10 +96,10 @@ class Side:
         """Canonical text of `columns` (then raw `extra` columns) for `keys`, by key."""
         found: dict[KeyTuple, tuple] = {}
         width = len(key_columns)
+        values = [self.dialect.value(c) for c in columns] + [self.dialect.ident(c) for c in extra]
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
             where, params = self.key_filter(key_columns, chunk)
-            values = [self.dialect.value(c) for c in columns] + [self.dialect.ident(c) for c in extra]
             sql = render("reconcile/row_values.sql", key_columns=[self.dialect.ident(c) for c in key_columns],
                          values=values, relation=self.relation, where=where)
             for row in self.run(sql, params):
@@ -147,9 +166,7 @@ class MySqlSide(Side):
         return self._MARKER
 
     def param_value(self, value: Any) -> Any:
-        if isinstance(value, dt.datetime) and value.tzinfo:
-            return value.astimezone(dt.UTC).replace(tzinfo=None)  # the session is in UTC
-        return value
+        return mysql_param(value)
 
     def server(self) -> str:
         """Product and major.minor version ("mariadb 10.11", "mysql 8.0"): servers that print
@@ -159,12 +176,10 @@ class MySqlSide(Side):
         return f"{product} {'.'.join(version.split('-')[0].split('.')[:2])}"
 
     def kinds(self) -> dict[str, tuple[str | None, str]]:
-        rows = self.run(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
-            f"WHERE TABLE_SCHEMA = {self._MARKER} AND TABLE_NAME = {self._MARKER} ORDER BY ORDINAL_POSITION",
-            (self.database, self.relation_name),
-        )
-        return {name: (mysql_kind(data_type), column_type) for name, data_type, column_type in rows}
+        conn = self._connection()
+        columns = column_types(conn, self.database, self.relation_name)
+        conn.commit()
+        return {name: (mysql_kind(column_type), column_type) for name, column_type in columns}
 
     def watermark(self) -> dt.datetime | None:
         if not self.watermark_column:
@@ -176,9 +191,6 @@ class MySqlSide(Side):
 
 class BigQuerySide(Side):
     """A BigQuery table or view (the latest-state view of a changelog)."""
-
-    _TYPES = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", bytes: "BYTES", Decimal: "NUMERIC",
-              dt.datetime: "TIMESTAMP", dt.date: "DATE"}
 
     def __init__(self, label: str, client, project: str, dataset: str, relation: str, *,
                  changelog: str | None = None):
@@ -198,9 +210,7 @@ class BigQuerySide(Side):
     def run(self, sql: str, params: Sequence = ()) -> list[tuple]:
         from google.cloud import bigquery
 
-        config = bigquery.QueryJobConfig(query_parameters=[
-            bigquery.ScalarQueryParameter(f"p{i}", self._TYPES[type(v)], v) for i, v in enumerate(params)
-        ])
+        config = bigquery.QueryJobConfig(query_parameters=[bigquery_parameter(f"p{i}", v) for i, v in enumerate(params)])
         return [tuple(row.values()) for row in self.client.query(sql, job_config=config).result()]
 
     def kinds(self) -> dict[str, tuple[str | None, str]]:
