@@ -370,3 +370,25 @@ def test_cli_compares_and_repairs_a_key_range(world, stack, airflow_db, monkeypa
     world.load_everything()
     assert main(["compare", *common]) == 0
     assert world.aurora_rows() == world.source_rows(world.customers)
+
+
+def test_repair_finds_source_rows_by_keys_as_reconciliation_compares_them(world):
+    """Keys come from a comparison normalised (aware UTC datetimes, integral decimals as int):
+    the repair must still find those rows in the source and update them, not delete them."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from cdc_sync.config import TableSpec
+    from cdc_sync.reconcile.sides import key_token
+
+    with world.mysql.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{world.db}`.events (at DATETIME(6) NOT NULL, n DECIMAL(10,0) NOT NULL, "
+                    "label VARCHAR(20), PRIMARY KEY (at, n))")
+        cur.execute(f"INSERT INTO `{world.db}`.events VALUES ('2026-01-02 03:04:05.000006', 7, 'kept')")
+    table = TableSpec(schema=world.db, name="events", primary_key=("at", "n"))
+    at = key_token(dt.datetime(2026, 1, 2, 3, 4, 5, 6))
+    keys = [{"at": at, "n": key_token(Decimal("7"))}, {"at": at, "n": 8}]
+    key = emit_repair_file(world.pipeline, table, world.source_connection, world.s3, keys)
+    rows = pq.read_table(io.BytesIO(world.s3.get_object(Bucket=world.bucket, Key=key)["Body"].read())).to_pylist()
+    assert [(r["Op"], r["n"], r["label"]) for r in rows] == [("U", 7, "kept"), ("D", 8, None)]

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.writer import Change, arrow_type_for_mysql, write_change_file
+from cdc_sync.dms.writer import Change, arrow_type_for_mysql, cdc_file_name, write_change_file
+from cdc_sync.mysql_catalog import column_types
+from cdc_sync.reconcile.sides import key_token, mysql_param
 from cdc_sync.sql import mysql_ident
 
 _CHUNK = 500
 
 
-def repair_file_name(when) -> str:
-    return f"{when:%Y%m%d-%H%M%S}{when.microsecond // 1000:03d}-repair-{secrets.token_hex(4)}.parquet"
+def repair_file_name(when: datetime) -> str:
+    """A DMS CDC name for `when` with a suffix (dms.layout.REPAIR_SUFFIX): never a DMS file's name."""
+    return cdc_file_name(when).removesuffix(".parquet") + f"-repair-{secrets.token_hex(4)}.parquet"
 
 
 def emit_repair_file(pipeline: Pipeline, table: TableSpec, source_connect: Callable, s3_client,
@@ -32,13 +36,9 @@ def emit_repair_file(pipeline: Pipeline, table: TableSpec, source_connect: Calla
     key_columns = list(table.primary_key)
     conn = source_connect()
     try:
+        columns = [(name, arrow_type_for_mysql(t)) for name, t in column_types(conn, table.schema, table.name)]
         with conn.cursor() as cur:
             cur.execute("SET SESSION time_zone = '+00:00'")
-            cur.execute(
-                "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (table.schema, table.name),
-            )
-            columns = [(name, arrow_type_for_mysql(column_type)) for name, column_type in cur.fetchall()]
             if not columns:
                 raise ValueError(f"{table.qualified_name}: source table not found; nothing to repair from")
             names = [n for n, _ in columns]
@@ -50,22 +50,19 @@ def emit_repair_file(pipeline: Pipeline, table: TableSpec, source_connect: Calla
             for start in range(0, len(keys), _CHUNK):
                 chunk = keys[start:start + _CHUNK]
                 where = " OR ".join("(" + " AND ".join(f"{mysql_ident(c)} = %s" for c in key_columns) + ")" for _ in chunk)
-                params = [k[c] for k in chunk for c in key_columns]
+                params = [mysql_param(k[c]) for k in chunk for c in key_columns]
                 cur.execute(f"SELECT {', '.join(mysql_ident(n) for n in names)} FROM {relation} WHERE {where}", params)
                 for row in cur.fetchall():
                     record = dict(zip(names, row, strict=True))
-                    found[tuple(record[c] for c in key_columns)] = record
+                    found[tuple(key_token(record[c]) for c in key_columns)] = record
         conn.commit()
     finally:
         conn.close()
 
-    from datetime import UTC
-
     commit_ts = now.replace(tzinfo=UTC)
     changes = []
     for key in keys:
-        values = tuple(key[c] for c in key_columns)
-        row = found.get(values)
+        row = found.get(tuple(key_token(key[c]) for c in key_columns))
         changes.append(Change("U", row, commit_ts) if row is not None else Change("D", dict(key), commit_ts))
     body = write_change_file(columns, changes, timestamp_column=table.commit_timestamp_column, include_op=True)
     object_key = pipeline.source.table_prefix(table) + repair_file_name(commit_ts)
