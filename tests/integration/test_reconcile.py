@@ -10,8 +10,9 @@ from decimal import Decimal
 import pytest
 
 from cdc_sync.reconcile import run as reconcile
-from cdc_sync.reconcile.diff import Settings
+from cdc_sync.reconcile.diff import Settings, compare
 from cdc_sync.reconcile.repair import emit_repair_file
+from cdc_sync.reconcile.sides import MySqlSide
 from tests.integration.harness import World, customer
 
 pytestmark = pytest.mark.services
@@ -116,7 +117,8 @@ def _seed_every_type(world: ReconcileWorld) -> None:
     values = [_reading(1), _reading(2, score=0.1 + 0.2, ratio=0.0), _reading(3, score=-1.5e-10, ratio=-2.5),
               _reading(4, score=1e300, payload=b""), _reading(5, score=None, ratio=None, payload=None, price=None),
               _reading(6, score=123456789.123456789, price=Decimal("100")), _reading(7, score=0.0, tiny=None),
-              _reading(8, score=1000.285714285)]  # ×1e8 is a tie (…428.5): the engines' ROUND differ there
+              _reading(8, score=1000.285714285),  # ×1e8 is a tie (…428.5): the engines' ROUND differ there
+              _reading(9, score=-5e-324, ratio=1e-30), _reading(10, score=1e-300)]  # subnormal, tiny: no overflow
     for row in values:
         world.dms.insert(world.readings, row)
     for table in (world.customers, world.lines, world.readings):
@@ -130,7 +132,7 @@ def _differences(comparison) -> dict:
 
 def test_in_sync_every_type_reports_zero_differences_in_aurora_and_bigquery(world):
     _seed_every_type(world)
-    expected_rows = {world.customers: 8, world.lines: 6, world.readings: 8}
+    expected_rows = {world.customers: 8, world.lines: 6, world.readings: 10}
     for table, rows in expected_rows.items():
         results = world.reconcile(table)
         assert set(results) == {"aurora", "bigquery"}
@@ -143,6 +145,38 @@ def test_in_sync_every_type_reports_zero_differences_in_aurora_and_bigquery(worl
         cur.execute(f"UPDATE `{world.db}`.readings SET score = score * 1.000001 WHERE id = 6")
     for c in world.reconcile(world.readings).values():
         assert _differences(c) == {(6,): ("changed", ["score"])}, c.summary()
+
+
+def test_a_replica_with_the_same_types_is_compared_natively_nulls_and_doubles_included(world):
+    """Two MySQL tables of identical types hash values as printed (doubles as exponent and
+    mantissa): NULL must still differ from '' and from its neighbour's value, and any change
+    of a double, however small, must show."""
+    db = world.db
+    rows = [(1, "x", None, 1.5), (2, None, "y", -5e-324), (3, "", None, 1e-300), (4, "z", "z", 0.0),
+            (5, None, None, 1.7976931348623157e308), (6, "w", None, 2.0 ** -1022)]
+    with world.mysql.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{db}`.pairs (id INT PRIMARY KEY, a VARCHAR(10) NULL, b VARCHAR(10) NULL, "
+                    "d DOUBLE NULL)")
+        cur.execute(f"CREATE TABLE `{db}`.pairs_replica LIKE `{db}`.pairs")
+        cur.executemany(f"INSERT INTO `{db}`.pairs VALUES (%s, %s, %s, %s)", rows)
+        cur.execute(f"INSERT INTO `{db}`.pairs_replica SELECT * FROM `{db}`.pairs")
+
+    def compare_pairs():
+        def side(name):
+            return MySqlSide(name, world.source_connection, db, name, hash_function="crc32")
+        return compare("pairs", side("pairs"), side("pairs_replica"), ["id"], settings=Settings(recheck_seconds=0))
+
+    assert compare_pairs().status == "in_sync"
+    with world.mysql.cursor() as cur:
+        # CONCAT_WS skips NULLs: each of these prints like the source row without the NULL bitmap
+        cur.execute(f"UPDATE `{db}`.pairs_replica SET a = NULL, b = 'x' WHERE id = 1")
+        cur.execute(f"UPDATE `{db}`.pairs_replica SET a = 'y', b = NULL WHERE id = 2")  # the opposite shift
+        cur.execute(f"UPDATE `{db}`.pairs_replica SET a = NULL, b = '' WHERE id = 3")
+        cur.execute(f"UPDATE `{db}`.pairs_replica SET d = -0.0 WHERE id = 2")  # the smallest double → -0
+        cur.execute(f"UPDATE `{db}`.pairs_replica SET d = d * (1 + POW(2, -52)) WHERE id = 6")  # one ulp
+    result = compare_pairs()
+    assert _differences(result) == {(1,): ("changed", ["a", "b"]), (2,): ("changed", ["a", "b", "d"]),
+                                    (3,): ("changed", ["a", "b"]), (6,): ("changed", ["d"])}, result.summary()
 
 
 def test_a_target_that_was_never_loaded_is_missing_every_source_row(world):

@@ -31,6 +31,12 @@ def test_native_columns_hash_as_printed_with_a_null_bitmap():
     assert "(`a` IS NULL) * 1 + (`b` IS NULL) * 2" in text  # NULL and '' differ without per-column markers
 
 
+def test_native_doubles_hash_exponent_and_mantissa_as_integers():
+    text = MySqlDialect("crc32").native(HashColumn("d", "float", native=True))
+    assert "CAST(`d` * POW(2, 53 - FLOOR(LOG2(ABS(`d`)))) AS SIGNED)" in text
+    assert text.startswith("IF(ABS(`d`) < 1E-290, CAST(`d` AS CHAR)")  # POW would overflow below
+
+
 def test_single_precision_floats_compare_fewer_digits():
     assert "- 5))" in MySqlDialect().value(HashColumn("r", "float", digits=6))
     assert "- 11))" in BigQueryDialect().value(HashColumn("r", "float"))

@@ -27,6 +27,9 @@ The parts are joined with U+001F (unit separator) and hashed:
          where it costs a third of MD5. CRC32 catches every change confined to 32
          consecutive bits (a digit, a microsecond) for certain; a bucket with several
          changed rows escapes with probability 2^-32, and row counts are compared too.
+Between two MySQL servers, a column of the same declared type on both sides is "native":
+hashed as the server prints it (a double as its binary exponent and mantissa, exact), with
+no per-value normalisation, plus a bitmap of which of them are NULL.
 """
 
 from __future__ import annotations
@@ -92,7 +95,10 @@ def _scaled(column: str, shift: str) -> str:
     """|x| / 10^shift as one IEEE operation by an exact power of ten (multiply when the shift is
     negative: 10^-k is inexact), then FLOOR(+0.5) — the engines' ROUND differ on ties
     (MariaDB rounds 100028571428.5 to even, BigQuery away from zero)."""
-    return f"IF({shift} < 0, ABS({column}) * POW(10, -{shift}), ABS({column}) / POW(10, {shift}))"
+    # below 1e-300, 10^-shift alone would overflow (BigQuery and MySQL raise): two steps
+    multiplied = (f"IF({shift} < -300, ABS({column}) * 1E300 * POW(10, -{shift} - 300), "
+                  f"ABS({column}) * POW(10, -{shift}))")
+    return f"IF({shift} < 0, {multiplied}, ABS({column}) / POW(10, {shift}))"
 
 
 class MySqlDialect:
@@ -126,9 +132,27 @@ class MySqlDialect:
             return f"LOWER(HEX({c}))"
         return f"CAST({c} AS CHAR CHARACTER SET utf8mb4)"
 
+    def native(self, column: HashColumn) -> str:
+        """A column of the same type on both sides, as text that is equal exactly when the
+        values are: as the server prints it; a double as its binary exponent and 53-bit
+        mantissa in integers (exact, and a third of the cost of printing it)."""
+        c = mysql_ident(column.name)
+        if column.kind != "float":
+            return c
+        exponent = f"FLOOR(LOG2(ABS({c})))"  # off by one near powers of two: the mantissa is still integral
+        # below 1e-290 POW(2, 53 - exponent) would overflow: those few are printed
+        return (f"IF(ABS({c}) < 1E-290, CAST({c} AS CHAR), "
+                f"CONCAT({exponent}, ':', CAST({c} * POW(2, 53 - {exponent}) AS SIGNED)))")
+
+    def compared(self, column: HashColumn) -> str:
+        """What names a differing column: the text that was hashed."""
+        return self.native(column) if column.native else self.value(column)
+
     def _text(self, columns: list[HashColumn]) -> str:
-        parts = [mysql_ident(c.name) if c.native else f"COALESCE(CONCAT('v', {self.value(c)}), 'n')" for c in columns]
-        # CONCAT_WS skips NULLs; for native columns a bitmap of which were NULL keeps NULL apart from ''
+        parts = [self.native(c) if c.native else f"COALESCE(CONCAT('v', {self.value(c)}), 'n')" for c in columns]
+        # CONCAT_WS skips NULLs; for native columns a bitmap of which were NULL keeps NULL apart
+        # from '' and ('x', NULL) from (NULL, 'x'). Counting non-NULL values per bucket would cost
+        # less, but two rows' opposite shifts would cancel out.
         native = [c for c in columns if c.native]
         for start in range(0, len(native), 60):
             bits = " + ".join(f"({mysql_ident(c.name)} IS NULL) * {1 << i}" for i, c in enumerate(native[start:start + 60]))
@@ -182,6 +206,9 @@ class BigQueryDialect:
         if column.kind == "bytes":
             return f"TO_HEX({c})"
         return f"CAST({c} AS STRING)"
+
+    def compared(self, column: HashColumn) -> str:
+        return self.value(column)
 
     def row_hash(self, columns: list[HashColumn]) -> str:
         parts = ", '\\x1f', ".join(f"COALESCE(CONCAT('v', {self.value(c)}), 'n')" for c in columns)

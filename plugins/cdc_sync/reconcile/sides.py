@@ -96,7 +96,7 @@ class Side:
         """Canonical text of `columns` (then raw `extra` columns) for `keys`, by key."""
         found: dict[KeyTuple, tuple] = {}
         width = len(key_columns)
-        values = [self.dialect.value(c) for c in columns] + [self.dialect.ident(c) for c in extra]
+        values = [self.dialect.compared(c) for c in columns] + [self.dialect.ident(c) for c in extra]
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
             where, params = self.key_filter(key_columns, chunk)
