@@ -293,6 +293,37 @@ def test_text_keys_are_bucketed_by_key_hash_in_both_engines(world):
         assert c.levels >= 2 and c.rows_fetched < 3000  # split by a larger modulus, not fetched whole
 
 
+HOSTILE_TEXT = ["a,b", 'q"uote', "back\\slash", "new\nline", "tab\there", "cr\rx", "sep\x1fx", "nul\x00x", "  lead",
+                "trail  ", "\\N", "NULL", "😀𝄞", "'single'", "x" * 20]
+
+
+def test_hostile_text_keys_and_values_compare_and_repair_in_both_engines(world):
+    """CSV and SQL specials, the hash's own separator (U+001F), NUL, trailing spaces and
+    4-byte characters, as keys and as values: in sync after the load, drift named exactly,
+    repaired through the normal path."""
+    for value in HOSTILE_TEXT:
+        world.dms.insert(world.tags, {"code": value, "note": value * 3})
+    world.dms.full_load(world.tags)
+    world.load_everything()
+    for c in world.reconcile(world.tags).values():
+        assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 15, 15), c.summary()
+    state = f"`{world.target_db}`.`{world.db}_tags_state`"
+    with world.mysql.cursor() as cur:
+        cur.execute(f"UPDATE {state} SET note = 'x' WHERE code = %s", ("new\nline",))
+        cur.execute(f"DELETE FROM {state} WHERE code IN (%s, %s)", ("nul\x00x", "trail  "))
+    world.bq.query(f"DELETE FROM `local.{world.dataset}.{world.db}_tags_changelog` WHERE code = 'sep\\x1fx'").result()
+    results = world.reconcile(world.tags)
+    assert _differences(results["aurora"]) == {("new\nline",): ("changed", ["note"]), ("nul\x00x",): ("missing", []),
+                                               ("trail  ",): ("missing", [])}, results["aurora"].summary()
+    assert _differences(results["bigquery"]) == {("sep\x1fx",): ("missing", [])}, results["bigquery"].summary()
+    keys = {tuple(k.items()): k for c in results.values() for k in c.drift_keys()}
+    emit_repair_file(world.pipeline, world.pipeline.table(world.tags), world.source_connection, world.s3,
+                     list(keys.values()))
+    world.load_everything()
+    for c in world.reconcile(world.tags, run_id="after-repair").values():
+        assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 15, 15), c.summary()
+
+
 def test_lag_is_not_drift_and_a_target_change_is(world):
     _seed_every_type(world)
     # the source moves on after the load (newer than the target's watermark), no file yet
