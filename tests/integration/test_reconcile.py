@@ -147,6 +147,23 @@ def test_in_sync_every_type_reports_zero_differences_in_aurora_and_bigquery(worl
         assert _differences(c) == {(6,): ("changed", ["score"])}, c.summary()
 
 
+EDGE_FLOATS = [999.9999999999999, 1000.0000000000001, 0.1, 1e-5, 0.3, 1e22, 1e23, 9.999999999999999e22, 1e-7,
+               123456789012.5, 99999999999.99998, 0.9999999999999999, 1e15, 1e16 - 1, 5e-324, 2.2250738585072014e-308,
+               1.7976931348623157e308, 1e100, 1e-100, 7e-310, 0.0001, -1e-5]
+
+
+def test_floats_near_powers_of_ten_and_at_the_extremes_are_in_sync(world):
+    """A FLOAT holding 1e-5 is 9.99999974737875e-06: rounded to 6 digits it carries into the
+    next power of ten (1000000e-11), where the target's DOUBLE 1e-05 gives 100000e-10. Both
+    must print the same; so must doubles at the edges of the range."""
+    for i, value in enumerate(EDGE_FLOATS, start=1):
+        world.dms.insert(world.readings, _reading(i, score=value, ratio=value if abs(value) < 3e38 else None))
+    world.dms.full_load(world.readings)
+    world.load_everything()
+    for c in world.reconcile(world.readings).values():
+        assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 22, 22), c.summary()
+
+
 def test_a_replica_with_the_same_types_is_compared_natively_nulls_and_doubles_included(world):
     """Two MySQL tables of identical types hash values as printed (doubles as exponent and
     mantissa): NULL must still differ from '' and from its neighbour's value, and any change

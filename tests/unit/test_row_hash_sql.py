@@ -40,3 +40,9 @@ def test_native_doubles_hash_exponent_and_mantissa_as_integers():
 def test_single_precision_floats_compare_fewer_digits():
     assert "- 5))" in MySqlDialect().value(HashColumn("r", "float", digits=6))
     assert "- 11))" in BigQueryDialect().value(HashColumn("r", "float"))
+
+
+def test_float_digits_that_round_up_to_a_power_of_ten_drop_a_digit():
+    # 999999.97 → 1000000 (7 digits) would print as 1000000e-11 where 1e-05 prints 100000e-10
+    assert ">= 1000000)" in MySqlDialect().value(HashColumn("r", "float", digits=6))
+    assert ">= 1000000000000)" in BigQueryDialect().value(HashColumn("r", "float"))

@@ -11,7 +11,9 @@ Every value is first normalised to text the same way in both engines:
                       the engines print floats differently, so they are rounded the same way
                       instead (a 1e-12 relative change is below what the hash sees); 6 digits
                       when either side is a single-precision FLOAT, whose value a loader may
-                      widen to double as printed ("1.1") or as stored (1.100000023841858)
+                      widen to double as printed ("1.1") or as stored (1.100000023841858);
+                      digits that round up to 10^d lose a zero and the exponent grows
+                      (float32 1e-5 is 9.99999974e-06: "100000e-10" either way)
   timestamp/datetime  'YYYY-MM-DD HH:MM:SS.ffffff' (a BigQuery TIMESTAMP in UTC; a MySQL
                       DATETIME as stored, which DMS reads as UTC; a MySQL TIMESTAMP in a
                       session whose time_zone is UTC)
@@ -123,7 +125,9 @@ class MySqlDialect:
         if column.kind == "float":
             shift = f"(FLOOR(LOG10(ABS({c}))) - {column.digits - 1})"
             digits = f"CAST(FLOOR({_scaled(c, shift)} + 0.5) AS UNSIGNED)"
-            return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), {digits}, 'e', CAST({shift} AS SIGNED)))")
+            carry = f"({digits} >= {10 ** column.digits})"  # rounded up to the next power of ten
+            return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), IF({carry}, {digits} DIV 10, {digits}), 'e', "
+                    f"CAST({shift} + {carry} AS SIGNED)))")
         if column.kind in ("timestamp", "datetime"):
             return f"DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')"
         if column.kind == "date":
@@ -195,8 +199,10 @@ class BigQueryDialect:
         if column.kind == "float":
             shift = f"(CAST(FLOOR(LOG10(ABS({c}))) AS INT64) - {column.digits - 1})"
             digits = f"CAST(FLOOR({_scaled(c, shift)} + 0.5) AS INT64)"
-            return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), CAST({digits} AS STRING), 'e', "
-                    f"CAST({shift} AS STRING)))")
+            carry = f"({digits} >= {10 ** column.digits})"  # rounded up to the next power of ten
+            return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), "
+                    f"CAST(IF({carry}, DIV(({digits}), 10), {digits}) AS STRING), 'e', "
+                    f"CAST({shift} + IF({carry}, 1, 0) AS STRING)))")
         if column.kind == "timestamp":
             return f"FORMAT_TIMESTAMP('%Y-%m-%d %H:%M:%E6S', {c}, 'UTC')"
         if column.kind == "datetime":
