@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -100,6 +100,17 @@ def _arrow_value(value, arrow_type: pa.DataType):
         return value.replace(tzinfo=UTC)  # MySQL DATETIME read in a UTC session
     if pa.types.is_string(arrow_type) and isinstance(value, (bytes, bytearray)):
         return value.decode("utf-8")
+    if isinstance(value, timedelta):  # a MySQL TIME, as the server prints it
+        return mysql_time_text(value)
     if pa.types.is_string(arrow_type) and not isinstance(value, str):
         return str(value)
     return value
+
+
+def mysql_time_text(value: timedelta) -> str:
+    """'[-]HH:MM:SS[.ffffff]' (hours up to 838; str(timedelta) would say '-35 days, 1:00:01')."""
+    sign, value = ("-", -value) if value < timedelta(0) else ("", value)
+    seconds, micro = divmod(value // timedelta(microseconds=1), 1_000_000)
+    hours, rest = divmod(seconds, 3600)
+    text = f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{text}.{micro:06d}" if micro else text

@@ -18,6 +18,8 @@ Every value is first normalised to text the same way in both engines:
                       DATETIME as stored, which DMS reads as UTC; a MySQL TIMESTAMP in a
                       session whose time_zone is UTC)
   DATE                'YYYY-MM-DD'
+  TIME (MySQL)        '[-]HH:MM:SS[.ffffff]', the fraction only when not zero (the loaders keep
+                      TIME as text: hours run to 838, beyond BigQuery's TIME)
   text, JSON          as stored (hashed as UTF-8: 4-byte characters included)
   bytes               lower-case hex
   NULL                a marker that no value can produce ("n", values get a "v" prefix),
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 
 from cdc_sync.sql import bigquery_ident, mysql_ident
 
-KINDS = ("integer", "boolean", "decimal", "float", "timestamp", "datetime", "date", "text", "bytes")
+KINDS = ("integer", "boolean", "decimal", "float", "timestamp", "datetime", "date", "time", "text", "bytes")
 HASHES = ("md5", "crc32")
 FLOAT_DIGITS = 12
 SINGLE_FLOAT_DIGITS = 6  # FLT_DIG: every float32 survives 6 significant digits
@@ -64,7 +66,7 @@ _MYSQL_KINDS = {
     "bigint": "integer", "year": "integer", "decimal": "decimal", "numeric": "decimal", "float": "float",
     "double": "float", "real": "float", "datetime": "datetime", "timestamp": "timestamp", "date": "date",
     "char": "text", "varchar": "text", "tinytext": "text", "text": "text", "mediumtext": "text",
-    "longtext": "text", "json": "text", "enum": "text", "set": "text", "time": "text",
+    "longtext": "text", "json": "text", "enum": "text", "set": "text", "time": "time",
     "binary": "bytes", "varbinary": "bytes", "tinyblob": "bytes", "blob": "bytes", "mediumblob": "bytes",
     "longblob": "bytes", "bit": "bytes",
 }
@@ -132,8 +134,11 @@ class MySqlDialect:
             return f"DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')"
         if column.kind == "date":
             return f"DATE_FORMAT({c}, '%Y-%m-%d')"
-        if column.kind == "bytes":
-            return f"LOWER(HEX({c}))"
+        if column.kind == "time":  # as DMS files carry it: [-]HH:MM:SS, .ffffff only when not zero
+            return (f"CONCAT(TIME_FORMAT({c}, '%H:%i:%s'), "
+                    f"IF(MICROSECOND({c}) = 0, '', CONCAT('.', LPAD(MICROSECOND({c}), 6, '0'))))")
+        if column.kind == "bytes":  # CAST: HEX of a BIT value would print the number (b'00000001' → '1')
+            return f"LOWER(HEX(CAST({c} AS BINARY)))"
         return f"CAST({c} AS CHAR CHARACTER SET utf8mb4)"
 
     def native(self, column: HashColumn) -> str:
