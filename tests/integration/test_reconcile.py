@@ -400,6 +400,28 @@ def test_type_extremes_compare_and_repair_in_both_engines(world):
         assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 3, 3), c.summary()
 
 
+def test_a_composite_key_whose_leading_value_repeats_is_split_by_key_hash(world):
+    """(order_id, line_no) with 3,000 lines in one order: range buckets of order_id cannot get
+    narrower than one order, so that bucket is split further by a hash of the whole key
+    instead of being fetched whole."""
+    for order_id, lines in ((1, 3000), (2, 5), (3, 5)):
+        for line_no in range(1, lines + 1):
+            world.dms.insert(world.lines, {"order_id": order_id, "line_no": line_no, "sku": f"S{line_no}",
+                                           "price": Decimal("1.5")})
+    world.dms.full_load(world.lines)
+    world.load_everything()
+    with world.mysql.cursor() as cur:
+        cur.execute(f"UPDATE `{world.target_db}`.`{world.db}_order_lines_state` SET sku = 'x' "
+                    "WHERE order_id = 1 AND line_no = 1234")
+    world.bq.query(f"DELETE FROM `local.{world.dataset}.{world.db}_order_lines_changelog` "
+                   "WHERE order_id = 1 AND line_no = 2999").result()
+    results = world.reconcile(world.lines, settings=Settings(max_buckets=64, leaf_rows=50, recheck_seconds=0))
+    assert _differences(results["aurora"]) == {(1, 1234): ("changed", ["sku"])}, results["aurora"].summary()
+    assert _differences(results["bigquery"]) == {(1, 2999): ("missing", [])}, results["bigquery"].summary()
+    for c in results.values():
+        assert c.levels >= 2 and c.rows_fetched < 300, c.summary()  # not the 3,000 rows of order 1
+
+
 def test_lag_is_not_drift_and_a_target_change_is(world):
     _seed_every_type(world)
     # the source moves on after the load (newer than the target's watermark), no file yet

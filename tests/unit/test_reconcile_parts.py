@@ -31,6 +31,14 @@ def test_hash_buckets_split_into_residues_of_a_multiple_modulus():
     assert level.split(8).modulus == 128  # residue r of 16 splits into r, r + 16, … r + 112 of 128
 
 
+def test_a_leading_key_value_with_too_many_rows_is_split_by_key_hash_within_it():
+    ranges = Level("tenant", width=1, origin=0)
+    level = ranges.split(8, [3, 4])
+    assert level == Level(None, modulus=8, within=(ranges, (3, 4)))
+    assert level.where(_mysql(), "kh", [1]) == "(`tenant` BETWEEN 3 AND 4) AND MOD(kh, 8) IN (1)"
+    assert level.split(4).within == level.within and level.split(4).modulus == 32
+
+
 def test_bucket_numbers_are_integer_divisions_in_both_engines():
     assert _mysql().dialect.bucket("`id`", 5, 100) == "((`id` - 5) DIV 100)"
     assert _bigquery().dialect.bucket("`id`", 5, 100) == "DIV((`id` - 5), 100)"

@@ -115,12 +115,14 @@ class Comparison:
 @dataclass(frozen=True)
 class Level:
     """How rows are grouped at one level: key ranges of `width` from `origin`, or residues
-    of the key hash modulo `modulus`."""
+    of the key hash modulo `modulus` — within some buckets of an outer range level when a
+    composite key's leading value alone still holds too many rows."""
 
     column: str | None  # the integer leading key column (range mode), None for hash mode
     width: int = 1
     origin: int = 0
     modulus: int = 1
+    within: tuple["Level", tuple[int, ...]] | None = None  # (range level, its buckets) a hash level is limited to
 
     def bucket(self, side: Side, key_hash: str) -> str:
         if self.column:
@@ -140,16 +142,23 @@ class Level:
                 else:
                     ranges.append([low, high])
             return " OR ".join(f"{column} BETWEEN {int(lo)} AND {int(hi)}" for lo, hi in ranges)
-        return f"{side.dialect.modulo(key_hash, self.modulus)} IN ({', '.join(str(int(b)) for b in sorted(buckets))})"
+        residues = f"{side.dialect.modulo(key_hash, self.modulus)} IN ({', '.join(str(int(b)) for b in sorted(buckets))})"
+        if self.within is None:
+            return residues
+        outer, outer_buckets = self.within
+        return f"({outer.where(side, key_hash, list(outer_buckets))}) AND {residues}"
 
-    def split(self, factor: int) -> "Level":
-        if self.column:
+    def split(self, factor: int, buckets: list[int] = ()) -> "Level":  # type: ignore[assignment]
+        """The next level for `buckets` of this one."""
+        if self.column and self.width > 1:
             return Level(self.column, width=max(1, math.ceil(self.width / factor)), origin=self.origin)
-        return Level(None, modulus=self.modulus * factor)
+        if self.column:  # one leading-key value per bucket and still too many rows: by hash of the whole key
+            return Level(None, modulus=factor, within=(self, tuple(sorted(buckets))))
+        return Level(None, modulus=self.modulus * factor, within=self.within)
 
     @property
     def splittable(self) -> bool:
-        return self.width > 1 if self.column else self.modulus < 2**40
+        return bool(self.column) or self.modulus < 2**40
 
 
 def _both(source_call: Callable[[], Any], target_call: Callable[[], Any]) -> tuple[Any, Any]:
@@ -247,7 +256,7 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
             break
         factor = max(2, min(1024, math.ceil(max(size[b] for b in large) * 4 / settings.leaf_rows)))
         source_where, target_where = level.where(source, source_key, large), level.where(target, target_key, large)
-        level = level.split(factor)
+        level = level.split(factor, large)
 
     # level 3: rows of the small differing segments
     source_rows: dict[KeyTuple, int] = {}
