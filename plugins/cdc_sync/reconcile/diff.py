@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -148,7 +148,7 @@ class Level:
         outer, outer_buckets = self.within
         return f"({outer.where(side, key_hash, list(outer_buckets))}) AND {residues}"
 
-    def split(self, factor: int, buckets: list[int] = ()) -> "Level":  # type: ignore[assignment]
+    def split(self, factor: int, buckets: Sequence[int] = ()) -> "Level":
         """The next level for `buckets` of this one."""
         if self.column and self.width > 1:
             return Level(self.column, width=max(1, math.ceil(self.width / factor)), origin=self.origin)
