@@ -5,7 +5,8 @@
                CSV chunks, LOAD DATA into staging, position-guarded upsert, ledger)
   append       the pipeline's append load of a Firehose object holding the same rows
                (ledger row + LOAD DATA into the table, one transaction)
-  executemany  pymysql executemany INSERTs, 1,000 rows a batch (on 200,000 rows)
+  executemany  pymysql executemany INSERTs, 1,000 rows a batch (on 200,000 rows); and, for
+               comparison with merge, executemany of the merge's position-guarded upsert
 
 Prints rows/s and the ratios the issue sets as targets (append ≥ 0.8× floor, merge ≥ 0.5×
 floor, both ≥ 3× executemany).
@@ -131,6 +132,7 @@ def main() -> None:
             cur.execute(f"SELECT COUNT(*) FROM `{DB}`.shop_customers")
             assert cur.fetchone()[0] == ROWS
             cur.execute(f"CREATE TABLE `{DB}`.appended LIKE `{DB}`.bare")
+        upsert_many, update_many = _executemany_upserts(stack, data)
 
         # the pipeline's append load of a Firehose object with the same rows (CSV lines)
         fh_key = "processed/2026/11/23/07/web-1-2026-11-23-07-00-00-0f0e3c9a"
@@ -164,6 +166,43 @@ def main() -> None:
     print(f"         in the database          : {upsert_db:10,.0f} rows/s  = {upsert_db / floor:.2f}x floor "
           "(staging + position-guarded upsert + ledger)")
     print(f"executemany (1,000 per batch)     : {many:10,.0f} rows/s")
+    print(f"executemany of the merge's own upsert (same state table, position guard, 1,000 per batch):\n"
+          f"  into an empty state table       : {upsert_many:10,.0f} rows/s → merge first load "
+          f"{merge / upsert_many:.1f}x it")
+    print(f"  updates of existing keys        : {update_many:10,.0f} rows/s → merge updates "
+          f"{upsert / update_many:.1f}x it")
+
+
+def _executemany_upserts(stack, data) -> tuple[float, float]:
+    """What a hand-written loader of the same merge would do: executemany of the position-
+    guarded INSERT … ON DUPLICATE KEY UPDATE into a table shaped like the state table (200,000
+    rows: first into an empty table, then the same keys again with a later position)."""
+    conn = stack.mariadb.connect(autocommit=False)
+    rows = data.slice(0, 200_000).to_pylist()
+    columns = "id, qty, amount, name, _cdc_position, _cdc_deleted, _cdc_commit_ts, _cdc_loaded_at"
+    guarded = ", ".join(f"{c} = IF(VALUES(_cdc_position) > _cdc_position, VALUES({c}), {c})"
+                        for c in ("qty", "amount", "name", "_cdc_deleted", "_cdc_commit_ts", "_cdc_loaded_at"))
+    sql = (f"INSERT INTO `{DB}`.state_many ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+           f"ON DUPLICATE KEY UPDATE {guarded}, _cdc_position = GREATEST(_cdc_position, VALUES(_cdc_position))")
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{DB}`.state_many (id BIGINT NOT NULL PRIMARY KEY, qty BIGINT, "
+                    "amount DECIMAL(18,4), name LONGTEXT, _cdc_position VARCHAR(1024) COLLATE utf8mb4_bin NOT NULL, "
+                    "_cdc_deleted TINYINT(1) NOT NULL, _cdc_commit_ts DATETIME(6), _cdc_loaded_at DATETIME(6) NOT NULL) "
+                    "CHARSET utf8mb4")
+    rates = []
+    loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # a parameter: pymysql batches only %s VALUES
+    for hour in ("07", "08"):
+        when = f"2026-11-23 {hour}:00:00"
+        head = f"1|{hour}|20261123-{hour}0000000.parquet|"
+        began = time.perf_counter()
+        with conn.cursor() as cur:
+            for start in range(0, len(rows), 1000):
+                cur.executemany(sql, [(r["id"], r["qty"], r["amount"], r["name"], f"{head}{i:012d}", 0, when, loaded_at)
+                                      for i, r in enumerate(rows[start:start + 1000], start)])
+        conn.commit()
+        rates.append(len(rows) / (time.perf_counter() - began))
+    conn.close()
+    return rates[0], rates[1]
 
 
 if __name__ == "__main__":
