@@ -122,3 +122,16 @@ def test_bigquery_table_reference_is_quoted():
     assert bigquery_table("my-project-1", "cdc", "t_1") == "`my-project-1.cdc.t_1`"
     with pytest.raises(UnsafeIdentifier):
         bigquery_table("my project", "cdc", "t")
+
+
+def test_the_position_head_plus_object_and_row_is_the_full_position(tmp_path):
+    """Aurora's LOAD DATA builds head|object|row itself (load_data.sql); it must equal the
+    position BigQuery stores, with and without a commit time column."""
+    t1 = dt.datetime(2026, 11, 23, 7, 0, 0, 1, tzinfo=UTC)
+    for ts in ("ts", None):
+        change_file = _file(tmp_path, [Change("I", {"id": 1}, t1), Change("U", {"id": 1}, t1)], ts=ts)
+        full = _rows(change_file)
+        heads = pa.Table.from_batches(list(change_file.changes(LOADED_AT, position_head_only=True))).to_pylist()
+        assert [h["_cdc_position"] for h in heads] == [p["_cdc_position"][:22] for p in full]
+        assert [f"{h['_cdc_position']}|{change_file.key}|{h['_cdc_row']:012d}" for h in heads] == \
+            [p["_cdc_position"] for p in full]

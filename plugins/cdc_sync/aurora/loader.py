@@ -38,8 +38,6 @@ from cdc_sync.mysql_catalog import column_types
 log = logging.getLogger(__name__)
 STAGE = "_cdc_stage"
 META_IN_STATE = ["_cdc_position", "_cdc_deleted", "_cdc_commit_ts", "_cdc_loaded_at"]
-# phase|commit µs: the part of _cdc_position that differs per row besides the row number
-_POSITION_HEAD_CHARS = 22
 DUPLICATE_KEY = 1062
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
 
@@ -256,7 +254,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         chunks: list[_Chunk] = []
         writer = None
         try:
-            for batch in change_file.changes(datetime.now(UTC)):
+            for batch in change_file.changes(datetime.now(UTC), position_head_only=True):
                 start = 0
                 while start < batch.num_rows:
                     if writer is None or chunks[-1].rows == self.target.chunk_rows:
@@ -390,7 +388,7 @@ def _csv_table(batch: pa.RecordBatch, columns: list[str]) -> pa.Table:
         for name in columns
     ]
     out += [
-        pc.utf8_slice_codeunits(batch.column("_cdc_position"), 0, _POSITION_HEAD_CHARS),
+        batch.column("_cdc_position"),  # phase|commit µs: load_data.sql adds object and row
         batch.column("_cdc_row"),
         pc.cast(pc.equal(batch.column("_cdc_op"), "D"), pa.int8()),
         _csv_value(batch.column("_cdc_commit_ts")),
