@@ -422,6 +422,30 @@ def test_a_composite_key_whose_leading_value_repeats_is_split_by_key_hash(world)
         assert c.levels >= 2 and c.rows_fetched < 300, c.summary()  # not the 3,000 rows of order 1
 
 
+def test_reserved_words_as_table_and_column_names_load_and_compare(world):
+    """A table `select` keyed by (`order`, `from`), columns `Group` and `key`: quoted everywhere."""
+    with world.mysql.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{world.db}`.`select` (`order` INT NOT NULL, `from` VARCHAR(10) NOT NULL, "
+                    "`Group` INT NULL, `key` TEXT NULL, PRIMARY KEY (`order`, `from`)) DEFAULT CHARSET utf8mb4")
+    world.dms.track(world.db, "select")
+    table = f"{world.db}.select"
+    config = yaml.safe_load(world.config_path.read_text())
+    config["pipelines"][0]["tables"].append({"schema": world.db, "name": "select", "primary_key": ["order", "from"],
+                                             "commit_timestamp_column": "cdc_commit_ts"})
+    world.config_path.write_text(yaml.safe_dump(config))
+    for i in range(5):
+        world.dms.insert(table, {"order": i, "from": f"f{i}", "Group": i, "key": "k"})
+    world.dms.full_load(table)
+    world.load_everything()
+    for c in world.reconcile(table).values():
+        assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 5, 5), c.summary()
+    with world.mysql.cursor() as cur:
+        cur.execute(f"UPDATE `{world.target_db}`.`{world.db}_select_state` SET `Group` = 9 "
+                    "WHERE `order` = 3 AND `from` = 'f3'")
+    aurora = world.reconcile(table, targets=["aurora"])["aurora"]
+    assert _differences(aurora) == {(3, "f3"): ("changed", ["Group"])}, aurora.summary()
+
+
 def test_lag_is_not_drift_and_a_target_change_is(world):
     _seed_every_type(world)
     # the source moves on after the load (newer than the target's watermark), no file yet
