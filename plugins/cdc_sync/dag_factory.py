@@ -307,7 +307,7 @@ def build_reconcile_dag(pipeline: Pipeline) -> DAG:
         @task(pool=pool, map_index_template="{{ cdc_table }}", multiple_outputs=False)
         def reconcile_table(table: str) -> list[dict]:
             from cdc_sync._compat import AirflowFailException
-            from cdc_sync.reconcile.repair import emit_repair_file
+            from cdc_sync.reconcile.repair import emit_repair_file, keys_to_repair
             from cdc_sync.reconcile.run import reconcile_table as run_reconcile
 
             context = _name_mapped_task({"table": table})
@@ -319,9 +319,8 @@ def build_reconcile_dag(pipeline: Pipeline) -> DAG:
             )
             drift = [c for c in comparisons if c.status == "drift"]
             if drift and context["params"].get("repair"):
-                keys = {tuple(k.items()): k for c in drift for k in c.drift_keys()}
                 emit_repair_file(pipeline, pipeline.table(table), source_connect, _s3(pipeline),
-                                 list(keys.values()))
+                                 keys_to_repair(drift))
             if drift:
                 raise AirflowFailException(" | ".join(c.summary() for c in drift))
             return [c.to_dict() for c in comparisons]

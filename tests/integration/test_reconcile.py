@@ -12,7 +12,7 @@ import yaml
 
 from cdc_sync.reconcile import run as reconcile
 from cdc_sync.reconcile.diff import Settings, compare
-from cdc_sync.reconcile.repair import emit_repair_file
+from cdc_sync.reconcile.repair import emit_repair_file, keys_to_repair
 from cdc_sync.reconcile.sides import MySqlSide
 from tests.integration.harness import World, customer
 
@@ -334,9 +334,8 @@ def test_hostile_text_keys_and_values_compare_and_repair_in_both_engines(world):
     assert _differences(results["aurora"]) == {("new\nline",): ("changed", ["note"]), ("nul\x00x",): ("missing", []),
                                                ("trail  ",): ("missing", [])}, results["aurora"].summary()
     assert _differences(results["bigquery"]) == {("sep\x1fx",): ("missing", [])}, results["bigquery"].summary()
-    keys = {tuple(k.items()): k for c in results.values() for k in c.drift_keys()}
     emit_repair_file(world.pipeline, world.pipeline.table(world.tags), world.source_connection, world.s3,
-                     list(keys.values()))
+                     keys_to_repair(results.values()))
     world.load_everything()
     for c in world.reconcile(world.tags, run_id="after-repair").values():
         assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 15, 15), c.summary()
@@ -392,9 +391,8 @@ def test_type_extremes_compare_and_repair_in_both_engines(world):
     results = world.reconcile(table)
     assert _differences(results["aurora"]) == {(2,): ("changed", ["bits", "tm"])}, results["aurora"].summary()
     assert _differences(results["bigquery"]) == {(1,): ("changed", ["tm0"])}, results["bigquery"].summary()
-    keys = {tuple(k.items()): k for c in results.values() for k in c.drift_keys()}
     emit_repair_file(world.pipeline, world.pipeline.table(table), world.source_connection, world.s3,
-                     list(keys.values()))
+                     keys_to_repair(results.values()))
     world.load_everything()
     for c in world.reconcile(table, run_id="after-repair").values():
         assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 3, 3), c.summary()
@@ -489,10 +487,10 @@ def test_repair_re_emits_source_rows_and_the_targets_converge(world):
     world.aurora_copy_row(1, 99)  # a key the source never had
     world.bigquery_sql("UPDATE {t} SET name = 'wrong' WHERE id = 3")
     results = world.reconcile(world.customers)
-    keys = {tuple(k.items()): k for c in results.values() for k in c.drift_keys()}
-    assert sorted(k["id"] for k in keys.values()) == [1, 3, 5, 99]
+    keys = keys_to_repair(results.values())
+    assert sorted(k["id"] for k in keys) == [1, 3, 5, 99]  # 1, 5, 99 drifted in Aurora, 3 in BigQuery
     key = emit_repair_file(world.pipeline, world.pipeline.table(world.customers), world.source_connection, world.s3,
-                           list(keys.values()))
+                           keys)
     assert key.startswith(f"dms/{world.db}/customers/") and "-repair-" in key
     world.load_everything()  # the normal path: plan from the watermark, load into both targets
     for c in world.reconcile(world.customers, run_id="after-repair").values():

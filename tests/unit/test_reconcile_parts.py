@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 from cdc_sync.reconcile.diff import Comparison, Difference, Level
+from cdc_sync.reconcile.repair import keys_to_repair
 from cdc_sync.reconcile.report import html_page, markdown, report_key
 from cdc_sync.reconcile.sides import BigQuerySide, MySqlSide
 
@@ -67,3 +68,10 @@ def test_report_lists_status_and_keys_and_escapes_hostile_text():
     assert "&lt;b&gt;|x missing" in page and "<b>|x" not in page
     assert report_key("cdc-sync/reports/", "shop", "manual__2026-11-23T15:38:04+00:00", "md") == \
         "cdc-sync/reports/shop/manual__2026-11-23T15_38_04_00_00.md"
+
+
+def test_keys_to_repair_are_each_key_that_drifted_in_any_target_once():
+    aurora = Comparison(table="shop.t", target="aurora", differences=[
+        Difference({"id": 1}, "changed"), Difference({"id": 2}, "missing"), Difference({"id": 3}, "changed", lag=True)])
+    bigquery = Comparison(table="shop.t", target="bigquery", differences=[Difference({"id": 2}, "missing")])
+    assert keys_to_repair([aurora, bigquery]) == [{"id": 1}, {"id": 2}]  # lag is not repaired

@@ -11,16 +11,23 @@ the rows, so a change committed later (and delivered by DMS later) still wins.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.dms.writer import Change, arrow_type_for_mysql, cdc_file_name, write_change_file
 from cdc_sync.mysql_catalog import column_types
+from cdc_sync.reconcile.diff import Comparison
 from cdc_sync.reconcile.sides import key_token, mysql_param
 from cdc_sync.sql import mysql_ident
 
 _CHUNK = 500
+
+
+def keys_to_repair(comparisons: Iterable[Comparison]) -> list[dict]:
+    """The keys that drifted in one table's comparisons (one per target), each once."""
+    keys = {tuple(k.items()): k for c in comparisons for k in c.drift_keys()}
+    return list(keys.values())
 
 
 def repair_file_name(when: datetime) -> str:
