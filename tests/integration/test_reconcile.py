@@ -69,6 +69,18 @@ class ReconcileWorld(World):
             reconcile={"source_conn_id": "mysql_source", "recheck_seconds": 0, **reconcile_options},
         )
 
+    def add_table(self, ddl: str, name: str, primary_key: list[str]) -> str:
+        """Create a source table (`ddl` with {db}), have DMS track it and the pipeline carry it;
+        returns its qualified name."""
+        with self.mysql.cursor() as cur:
+            cur.execute(ddl.format(db=self.db))
+        self.dms.track(self.db, name)
+        config = yaml.safe_load(self.config_path.read_text())
+        config["pipelines"][0]["tables"].append({"schema": self.db, "name": name, "primary_key": primary_key,
+                                                 "commit_timestamp_column": self.timestamp_column})
+        self.config_path.write_text(yaml.safe_dump(config))
+        return f"{self.db}.{name}"
+
     def source_connection(self):
         return self.stack.mariadb.connect(autocommit=False)
 
@@ -367,14 +379,7 @@ def test_type_extremes_compare_and_repair_in_both_engines(world):
     """The ends of each type's range, TIME beyond a day and negative, BIT (whose HEX is a
     number), unsigned BIGINT: in sync after the loads; drift in TIME and BIT is named and
     repaired through a repair file (which writes TIME as MySQL prints it)."""
-    with world.mysql.cursor() as cur:
-        cur.execute(EXTREMES_DDL.format(db=world.db))
-    world.dms.track(world.db, "extremes")
-    table = f"{world.db}.extremes"
-    config = yaml.safe_load(world.config_path.read_text())
-    config["pipelines"][0]["tables"].append({"schema": world.db, "name": "extremes", "primary_key": ["id"],
-                                             "commit_timestamp_column": "cdc_commit_ts"})
-    world.config_path.write_text(yaml.safe_dump(config))
+    table = world.add_table(EXTREMES_DDL, "extremes", ["id"])
     for row in EXTREMES:
         world.dms.insert(table, row)
     world.dms.full_load(table)
@@ -422,15 +427,9 @@ def test_a_composite_key_whose_leading_value_repeats_is_split_by_key_hash(world)
 
 def test_reserved_words_as_table_and_column_names_load_and_compare(world):
     """A table `select` keyed by (`order`, `from`), columns `Group` and `key`: quoted everywhere."""
-    with world.mysql.cursor() as cur:
-        cur.execute(f"CREATE TABLE `{world.db}`.`select` (`order` INT NOT NULL, `from` VARCHAR(10) NOT NULL, "
-                    "`Group` INT NULL, `key` TEXT NULL, PRIMARY KEY (`order`, `from`)) DEFAULT CHARSET utf8mb4")
-    world.dms.track(world.db, "select")
-    table = f"{world.db}.select"
-    config = yaml.safe_load(world.config_path.read_text())
-    config["pipelines"][0]["tables"].append({"schema": world.db, "name": "select", "primary_key": ["order", "from"],
-                                             "commit_timestamp_column": "cdc_commit_ts"})
-    world.config_path.write_text(yaml.safe_dump(config))
+    table = world.add_table("CREATE TABLE `{db}`.`select` (`order` INT NOT NULL, `from` VARCHAR(10) NOT NULL, "
+                            "`Group` INT NULL, `key` TEXT NULL, PRIMARY KEY (`order`, `from`)) DEFAULT CHARSET utf8mb4",
+                            "select", ["order", "from"])
     for i in range(5):
         world.dms.insert(table, {"order": i, "from": f"f{i}", "Group": i, "key": "k"})
     world.dms.full_load(table)
