@@ -155,6 +155,28 @@ def _in_memory(conn, side, rows: int = 250_000) -> None:
     print(f"\nMariaDB ↔ MariaDB in sync, {rows:,} rows in the buffer pool (best of 3)")
     print(f"  COUNT(*) over both tables {count_s:6.3f} s")
     print(f"  cdc-sync                  {in_s:6.3f} s  differences {len(insync[0][0])}  → {in_s / count_s:.1f}× COUNT(*)")
+    # what single pieces cost on one table, against COUNT(*) on it
+    from cdc_sync.reconcile.dialects import HashColumn, MySqlDialect
+
+    score = HashColumn("score", "float", native=True)
+    row_text = "CONCAT_WS(',', id, qty, amount, name, notes, updated_at, birthday, active, score)"
+    pieces = {
+        "COUNT(*)": "COUNT(*)",
+        "SUM(LENGTH(notes)), one text column": "SUM(LENGTH(notes))",
+        "a double as printed, CRC32": "SUM(CRC32(score))",
+        "a double as exponent:mantissa, CRC32": f"SUM(CRC32({MySqlDialect('crc32').native(score)}))",
+        "the row's text, CRC32": f"SUM(CRC32({row_text}))",
+        "the row's text, MD5 (60 bits)": f"SUM(CAST(CONV(SUBSTRING(MD5({row_text}), 1, 15), 16, 10) AS UNSIGNED))",
+    }
+    base = None
+    for label, expression in pieces.items():
+        def piece(expression=expression):
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT {expression} FROM `{DB}`.`source_small`")
+                cur.fetchall()
+        seconds = min(_timed(piece)[1] for _ in range(3))
+        base = base or seconds
+        print(f"  {label:38s} {seconds:6.3f} s  {seconds / base:4.1f}× COUNT(*)")
 
 
 def _bigquery(conn, rows: int, side) -> None:

@@ -28,7 +28,7 @@ The parts are joined with U+001F (unit separator) and hashed:
   md5    the first 15 hex digits of MD5 as an integer (60 bits; fits INT64 and BIGINT
          UNSIGNED) — every pair of engines, BigQuery included;
   crc32  CRC32 of the same text (32 bits) — when both sides are MySQL/MariaDB/Aurora,
-         where it costs a third of MD5. CRC32 catches every change confined to 32
+         where it costs about half of MD5 (bench_reconcile prints both). CRC32 catches every change confined to 32
          consecutive bits (a digit, a microsecond) for certain; a bucket with several
          changed rows escapes with probability 2^-32, and row counts are compared too.
 Between two MySQL servers, a column of the same declared type on both sides is "native":
@@ -144,7 +144,7 @@ class MySqlDialect:
     def native(self, column: HashColumn) -> str:
         """A column of the same type on both sides, as text that is equal exactly when the
         values are: as the server prints it; a double as its binary exponent and 53-bit
-        mantissa in integers (exact, and a third of the cost of printing it)."""
+        mantissa in integers (exact, and about a third cheaper than printing it)."""
         c = mysql_ident(column.name)
         if column.kind != "float":
             return c

@@ -62,7 +62,7 @@ def reconcile_table(pipeline: Pipeline, table_name: str, *, source_connect: Call
     exclude = set(table.reconcile_exclude) | ({table.commit_timestamp_column} if table.commit_timestamp_column else set())
     out = []
     for target in targets or targets_of(pipeline):
-        # MD5 when BigQuery is on the other side; CRC32 (a third of the cost) MySQL to MySQL
+        # MD5 when BigQuery is on the other side; CRC32 (about half the cost) MySQL to MySQL
         source = source_side(table, source_connect, "crc32" if target == AURORA else "md5")
         other = target_side(pipeline, table, target, bigquery_client=bigquery_client, aurora_connect=aurora_connect)
         try:
