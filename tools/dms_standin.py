@@ -13,7 +13,15 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
-from cdc_sync.dms.writer import Change, arrow_type_for_mysql, cdc_file_name, load_file_name, write_change_file
+from cdc_sync.config import DmsCsvSettings
+from cdc_sync.dms.writer import (
+    Change,
+    arrow_type_for_mysql,
+    cdc_file_name,
+    load_file_name,
+    write_change_file,
+    write_change_file_csv,
+)
 
 
 @dataclass
@@ -22,11 +30,15 @@ class SourceTable:
     name: str
     primary_key: tuple[str, ...]
     columns: list[tuple[str, pa.DataType]]
+    mysql_types: list[tuple[str, str]]  # (name, COLUMN_TYPE): what a DMS CSV pipeline declares
     pending: list[Change] = field(default_factory=list)
 
 
 class DmsStandIn:
-    def __init__(self, mysql_conn, s3_client, bucket: str, prefix: str = "dms", timestamp_column: str | None = "cdc_commit_ts"):
+    def __init__(self, mysql_conn, s3_client, bucket: str, prefix: str = "dms", timestamp_column: str | None = "cdc_commit_ts",
+                 file_format: str = "parquet", csv_settings: DmsCsvSettings | None = None):
+        self.file_format = file_format  # DataFormat of the endpoint: parquet or csv
+        self.csv_settings = csv_settings or DmsCsvSettings()
         self.conn = mysql_conn
         self.s3 = s3_client
         self.bucket = bucket
@@ -47,7 +59,7 @@ class DmsStandIn:
             rows = cur.fetchall()
         columns = [(r[0], arrow_type_for_mysql(r[1])) for r in rows]
         primary_key = tuple(r[0] for r in rows if r[2] == "PRI")
-        table = SourceTable(schema, name, primary_key, columns)
+        table = SourceTable(schema, name, primary_key, columns, [(r[0], r[1]) for r in rows])
         self.tables[f"{schema}.{name}"] = table
         return table
 
@@ -126,8 +138,8 @@ class DmsStandIn:
         keys = []
         for number, start in enumerate(range(0, max(len(rows), 1), rows_per_file), start=1):
             chunk = [Change("I", r, when) for r in rows[start:start + rows_per_file]]
-            body = write_change_file(table.columns, chunk, timestamp_column=self.timestamp_column, include_op=False)
-            key = self.table_prefix(table) + load_file_name(number)
+            body = self._file_body(table, chunk, include_op=False)
+            key = self.table_prefix(table) + load_file_name(number, self.file_format)
             self.put(key, body)
             keys.append(key)
         return keys
@@ -138,11 +150,19 @@ class DmsStandIn:
         if not table.pending:
             return None
         body = self.cdc_file_body(qualified, table.pending)
-        key = self.table_prefix(table) + cdc_file_name(file_time or self.tick())
+        key = self.table_prefix(table) + cdc_file_name(file_time or self.tick(), self.file_format)
         self.put(key, body)
         table.pending = []
         return key
 
     def cdc_file_body(self, qualified: str, changes: list[Change]) -> bytes:
-        table = self.tables[qualified]
-        return write_change_file(table.columns, changes, timestamp_column=self.timestamp_column, include_op=True)
+        return self._file_body(self.tables[qualified], changes, include_op=True)
+
+    def _file_body(self, table: SourceTable, changes: list[Change], include_op: bool) -> bytes:
+        if self.file_format == "csv":
+            settings = self.csv_settings
+            return write_change_file_csv(
+                table.columns, changes, timestamp_column=self.timestamp_column, include_op=include_op,
+                header=settings.add_column_name, null_value=settings.null_value, delimiter=settings.delimiter,
+            )
+        return write_change_file(table.columns, changes, timestamp_column=self.timestamp_column, include_op=include_op)

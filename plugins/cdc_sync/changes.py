@@ -12,7 +12,8 @@ Every change row gets the same metadata, whatever the target:
   _cdc_row         the row's number in that object
   _cdc_loaded_at   when this pipeline loaded it
 
-Files are read row group by row group (`iter_batches`): memory does not grow with file size.
+Parquet files are read row group by row group (`iter_batches`), DMS CSV files block by
+block (dms/csv_files.py): memory does not grow with file size.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from cdc_sync.dms.csv_files import CsvFileError, DmsCsvFile, DmsCsvLayout
 
 OP_COLUMN = "Op"
 VALID_OPS = ("I", "U", "D")
@@ -63,6 +66,7 @@ class ChangeFile:
     commit_timestamp_column: str | None
     primary_key: tuple[str, ...]
     position_name: str | None = None  # the key relative to the table folder; the key if None
+    csv: DmsCsvLayout | None = None  # a DMS CSV file read with this layout; None: Parquet
 
     def open(self) -> pq.ParquetFile:
         try:
@@ -71,9 +75,32 @@ class ChangeFile:
         except (pa.ArrowException, OSError) as error:
             raise ChangeFileError(self.key, f"not a readable Parquet file ({error})") from error
 
+    def _raw_schema(self) -> pa.Schema:
+        if self.csv is None:
+            return self.open().schema_arrow
+        try:
+            return DmsCsvFile(self.path, self.csv).schema()
+        except CsvFileError as error:
+            raise ChangeFileError(self.key, str(error)) from error
+
+    def _raw_batches(self) -> Iterator[pa.RecordBatch]:
+        if self.csv is not None:
+            try:
+                yield from DmsCsvFile(self.path, self.csv).batches()
+            except CsvFileError as error:
+                raise ChangeFileError(self.key, str(error)) from error
+            return
+        row = 0
+        try:
+            for batch in self.open().iter_batches(batch_size=READ_BATCH_ROWS):
+                yield batch
+                row += batch.num_rows
+        except (pa.ArrowException, OSError) as error:
+            raise ChangeFileError(self.key, f"unreadable at row {row} ({error})") from error
+
     def data_schema(self) -> pa.Schema:
         """The file's columns without DMS's `Op`, checked for what every change needs."""
-        schema = self.open().schema_arrow
+        schema = self._raw_schema()
         names = set(schema.names)
         missing = [c for c in self.primary_key if c not in names]
         if missing:
@@ -96,16 +123,13 @@ class ChangeFile:
         With `position_head_only`, `_cdc_position` is only "phase|commit time": for a target
         that appends the object name and row number itself (Aurora's LOAD DATA), which saves
         building and slicing a ~60-character string per row."""
-        parquet = self.open()
-        data_names = [n for n in parquet.schema_arrow.names if n != OP_COLUMN]
-        has_op = OP_COLUMN in parquet.schema_arrow.names
+        names = self._raw_schema().names
+        data_names = [n for n in names if n != OP_COLUMN]
+        has_op = OP_COLUMN in names
         row = 0
-        try:
-            for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS):
-                yield self._normalise(batch, data_names, has_op, row, loaded_at, position_head_only)
-                row += batch.num_rows
-        except (pa.ArrowException, OSError) as error:
-            raise ChangeFileError(self.key, f"unreadable at row {row} ({error})") from error
+        for batch in self._raw_batches():
+            yield self._normalise(batch, data_names, has_op, row, loaded_at, position_head_only)
+            row += batch.num_rows
 
     def _normalise(self, batch: pa.RecordBatch, data_names, has_op, first_row, loaded_at,
                    position_head_only: bool = False) -> pa.RecordBatch:

@@ -30,7 +30,7 @@ class TableSpec:
     name: str
     primary_key: tuple[str, ...] = ()
     commit_timestamp_column: str | None = None
-    columns: tuple[str, ...] = ()  # Firehose: the CSV columns, in order
+    columns: tuple[str, ...] = ()  # Firehose: the CSV columns in order; DMS CSV: "name type" per column
     updated_at_column: str | None = None  # source column with each row's last change time (reconcile: lag)
     reconcile_exclude: tuple[str, ...] = ()  # source columns reconciliation leaves out
 
@@ -39,9 +39,30 @@ class TableSpec:
         return f"{self.schema}.{self.name}"
 
     @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.split(None, 1)[0] for c in self.columns)
+
+    @property
+    def column_types(self) -> tuple[tuple[str, str | None], ...]:
+        """(name, declared MySQL type or None) per declared column."""
+        return tuple((parts[0], parts[1] if len(parts) > 1 else None)
+                     for parts in (c.split(None, 1) for c in self.columns))
+
+    @property
     def target_name(self) -> str:
         """Base name of this table's objects in a target (`<schema>_<table>`)."""
         return f"{self.schema}_{self.name}"
+
+
+@dataclass(frozen=True)
+class DmsCsvSettings:
+    """A DMS S3 target endpoint's CSV settings, as that endpoint was configured
+    (`file_format: csv`; read by dms/csv_files.py)."""
+
+    add_column_name: bool = False  # AddColumnName: the first line names the columns
+    delimiter: str = ","  # CsvDelimiter
+    null_value: str = ""  # CsvNullValue: how a NULL is written
+    rfc4180: bool = True  # Rfc4180: values with quotes, delimiters or line breaks are quoted
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,7 @@ class LandingSource:
     quarantine_prefix: str = "cdc-sync/quarantine/"
     error_prefix: str = "processing-failed/"  # Firehose: records the transform Lambda refused
     stream: str | None = None  # Firehose: only objects of this delivery stream
+    csv: DmsCsvSettings = field(default_factory=DmsCsvSettings)  # DMS CSV: the endpoint's settings
 
     def table_prefix(self, table: TableSpec) -> str:
         """DMS: `<prefix>/<schema>/<table>/`. Firehose: the delivery prefix itself."""
@@ -225,6 +247,8 @@ def _build(raw: dict) -> Pipeline:
         for t in raw["tables"]
     )
     source = dict(raw["source"])
+    if "csv" in source:
+        source["csv"] = DmsCsvSettings(**source["csv"])
     if source.get("kind") == "firehose":
         source["file_format"] = "firehose"
         source.setdefault("prefix", "processed/")
@@ -272,6 +296,8 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
         for index, table in enumerate(pipeline.tables):
             if not table.primary_key:
                 raise ConfigError(f"{where} field tables[{index}]: 'primary_key' is required for a dms source")
+            if pipeline.source.file_format == "csv":
+                _check_csv_columns(table, f"{where} field tables[{index}].columns")
         if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
             raise ConfigError(f"{where} field targets.aurora.mode: a dms source is applied with mode merge")
         return
@@ -282,8 +308,35 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
         raise ConfigError(f"{where} field tables: a firehose source feeds exactly one table")
     if not pipeline.tables[0].columns:
         raise ConfigError(f"{where} field tables[0]: 'columns' (the CSV columns, in order) is required for a firehose source")
+    typed = [name for name, kind in pipeline.tables[0].column_types if kind]
+    if typed:
+        raise ConfigError(f"{where} field tables[0].columns: a firehose source lists column names only "
+                          f"(the target table has the types); {typed[0]!r} has a type")
     if pipeline.aurora is None or pipeline.aurora.mode != "append" or pipeline.bigquery is not None:
         raise ConfigError(f"{where} field targets: a firehose source needs targets.aurora with mode append (only)")
+
+
+def _check_csv_columns(table: TableSpec, where: str) -> None:
+    """DMS CSV files carry no names (by default) and no types: the table declares both."""
+    from cdc_sync.dms.mysql_types import check_mysql_type
+
+    if not table.columns:
+        raise ConfigError(f"{where}: required for file_format csv: every source column as 'name type', "
+                          "in table order (DMS CSV files carry no types)")
+    names = [name.lower() for name in table.column_names]
+    for name, kind in table.column_types:
+        if kind is None:
+            raise ConfigError(f"{where}: column {name!r} needs its MySQL type ('{name} varchar(64)')")
+        if problem := check_mysql_type(kind):
+            raise ConfigError(f"{where}: column {name!r}: {problem}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: a column is declared twice")
+    missing = [k for k in table.primary_key if k.lower() not in names]
+    if missing:
+        raise ConfigError(f"{where}: primary key column(s) {', '.join(missing)} not declared")
+    if table.commit_timestamp_column and table.commit_timestamp_column.lower() in names:
+        raise ConfigError(f"{where}: {table.commit_timestamp_column!r} is the commit timestamp column DMS adds "
+                          "(TimestampColumnName), not a source column: leave it out of columns")
 
 
 def default_config_path() -> Path:

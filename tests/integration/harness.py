@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from cdc_sync import dms_to_bigquery, planning
-from cdc_sync.config import Pipeline, load_pipelines
+from cdc_sync.config import DmsCsvSettings, Pipeline, load_pipelines
 from cdc_sync.listing import Watermark
 from tools.dms_standin import DmsStandIn
 
@@ -56,7 +56,7 @@ class InMemoryWatermarks:
 
 class World:
     def __init__(self, stack, uid: str, tmp_path: Path, *, timestamp_column: str | None = "cdc_commit_ts",
-                 aurora: bool = False):
+                 aurora: bool = False, file_format: str = "parquet", csv_settings: dict | None = None):
         self.stack = stack
         self.uid = uid
         self.db = f"src_{uid}"
@@ -76,7 +76,10 @@ class World:
             if self.target_db:
                 cur.execute(f"DROP DATABASE IF EXISTS `{self.target_db}`")
                 cur.execute(f"CREATE DATABASE `{self.target_db}` CHARACTER SET utf8mb4")
-        self.dms = DmsStandIn(self.mysql, self.s3, self.bucket, prefix="dms", timestamp_column=timestamp_column)
+        self.file_format = file_format
+        self.csv_settings = csv_settings or {}
+        self.dms = DmsStandIn(self.mysql, self.s3, self.bucket, prefix="dms", timestamp_column=timestamp_column,
+                              file_format=file_format, csv_settings=DmsCsvSettings(**self.csv_settings))
         self.dms.track(self.db, "customers")
         self.dms.track(self.db, "order_lines")
         self.customers = f"{self.db}.customers"
@@ -94,10 +97,18 @@ class World:
         if self.timestamp_column:
             for t in tables:
                 t["commit_timestamp_column"] = self.timestamp_column
+        if self.file_format == "csv":  # DMS CSV carries no types: declare the source's columns
+            for t in tables:
+                source = self.dms.tables.get(f"{t['schema']}.{t['name']}")
+                if source and "columns" not in t:
+                    t["columns"] = [f"{name} {kind}" for name, kind in source.mysql_types]
+        source = {"kind": "dms", "bucket": self.bucket, "prefix": "dms", "file_format": self.file_format}
+        if self.csv_settings:
+            source["csv"] = self.csv_settings
         document = {"pipelines": [{
             "name": f"p_{self.uid}",
             "schedule": None,
-            "source": {"kind": "dms", "bucket": self.bucket, "prefix": "dms", "file_format": "parquet"},
+            "source": source,
             "tables": tables,
             "targets": {
                 "bigquery": {"project": "local", "dataset": self.dataset},

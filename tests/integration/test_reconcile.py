@@ -51,8 +51,8 @@ def _reading(i: int, **overrides) -> dict:
 class ReconcileWorld(World):
     """A World whose pipeline has a reconcile section and a third table with floats and bytes."""
 
-    def __init__(self, stack, uid, tmp_path, **reconcile_options):
-        super().__init__(stack, uid, tmp_path, aurora=True)
+    def __init__(self, stack, uid, tmp_path, file_format: str = "parquet", **reconcile_options):
+        super().__init__(stack, uid, tmp_path, aurora=True, file_format=file_format)
         with self.mysql.cursor() as cur:
             cur.execute(READINGS_DDL.format(db=self.db))
             cur.execute(TAGS_DDL.format(db=self.db))
@@ -76,8 +76,11 @@ class ReconcileWorld(World):
             cur.execute(ddl.format(db=self.db))
         self.dms.track(self.db, name)
         config = yaml.safe_load(self.config_path.read_text())
-        config["pipelines"][0]["tables"].append({"schema": self.db, "name": name, "primary_key": primary_key,
-                                                 "commit_timestamp_column": self.timestamp_column})
+        table = {"schema": self.db, "name": name, "primary_key": primary_key,
+                 "commit_timestamp_column": self.timestamp_column}
+        if self.file_format == "csv":
+            table["columns"] = [f"{n} {t}" for n, t in self.dms.tables[f"{self.db}.{name}"].mysql_types]
+        config["pipelines"][0]["tables"].append(table)
         self.config_path.write_text(yaml.safe_dump(config))
         return f"{self.db}.{name}"
 
@@ -495,6 +498,29 @@ def test_repair_re_emits_source_rows_and_the_targets_converge(world):
     for c in world.reconcile(world.customers, run_id="after-repair").values():
         assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 8, 8), c.summary()
     assert 99 not in world.aurora_rows() and world.aurora_rows()[1]["qty"] == customer(1)["qty"]
+
+
+def test_dms_csv_pipeline_is_in_sync_every_type_and_repairs_with_csv_files(stack, unique_name, tmp_path):
+    """Floats, bytes, text with delimiters and NULL vs '' travel as DMS CSV text; the repair
+    file is DMS CSV in the declared column order, which the loaders read like DMS's own."""
+    w = ReconcileWorld(stack, unique_name, tmp_path, file_format="csv")
+    try:
+        _seed_every_type(w)
+        for table in (w.customers, w.lines, w.readings):
+            for c in w.reconcile(table).values():
+                assert c.status == "in_sync", c.summary()
+        w.aurora_sql("UPDATE {t} SET name = 'drift, \"x\"' WHERE id = 2")
+        w.bigquery_sql("DELETE FROM {t} WHERE id = 4")
+        keys = keys_to_repair(w.reconcile(w.customers).values())
+        assert sorted(k["id"] for k in keys) == [2, 4]
+        key = emit_repair_file(w.pipeline, w.pipeline.table(w.customers), w.source_connection, w.s3, keys)
+        assert key.endswith(".csv") and "-repair-" in key
+        w.load_everything()
+        for c in w.reconcile(w.customers, run_id="after-repair").values():
+            assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 8, 8), c.summary()
+        assert w.aurora_rows()[2]["name"] == "" and w.view_rows()[4] == w.source_rows(w.customers)[4]
+    finally:
+        w.close()
 
 
 @pytest.mark.airflow

@@ -123,9 +123,45 @@ def test_firehose_pipeline_defaults():
     (lambda p: p["tables"].append({"schema": "web", "name": "views", "columns": ["a"]}), "feeds exactly one table"),
     (lambda p: p["targets"]["aurora"].update(mode="merge"), "needs targets.aurora with mode append"),
     (lambda p: p["source"].update(stream="web analytics"), "is not a Firehose stream name"),
+    (lambda p: p["tables"][0].update(columns=["event_id varchar(36)"]), "lists column names only"),
 ])
 def test_firehose_config_mistakes(change, message):
     doc = copy.deepcopy(FIREHOSE)
     change(doc["pipelines"][0])
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_pipelines(doc, "pipelines.yaml")
+
+
+def _csv_doc(columns, csv=None, **table):
+    doc = copy.deepcopy(VALID)
+    doc["pipelines"][0]["source"].update(file_format="csv", **({"csv": csv} if csv is not None else {}))
+    doc["pipelines"][0]["tables"][0].update(columns=columns, **table)
+    return doc
+
+
+def test_dms_csv_pipeline_reads_settings_and_typed_columns():
+    (pipeline,) = parse_pipelines(_csv_doc(["id bigint", "amount decimal(18,4)", "status enum('a','b c')"],
+                                           csv={"add_column_name": True, "null_value": "\\N", "delimiter": "|"}))
+    settings = pipeline.source.csv
+    assert (settings.add_column_name, settings.null_value, settings.delimiter, settings.rfc4180) == (True, "\\N", "|", True)
+    assert pipeline.tables[0].column_types == (("id", "bigint"), ("amount", "decimal(18,4)"), ("status", "enum('a','b c')"))
+    assert pipeline.tables[0].column_names == ("id", "amount", "status")
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    (_csv_doc(KeyError), None),
+    (_csv_doc(["id", "name varchar(10)"]), "column 'id' needs its MySQL type"),
+    (_csv_doc(["id bigint", "geo geometry"]), "column 'geo': 'geometry' is not a MySQL column type cdc-sync knows"),
+    (_csv_doc(["name varchar(10)"]), "primary key column.s. id not declared"),
+    (_csv_doc(["id bigint", "ts datetime(6)"]), "'ts' is the commit timestamp column DMS adds"),
+    (_csv_doc(["id bigint", "ID int"]), "a column is declared twice"),
+    (_csv_doc(["id bigint"], csv={"delimiter": ";;"}), "field source.csv.delimiter"),
+    (_csv_doc(["id bigint"], csv={"quote": "'"}), "unknown key"),
+])
+def test_dms_csv_config_mistakes_name_the_field(doc, message):
+    if message is None:  # columns missing entirely
+        doc["pipelines"][0]["tables"][0].pop("columns")
+        message = "required for file_format csv"
+    with pytest.raises(ConfigError, match=r"pipeline 'shop' field (tables\[0\]\.columns|source\.csv).*" + message
+                       if not message.startswith("field") else message):
+        parse_pipelines(doc)

@@ -32,6 +32,7 @@ from cdc_sync.bigquery.ledger import LOADED, PENDING, QUARANTINED, BigQueryLedge
 from cdc_sync.bigquery.schema import ColumnType, UnsupportedType, column_type, conflicts, metadata_types, table_types
 from cdc_sync.changes import META_COLUMNS, ChangeFile, ChangeFileError
 from cdc_sync.config import Pipeline, TableSpec
+from cdc_sync.dms.csv_files import csv_layout
 from cdc_sync.dms.layout import DmsFile
 from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
 
@@ -173,7 +174,7 @@ class ChangelogLoader:
     def _prepare(self, files: list[DmsFile], report: LoadReport) -> list[_Prepared]:
         prepared = []
         for index, f in enumerate(files):
-            path = self.workdir / f"source-{index:06d}.parquet"
+            path = self.workdir / f"source-{index:06d}.dms"
             try:
                 download_exact(self.s3, self.pipeline.source.bucket, f, path)
             except ClientError as error:
@@ -190,6 +191,7 @@ class ChangelogLoader:
             change_file = ChangeFile(
                 key=f.key, path=str(path), phase=f.phase, position_name=self.pipeline.source.object_name(self.table, f.key),
                 commit_timestamp_column=self.table.commit_timestamp_column, primary_key=self.table.primary_key,
+                csv=csv_layout(self.pipeline.source, self.table),
             )
             try:
                 schema = change_file.data_schema()

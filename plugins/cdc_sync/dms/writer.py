@@ -1,4 +1,4 @@
-"""Write change files the way AWS DMS writes them to an S3 target (Parquet).
+"""Write change files the way AWS DMS writes them to an S3 target (Parquet, or CSV).
 
 Used by captures that are not DMS (binlog, repair) and by the local stand-in of DMS, so
 that every change reaches the targets through the same loaders.
@@ -11,45 +11,23 @@ What DMS does, and this writer copies:
     DECIMAL(p,s) → decimal(p,s), FLOAT/DOUBLE → float/double, DATE → date,
     DATETIME/TIMESTAMP → timestamp (µs, UTC), CHAR/VARCHAR/TEXT/JSON/ENUM → string,
     BINARY/VARBINARY/BLOB → binary;
-  * names: `LOAD00000001.parquet`, `20261123-074501123.parquet`.
+  * names: `LOAD00000001.parquet`, `20261123-074501123.parquet` (`.csv` for CSV);
+  * CSV (dms/csv_files.py reads it back): no header unless AddColumnName, `Op` and the
+    timestamp column first, RFC 4180 quoting, NULL as CsvNullValue (empty by default),
+    an empty string as `""`, bytes as hexadecimal, DATETIME as `YYYY-MM-DD HH:MM:SS.ffffff`.
 """
 
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_MYSQL_TYPES = {
-    "tinyint": pa.int8(), "smallint": pa.int16(), "mediumint": pa.int32(), "int": pa.int32(),
-    "integer": pa.int32(), "bigint": pa.int64(), "float": pa.float32(), "double": pa.float64(),
-    "date": pa.date32(), "datetime": pa.timestamp("us", tz="UTC"), "timestamp": pa.timestamp("us", tz="UTC"),
-    "char": pa.string(), "varchar": pa.string(), "tinytext": pa.string(), "text": pa.string(),
-    "mediumtext": pa.string(), "longtext": pa.string(), "json": pa.string(), "enum": pa.string(),
-    "set": pa.string(), "binary": pa.binary(), "varbinary": pa.binary(), "tinyblob": pa.binary(),
-    "blob": pa.binary(), "mediumblob": pa.binary(), "longblob": pa.binary(), "time": pa.string(),
-    "year": pa.int32(), "bit": pa.binary(),
-}
-
-
-def arrow_type_for_mysql(column_type: str) -> pa.DataType:
-    """Arrow type DMS writes for a MySQL COLUMN_TYPE such as `decimal(18,4)` or `bigint(20) unsigned`."""
-    text = column_type.lower().strip()
-    if match := re.match(r"(decimal|numeric)\((\d+),(\d+)\)", text):
-        return pa.decimal128(int(match[2]), int(match[3]))
-    base = re.match(r"[a-z]+", text)[0]  # type: ignore[index]
-    if base == "bigint" and "unsigned" in text:
-        return pa.decimal128(20, 0)
-    if base in ("int", "integer") and "unsigned" in text:
-        return pa.int64()
-    try:
-        return _MYSQL_TYPES[base]
-    except KeyError as error:
-        raise ValueError(f"no DMS Parquet type known for MySQL type {column_type!r}") from error
+from cdc_sync.dms.mysql_types import arrow_type_for_mysql  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -63,13 +41,13 @@ def format_commit_ts(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def cdc_file_name(when: datetime) -> str:
+def cdc_file_name(when: datetime, extension: str = "parquet") -> str:
     when = when.astimezone(UTC)
-    return f"{when:%Y%m%d-%H%M%S}{when.microsecond // 1000:03d}.parquet"
+    return f"{when:%Y%m%d-%H%M%S}{when.microsecond // 1000:03d}.{extension}"
 
 
-def load_file_name(number: int) -> str:
-    return f"LOAD{number:08d}.parquet"
+def load_file_name(number: int, extension: str = "parquet") -> str:
+    return f"LOAD{number:08d}.{extension}"
 
 
 def write_change_file(
@@ -91,6 +69,44 @@ def write_change_file(
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="snappy")
     return buffer.getvalue()
+
+
+def write_change_file_csv(
+    columns: list[tuple[str, pa.DataType]], changes: list[Change], *,
+    timestamp_column: str | None, include_op: bool, header: bool = False,
+    null_value: str = "", delimiter: str = ",",
+) -> bytes:
+    """One DMS-style CSV file holding `changes` in order (endpoint settings as arguments)."""
+    names = (["Op"] if include_op else []) + ([timestamp_column] if timestamp_column else [])
+    names += [name for name, _ in columns]
+    lines = [delimiter.join(names)] if header else []
+    for change in changes:
+        fields = ([change.op] if include_op else []) + ([format_commit_ts(change.commit_ts)] if timestamp_column else [])
+        fields += [_csv_text(change.row.get(name), null_value, delimiter) for name, _ in columns]
+        lines.append(delimiter.join(fields))
+    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+def _csv_text(value, null_value: str, delimiter: str) -> str:
+    if value is None:
+        return null_value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex() or '""'  # empty bytes are not NULL
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if value.tzinfo else value.strftime(
+            "%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return mysql_time_text(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value)
+    if text == "" or text == null_value or any(c in text for c in (delimiter, '"', "\n", "\r")):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _arrow_value(value, arrow_type: pa.DataType):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.writer import Change, arrow_type_for_mysql, cdc_file_name, write_change_file
+from cdc_sync.dms.writer import Change, arrow_type_for_mysql, cdc_file_name, write_change_file, write_change_file_csv
 from cdc_sync.mysql_catalog import column_types
 from cdc_sync.reconcile.diff import Comparison
 from cdc_sync.reconcile.sides import key_token, mysql_param
@@ -30,9 +30,9 @@ def keys_to_repair(comparisons: Iterable[Comparison]) -> list[dict]:
     return list(keys.values())
 
 
-def repair_file_name(when: datetime) -> str:
+def repair_file_name(when: datetime, extension: str = "parquet") -> str:
     """A DMS CDC name for `when` with a suffix (dms.layout.REPAIR_SUFFIX): never a DMS file's name."""
-    return cdc_file_name(when).removesuffix(".parquet") + f"-repair-{secrets.token_hex(4)}.parquet"
+    return cdc_file_name(when, extension).removesuffix(f".{extension}") + f"-repair-{secrets.token_hex(4)}.{extension}"
 
 
 def emit_repair_file(pipeline: Pipeline, table: TableSpec, source_connect: Callable, s3_client,
@@ -41,9 +41,12 @@ def emit_repair_file(pipeline: Pipeline, table: TableSpec, source_connect: Calla
     if not keys:
         return None
     key_columns = list(table.primary_key)
+    csv_format = pipeline.source.file_format == "csv"
     conn = source_connect()
     try:
         columns = [(name, arrow_type_for_mysql(t)) for name, t in column_types(conn, table.schema, table.name)]
+        if csv_format and columns:  # the loaders read CSV by the declared columns, in their order
+            columns = [(name, arrow_type_for_mysql(t or "longtext")) for name, t in table.column_types]
         with conn.cursor() as cur:
             cur.execute("SET SESSION time_zone = '+00:00'")
             if not columns:
@@ -71,8 +74,14 @@ def emit_repair_file(pipeline: Pipeline, table: TableSpec, source_connect: Calla
     for key in keys:
         row = found.get(tuple(key_token(key[c]) for c in key_columns))
         changes.append(Change("U", row, commit_ts) if row is not None else Change("D", dict(key), commit_ts))
-    body = write_change_file(columns, changes, timestamp_column=table.commit_timestamp_column, include_op=True)
-    object_key = pipeline.source.table_prefix(table) + repair_file_name(commit_ts)
+    if csv_format:
+        settings = pipeline.source.csv
+        body = write_change_file_csv(columns, changes, timestamp_column=table.commit_timestamp_column, include_op=True,
+                                     header=settings.add_column_name, null_value=settings.null_value,
+                                     delimiter=settings.delimiter)
+    else:
+        body = write_change_file(columns, changes, timestamp_column=table.commit_timestamp_column, include_op=True)
+    object_key = pipeline.source.table_prefix(table) + repair_file_name(commit_ts, "csv" if csv_format else "parquet")
     s3_client.put_object(Bucket=pipeline.source.bucket, Key=object_key, Body=body)
     print(f"{table.qualified_name}: repair file s3://{pipeline.source.bucket}/{object_key} "
           f"({sum(c.op == 'U' for c in changes)} update(s), {sum(c.op == 'D' for c in changes)} delete(s))")

@@ -1,0 +1,114 @@
+"""DMS CSV output (DataFormat csv, DMS's default) into Aurora and BigQuery: the same
+states as from Parquet, whatever the endpoint's CSV settings, and bad CSV named by file
+and line or record and column, quarantined without touching what loaded."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+
+import pytest
+
+from tests.integration.harness import World, customer, expected_row
+
+pytestmark = pytest.mark.services
+UTC = dt.UTC
+
+
+@pytest.fixture
+def make_world(stack, unique_name, tmp_path):
+    worlds = []
+
+    def make(**kwargs):
+        w = World(stack, unique_name, tmp_path, aurora=True, file_format="csv", **kwargs)
+        worlds.append(w)
+        return w
+
+    yield make
+    for w in worlds:
+        w.close()
+
+
+@pytest.mark.parametrize("csv_settings", [
+    {},  # DMS defaults: no header, comma, NULL as an empty field, RFC 4180 quoting
+    {"add_column_name": True, "null_value": "\\N", "delimiter": "|"},
+])
+def test_every_type_full_load_and_cdc_match_source_in_both_targets(make_world, csv_settings):
+    world = make_world(csv_settings=csv_settings)
+    expected = world.seed(range(1, 6))
+    for n in range(3):
+        world.dms.update(world.customers, {"id": 1}, {"qty": 100 + n, "name": 'Ådel 😀 | \\N, "q"\nnext'})
+    world.dms.delete(world.customers, {"id": 2})
+    world.dms.flush(world.customers)
+    world.dms.delete(world.customers, {"id": 3})
+    world.dms.insert(world.customers, customer(3, notes="re-inserted"))
+    nulls = customer(6, qty=None, amount=None, name=None, notes=None, updated_at=None, seen_at=None,
+                     birthday=None, active=None, attrs=None)
+    world.dms.insert(world.customers, nulls)
+    world.dms.insert(world.customers, customer(7, name="", notes="NULL"))  # an empty string is not a NULL
+    world.dms.flush(world.customers)
+    world.dms.insert(world.lines, {"order_id": 1, "line_no": 1, "sku": "a,b", "price": "1.5000"})
+    world.dms.flush(world.lines)
+    expected[1].update(qty=102, name='Ådel 😀 | \\N, "q"\nnext')
+    del expected[2]
+    expected[3] = expected_row(customer(3, notes="re-inserted"))
+    expected[6] = expected_row(nulls)
+    expected[7] = expected_row(customer(7, name="", notes="NULL"))
+
+    reports = world.run_aurora()
+    assert sum(len(r.loaded) for r in reports) == 4 and not any(r.quarantined for r in reports)
+    assert world.aurora_rows() == expected
+    assert world.aurora_rows() == world.source_rows(world.customers)
+    assert world.aurora_rows("order_lines") == world.source_rows(world.lines)
+    world.run_library()
+    assert world.view_rows() == expected
+    assert world.view_rows("order_lines") == world.source_rows(world.lines)
+
+
+def test_bad_csv_files_are_quarantined_by_name_and_the_rest_loads(make_world):
+    world = make_world()
+    expected = world.seed(range(1, 4))
+    world.run_aurora()
+    world.run_library()
+    prefix = f"dms/{world.db}/customers/"
+    good = world.dms.cdc_file_body
+    # a line with one field too many, after a good line that must not be applied either
+    world.dms.update(world.customers, {"id": 1}, {"qty": 9})
+    body = good(world.customers, world.dms.tables[world.customers].pending).decode()
+    world.dms.tables[world.customers].pending = []
+    wide = body + body.rstrip("\n") + ",extra\n"
+    world.s3.put_object(Bucket=world.bucket, Key=prefix + "20261123-080000000.csv", Body=wide.encode())
+    # a value that is not a number in the qty column (record 1), gzip-compressed as DMS does with GZIP
+    not_number = body.replace(",9,", ",nine,", 1)
+    world.s3.put_object(Bucket=world.bucket, Key=prefix + "20261123-080100000.csv.gz",
+                        Body=gzip.compress(not_number.encode()))
+    # a good gzip-compressed file after them
+    world.dms.update(world.customers, {"id": 2}, {"qty": 22})
+    body2 = good(world.customers, world.dms.tables[world.customers].pending)
+    world.dms.tables[world.customers].pending = []
+    world.s3.put_object(Bucket=world.bucket, Key=prefix + "20261123-080200000.csv.gz", Body=gzip.compress(body2))
+    expected[2]["qty"] = 22
+
+    (aurora,) = world.run_aurora()
+    (bigquery,) = world.run_library()
+    for report in (aurora, bigquery):
+        assert set(report.quarantined) == {prefix + "20261123-080000000.csv", prefix + "20261123-080100000.csv.gz"}
+        assert report.quarantined[prefix + "20261123-080000000.csv"].startswith("line 3 has 13 fields, expected 12")
+        assert report.quarantined[prefix + "20261123-080100000.csv.gz"].startswith(
+            "record 1: column qty: 'nine' is not a int32")
+        assert list(report.loaded) == [prefix + "20261123-080200000.csv.gz"]
+    assert world.aurora_rows() == expected  # qty=9 of the refused files is in neither target
+    assert world.view_rows() == expected
+
+
+def test_files_that_do_not_match_the_declared_columns_are_refused_with_the_counts(make_world):
+    world = make_world()
+    world.seed(range(1, 3))
+    tables = [{"schema": world.db, "name": "customers", "primary_key": ["id"],
+               "columns": ["id bigint", "qty int", "amount decimal(18,4)"]}]  # the source has 10 columns
+    world.write_config(tables=tables)
+    (aurora,) = world.run_aurora()
+    (key, reason), = aurora.quarantined.items()
+    assert key.endswith("LOAD00000001.csv")
+    assert reason == ("line 1 has 11 fields; the table's 3 declared columns and the timestamp column cdc_commit_ts "
+                      "make 4 (or 5 with Op): the file does not match tables[].columns")

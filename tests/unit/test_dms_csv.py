@@ -1,0 +1,128 @@
+"""DMS CSV change files read into the same batches as the Parquet file of the same changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from cdc_sync.changes import ChangeFile, ChangeFileError
+from cdc_sync.config import DmsCsvSettings
+from cdc_sync.dms.csv_files import DmsCsvLayout
+from cdc_sync.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.dms.writer import Change, write_change_file, write_change_file_csv
+
+UTC = dt.UTC
+LOADED_AT = dt.datetime(2026, 11, 23, tzinfo=UTC)
+MYSQL_COLUMNS = [
+    ("id", "bigint(20)"), ("qty", "int(11)"), ("amount", "decimal(18,4)"), ("name", "varchar(100)"),
+    ("updated_at", "datetime(6)"), ("birthday", "date"), ("active", "tinyint(1)"), ("ratio", "double"),
+    ("blob", "varbinary(16)"), ("at", "time"), ("big", "bigint(20) unsigned"),
+]
+COLUMNS = [(name, arrow_type_for_mysql(kind)) for name, kind in MYSQL_COLUMNS]
+T0 = dt.datetime(2026, 11, 23, 7, 0, 0, 123456, tzinfo=UTC)
+
+
+def _row(id_, **overrides):
+    row = {
+        "id": id_, "qty": -id_, "amount": Decimal("12345678901234.5678"), "name": 'a, "quoted"\nline 🚀',
+        "updated_at": dt.datetime(2026, 1, 2, 3, 4, 5, 6), "birthday": dt.date(1000, 1, 1), "active": 1,
+        "ratio": 0.1 + 0.2, "blob": b"\x00\xff,\n\"", "at": dt.timedelta(hours=-838, minutes=-59, seconds=-59),
+        "big": Decimal(2**64 - 1),
+    }
+    row.update(overrides)
+    return row
+
+
+CHANGES = [
+    Change("I", _row(1), T0),
+    Change("U", _row(1, name="", qty=None, blob=None, amount=None, updated_at=None), T0 + dt.timedelta(seconds=1)),
+    Change("D", _row(2, name=None, birthday=None), T0 + dt.timedelta(seconds=2)),
+    Change("I", _row(3, name="NULL", active=0, blob=b""), T0 + dt.timedelta(seconds=3)),
+]
+
+
+def _read(path, key, layout, phase=1):
+    f = ChangeFile(key=key, path=str(path), phase=phase, commit_timestamp_column="ts", primary_key=("id",),
+                   csv=layout)
+    schema = f.data_schema()
+    return schema, pa.Table.from_batches(list(f.changes(LOADED_AT)), schema=None).to_pylist()
+
+
+def _strip_source(rows):
+    return [{k: v for k, v in r.items() if k not in ("_cdc_source_key", "_cdc_position")} for r in rows]
+
+
+@pytest.mark.parametrize("settings", [
+    DmsCsvSettings(),
+    DmsCsvSettings(add_column_name=True),
+    DmsCsvSettings(null_value="\\N", delimiter="|"),
+])
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_csv_reads_as_the_parquet_file_of_the_same_changes(tmp_path, settings, gzipped):
+    body = write_change_file_csv(COLUMNS, CHANGES, timestamp_column="ts", include_op=True,
+                                 header=settings.add_column_name, null_value=settings.null_value,
+                                 delimiter=settings.delimiter)
+    csv_path = tmp_path / "cdc.csv"
+    csv_path.write_bytes(gzip.compress(body) if gzipped else body)
+    parquet_path = tmp_path / "cdc.parquet"
+    parquet_path.write_bytes(write_change_file(COLUMNS, CHANGES, timestamp_column="ts", include_op=True))
+
+    layout = DmsCsvLayout(settings, tuple(COLUMNS), "ts")
+    csv_schema, csv_rows = _read(csv_path, "dms/s/t/20261123-070000000.csv", layout)
+    parquet_schema, parquet_rows = _read(parquet_path, "dms/s/t/20261123-070000000.csv", None)
+    assert [(f.name, f.type) for f in csv_schema] == [(f.name, f.type) for f in parquet_schema]
+    assert csv_rows == parquet_rows
+    assert csv_rows[1]["name"] == "" and csv_rows[2]["name"] is None and csv_rows[3]["name"] == "NULL"
+    assert csv_rows[0]["blob"] == b"\x00\xff,\n\"" and csv_rows[0]["big"] == Decimal(2**64 - 1)
+    assert csv_rows[1]["blob"] is None and csv_rows[3]["blob"] == b""
+    assert [r["_cdc_op"] for r in csv_rows] == ["I", "U", "D", "I"]
+
+
+def test_full_load_without_op_and_with_op_are_both_read(tmp_path):
+    layout = DmsCsvLayout(DmsCsvSettings(), tuple(COLUMNS), "ts")
+    for include_op in (False, True):
+        path = tmp_path / f"LOAD{include_op}.csv"
+        path.write_bytes(write_change_file_csv(COLUMNS, [Change("I", _row(7), T0)], timestamp_column="ts",
+                                               include_op=include_op))
+        _, rows = _read(path, "dms/s/t/LOAD00000001.csv", layout, phase=0)
+        assert [(r["id"], r["_cdc_op"], r["_cdc_commit_ts"]) for r in rows] == [(7, "I", T0)]
+
+
+def test_header_in_another_order_and_true_false_booleans(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("Op,ts,name,id,active\nI,2026-11-23 07:00:00.000001,x,5,true\nU,2026-11-23 07:00:00.000002,y,5,false\n")
+    columns = (("id", pa.int64()), ("name", pa.string()), ("active", pa.int8()))
+    _, rows = _read(path, "k.csv", DmsCsvLayout(DmsCsvSettings(add_column_name=True), columns, "ts"))
+    assert [(r["id"], r["name"], r["active"]) for r in rows] == [(5, "x", 1), (5, "y", 0)]
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("I,2026-11-23 07:00:00,1,x\nI,2026-11-23 07:00:00,2,y,extra\n",
+     r"k\.csv: line 2 has 5 fields, expected 4"),
+    ("I,2026-11-23 07:00:00\n", r"k\.csv: line 1 has 2 fields; the table's 2 declared columns and the timestamp "
+                                 r"column ts make 3 \(or 4 with Op\)"),
+    # one field short of Op + timestamp + columns reads as a file without Op: the shift is named
+    ("I,2026-11-23 07:00:00,1\n", r"k\.csv: record 1: column id: '2026-11-23 07:00:00' is not a int64"),
+    ("I,2026-11-23 07:00:00,1,x\nI,2026-11-23 07:00:00,abc,y\n",
+     r"k\.csv: record 2: column id: 'abc' is not a int64"),
+    ("X,2026-11-23 07:00:00,1,x\n", r"k\.csv: column Op has 'X' in row 0"),
+    ("I,yesterday,1,x\n", r"k\.csv: commit timestamp column ts has a value that is not a timestamp"),
+])
+def test_bad_csv_is_named_by_file_and_line_or_record_and_column(tmp_path, body, message):
+    path = tmp_path / "k.csv"
+    path.write_text(body)
+    layout = DmsCsvLayout(DmsCsvSettings(), (("id", pa.int64()), ("name", pa.string())), "ts")
+    with pytest.raises(ChangeFileError, match=message):
+        _read(path, "k.csv", layout)
+
+
+def test_header_naming_an_undeclared_column_is_refused(tmp_path):
+    path = tmp_path / "k.csv"
+    path.write_text("Op,ts,id,name,surprise\nI,2026-11-23 07:00:00,1,x,y\n")
+    layout = DmsCsvLayout(DmsCsvSettings(add_column_name=True), (("id", pa.int64()), ("name", pa.string())), "ts")
+    with pytest.raises(ChangeFileError, match="header names column.s. surprise that tables.+columns does not declare"):
+        _read(path, "k.csv", layout)
