@@ -126,3 +126,11 @@ def test_header_naming_an_undeclared_column_is_refused(tmp_path):
     layout = DmsCsvLayout(DmsCsvSettings(add_column_name=True), (("id", pa.int64()), ("name", pa.string())), "ts")
     with pytest.raises(ChangeFileError, match="header names column.s. surprise that tables.+columns does not declare"):
         _read(path, "k.csv", layout)
+
+
+def test_mysql_zero_dates_read_as_null(tmp_path):
+    path = tmp_path / "z.csv"
+    path.write_text("I,2026-11-23 07:00:00,1,0000-00-00,0000-00-00 00:00:00\nI,2026-11-23 07:00:00,2,2026-02-28,\n")
+    columns = (("id", pa.int64()), ("day", pa.date32()), ("at", pa.timestamp("us", tz="UTC")))
+    _, rows = _read(path, "z.csv", DmsCsvLayout(DmsCsvSettings(), columns, "ts"))
+    assert [(r["day"], r["at"]) for r in rows] == [(None, None), (dt.date(2026, 2, 28), None)]

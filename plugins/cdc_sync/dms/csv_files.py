@@ -209,6 +209,9 @@ def _convert(text: pa.Array, target: pa.Field, first_record: int) -> pa.Array:
         # MySQL BOOLEAN is TINYINT(1); accept true/false as well as 1/0
         lowered = pc.utf8_lower(text)
         text = pc.if_else(pc.equal(lowered, "true"), "1", pc.if_else(pc.equal(lowered, "false"), "0", text))
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        # MySQL's zero date has no Arrow/BigQuery value: NULL, as in DMS's Parquet output
+        text = pc.if_else(pc.starts_with(text, "0000-00-00"), pa.scalar(None, pa.string()), text)
     try:
         if pa.types.is_timestamp(kind) and kind.tz is not None:
             # DMS writes DATETIME/TIMESTAMP as UTC wall time without an offset
