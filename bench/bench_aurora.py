@@ -2,7 +2,8 @@
 
   floor        raw LOAD DATA LOCAL INFILE of the same rows (CSV) into a bare table
   merge        the pipeline's merge load of the DMS Parquet file (download from moto,
-               CSV chunks, LOAD DATA into staging, position-guarded upsert, ledger)
+               CSV chunks, LOAD DATA into staging, position-guarded upsert, ledger); the
+               first load also from a DMS CSV file of the same rows
   append       the pipeline's append load of a Firehose object holding the same rows
                (ledger row + LOAD DATA into the table, one transaction)
   executemany  pymysql executemany INSERTs, 1,000 rows a batch (on 200,000 rows); and, for
@@ -134,6 +135,27 @@ def main() -> None:
             cur.execute(f"CREATE TABLE `{DB}`.appended LIKE `{DB}`.bare")
         upsert_many, update_many = _executemany_upserts(stack, data)
 
+        # the same first load from a DMS CSV file (DataFormat csv): the worker parses and types the text
+        csv_key = "dms/shop/customers_csv/20261123-070000000.csv"
+        dms_csv = tmpdir / "changes.csv"
+        pacsv.write_csv(change_file, dms_csv, write_options=pacsv.WriteOptions(include_header=False,
+                                                                                quoting_style="needed"))
+        config.write_text(yaml.safe_dump({"pipelines": [{
+            "name": "bench_csv", "source": {"kind": "dms", "bucket": "bench-aurora", "prefix": "dms",
+                                            "file_format": "csv"},
+            "tables": [{"schema": "shop", "name": "customers_csv", "primary_key": ["id"],
+                        "commit_timestamp_column": "cdc_commit_ts",
+                        "columns": ["id bigint", "qty int", "amount decimal(18,4)", "name varchar(100)"]}],
+            "targets": {"aurora": {"database": DB, "method": "local_infile"}},
+        }]}))
+        csv_batch = _land(s3, dms_csv, csv_key, "shop.customers_csv")
+        began = time.perf_counter()
+        report = to_aurora.load_batch(
+            load_pipelines(config)[0], csv_batch, s3,
+            lambda: stack.mariadb.connect(local_infile=True, autocommit=False), workdir=tmpdir)
+        merge_csv = ROWS / (time.perf_counter() - began)
+        assert report.loaded == {csv_key: ROWS}, report
+
         # the pipeline's append load of a Firehose object with the same rows (CSV lines)
         fh_key = "processed/2026/11/23/07/web-1-2026-11-23-07-00-00-0f0e3c9a"
         config.write_text(yaml.safe_dump({"pipelines": [{
@@ -161,6 +183,8 @@ def main() -> None:
           f"{merge / many:.1f}x executemany (end to end)")
     print(f"         in the database          : {merge_db:10,.0f} rows/s  = {merge_db / floor:.2f}x floor "
           "(LOAD DATA + ledger; without download and Parquet→CSV)")
+    print(f"merge  first load from DMS CSV    : {merge_csv:10,.0f} rows/s  = {merge_csv / floor:.2f}x floor "
+          "(end to end; the same rows as DMS CSV text)")
     print(f"merge  updates of existing keys   : {upsert:10,.0f} rows/s  = {upsert / floor:.2f}x floor, "
           f"{upsert / many:.1f}x executemany (end to end)")
     print(f"         in the database          : {upsert_db:10,.0f} rows/s  = {upsert_db / floor:.2f}x floor "
