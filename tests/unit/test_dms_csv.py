@@ -109,7 +109,9 @@ def test_header_in_another_order_and_true_false_booleans(tmp_path):
     ("I,2026-11-23 07:00:00,1\n", r"k\.csv: record 1: column id: '2026-11-23 07:00:00' is not a int64"),
     ("I,2026-11-23 07:00:00,1,x\nI,2026-11-23 07:00:00,abc,y\n",
      r"k\.csv: record 2: column id: 'abc' is not a int64"),
-    ("X,2026-11-23 07:00:00,1,x\n", r"k\.csv: column Op has 'X' in row 0"),
+    ("X,2026-11-23 07:00:00,1,x\n", r"k\.csv: line 1 has one field more than the declared columns, but its "
+                                   r"first field 'X' is not an Op \(I, U or D\)$"),
+    ("I,2026-11-23 07:00:00,1,x\nX,2026-11-23 07:00:00,2,y\n", r"k\.csv: column Op has 'X' in row 1"),
     ("I,yesterday,1,x\n", r"k\.csv: commit timestamp column ts has a value that is not a timestamp"),
 ])
 def test_bad_csv_is_named_by_file_and_line_or_record_and_column(tmp_path, body, message):
@@ -134,3 +136,21 @@ def test_mysql_zero_dates_read_as_null(tmp_path):
     columns = (("id", pa.int64()), ("day", pa.date32()), ("at", pa.timestamp("us", tz="UTC")))
     _, rows = _read(path, "z.csv", DmsCsvLayout(DmsCsvSettings(), columns, "ts"))
     assert [(r["day"], r["at"]) for r in rows] == [(None, None), (dt.date(2026, 2, 28), None)]
+
+
+def test_a_header_is_recognised_even_when_the_settings_say_there_is_none(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("Op,ts,id,name\nD,2026-11-23 07:00:00.000001,5,x\n")
+    columns = (("id", pa.int64()), ("name", pa.string()))
+    _, rows = _read(path, "k.csv", DmsCsvLayout(DmsCsvSettings(), columns, "ts"))
+    assert [(r["_cdc_op"], r["id"], r["name"]) for r in rows] == [("D", 5, "x")]
+
+
+def test_a_timestamp_column_the_pipeline_does_not_name_is_explained(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("2026-11-23 07:00:00.000001,5,x\n")  # a full-load line: TimestampColumnName, no Op
+    layout = DmsCsvLayout(DmsCsvSettings(), (("id", pa.int64()), ("name", pa.string())), None)
+    with pytest.raises(ChangeFileError, match=r"first field '2026-11-23 07:00:00.000001' is not an Op .* "
+                                              r"name that column in commit_timestamp_column"):
+        ChangeFile(key="k.csv", path=str(path), phase=0, commit_timestamp_column=None, primary_key=("id",),
+                   csv=layout).data_schema()

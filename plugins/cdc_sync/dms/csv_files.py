@@ -38,6 +38,7 @@ from cdc_sync.config import DmsCsvSettings, LandingSource, TableSpec
 from cdc_sync.dms.mysql_types import arrow_type_for_mysql
 
 OP_COLUMN = "Op"
+_OPS = ("I", "U", "D")
 _GZIP_MAGIC = b"\x1f\x8b"
 _BLOCK_BYTES = 1 << 20  # pyarrow reads (and converts) the file one block at a time
 
@@ -70,6 +71,7 @@ class DmsCsvFile:
         self.path = path
         self.layout = layout
         self._names: list[str] | None = None
+        self._header = False  # the first line names the columns
 
     # ------------------------------------------------------------------ layout
     def _compression(self) -> str | None:
@@ -104,9 +106,15 @@ class DmsCsvFile:
         first = self._first_record()
         if first is None:  # an empty file: nothing to read, no Op to find
             self._names = stamp + data
-        elif layout.settings.add_column_name:
+        elif layout.settings.add_column_name or self._is_header(first, data):
+            self._header = True
             self._names = self._names_from_header(first, data, stamp)
         elif len(first) == len(stamp) + len(data) + 1:
+            if first[0] not in _OPS:
+                hint = ("" if stamp else "; if the endpoint sets TimestampColumnName, name that column in "
+                        "commit_timestamp_column")
+                raise CsvFileError(f"line 1 has one field more than the declared columns, but its first field "
+                                   f"{first[0][:40]!r} is not an Op (I, U or D){hint}")
             self._names = [OP_COLUMN] + stamp + data
         elif len(first) == len(stamp) + len(data):
             self._names = stamp + data
@@ -118,6 +126,13 @@ class DmsCsvFile:
                 + f" make {expected} (or {expected + 1} with Op): the file does not match tables[].columns"
             )
         return self._names
+
+    @staticmethod
+    def _is_header(first: list[str], data: list[str]) -> bool:
+        """A header line although the settings say AddColumnName is off: every declared
+        column named in it (no data row of DMS's reads like that)."""
+        names = {f.strip().lower() for f in first}
+        return all(d.lower() in names for d in data)
 
     def _names_from_header(self, header: list[str], data: list[str], stamp: list[str]) -> list[str]:
         names = [h.strip() for h in header]
@@ -155,7 +170,7 @@ class DmsCsvFile:
             # open_csv reads the first block already: a bad row there fails here
             reader = pacsv.open_csv(
                 pa.input_stream(self.path, compression=self._compression()),
-                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if settings.add_column_name else 0,
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if self._header else 0,
                                                block_size=_BLOCK_BYTES),
                 parse_options=pacsv.ParseOptions(
                     delimiter=settings.delimiter, quote_char='"' if settings.rfc4180 else False,
@@ -188,7 +203,7 @@ class DmsCsvFile:
             reader = self._csv_reader(fh)
             start = 1
             for fields in reader:
-                header = self.layout.settings.add_column_name and start == 1
+                header = self._header and start == 1
                 if len(fields) != expected_fields and not header:
                     return start
                 start = reader.line_num + 1
