@@ -137,8 +137,10 @@ def _dataset_exists(world) -> bool:
 
 
 
-def test_dag_feeds_bigquery_and_aurora_from_the_same_files(stack, airflow_db, unique_name, tmp_path, monkeypatch):
-    w = World(stack, unique_name, tmp_path, aurora=True)
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_dag_feeds_bigquery_and_aurora_from_the_same_files(stack, airflow_db, unique_name, tmp_path, monkeypatch,
+                                                           file_format):
+    w = World(stack, unique_name, tmp_path, aurora=True, file_format=file_format)
     try:
         monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.target_db))
         w.seed(range(1, 4))

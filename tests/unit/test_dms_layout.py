@@ -69,3 +69,19 @@ def test_watermark_advances_per_cursor():
     assert mark == Watermark(cdc_after=PREFIX + "20261123-074501123.parquet", load_after=PREFIX + "LOAD00000002.parquet")
     # never moves back
     assert mark.advanced(PREFIX, [PREFIX + "20261101-000000000.parquet"]) == mark
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [
+        ("dms/shop/orders/LOAD00000001.csv", FileKind.FULL_LOAD),
+        ("dms/shop/orders/LOAD0000000F.csv.gz", FileKind.FULL_LOAD),
+        ("dms/shop/orders/20261123-074501123.csv", FileKind.CDC),
+        ("dms/shop/orders/2026/11/23/20261123-074501123.csv.gz", FileKind.CDC),
+        ("dms/shop/orders/20261123-074501123-repair-0a1b2c3d.csv", FileKind.CDC),
+        ("dms/shop/orders/20261123-074501123.parquet", None),
+        ("dms/shop/orders/20261123-074501123.csv.tmp", None),
+    ],
+)
+def test_classify_csv(key, kind):
+    assert classify(key, PREFIX, "csv") == kind
