@@ -154,3 +154,16 @@ def test_a_timestamp_column_the_pipeline_does_not_name_is_explained(tmp_path):
                                               r"name that column in commit_timestamp_column"):
         ChangeFile(key="k.csv", path=str(path), phase=0, commit_timestamp_column=None, primary_key=("id",),
                    csv=layout).data_schema()
+
+
+def test_null_spelled_as_the_word_null_in_columns_that_are_not_text(tmp_path):
+    """DMS documents CsvNullValue's default as "NULL": in a number, date or bytes column the
+    word can only mean NULL; in a text column it is NULL only when null_value says so."""
+    path = tmp_path / "n.csv"
+    path.write_text("I,2026-11-23 07:00:00,1,NULL,NULL,NULL,NULL\n")
+    columns = (("id", pa.int64()), ("qty", pa.int32()), ("day", pa.date32()), ("raw", pa.binary()),
+               ("name", pa.string()))
+    _, rows = _read(path, "n.csv", DmsCsvLayout(DmsCsvSettings(), columns, "ts"))
+    assert [(r["qty"], r["day"], r["raw"], r["name"]) for r in rows] == [(None, None, None, "NULL")]
+    _, rows = _read(path, "n.csv", DmsCsvLayout(DmsCsvSettings(null_value="NULL"), columns, "ts"))
+    assert rows[0]["name"] is None

@@ -216,6 +216,8 @@ def _convert(text: pa.Array, target: pa.Field, first_record: int) -> pa.Array:
     kind = target.type
     if pa.types.is_string(kind):
         return text
+    # the word NULL is never a number, date or hex bytes: NULL, whatever CsvNullValue says
+    text = pc.if_else(pc.equal(text, "NULL"), pa.scalar(None, pa.string()), text)
     if pa.types.is_binary(kind):  # `""` is empty bytes; NULL is CsvNullValue, as for text
         return _from_hex(text, target, first_record)
     # for a number or a date an empty field can only mean NULL, whatever CsvNullValue is
