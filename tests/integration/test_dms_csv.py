@@ -112,3 +112,28 @@ def test_files_that_do_not_match_the_declared_columns_are_refused_with_the_count
     assert key.endswith("LOAD00000001.csv")
     assert reason == ("line 1 has 11 fields; the table's 3 declared columns and the timestamp column cdc_commit_ts "
                       "make 4 (or 5 with Op): the file does not match tables[].columns")
+
+
+def test_declare_columns_prints_entries_a_csv_pipeline_accepts(make_world, stack, monkeypatch, capsys):
+    import yaml
+
+    from cdc_sync.config import parse_pipelines
+    from cdc_sync.dms import declare_columns
+
+    world = make_world()
+    monkeypatch.setenv("AIRFLOW_CONN_CDC_SOURCE", stack.mariadb.airflow_conn(world.db))
+    code = declare_columns.main(["--conn", "cdc_source", world.customers, world.lines, f"{world.db}.nope"])
+    out, err = capsys.readouterr()
+    assert code == 1 and f"{world.db}.nope: no such table" in err
+    entries = yaml.safe_load(out[out.index("- schema:"):])  # Airflow's test logging may print before it
+    assert [(e["name"], e["primary_key"]) for e in entries] == [("customers", ["id"]),
+                                                               ("order_lines", ["order_id", "line_no"])]
+    source = world.dms.tables[world.customers].mysql_types
+    assert entries[0]["columns"] == [f"{name} {kind}" for name, kind in source]
+    # what it prints is a valid table list for a DMS CSV pipeline, and loads like the harness's own
+    world.write_config(tables=[dict(e, commit_timestamp_column="cdc_commit_ts") for e in entries])
+    (pipeline,) = parse_pipelines(yaml.safe_load(world.config_path.read_text()))
+    assert pipeline.tables[1].column_names == ("order_id", "line_no", "sku", "price")
+    world.seed(range(1, 3))
+    world.run_aurora()
+    assert world.aurora_rows() == world.source_rows(world.customers)
