@@ -167,3 +167,23 @@ def test_null_spelled_as_the_word_null_in_columns_that_are_not_text(tmp_path):
     assert [(r["qty"], r["day"], r["raw"], r["name"]) for r in rows] == [(None, None, None, "NULL")]
     _, rows = _read(path, "n.csv", DmsCsvLayout(DmsCsvSettings(null_value="NULL"), columns, "ts"))
     assert rows[0]["name"] is None
+
+
+def test_records_longer_than_a_read_block_are_read_with_larger_blocks(tmp_path, monkeypatch):
+    """A LOB of several MiB (DMS's full LOB mode) does not fit pyarrow's block: the file is read
+    again with larger blocks from the first record not yet given out; nothing twice, nothing lost."""
+    from cdc_sync.dms import csv_files
+
+    monkeypatch.setattr(csv_files, "_BLOCK_BYTES", (1 << 16, 1 << 22))
+    big = "x" * (3 << 20)
+    lines = [f"I,2026-11-23 07:00:00,{i},v{i}" for i in range(5000)]  # several 64 KiB blocks first
+    lines.insert(4000, f'I,2026-11-23 07:00:00,99999,"{big}"')
+    path = tmp_path / "lob.csv"
+    path.write_text("\n".join(lines) + "\n")
+    layout = DmsCsvLayout(DmsCsvSettings(), (("id", pa.int64()), ("name", pa.string())), "ts")
+    _, rows = _read(path, "lob.csv", layout)
+    assert [r["id"] for r in rows] == [*range(4000), 99999, *range(4000, 5000)]
+    assert len(rows[4000]["name"]) == 3 << 20 and [r["_cdc_row"] for r in rows] == list(range(5001))
+    monkeypatch.setattr(csv_files, "_BLOCK_BYTES", (1 << 16,))
+    with pytest.raises(ChangeFileError, match=r"lob\.csv: a record after record \d+ is longer than 0 MiB"):
+        _read(path, "lob.csv", layout)

@@ -40,11 +40,17 @@ from cdc_sync.dms.mysql_types import arrow_type_for_mysql
 OP_COLUMN = "Op"
 _OPS = ("I", "U", "D")
 _GZIP_MAGIC = b"\x1f\x8b"
-_BLOCK_BYTES = 1 << 20  # pyarrow reads (and converts) the file one block at a time
+# pyarrow reads (and converts) the file one block at a time; a record must fit in one block,
+# so a file with longer records (LOBs in DMS's full LOB mode) is read again with larger blocks
+_BLOCK_BYTES = (4 << 20, 64 << 20, 1 << 30)
 
 
 class CsvFileError(ValueError):
     """The file cannot be read as the declared DMS CSV; the message says where and why."""
+
+
+class _RecordLongerThanBlock(Exception):
+    """pyarrow met a record that does not fit in one block."""
 
 
 @dataclass(frozen=True)
@@ -154,11 +160,23 @@ class DmsCsvFile:
 
     # --------------------------------------------------------------- reading
     def batches(self) -> Iterator[pa.RecordBatch]:
+        if self._first_record() is None:
+            return
+        emitted = 0
+        for block_bytes in _BLOCK_BYTES:
+            try:
+                for batch in self._read(block_bytes, skip=emitted):
+                    yield batch
+                    emitted += batch.num_rows
+                return
+            except _RecordLongerThanBlock:
+                continue  # read again with larger blocks, from the first record not yet given out
+        raise CsvFileError(f"a record after record {emitted} is longer than {_BLOCK_BYTES[-1] >> 20} MiB")
+
+    def _read(self, block_bytes: int, skip: int) -> Iterator[pa.RecordBatch]:
         names = self.field_names()
         settings = self.layout.settings
         schema = self.schema()
-        if self._first_record() is None:
-            return
         bad_rows: list = []
 
         def refuse(row) -> str:
@@ -171,7 +189,7 @@ class DmsCsvFile:
             reader = pacsv.open_csv(
                 pa.input_stream(self.path, compression=self._compression()),
                 read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if self._header else 0,
-                                               block_size=_BLOCK_BYTES),
+                                               block_size=block_bytes),
                 parse_options=pacsv.ParseOptions(
                     delimiter=settings.delimiter, quote_char='"' if settings.rfc4180 else False,
                     double_quote=True, newlines_in_values=settings.rfc4180, invalid_row_handler=refuse,
@@ -182,12 +200,17 @@ class DmsCsvFile:
                 ),
             )
             for batch in reader:
-                yield pa.RecordBatch.from_arrays(
-                    [_convert(batch.column(i), schema.field(i), record) for i in range(len(names))],
-                    schema=schema,
-                )
+                if record + batch.num_rows > skip:
+                    if record < skip:  # a retry: the start of this batch was given out already
+                        batch, record = batch.slice(skip - record), skip
+                    yield pa.RecordBatch.from_arrays(
+                        [_convert(batch.column(i), schema.field(i), record) for i in range(len(names))],
+                        schema=schema,
+                    )
                 record += batch.num_rows
         except pa.ArrowInvalid as error:
+            if "straddl" in str(error):
+                raise _RecordLongerThanBlock() from error
             if bad_rows:
                 row = bad_rows[0]
                 line = row.number if row.number is not None else self._line_of_bad_record(len(names))
