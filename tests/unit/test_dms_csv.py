@@ -187,3 +187,28 @@ def test_records_longer_than_a_read_block_are_read_with_larger_blocks(tmp_path, 
     monkeypatch.setattr(csv_files, "_BLOCK_BYTES", (1 << 16,))
     with pytest.raises(ChangeFileError, match=r"lob\.csv: a record after record \d+ is longer than 0 MiB"):
         _read(path, "lob.csv", layout)
+
+
+@pytest.mark.parametrize("settings", [DmsCsvSettings(), DmsCsvSettings(null_value="\\N", delimiter="|"),
+                                      DmsCsvSettings(null_value="NULL", delimiter="\t")])
+def test_hostile_text_survives_the_round_trip(tmp_path, settings):
+    """2,000 values drawn from the characters that break CSV (delimiters, quotes, CR/LF, backslash,
+    NUL, the null markers' letters), plus NULLs and empty strings: read back exactly."""
+    import random
+
+    rng = random.Random(20261123)
+    alphabet = [",", "|", "\t", '"', "\n", "\r", "\\", "\x00", "N", "U", "L", "n", " ", "é", "😀", "a"]
+    values = []
+    for _ in range(2000):
+        roll = rng.random()
+        value = None if roll < 0.05 else "" if roll < 0.1 else "".join(rng.choices(alphabet, k=rng.randint(1, 12)))
+        if value == settings.null_value:
+            value += "x"  # the null marker itself is NULL by definition
+        values.append(value)
+    columns = [("id", pa.int64()), ("text", pa.string())]
+    changes = [Change("I", {"id": i, "text": v}, T0) for i, v in enumerate(values)]
+    path = tmp_path / "hostile.csv"
+    path.write_bytes(write_change_file_csv(columns, changes, timestamp_column="ts", include_op=True,
+                                           null_value=settings.null_value, delimiter=settings.delimiter))
+    _, rows = _read(path, "hostile.csv", DmsCsvLayout(settings, tuple(columns), "ts"))
+    assert [r["text"] for r in rows] == values
