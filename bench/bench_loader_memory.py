@@ -1,4 +1,5 @@
-"""Loader memory: peak RSS of loading a 10 MB and a 1 GB DMS change file into BigQuery.
+"""Loader memory: peak RSS of loading a 10 MB and a 1 GB DMS change file into BigQuery,
+as Parquet and as DMS CSV.
 
 Each load runs in a fresh process (download from moto → rewrite row group by row group →
 one load job to the BigQuery emulator); the process's peak RSS is read from
@@ -22,37 +23,67 @@ sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+import pyarrow.csv as pacsv  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 ROWS_PER_GROUP = 100_000
 SIZES = {"10 MB": 10 * 1024**2, "1 GB": 1024**3}
 
 
-def write_change_file(path: Path, target_bytes: int) -> int:
-    """A DMS-style CDC file of about `target_bytes` (random, poorly compressible text)."""
+SCHEMA = pa.schema([
+    ("Op", pa.string()), ("cdc_commit_ts", pa.string()), ("id", pa.int64()), ("qty", pa.int32()),
+    ("amount", pa.decimal128(18, 4)), ("name", pa.string()), ("notes", pa.string()),
+    ("updated_at", pa.timestamp("us", tz="UTC")),
+])
+CSV_COLUMNS = ["id bigint", "qty int", "amount decimal(18,4)", "name varchar(64)", "notes text",
+               "updated_at datetime(6)"]
+
+
+def _change_batches():
+    """DMS-style CDC rows, ROWS_PER_GROUP at a time, forever (random, poorly compressible text)."""
     rng = np.random.default_rng(7)
-    schema = pa.schema([
-        ("Op", pa.string()), ("cdc_commit_ts", pa.string()), ("id", pa.int64()), ("qty", pa.int32()),
-        ("amount", pa.decimal128(18, 4)), ("name", pa.string()), ("notes", pa.string()),
-        ("updated_at", pa.timestamp("us", tz="UTC")),
-    ])
     rows = 0
-    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
-        while not path.exists() or path.stat().st_size < target_bytes:
-            n = ROWS_PER_GROUP
-            ids = np.arange(rows, rows + n, dtype=np.int64)
-            text = rng.integers(0, 2**63, size=(n, 4), dtype=np.int64)
-            batch = pa.record_batch([
-                pa.array(np.where(ids % 7 == 0, "D", np.where(ids % 3 == 0, "I", "U"))),
-                pa.array([f"2026-11-23 07:{(i // 60000) % 60:02d}:{(i // 1000) % 60:02d}.{i % 1000:03d}000" for i in ids]),
-                pa.array(ids % 1_000_000), pa.array((ids % 1000).astype(np.int32)),
-                pa.array([None] * n, pa.decimal128(18, 4)),
-                pa.array([f"name-{a:x}" for a in text[:, 0]]),
-                pa.array([f"{a:x}-{b:x}-{c:x}" for a, b, c in text[:, 1:]]),
-                pa.array(np.full(n, 1_763_881_200_000_000, dtype=np.int64)).cast(pa.timestamp("us", tz="UTC")),
-            ], schema=schema)
+    while True:
+        n = ROWS_PER_GROUP
+        ids = np.arange(rows, rows + n, dtype=np.int64)
+        text = rng.integers(0, 2**63, size=(n, 4), dtype=np.int64)
+        yield pa.record_batch([
+            pa.array(np.where(ids % 7 == 0, "D", np.where(ids % 3 == 0, "I", "U"))),
+            pa.array([f"2026-11-23 07:{(i // 60000) % 60:02d}:{(i // 1000) % 60:02d}.{i % 1000:03d}000" for i in ids]),
+            pa.array(ids % 1_000_000), pa.array((ids % 1000).astype(np.int32)),
+            pa.array([None] * n, pa.decimal128(18, 4)),
+            pa.array([f"name-{a:x}" for a in text[:, 0]]),
+            pa.array([f"{a:x}-{b:x}-{c:x}" for a, b, c in text[:, 1:]]),
+            pa.array(np.full(n, 1_763_881_200_000_000, dtype=np.int64)).cast(pa.timestamp("us", tz="UTC")),
+        ], schema=SCHEMA)
+        rows += n
+
+
+def write_change_file(path: Path, target_bytes: int) -> int:
+    """A DMS-style Parquet CDC file of about `target_bytes`; returns its rows."""
+    rows = 0
+    with pq.ParquetWriter(path, SCHEMA, compression="snappy") as writer:
+        for batch in _change_batches():
+            if path.exists() and path.stat().st_size >= target_bytes:
+                break
             writer.write_batch(batch, row_group_size=ROWS_PER_GROUP)
-            rows += n
+            rows += batch.num_rows
+    return rows
+
+
+def write_change_file_csv(path: Path, target_bytes: int) -> int:
+    """The same rows as DMS writes them in CSV (no header, DATETIME as text without a zone)."""
+    rows = 0
+    with path.open("wb") as out:
+        for batch in _change_batches():
+            if out.tell() >= target_bytes:
+                break
+            updated = pc.cast(batch.column("updated_at").cast(pa.timestamp("us")), pa.string())
+            batch = batch.set_column(SCHEMA.get_field_index("updated_at"), "updated_at", updated)
+            pacsv.write_csv(batch, out, write_options=pacsv.WriteOptions(include_header=False,
+                                                                          quoting_style="needed"))
+            rows += batch.num_rows
     return rows
 
 
@@ -84,18 +115,20 @@ def main() -> None:
         s3 = stack.boto3_client("s3")
         s3.create_bucket(Bucket="bench-memory")
         results = {}
-        for label, size in SIZES.items():
-            table = "t" + label.replace(" ", "").lower()
+        for (label, size), file_format in [(item, f) for f in ("parquet", "csv") for item in SIZES.items()]:
+            table = "t" + label.replace(" ", "").lower() + f"_{file_format}"
             config = tmpdir / f"{table}.yaml"
             config.write_text(yaml.safe_dump({"pipelines": [{
-                "name": "bench", "source": {"kind": "dms", "bucket": "bench-memory", "prefix": "dms"},
+                "name": "bench", "source": {"kind": "dms", "bucket": "bench-memory", "prefix": "dms",
+                                            "file_format": file_format},
                 "tables": [{"schema": "shop", "name": table, "primary_key": ["id"],
-                            "commit_timestamp_column": "cdc_commit_ts"}],
+                            "commit_timestamp_column": "cdc_commit_ts",
+                            **({"columns": CSV_COLUMNS} if file_format == "csv" else {})}],
                 "targets": {"bigquery": {"project": "local", "dataset": "bench"}},
             }]}))
-            path = tmpdir / f"{table}.parquet"
-            rows = write_change_file(path, size)
-            key = f"dms/shop/{table}/{dt.datetime(2026, 11, 23, 7):%Y%m%d-%H%M%S}000.parquet"
+            path = tmpdir / f"{table}.{file_format}"
+            rows = (write_change_file if file_format == "parquet" else write_change_file_csv)(path, size)
+            key = f"dms/shop/{table}/{dt.datetime(2026, 11, 23, 7):%Y%m%d-%H%M%S}000.{file_format}"
             s3.upload_file(str(path), "bench-memory", key)
             etag = s3.head_object(Bucket="bench-memory", Key=key)["ETag"].strip('"')
             batch = {"table": f"shop.{table}", "files": [
@@ -109,11 +142,13 @@ def main() -> None:
             ).stdout.strip().splitlines()[-1]
             result = json.loads(out)
             assert result["rows"] == rows and not result["quarantined"], result
-            results[label] = result
-            print(f"{label:>6} file: {batch['files'][0]['size'] / 1024**2:8.1f} MiB, {rows:>10,} change rows, "
-                  f"loaded in {result['seconds']:6.1f}s, peak RSS {result['peak_mib']:6.1f} MiB")
-        delta = results["1 GB"]["peak_mib"] - results["10 MB"]["peak_mib"]
-        print(f"peak RSS difference 1 GB vs 10 MB: {delta:.1f} MiB (target < 100 MiB)")
+            results[label, file_format] = result
+            print(f"{label:>6} {file_format:7} file: {batch['files'][0]['size'] / 1024**2:8.1f} MiB, "
+                  f"{rows:>10,} change rows, loaded in {result['seconds']:6.1f}s, "
+                  f"peak RSS {result['peak_mib']:6.1f} MiB")
+        for file_format in ("parquet", "csv"):
+            delta = results["1 GB", file_format]["peak_mib"] - results["10 MB", file_format]["peak_mib"]
+            print(f"peak RSS difference 1 GB vs 10 MB, {file_format}: {delta:.1f} MiB (target < 100 MiB)")
 
 
 if __name__ == "__main__":
