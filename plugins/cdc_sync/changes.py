@@ -22,13 +22,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cdc_sync.dms.csv_files import CsvFileError, DmsCsvFile, DmsCsvLayout
+from cdc_sync.config import Pipeline, TableSpec
+from cdc_sync.dms.csv_files import CsvFileError, DmsCsvFile, DmsCsvLayout, csv_layout
+from cdc_sync.dms.layout import DmsFile
 
 OP_COLUMN = "Op"
 VALID_OPS = ("I", "U", "D")
@@ -56,6 +59,13 @@ class ChangeFileError(ValueError):
         self.problem = problem
 
 
+def landed_change_file(pipeline: Pipeline, table: TableSpec, f: DmsFile, path: str) -> "ChangeFile":
+    """The ChangeFile of a landed object downloaded to `path`, read as the source lands it."""
+    return ChangeFile(key=f.key, path=path, phase=f.phase, commit_timestamp_column=table.commit_timestamp_column,
+                      primary_key=table.primary_key, position_name=pipeline.source.object_name(table, f.key),
+                      csv=csv_layout(pipeline.source, table))
+
+
 @dataclass(frozen=True)
 class ChangeFile:
     """A downloaded DMS file and what the pipeline knows about it."""
@@ -75,18 +85,27 @@ class ChangeFile:
         except (pa.ArrowException, OSError) as error:
             raise ChangeFileError(self.key, f"not a readable Parquet file ({error})") from error
 
+    @cached_property
+    def _csv_file(self) -> DmsCsvFile:
+        """The CSV reader, made once: it reads line 1 to lay out the fields."""
+        assert self.csv is not None
+        try:
+            return DmsCsvFile(self.path, self.csv)
+        except CsvFileError as error:
+            raise ChangeFileError(self.key, str(error)) from error
+
     def _raw_schema(self) -> pa.Schema:
         if self.csv is None:
             return self.open().schema_arrow
         try:
-            return DmsCsvFile(self.path, self.csv).schema()
+            return self._csv_file.schema()
         except CsvFileError as error:
             raise ChangeFileError(self.key, str(error)) from error
 
     def _raw_batches(self) -> Iterator[pa.RecordBatch]:
         if self.csv is not None:
             try:
-                yield from DmsCsvFile(self.path, self.csv).batches()
+                yield from self._csv_file.batches()
             except CsvFileError as error:
                 raise ChangeFileError(self.key, str(error)) from error
             return
@@ -132,7 +151,7 @@ class ChangeFile:
             row += batch.num_rows
 
     def _normalise(self, batch: pa.RecordBatch, data_names, has_op, first_row, loaded_at,
-                   position_head_only: bool = False) -> pa.RecordBatch:
+                   position_head_only: bool) -> pa.RecordBatch:
         n = batch.num_rows
         ops = self._ops(batch, has_op, first_row)
         commit_ts = self._commit_ts(batch, first_row)

@@ -29,9 +29,8 @@ from botocore.exceptions import ClientError
 
 from cdc_sync import sql
 from cdc_sync.bigquery.schema import ColumnType, UnsupportedType, column_type
-from cdc_sync.changes import ChangeFile, ChangeFileError
+from cdc_sync.changes import ChangeFile, ChangeFileError, landed_change_file
 from cdc_sync.config import AuroraTarget, Pipeline, TableSpec
-from cdc_sync.dms.csv_files import csv_layout
 from cdc_sync.dms.layout import DmsFile
 from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
 from cdc_sync.mysql_catalog import column_types
@@ -183,9 +182,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         path = self.workdir / f"aurora-source-{index:06d}.dms"
         if not self._download(conn, f, path, report):
             return None
-        change_file = ChangeFile(f.key, str(path), f.phase, self.table.commit_timestamp_column, self.table.primary_key,
-                                 position_name=self.pipeline.source.object_name(self.table, f.key),
-                                 csv=csv_layout(self.pipeline.source, self.table))
+        change_file = landed_change_file(self.pipeline, self.table, f, str(path))
         try:
             types = {}
             for fld in change_file.data_schema():

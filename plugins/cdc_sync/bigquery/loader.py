@@ -30,9 +30,8 @@ from google.cloud import bigquery
 from cdc_sync import sql
 from cdc_sync.bigquery.ledger import LOADED, PENDING, QUARANTINED, BigQueryLedger, LedgerEntry
 from cdc_sync.bigquery.schema import ColumnType, UnsupportedType, column_type, conflicts, metadata_types, table_types
-from cdc_sync.changes import META_COLUMNS, ChangeFile, ChangeFileError
+from cdc_sync.changes import META_COLUMNS, ChangeFile, ChangeFileError, landed_change_file
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.csv_files import csv_layout
 from cdc_sync.dms.layout import DmsFile
 from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
 
@@ -188,11 +187,7 @@ class ChangelogLoader:
                 else:
                     raise  # throttling, permissions, network: the task fails and retries; nothing quarantined
                 continue
-            change_file = ChangeFile(
-                key=f.key, path=str(path), phase=f.phase, position_name=self.pipeline.source.object_name(self.table, f.key),
-                commit_timestamp_column=self.table.commit_timestamp_column, primary_key=self.table.primary_key,
-                csv=csv_layout(self.pipeline.source, self.table),
-            )
+            change_file = landed_change_file(self.pipeline, self.table, f, str(path))
             try:
                 schema = change_file.data_schema()
                 types = {}

@@ -79,14 +79,13 @@ class DmsCsvFile:
         self.layout = layout
         self._names: list[str] | None = None
         self._header = False  # the first line names the columns
+        with open(path, "rb") as fh:
+            self._compression = "gzip" if fh.read(2) == _GZIP_MAGIC else None
+        self._first = self._first_record()  # the fields of line 1, None for an empty file
 
     # ------------------------------------------------------------------ layout
-    def _compression(self) -> str | None:
-        with open(self.path, "rb") as fh:
-            return "gzip" if fh.read(2) == _GZIP_MAGIC else None
-
     def _open_text(self):
-        if self._compression() == "gzip":
+        if self._compression == "gzip":
             return gzip.open(self.path, "rt", encoding="utf-8", newline="")
         return open(self.path, encoding="utf-8", newline="")
 
@@ -110,7 +109,7 @@ class DmsCsvFile:
         layout = self.layout
         data = [name for name, _ in layout.columns]
         stamp = [layout.timestamp_column] if layout.timestamp_column else []
-        first = self._first_record()
+        first = self._first
         if first is None:  # an empty file: nothing to read, no Op to find
             self._names = stamp + data
         elif layout.settings.add_column_name or self._is_header(first, data):
@@ -161,7 +160,7 @@ class DmsCsvFile:
 
     # --------------------------------------------------------------- reading
     def batches(self) -> Iterator[pa.RecordBatch]:
-        if self._first_record() is None:
+        if self._first is None:
             return
         emitted = 0
         for block_bytes in _BLOCK_BYTES:
@@ -188,7 +187,7 @@ class DmsCsvFile:
         try:
             # open_csv reads the first block already: a bad row there fails here
             reader = pacsv.open_csv(
-                pa.input_stream(self.path, compression=self._compression()),
+                pa.input_stream(self.path, compression=self._compression),
                 read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if self._header else 0,
                                                block_size=block_bytes, use_threads=False),
                 parse_options=pacsv.ParseOptions(
