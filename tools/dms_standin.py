@@ -14,14 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from cdc_sync.config import DmsCsvSettings
-from cdc_sync.dms.writer import (
-    Change,
-    arrow_type_for_mysql,
-    cdc_file_name,
-    load_file_name,
-    write_change_file,
-    write_change_file_csv,
-)
+from cdc_sync.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.dms.writer import Change, cdc_file_name, load_file_name, write_dms_file
 
 
 @dataclass
@@ -159,10 +153,5 @@ class DmsStandIn:
         return self._file_body(self.tables[qualified], changes, include_op=True)
 
     def _file_body(self, table: SourceTable, changes: list[Change], include_op: bool) -> bytes:
-        if self.file_format == "csv":
-            settings = self.csv_settings
-            return write_change_file_csv(
-                table.columns, changes, timestamp_column=self.timestamp_column, include_op=include_op,
-                header=settings.add_column_name, null_value=settings.null_value, delimiter=settings.delimiter,
-            )
-        return write_change_file(table.columns, changes, timestamp_column=self.timestamp_column, include_op=include_op)
+        return write_dms_file(table.columns, changes, timestamp_column=self.timestamp_column, include_op=include_op,
+                              csv=self.csv_settings if self.file_format == "csv" else None)

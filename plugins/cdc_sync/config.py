@@ -39,14 +39,14 @@ class TableSpec:
         return f"{self.schema}.{self.name}"
 
     @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(c.split(None, 1)[0] for c in self.columns)
-
-    @property
     def column_types(self) -> tuple[tuple[str, str | None], ...]:
         """(name, declared MySQL type or None) per declared column."""
         return tuple((parts[0], parts[1] if len(parts) > 1 else None)
                      for parts in (c.split(None, 1) for c in self.columns))
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.column_types)
 
     @property
     def target_name(self) -> str:

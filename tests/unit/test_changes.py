@@ -11,7 +11,8 @@ import pytest
 
 from cdc_sync.bigquery.schema import ColumnType, column_type, conflicts
 from cdc_sync.changes import ChangeFile, ChangeFileError
-from cdc_sync.dms.writer import Change, arrow_type_for_mysql, write_change_file
+from cdc_sync.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.dms.writer import Change, write_change_file
 from cdc_sync.sql import UnsafeIdentifier, bigquery_table, check_identifier
 
 UTC = dt.UTC

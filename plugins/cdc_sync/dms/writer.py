@@ -27,7 +27,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cdc_sync.dms.mysql_types import arrow_type_for_mysql  # noqa: F401 (re-exported)
+from cdc_sync.config import DmsCsvSettings
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,17 @@ def write_change_file(
     return buffer.getvalue()
 
 
+def write_dms_file(
+    columns: list[tuple[str, pa.DataType]], changes: list[Change], *,
+    timestamp_column: str | None, include_op: bool, csv: DmsCsvSettings | None = None,
+) -> bytes:
+    """One DMS-style file: Parquet, or CSV as an endpoint with the settings `csv` writes it."""
+    if csv is None:
+        return write_change_file(columns, changes, timestamp_column=timestamp_column, include_op=include_op)
+    return write_change_file_csv(columns, changes, timestamp_column=timestamp_column, include_op=include_op,
+                                 header=csv.add_column_name, null_value=csv.null_value, delimiter=csv.delimiter)
+
+
 def write_change_file_csv(
     columns: list[tuple[str, pa.DataType]], changes: list[Change], *,
     timestamp_column: str | None, include_op: bool, header: bool = False,
@@ -92,9 +103,8 @@ def _csv_text(value, null_value: str, delimiter: str) -> str:
         return null_value
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).hex() or '""'  # empty bytes are not NULL
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if value.tzinfo else value.strftime(
-            "%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, datetime):  # UTC wall time; a naive value already is
+        return (value.astimezone(UTC) if value.tzinfo else value).strftime("%Y-%m-%d %H:%M:%S.%f")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, timedelta):

@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.writer import Change, arrow_type_for_mysql, cdc_file_name, write_change_file, write_change_file_csv
+from cdc_sync.dms.csv_files import csv_layout
+from cdc_sync.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.dms.writer import Change, cdc_file_name, write_dms_file
 from cdc_sync.mysql_catalog import column_types
 from cdc_sync.reconcile.diff import Comparison
 from cdc_sync.reconcile.sides import key_token, mysql_param
@@ -41,12 +43,12 @@ def emit_repair_file(pipeline: Pipeline, table: TableSpec, source_connect: Calla
     if not keys:
         return None
     key_columns = list(table.primary_key)
-    csv_format = pipeline.source.file_format == "csv"
+    layout = csv_layout(pipeline.source, table)
     conn = source_connect()
     try:
         columns = [(name, arrow_type_for_mysql(t)) for name, t in column_types(conn, table.schema, table.name)]
-        if csv_format and columns:  # the loaders read CSV by the declared columns, in their order
-            columns = [(name, arrow_type_for_mysql(t or "longtext")) for name, t in table.column_types]
+        if layout is not None and columns:  # the loaders read CSV by the declared columns, in their order
+            columns = list(layout.columns)
         with conn.cursor() as cur:
             cur.execute("SET SESSION time_zone = '+00:00'")
             if not columns:
@@ -74,14 +76,9 @@ def emit_repair_file(pipeline: Pipeline, table: TableSpec, source_connect: Calla
     for key in keys:
         row = found.get(tuple(key_token(key[c]) for c in key_columns))
         changes.append(Change("U", row, commit_ts) if row is not None else Change("D", dict(key), commit_ts))
-    if csv_format:
-        settings = pipeline.source.csv
-        body = write_change_file_csv(columns, changes, timestamp_column=table.commit_timestamp_column, include_op=True,
-                                     header=settings.add_column_name, null_value=settings.null_value,
-                                     delimiter=settings.delimiter)
-    else:
-        body = write_change_file(columns, changes, timestamp_column=table.commit_timestamp_column, include_op=True)
-    object_key = pipeline.source.table_prefix(table) + repair_file_name(commit_ts, "csv" if csv_format else "parquet")
+    body = write_dms_file(columns, changes, timestamp_column=table.commit_timestamp_column, include_op=True,
+                          csv=layout.settings if layout else None)
+    object_key = pipeline.source.table_prefix(table) + repair_file_name(commit_ts, "csv" if layout else "parquet")
     s3_client.put_object(Bucket=pipeline.source.bucket, Key=object_key, Body=body)
     print(f"{table.qualified_name}: repair file s3://{pipeline.source.bucket}/{object_key} "
           f"({sum(c.op == 'U' for c in changes)} update(s), {sum(c.op == 'D' for c in changes)} delete(s))")
