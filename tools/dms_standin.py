@@ -24,7 +24,7 @@ class SourceTable:
     name: str
     primary_key: tuple[str, ...]
     columns: list[tuple[str, pa.DataType]]
-    mysql_types: list[tuple[str, str]]  # (name, COLUMN_TYPE): what a DMS CSV pipeline declares
+    column_declarations: list[str]  # "name COLUMN_TYPE": what a DMS CSV pipeline declares as its columns
     pending: list[Change] = field(default_factory=list)
 
 
@@ -53,7 +53,7 @@ class DmsStandIn:
             rows = cur.fetchall()
         columns = [(r[0], arrow_type_for_mysql(r[1])) for r in rows]
         primary_key = tuple(r[0] for r in rows if r[2] == "PRI")
-        table = SourceTable(schema, name, primary_key, columns, [(r[0], r[1]) for r in rows])
+        table = SourceTable(schema, name, primary_key, columns, [f"{r[0]} {r[1]}" for r in rows])
         self.tables[f"{schema}.{name}"] = table
         return table
 

@@ -101,7 +101,7 @@ class World:
             for t in tables:
                 source = self.dms.tables.get(f"{t['schema']}.{t['name']}")
                 if source and "columns" not in t:
-                    t["columns"] = [f"{name} {kind}" for name, kind in source.mysql_types]
+                    t["columns"] = source.column_declarations
         source = {"kind": "dms", "bucket": self.bucket, "prefix": "dms", "file_format": self.file_format}
         if self.csv_settings:
             source["csv"] = self.csv_settings

@@ -24,10 +24,25 @@ def world(stack, unique_name, tmp_path):
     w.close()
 
 
-def test_merge_full_load_and_cdc_every_type_matches_source_and_bigquery(world):
+@pytest.mark.parametrize(("file_format", "csv_settings"), [
+    ("parquet", {}),
+    ("csv", {}),  # DMS's defaults: no header, comma, NULL as an empty field, RFC 4180 quoting
+    ("csv", {"add_column_name": True, "null_value": "\\N", "delimiter": "|"}),
+])
+def test_merge_full_load_and_cdc_every_type_matches_source_and_bigquery(stack, unique_name, tmp_path, file_format,
+                                                                        csv_settings):
+    world = World(stack, unique_name, tmp_path, aurora=True, file_format=file_format, csv_settings=csv_settings)
+    try:
+        _every_type_through_both_targets(world)
+    finally:
+        world.close()
+
+
+def _every_type_through_both_targets(world: World) -> None:
+    hostile = 'Ådel 😀 | \\N \\ back\\slash, "q"\nnext'  # delimiters, quotes, null markers, a line break
     expected = world.seed(range(1, 6))
     for n in range(3):
-        world.dms.update(world.customers, {"id": 1}, {"qty": 100 + n, "name": "Ådel 😀 \\ back\\slash, \"q\""})
+        world.dms.update(world.customers, {"id": 1}, {"qty": 100 + n, "name": hostile})
     world.dms.delete(world.customers, {"id": 2})
     world.dms.flush(world.customers)
     world.dms.delete(world.customers, {"id": 3})
@@ -36,20 +51,24 @@ def test_merge_full_load_and_cdc_every_type_matches_source_and_bigquery(world):
     nulls = customer(6, qty=None, amount=None, name=None, notes=None, updated_at=None, seen_at=None,
                      birthday=None, active=None, attrs=None)
     world.dms.insert(world.customers, nulls)
-    world.dms.insert(world.customers, customer(7, name="", notes=""))  # empty strings are not NULLs
+    world.dms.insert(world.customers, customer(7, name="", notes="NULL"))  # an empty string and 'NULL' are not NULLs
     world.dms.flush(world.customers)
-    expected[1].update(qty=102, name="Ådel 😀 \\ back\\slash, \"q\"")
+    world.dms.insert(world.lines, {"order_id": 1, "line_no": 1, "sku": "a,b", "price": "1.5000"})
+    world.dms.flush(world.lines)
+    expected[1].update(qty=102, name=hostile)
     del expected[2]
     expected[3] = expected_row(customer(3, notes="re-inserted\nwith newline"))
     expected[6] = expected_row(nulls)
-    expected[7] = expected_row(customer(7, name="", notes=""))
+    expected[7] = expected_row(customer(7, name="", notes="NULL"))
 
     reports = world.run_aurora()
-    assert sum(len(r.loaded) for r in reports) == 3
+    assert sum(len(r.loaded) for r in reports) == 4 and not any(r.quarantined for r in reports)
     assert world.aurora_rows() == expected
     assert world.aurora_rows() == world.source_rows(world.customers)
+    assert world.aurora_rows("order_lines") == world.source_rows(world.lines)
     world.run_library()
     assert world.aurora_rows() == world.view_rows()
+    assert world.view_rows("order_lines") == world.source_rows(world.lines)
     # both engines hold the same position for every key: the same change won in each
     bq_positions = {r["id"]: r["_cdc_position"] for r in world.bq.query(
         f"SELECT id, _cdc_position FROM `local.{world.dataset}.{world.db}_customers`").result()}

@@ -79,7 +79,7 @@ class ReconcileWorld(World):
         table = {"schema": self.db, "name": name, "primary_key": primary_key,
                  "commit_timestamp_column": self.timestamp_column}
         if self.file_format == "csv":
-            table["columns"] = [f"{n} {t}" for n, t in self.dms.tables[f"{self.db}.{name}"].mysql_types]
+            table["columns"] = self.dms.tables[f"{self.db}.{name}"].column_declarations
         config["pipelines"][0]["tables"].append(table)
         self.config_path.write_text(yaml.safe_dump(config))
         return f"{self.db}.{name}"
