@@ -246,8 +246,8 @@ def _convert(text: pa.Array, target: pa.Field, first_record: int) -> pa.Array:
         return _from_hex(text, target, first_record)
     # for a number or a date an empty field can only mean NULL, whatever CsvNullValue is
     text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    if pa.types.is_integer(kind):
-        # MySQL BOOLEAN is TINYINT(1); accept true/false as well as 1/0
+    if kind == pa.int8():
+        # MySQL BOOLEAN is TINYINT(1) (int8 here); accept true/false as well as 1/0
         lowered = pc.utf8_lower(text)
         text = pc.if_else(pc.equal(lowered, "true"), "1", pc.if_else(pc.equal(lowered, "false"), "0", text))
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
