@@ -63,9 +63,7 @@ def _strip_source(rows):
 ])
 @pytest.mark.parametrize("gzipped", [False, True])
 def test_csv_reads_as_the_parquet_file_of_the_same_changes(tmp_path, settings, gzipped):
-    body = write_change_file_csv(COLUMNS, CHANGES, timestamp_column="ts", include_op=True,
-                                 header=settings.add_column_name, null_value=settings.null_value,
-                                 delimiter=settings.delimiter)
+    body = write_change_file_csv(COLUMNS, CHANGES, timestamp_column="ts", include_op=True, settings=settings)
     csv_path = tmp_path / "cdc.csv"
     csv_path.write_bytes(gzip.compress(body) if gzipped else body)
     parquet_path = tmp_path / "cdc.parquet"
@@ -87,7 +85,7 @@ def test_full_load_without_op_and_with_op_are_both_read(tmp_path):
     for include_op in (False, True):
         path = tmp_path / f"LOAD{include_op}.csv"
         path.write_bytes(write_change_file_csv(COLUMNS, [Change("I", _row(7), T0)], timestamp_column="ts",
-                                               include_op=include_op))
+                                               include_op=include_op, settings=DmsCsvSettings()))
         _, rows = _read(path, "dms/s/t/LOAD00000001.csv", layout, phase=0)
         assert [(r["id"], r["_cdc_op"], r["_cdc_commit_ts"]) for r in rows] == [(7, "I", T0)]
 
@@ -209,6 +207,6 @@ def test_hostile_text_survives_the_round_trip(tmp_path, settings):
     changes = [Change("I", {"id": i, "text": v}, T0) for i, v in enumerate(values)]
     path = tmp_path / "hostile.csv"
     path.write_bytes(write_change_file_csv(columns, changes, timestamp_column="ts", include_op=True,
-                                           null_value=settings.null_value, delimiter=settings.delimiter))
+                                           settings=settings))
     _, rows = _read(path, "hostile.csv", DmsCsvLayout(settings, tuple(columns), "ts"))
     assert [r["text"] for r in rows] == values

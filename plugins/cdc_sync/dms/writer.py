@@ -79,18 +79,18 @@ def write_dms_file(
     if csv is None:
         return write_change_file(columns, changes, timestamp_column=timestamp_column, include_op=include_op)
     return write_change_file_csv(columns, changes, timestamp_column=timestamp_column, include_op=include_op,
-                                 header=csv.add_column_name, null_value=csv.null_value, delimiter=csv.delimiter)
+                                 settings=csv)
 
 
 def write_change_file_csv(
     columns: list[tuple[str, pa.DataType]], changes: list[Change], *,
-    timestamp_column: str | None, include_op: bool, header: bool = False,
-    null_value: str = "", delimiter: str = ",",
+    timestamp_column: str | None, include_op: bool, settings: DmsCsvSettings,
 ) -> bytes:
-    """One DMS-style CSV file holding `changes` in order (endpoint settings as arguments)."""
+    """One DMS-style CSV file holding `changes` in order, as an endpoint with `settings` writes it."""
+    null_value, delimiter = settings.null_value, settings.delimiter
     names = (["Op"] if include_op else []) + ([timestamp_column] if timestamp_column else [])
     names += [name for name, _ in columns]
-    lines = [delimiter.join(names)] if header else []
+    lines = [delimiter.join(names)] if settings.add_column_name else []
     for change in changes:
         fields = ([change.op] if include_op else []) + ([format_commit_ts(change.commit_ts)] if timestamp_column else [])
         fields += [_csv_text(change.row.get(name), null_value, delimiter) for name, _ in columns]
