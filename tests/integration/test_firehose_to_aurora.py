@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from datetime import datetime, timedelta
 
 import pytest
 import yaml
@@ -107,6 +109,14 @@ def fh(stack, unique_name, tmp_path):
     world.close()
 
 
+def _delivered_earlier(key: str, by: timedelta) -> str:
+    """The key Firehose would have given the same object `by` earlier."""
+    match = re.match(r"^processed/(\d{4}/\d{2}/\d{2}/\d{2})/(.+)-(\d+)-(\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})-(.+)$", key)
+    assert match, key
+    when = datetime.strptime(match[4], "%Y-%m-%d-%H-%M-%S") - by
+    return f"processed/{when:%Y/%m/%d/%H}/{match[2]}-{match[3]}-{when:%Y-%m-%d-%H-%M-%S}-{match[5]}"
+
+
 def _clicks(start: int, n: int) -> list[dict]:
     return [{"event_id": f"e{i}", "user_id": i, "page": f"/p/{i}, \"quoted\"\nline 😀", "referrer": None if i % 2 else "x"}
             for i in range(start, start + n)]
@@ -114,10 +124,12 @@ def _clicks(start: int, n: int) -> list[dict]:
 
 def test_objects_over_several_hours_append_once_each(fh):
     first = fh.deliver(_clicks(0, 3))
-    # objects of earlier hours: Firehose's own names in older hour folders
-    for hour, docs in (("05", _clicks(100, 2)), ("06", _clicks(200, 2))):
+    # objects of the two hours before: Firehose's own names, moved back in folder and name
+    # (real earlier hours whatever the clock says, also just after midnight)
+    for hours_back, docs in ((2, _clicks(100, 2)), (1, _clicks(200, 2))):
         key = fh.deliver(docs)
-        older = "/".join(key.split("/")[:4] + [hour] + key.split("/")[5:])
+        older = _delivered_earlier(key, timedelta(hours=hours_back))
+        assert older < first
         fh.s3.copy_object(Bucket=fh.bucket, Key=older, CopySource={"Bucket": fh.bucket, "Key": key})
         fh.s3.delete_object(Bucket=fh.bucket, Key=key)
     reports = fh.run()
