@@ -122,8 +122,14 @@ class AuroraTarget:
     pool: str = "cdc_sync_aurora"  # caps concurrent Aurora connections; `make pools` creates it
     pool_slots: int = 4
     chunk_rows: int = 500_000
+    load_connections: int = 2  # merge: chunks of a file applied in parallel, one pool slot each
     staging_prefix: str = "cdc-sync/staging/"
     ledger_table: str = "_cdc_sync_ledger"
+
+    @property
+    def task_pool_slots(self) -> int:
+        """Pool slots one load task takes: one per connection it opens."""
+        return self.load_connections if self.mode == "merge" else 1
 
     def state_table(self, table: TableSpec) -> str:
         """Every key with its latest change, deletes kept as tombstones."""
@@ -292,6 +298,9 @@ def _check_unique(pipelines: list[Pipeline], source_name: str) -> None:
 def _check_kind(pipeline: Pipeline, source_name: str) -> None:
     """What each kind of source needs beyond the schema."""
     where = f"{source_name}: pipeline {pipeline.name!r}"
+    if pipeline.aurora is not None and pipeline.aurora.task_pool_slots > pipeline.aurora.pool_slots:
+        raise ConfigError(f"{where} field targets.aurora.load_connections: {pipeline.aurora.load_connections} "
+                          f"connections need as many slots, but the pool has pool_slots {pipeline.aurora.pool_slots}")
     if pipeline.source.kind == "dms":
         for index, table in enumerate(pipeline.tables):
             if not table.primary_key:
@@ -363,16 +372,21 @@ def load_pipelines(path: str | os.PathLike | None = None) -> list[Pipeline]:
 
 
 def pools(pipelines: list[Pipeline]) -> dict[str, dict]:
-    """The Airflow pools the pipelines name, in `airflow pools import` format."""
-    out: dict[str, dict] = {}
+    """The Airflow pools the pipelines name, in `airflow pools import` format: the smallest
+    size any pipeline asks for, but never fewer slots than one load task takes (such a task
+    would never run)."""
+    smallest: dict[str, int] = {}
+    widest_task: dict[str, int] = {}
     for pipeline in pipelines:
         if pipeline.aurora is not None:
-            entry = out.setdefault(pipeline.aurora.pool, {
-                "slots": pipeline.aurora.pool_slots, "include_deferred": False,
-                "description": "cdc-sync: caps concurrent connections of Aurora loads",
-            })
-            entry["slots"] = min(entry["slots"], pipeline.aurora.pool_slots)
-    return out
+            name = pipeline.aurora.pool
+            smallest[name] = min(smallest.get(name, pipeline.aurora.pool_slots), pipeline.aurora.pool_slots)
+            widest_task[name] = max(widest_task.get(name, 1), pipeline.aurora.task_pool_slots)
+    return {
+        name: {"slots": max(slots, widest_task[name]), "include_deferred": False,
+               "description": "cdc-sync: caps concurrent connections of Aurora loads"}
+        for name, slots in smallest.items()
+    }
 
 
 def get_pipeline(name: str, path: str | os.PathLike | None = None) -> Pipeline:

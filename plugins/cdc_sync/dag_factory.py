@@ -179,8 +179,8 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
         if pipeline.aurora is not None:
             aurora_alias = AssetAlias(f"cdc_sync_{pipeline.name}_aurora")
 
-            @task(pool=pipeline.aurora.pool, outlets=[aurora_alias], map_index_template="{{ cdc_table }}",
-                  multiple_outputs=False)
+            @task(pool=pipeline.aurora.pool, pool_slots=pipeline.aurora.task_pool_slots, outlets=[aurora_alias],
+                  map_index_template="{{ cdc_table }}", multiple_outputs=False)
             def load_to_aurora(batch: dict) -> dict:
                 from cdc_sync import to_aurora
 

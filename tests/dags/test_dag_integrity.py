@@ -96,6 +96,23 @@ def test_dag_shape_follows_the_targets_and_source_kind():
         common | {"load_to_aurora", "report_failed_records"})
 
 
+def test_aurora_load_takes_a_pool_slot_per_connection():
+    from cdc_sync.config import parse_pipelines
+    from cdc_sync.dag_factory import build_pipeline_dag
+
+    def load_task(source: dict, table: dict, aurora: dict):
+        (pipeline,) = parse_pipelines({"pipelines": [{
+            "name": "p", "source": source, "tables": [table], "targets": {"aurora": aurora}}]})
+        return build_pipeline_dag(pipeline).get_task("load_to_aurora")
+
+    merge = load_task({"kind": "dms", "bucket": "landing"}, {"schema": "s", "name": "t", "primary_key": ["id"]},
+                      {"database": "r", "pool": "aurora_a", "load_connections": 3})
+    assert (merge.pool, merge.pool_slots) == ("aurora_a", 3)
+    append = load_task({"kind": "firehose", "bucket": "landing"}, {"schema": "web", "name": "clicks", "columns": ["a"]},
+                       {"database": "r", "mode": "append", "load_connections": 3})
+    assert (append.pool, append.pool_slots) == ("cdc_sync_aurora", 1)  # one connection whatever the setting
+
+
 def test_reconcile_dag_maps_one_task_per_table_and_reports_after_all():
     from cdc_sync.config import parse_pipelines
     from cdc_sync.dag_factory import build_reconcile_dag

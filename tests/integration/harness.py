@@ -89,7 +89,8 @@ class World:
         self.write_config()
         self.watermarks = InMemoryWatermarks()
 
-    def write_config(self, tables: list[dict] | None = None, reconcile: dict | None = None, **options) -> None:
+    def write_config(self, tables: list[dict] | None = None, reconcile: dict | None = None,
+                     aurora: dict | None = None, **options) -> None:
         tables = tables or [
             {"schema": self.db, "name": "customers", "primary_key": ["id"]},
             {"schema": self.db, "name": "order_lines", "primary_key": ["order_id", "line_no"]},
@@ -112,7 +113,8 @@ class World:
             "tables": tables,
             "targets": {
                 "bigquery": {"project": "local", "dataset": self.dataset},
-                **({"aurora": {"database": self.target_db, "mysql_conn_id": "mysql_target"}} if self.target_db else {}),
+                **({"aurora": {"database": self.target_db, "mysql_conn_id": "mysql_target", **(aurora or {})}}
+                   if self.target_db else {}),
             },
             "options": {"poke_interval_seconds": 5, "wait_timeout_minutes": 1, "retries": 0, **options},
             **({"reconcile": reconcile} if reconcile else {}),

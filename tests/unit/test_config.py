@@ -93,11 +93,24 @@ def test_pools_named_by_aurora_targets():
 
     doc = copy.deepcopy(VALID)
     doc["pipelines"][0]["targets"]["aurora"] = {"database": "replica", "pool_slots": 3}
-    assert pools(parse_pipelines(doc)) == {
+    (pipeline,) = parse_pipelines(doc)
+    assert pipeline.aurora.task_pool_slots == 2  # a merge load opens load_connections (default 2)
+    assert pools([pipeline]) == {
         "cdc_sync_aurora": {"slots": 3, "include_deferred": False,
                             "description": "cdc-sync: caps concurrent connections of Aurora loads"},
     }
     assert pools(parse_pipelines(VALID)) == {}
+
+
+def test_load_connections_must_fit_the_pool():
+    doc = copy.deepcopy(VALID)
+    doc["pipelines"][0]["targets"]["aurora"] = {"database": "replica", "pool_slots": 2, "load_connections": 3}
+    with pytest.raises(ConfigError, match=r"pipeline 'shop' field targets.aurora.load_connections: 3 connections "
+                                          r"need as many slots, but the pool has pool_slots 2"):
+        parse_pipelines(doc)
+    doc["pipelines"][0]["targets"]["aurora"]["load_connections"] = 0
+    with pytest.raises(ConfigError, match=r"field targets.aurora.load_connections: 0 is less than the minimum of 1"):
+        parse_pipelines(doc)
 
 
 FIREHOSE = {

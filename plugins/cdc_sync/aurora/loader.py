@@ -1,11 +1,12 @@
 """Apply DMS change files to Aurora MySQL (or MySQL/MariaDB) in merge mode, exactly once.
 
-Per file: the changes are rewritten as CSV chunks of at most `chunk_rows` rows (streamed;
-the whole file is checked before anything is applied). Per chunk, one transaction:
-ledger row → LOAD DATA into a per-connection staging table → INSERT … ON DUPLICATE KEY
-UPDATE into the state table, where a change wins only over an older `_cdc_position` →
-COMMIT. A retry finds the chunk's ledger row and skips it; applying a change twice is a
-no-op anyway (equal positions do not update).
+Per file: the changes are rewritten as CSV chunks of at most `chunk_rows` rows (streamed).
+Per chunk, one transaction: ledger row → LOAD DATA into a per-connection staging table →
+INSERT … ON DUPLICATE KEY UPDATE into the state table, where a change wins only over an
+older `_cdc_position` → COMMIT. A retry finds the chunk's ledger row and skips it; applying
+a change twice is a no-op anyway (equal positions do not update). Chunks are applied on
+`load_connections` connections while the file is still being converted, and none commits
+before the whole file is checked (aurora.parallel_apply).
 
 Method `aurora_s3` uploads the chunk to the staging prefix and has Aurora read it with
 `LOAD DATA FROM S3`; `local_infile` streams it from the worker's disk with
@@ -17,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +29,8 @@ import pyarrow.csv as pacsv
 from botocore.exceptions import ClientError
 
 from cdc_sync import sql
+from cdc_sync.aurora.chunk_file import ChunkFile
+from cdc_sync.aurora.parallel_apply import ChunkRefused, CommitGate, GateClosed, apply_in_parallel
 from cdc_sync.bigquery.schema import ColumnType, UnsupportedType, column_type
 from cdc_sync.changes import ChangeFile, ChangeFileError, landed_change_file
 from cdc_sync.config import AuroraTarget, Pipeline, TableSpec
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 STAGE = "_cdc_stage"
 META_IN_STATE = ["_cdc_position", "_cdc_deleted", "_cdc_commit_ts", "_cdc_loaded_at"]
 DUPLICATE_KEY = 1062
+LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT = 1213, 1205
+_LOCK_ATTEMPTS = 3
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
 
 
@@ -73,12 +78,6 @@ def _kind_family(kind: ColumnType) -> str:
     return {"BIGNUMERIC": "NUMERIC", "TIMESTAMP": "DATETIME"}.get(kind.bigquery, kind.bigquery)
 
 
-@dataclass
-class _Chunk:
-    path: Path
-    rows: int
-
-
 class AuroraLoaderBase:
     """What the merge and append loaders share: connection setup, the ledger, downloads,
     quarantine. Subclasses implement `_load_file`."""
@@ -99,11 +98,9 @@ class AuroraLoaderBase:
     # ------------------------------------------------------------------ public
     def load(self, files: list[DmsFile], *, replay_quarantined: bool = False) -> LoadReport:
         report = LoadReport(self.table.qualified_name, target="aurora")
-        conn = self.connect()
+        conn = self._open()
         try:
             with conn.cursor() as cur:
-                cur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
-                cur.execute("SET SESSION time_zone = '+00:00'")
                 cur.execute(self._render("ledger_table.sql", ledger=self.target.ledger_table))
             conn.commit()
             outcomes = self.outcomes(conn, files)
@@ -118,6 +115,15 @@ class AuroraLoaderBase:
         finally:
             conn.close()
         return report
+
+    def _open(self):
+        """A connection set up as every load statement expects (strict, UTC)."""
+        conn = self.connect()
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+            cur.execute("SET SESSION time_zone = '+00:00'")
+        conn.commit()
+        return conn
 
     def outcomes(self, conn, files: list[DmsFile]) -> dict[tuple[str, str], str]:
         """'loaded' / 'quarantined' per (key, etag) that has an outcome in the ledger."""
@@ -191,24 +197,29 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 except UnsupportedType as error:
                     raise ChangeFileError(f.key, f"column {fld.name}: {error}") from error
             columns, binary = self._prepare_table(conn, types)
-            chunks = self._write_chunks(change_file, columns, index)
         except ChangeFileError as error:
             return self._quarantine(report, f, error.problem, conn)
-        applied, skipped = 0, 0
         # Into a state table that was empty when the file started (a first full load), chunks
         # go in directly; a chunk that meets a key already there falls back to staging.
         direct = self._state_is_empty(conn)
-        for number, chunk in enumerate(chunks):
-            try:
-                rows = self._apply_chunk(conn, f, number, chunk, columns, binary, direct, report)
-            except _ChunkRefused as refused:
-                return self._quarantine(
-                    report, f, f"chunk {number} (rows from {number * self.target.chunk_rows}): {refused}", conn)
-            if rows is None:
-                skipped += 1
-            else:
-                applied += rows
-        if chunks and skipped == len(chunks):
+
+        def apply(connection, number: int, chunk: ChunkFile, gate: CommitGate) -> int | None:
+            return self._apply_chunk(connection, f, number, chunk, columns, binary, direct, gate)
+
+        try:
+            outcome = apply_in_parallel(
+                self._chunk_files(change_file, columns, index), apply,
+                first_connection=conn, open_connection=self._open, connections=self.target.load_connections,
+            )
+        except ChangeFileError as error:
+            return self._quarantine(report, f, error.problem, conn)
+        report.database_seconds += outcome.database_seconds
+        if outcome.refused is not None:
+            number, reason = outcome.refused
+            return self._quarantine(
+                report, f, f"chunk {number} (rows from {number * self.target.chunk_rows}): {reason}", conn)
+        applied = sum(rows for rows in outcome.rows.values() if rows is not None)
+        if outcome.rows and all(rows is None for rows in outcome.rows.values()):
             report.already_loaded.append(f.key)
         else:
             report.loaded[f.key] = applied
@@ -248,29 +259,49 @@ class AuroraMergeLoader(AuroraLoaderBase):
         binary = [n for n, t in existing if _family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
         return columns, binary
 
-    def _write_chunks(self, change_file: ChangeFile, columns: list[str], index: int) -> list[_Chunk]:
-        """The whole file as CSV chunks for LOAD DATA (checked completely before any is applied)."""
-        chunks: list[_Chunk] = []
+    def _chunk_files(self, change_file: ChangeFile, columns: list[str], index: int) -> Generator[tuple[int, ChunkFile], None, None]:
+        """The file as CSV chunks for LOAD DATA, each given out as soon as it is written (the
+        first one, for LOAD DATA LOCAL, as soon as it is started: see aurora.chunk_file); a
+        bad file raises ChangeFileError where it is found bad."""
+        chunk: ChunkFile | None = None
         writer = None
+        number = 0
         try:
             for batch in change_file.changes(datetime.now(UTC), position_head_only=True):
                 start = 0
                 while start < batch.num_rows:
-                    if writer is None or chunks[-1].rows == self.target.chunk_rows:
-                        if writer is not None:
-                            writer.close()
-                        chunks.append(_Chunk(self.workdir / f"aurora-{index:06d}-{len(chunks):05d}.csv", 0))
-                        writer = None
-                    take = min(batch.num_rows - start, self.target.chunk_rows - chunks[-1].rows)
+                    if chunk is None:
+                        streamed = number == 0 and self.target.method == "local_infile"
+                        chunk = ChunkFile(self.workdir / f"aurora-{index:06d}-{number:05d}.csv", streamed=streamed)
+                    take = min(batch.num_rows - start, self.target.chunk_rows - chunk.rows)
                     table = _csv_table(batch.slice(start, take), columns)
-                    writer = writer or pacsv.CSVWriter(str(chunks[-1].path), table.schema, write_options=_CSV_OPTIONS)
+                    writer = writer or pacsv.CSVWriter(str(chunk.path), table.schema, write_options=_CSV_OPTIONS)
                     writer.write_table(table)
-                    chunks[-1].rows += take
+                    started = chunk.rows == 0
+                    chunk.grew(take)
                     start += take
+                    if chunk.streamed and started:
+                        yield number, chunk
+                    if chunk.rows == self.target.chunk_rows:
+                        writer.close()
+                        writer = None
+                        chunk.finish()
+                        if not chunk.streamed:
+                            yield number, chunk
+                        chunk = None
+                        number += 1
+            if chunk is not None:
+                assert writer is not None
+                writer.close()
+                writer = None
+                chunk.finish()
+                if not chunk.streamed:
+                    yield number, chunk
         finally:
             if writer is not None:
                 writer.close()
-        return chunks
+            if chunk is not None:
+                chunk.finish()  # a streamed chunk's reader must not wait for rows that never come
 
     def _state_is_empty(self, conn) -> bool:
         state = f"{sql.mysql_ident(self.target.database)}.{sql.mysql_ident(self.target.state_table(self.table))}"
@@ -280,42 +311,53 @@ class AuroraMergeLoader(AuroraLoaderBase):
         conn.commit()
         return empty
 
-    def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: _Chunk, columns: list[str], binary: list[str],
-                     try_direct: bool, report: LoadReport) -> int | None:
-        """One transaction. Returns rows applied, or None when the ledger says it was applied before.
+    def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: ChunkFile, columns: list[str], binary: list[str],
+                     try_direct: bool, gate: CommitGate) -> int | None:
+        """One transaction, committed once `gate` opens. Returns rows applied, or None when
+        the ledger says it was applied before.
 
         With `try_direct` the chunk is loaded straight into the state table, without the
         staging copy; if that meets any warning (a key already there, one key twice) it is
-        rolled back and applied through staging, which is always correct."""
-        source = str(chunk.path)
-        if self.target.method == "aurora_s3":
-            key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{number:05d}.csv"
-            self.s3.upload_file(source, self.pipeline.source.bucket, key)
-            source = f"s3://{self.pipeline.source.bucket}/{key}"
-        began = time.perf_counter()
-        try:
-            if try_direct:
-                try:
-                    return self._apply_once(conn, f, number, chunk, columns, binary, source, direct=True)
-                except _DirectLoadRefused:
-                    pass
-            return self._apply_once(conn, f, number, chunk, columns, binary, source, direct=False)
-        finally:
-            report.database_seconds += time.perf_counter() - began
+        rolled back and applied through staging, which is always correct. Two chunks of one
+        file that change the same keys can deadlock each other: the loser is redone."""
+        import pymysql
 
-    def _apply_once(self, conn, f: DmsFile, number: int, chunk: _Chunk, columns: list[str], binary: list[str],
-                    source: str, direct: bool) -> int | None:
+        s3_uri = None
+        if self.target.method == "aurora_s3":  # Aurora reads the chunk from S3 itself: put it there once
+            chunk.wait_finished()
+            key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{number:05d}.csv"
+            self.s3.upload_file(str(chunk.path), self.pipeline.source.bucket, key)
+            s3_uri = f"s3://{self.pipeline.source.bucket}/{key}"
+        if try_direct:
+            try:
+                return self._apply_once(conn, f, number, chunk, columns, binary, s3_uri, gate, direct=True)
+            except _DirectLoadRefused:
+                pass
+        for attempt in range(1, _LOCK_ATTEMPTS + 1):
+            try:
+                return self._apply_once(conn, f, number, chunk, columns, binary, s3_uri, gate, direct=False)
+            except pymysql.err.OperationalError as error:
+                if error.args[0] not in (LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT) or attempt == _LOCK_ATTEMPTS:
+                    raise
+                log.warning("%s: chunk %d of %s: %s; applying it again (attempt %d)", self.table.qualified_name,
+                            number, f.key, error.args[-1], attempt + 1)
+        raise AssertionError("unreachable")
+
+    def _apply_once(self, conn, f: DmsFile, number: int, chunk: ChunkFile, columns: list[str], binary: list[str],
+                    s3_uri: str | None, gate: CommitGate, direct: bool) -> int | None:
         import pymysql
 
         state = self.target.state_table(self.table)
         database = sql.mysql_ident(self.target.database)
+        ledger_key = (self.pipeline.name, self.table.qualified_name, object_hash(f), number)
         try:
             with conn.cursor() as cur:
+                counted = chunk.finished  # a chunk still being written gets its row count after the load
                 try:
                     cur.execute(
                         f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
                         "status, row_count, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, 'applied', %s, UTC_TIMESTAMP(6))",
-                        (self.pipeline.name, self.table.qualified_name, object_hash(f), number, f.key, f.etag, chunk.rows),
+                        (*ledger_key, f.key, f.etag, chunk.rows if counted else 0),
                     )
                 except pymysql.err.IntegrityError as error:
                     if error.args[0] == DUPLICATE_KEY:
@@ -327,10 +369,12 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {database}.{sql.mysql_ident(STAGE)}")
                     cur.execute(self._render("stage_table.sql", stage=STAGE, table=state))
                 began = time.perf_counter()
-                cur.execute(self._render(
-                    "load_data.sql", method=self.target.method, source=source, stage=into,
-                    columns=columns, hex_columns=binary, position_name=self.pipeline.source.object_name(self.table, f.key),
-                ))
+                # the chunk's copy in S3 for aurora_s3, else the chunk (perhaps still being written)
+                with nullcontext(s3_uri) if s3_uri else chunk.load_path() as source:
+                    loaded = cur.execute(self._render(
+                        "load_data.sql", method=self.target.method, source=source, stage=into, columns=columns,
+                        hex_columns=binary, position_name=self.pipeline.source.object_name(self.table, f.key),
+                    ))
                 staged = time.perf_counter()
                 # LOAD DATA LOCAL turns bad values into warnings (clamped, truncated) instead
                 # of errors, because the server cannot stop the client's upload: refuse them.
@@ -340,22 +384,35 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     conn.rollback()
                     if direct:
                         raise _DirectLoadRefused()
-                    raise _ChunkRefused("; ".join(warnings))
+                    raise ChunkRefused("; ".join(warnings))
+                if loaded != chunk.rows:  # e.g. a stream that ended early: never commit part of a chunk
+                    raise RuntimeError(f"chunk {number} of {f.key}: LOAD DATA read {loaded} rows, "
+                                       f"the chunk has {chunk.rows}")
+                if not counted:
+                    cur.execute(f"UPDATE {self._ledger()} SET row_count = %s WHERE pipeline = %s AND table_name = %s "
+                                "AND object_hash = %s AND chunk = %s", (chunk.rows, *ledger_key))
                 if not direct:
                     cur.execute(self._render(
                         "apply_merge.sql", table=state, stage=STAGE, columns=columns + META_IN_STATE,
                         primary_key=self.table.primary_key,
                     ))
+            gate.wait()  # the whole file checked, no other chunk refused
             conn.commit()
             log.info("%s: chunk %d of %s: %d rows %s in %.2fs, committed in %.2fs", self.table.qualified_name,
                      number, f.key, chunk.rows, "loaded directly" if direct else "staged", staged - began,
                      time.perf_counter() - staged)
+        except GateClosed:
+            conn.rollback()
+            raise
         except pymysql.err.MySQLError as error:
             conn.rollback()
             if direct:
                 raise _DirectLoadRefused() from error  # e.g. a duplicate key refused by LOAD DATA FROM S3
             if _is_data_error(error):
-                raise _ChunkRefused(str(error.args[-1])) from error
+                raise ChunkRefused(str(error.args[-1])) from error
+            raise
+        except BaseException:
+            conn.rollback()
             raise
         return chunk.rows
 
@@ -366,10 +423,6 @@ def object_hash(f: DmsFile) -> str:
 
 class _DirectLoadRefused(RuntimeError):
     """The direct load into an empty state table met a conflict: use staging."""
-
-
-class _ChunkRefused(RuntimeError):
-    """MySQL refused the data of a chunk (a value that does not fit, a malformed line)."""
 
 
 def _is_data_error(error) -> bool:

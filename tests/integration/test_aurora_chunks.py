@@ -1,0 +1,94 @@
+"""Files larger than one chunk, applied to the Aurora stand-in on several connections at once:
+chunks that change the same keys still converge on the latest change, and a file found bad
+after its first chunks were handed out commits nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from cdc_sync.changes import READ_BATCH_ROWS
+from cdc_sync.dms.writer import Change, write_change_file
+from tests.integration.harness import World, customer, expected_row
+
+pytestmark = pytest.mark.services
+UTC = dt.UTC
+CHUNK_ROWS = 1000  # the smallest the config allows
+
+
+@pytest.fixture
+def world(stack, unique_name, tmp_path):
+    w = World(stack, unique_name, tmp_path, aurora=True)
+    yield w
+    w.close()
+
+
+def _land(world: World, name: str, changes: list[Change]) -> str:
+    body = write_change_file(world.dms.tables[world.customers].columns, changes,
+                             timestamp_column="cdc_commit_ts", include_op=True)
+    key = f"dms/{world.db}/customers/{name}"
+    world.s3.put_object(Bucket=world.bucket, Key=key, Body=body)
+    return key
+
+
+def _applied_chunks(world: World, key: str) -> dict[int, int]:
+    """chunk number → rows, as the ledger records them"""
+    with world.mysql.cursor() as cur:
+        cur.execute(f"SELECT chunk, row_count FROM `{world.target_db}`.`_cdc_sync_ledger` "
+                    "WHERE object_key = %s AND status = 'applied'", (key,))
+        return dict(cur.fetchall())
+
+
+@pytest.mark.parametrize("connections", [1, 2, 3])
+def test_chunks_changing_the_same_keys_converge_on_the_latest_change(world, connections):
+    world.write_config(aurora={"chunk_rows": CHUNK_ROWS, "load_connections": connections})
+    at = dt.datetime(2026, 11, 23, 7, tzinfo=UTC)
+    # one file, 3,600 rows = 4 chunks: inserts of keys 1..1500, then updates of every key
+    # (in chunks 1 and 2, while the inserts are in chunks 0 and 1), then deletes of 1..600
+    # (chunk 3, and the last rows of chunk 2) — every chunk but the first meets keys of another
+    changes = [Change("I", customer(k), at) for k in range(1, 1501)]
+    changes += [Change("U", customer(k, qty=k + 1), at + dt.timedelta(seconds=k % 7)) for k in range(1, 1501)]
+    changes += [Change("D", customer(k), at + dt.timedelta(seconds=10)) for k in range(1, 601)]
+    first = _land(world, "20261123-070000000.parquet", changes)
+    expected = {k: expected_row(customer(k, qty=k + 1)) for k in range(601, 1501)}
+
+    (report,) = world.run_aurora()
+    assert report.loaded == {first: len(changes)} and not report.quarantined
+    assert world.aurora_rows() == expected
+    assert _applied_chunks(world, first) == {0: 1000, 1: 1000, 2: 1000, 3: 600}  # chunk 0 streamed
+
+    # a second file over a full table (staged upserts on several connections), again with
+    # keys in several chunks: re-inserts of the deleted keys, then later updates of all
+    later = at + dt.timedelta(hours=1)
+    changes = [Change("I", customer(k, name=f"back {k}"), later) for k in range(1, 601)]
+    changes += [Change("U", customer(k, notes=f"v2 {k}"), later + dt.timedelta(seconds=1)) for k in range(1, 1501)]
+    second = _land(world, "20261123-080000000.parquet", changes)
+    expected = {k: expected_row(customer(k, notes=f"v2 {k}")) for k in range(1, 1501)}
+
+    (report,) = world.run_aurora()
+    assert report.loaded == {second: len(changes)}
+    assert world.aurora_rows() == expected
+    assert _applied_chunks(world, second) == {0: 1000, 1: 1000, 2: 100}
+
+
+@pytest.mark.parametrize("chunk_rows", [
+    CHUNK_ROWS,  # chunks 0 and 1 finished and loading on the two connections when the bad row is read
+    500_000,  # the default: the bad row is read while chunk 0 is still being streamed into LOAD DATA
+])
+def test_a_file_found_bad_after_chunks_were_handed_out_commits_nothing(world, chunk_rows):
+    world.write_config(aurora={"chunk_rows": chunk_rows, "load_connections": 2})
+    expected = world.seed(range(1, 4))
+    world.run_aurora()
+    at = dt.datetime(2026, 11, 23, 8, tzinfo=UTC)
+    # good updates filling the loader's first read batch, then a row whose Op DMS never
+    # writes: the file is found bad only in the second read batch
+    good = READ_BATCH_ROWS + 10
+    changes = [Change("U", customer(k % 3 + 1, qty=k), at) for k in range(good)]
+    changes.append(Change("X", customer(1, qty=-1), at))
+    bad = _land(world, "20261123-080000000.parquet", changes)
+
+    (report,) = world.run_aurora()
+    assert f"column Op has 'X' in row {good}" in report.quarantined[bad]
+    assert world.aurora_rows() == expected  # none of the good updates
+    assert _applied_chunks(world, bad) == {}
