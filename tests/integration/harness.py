@@ -88,6 +88,7 @@ class World:
         self.config_path = tmp_path / "pipelines.yaml"
         self.write_config()
         self.watermarks = InMemoryWatermarks()
+        self.aurora_s3_loads: list[str] = []  # what LOAD DATA FROM S3 read, with method aurora_s3
 
     def write_config(self, tables: list[dict] | None = None, reconcile: dict | None = None,
                      aurora: dict | None = None, **options) -> None:
@@ -168,6 +169,13 @@ class World:
         ]
 
     def aurora_connection(self):
+        """A connection to the Aurora stand-in; with `method: aurora_s3` its LOAD DATA FROM S3
+        statements are run by the stand-in (tests.integration.aurora_s3_standin)."""
+        if self.pipeline.aurora is not None and self.pipeline.aurora.method == "aurora_s3":
+            from tests.integration.aurora_s3_standin import cursor_class_for
+
+            cursor_class = cursor_class_for(self.s3, self.aurora_s3_loads)
+            return self.stack.mariadb.connect(autocommit=False, local_infile=True, cursorclass=cursor_class)
         return self.stack.mariadb.connect(autocommit=False, local_infile=True)
 
     def aurora_rows(self, table: str = "customers") -> dict:

@@ -40,9 +40,12 @@ def _applied_chunks(world: World, key: str) -> dict[int, int]:
         return dict(cur.fetchall())
 
 
-@pytest.mark.parametrize("connections", [1, 2, 3])
-def test_chunks_changing_the_same_keys_converge_on_the_latest_change(world, connections):
-    world.write_config(aurora={"chunk_rows": CHUNK_ROWS, "load_connections": connections})
+@pytest.mark.parametrize(("connections", "method"), [
+    (1, "local_infile"), (2, "local_infile"), (3, "local_infile"),
+    (2, "aurora_s3"),  # chunks staged in S3 and read by (the stand-in of) LOAD DATA FROM S3
+])
+def test_chunks_changing_the_same_keys_converge_on_the_latest_change(world, connections, method):
+    world.write_config(aurora={"chunk_rows": CHUNK_ROWS, "load_connections": connections, "method": method})
     at = dt.datetime(2026, 11, 23, 7, tzinfo=UTC)
     # one file, 3,600 rows = 4 chunks: inserts of keys 1..1500, then updates of every key
     # (in chunks 1 and 2, while the inserts are in chunks 0 and 1), then deletes of 1..600
@@ -70,6 +73,11 @@ def test_chunks_changing_the_same_keys_converge_on_the_latest_change(world, conn
     assert report.loaded == {second: len(changes)}
     assert world.aurora_rows() == expected
     assert _applied_chunks(world, second) == {0: 1000, 1: 1000, 2: 100}
+    if method == "aurora_s3":  # every chunk was put under the staging prefix once and read from there
+        staged = world.s3.list_objects_v2(Bucket=world.bucket, Prefix="cdc-sync/staging/")["Contents"]
+        staged_uris = {f"s3://{world.bucket}/{o['Key']}" for o in staged}
+        assert len(staged) == 7 and set(world.aurora_s3_loads) == staged_uris
+        assert all(f"/p_{world.uid}/{first}." in uri or f"/p_{world.uid}/{second}." in uri for uri in staged_uris)
 
 
 @pytest.mark.parametrize("chunk_rows", [

@@ -1,5 +1,6 @@
 """DMS change files applied to the Aurora stand-in (MariaDB) in merge mode, through
-LOAD DATA LOCAL INFILE: the live view must equal the source, an independently computed
+LOAD DATA LOCAL INFILE (and, where named, method aurora_s3's LOAD DATA FROM S3 run by
+tests.integration.aurora_s3_standin): the live view must equal the source, an independently computed
 state, and BigQuery's latest-state view fed by the same files."""
 
 from __future__ import annotations
@@ -106,7 +107,9 @@ def test_merge_is_order_independent_and_exactly_once(world):
         assert cur.fetchone()[0] == 1  # the tombstone keeps its position
 
 
-def test_bad_files_are_quarantined_for_aurora_and_nothing_of_them_is_applied(world):
+@pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])
+def test_bad_files_are_quarantined_for_aurora_and_nothing_of_them_is_applied(world, method):
+    world.write_config(aurora={"method": method})
     expected = world.seed(range(1, 3))
     world.run_aurora()
     prefix = f"dms/{world.db}/customers/"
@@ -134,6 +137,11 @@ def test_bad_files_are_quarantined_for_aurora_and_nothing_of_them_is_applied(wor
     assert "amount" in report.quarantined[prefix + "20261123-080000000.parquet"]
     assert "not a plain name" in report.quarantined[prefix + "20261123-080100000.parquet"]
     assert world.aurora_rows() == expected  # row 1's qty=9 from the refused file is not applied
+    if method == "aurora_s3":  # Aurora read the chunks of the checked files from the staging prefix
+        staged = {f"s3://{world.bucket}/{o['Key']}" for o in world.s3.list_objects_v2(
+            Bucket=world.bucket, Prefix="cdc-sync/staging/")["Contents"]}
+        assert set(world.aurora_s3_loads) == staged
+        assert f"s3://{world.bucket}/cdc-sync/staging/p_{world.uid}/{prefix}20261123-080000000.parquet.00000.csv" in staged
 
 
 def test_crash_between_staging_and_apply_and_after_commit_leave_no_partial_state(world, monkeypatch):

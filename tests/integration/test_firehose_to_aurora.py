@@ -16,6 +16,7 @@ from cdc_sync.config import load_pipelines
 from cdc_sync.firehose.failures import read_failed_records
 from cdc_sync.firehose.transform import TransformSpec, transform_records
 from cdc_sync.to_aurora import finished_in_aurora
+from tests.integration.aurora_s3_standin import cursor_class_for
 from tests.integration.harness import InMemoryWatermarks
 
 pytestmark = pytest.mark.services
@@ -58,6 +59,7 @@ class FirehoseWorld:
         }]}))
         self.watermarks = InMemoryWatermarks()
         self.sent: list[dict] = []
+        self.s3_loads: list[str] = []  # what LOAD DATA FROM S3 read, with method aurora_s3
 
     @property
     def pipeline(self):
@@ -66,11 +68,8 @@ class FirehoseWorld:
     def deliver(self, documents: list[dict]) -> str:
         """The transform Lambda's output, put through Firehose: one new object in processed/."""
         before = set(self.keys())
-        event = {"records": [{"recordId": str(n), "approximateArrivalTimestamp": 0,
-                              "data": base64.b64encode(json.dumps(d).encode()).decode()}
-                             for n, d in enumerate(documents)]}
-        ok = [base64.b64decode(r["data"]) for r in transform_records(event, SPEC)["records"] if r["result"] == "Ok"]
-        self.firehose.put_record_batch(DeliveryStreamName=self.stream, Records=[{"Data": d} for d in ok])
+        self.firehose.put_record_batch(DeliveryStreamName=self.stream,
+                                       Records=[{"Data": line} for line in _csv_lines(documents)])
         (key,) = set(self.keys()) - before
         self.sent += documents
         return key
@@ -78,7 +77,15 @@ class FirehoseWorld:
     def keys(self) -> list[str]:
         return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.bucket, Prefix="processed/").get("Contents", [])]
 
+    def use_method(self, method: str) -> None:
+        document = yaml.safe_load(self.config.read_text())
+        document["pipelines"][0]["targets"]["aurora"]["method"] = method
+        self.config.write_text(yaml.safe_dump(document))
+
     def connect(self):
+        if self.pipeline.aurora.method == "aurora_s3":  # LOAD DATA FROM S3 run by the stand-in
+            cursor_class = cursor_class_for(self.s3, self.s3_loads)
+            return self.stack.mariadb.connect(autocommit=False, local_infile=True, cursorclass=cursor_class)
         return self.stack.mariadb.connect(autocommit=False, local_infile=True)
 
     def run(self, **plan_kwargs) -> list:
@@ -117,6 +124,14 @@ def _delivered_earlier(key: str, by: timedelta) -> str:
     return f"processed/{when:%Y/%m/%d/%H}/{match[2]}-{match[3]}-{when:%Y-%m-%d-%H-%M-%S}-{match[5]}"
 
 
+def _csv_lines(documents: list[dict]) -> list[bytes]:
+    """What the transform Lambda makes of the documents: one CSV line each."""
+    event = {"records": [{"recordId": str(n), "approximateArrivalTimestamp": 0,
+                          "data": base64.b64encode(json.dumps(d).encode()).decode()}
+                         for n, d in enumerate(documents)]}
+    return [base64.b64decode(r["data"]) for r in transform_records(event, SPEC)["records"] if r["result"] == "Ok"]
+
+
 def _clicks(start: int, n: int) -> list[dict]:
     return [{"event_id": f"e{i}", "user_id": i, "page": f"/p/{i}, \"quoted\"\nline 😀", "referrer": None if i % 2 else "x"}
             for i in range(start, start + n)]
@@ -147,13 +162,60 @@ def test_objects_over_several_hours_append_once_each(fh):
     assert again.loaded == {} and again.already_loaded == [first]
     assert len(fh.rows()) == len(fh.sent) == 7
 
+    # Firehose delivers at least once: the same records again, in an object of a new name
+    repeated = fh.deliver(_clicks(0, 3))
+    fh.sent = fh.sent[:-3]
+    (report,) = fh.run()
+    assert report.loaded == {} and report.already_loaded == [repeated]
+    assert len(fh.rows()) == len(fh.sent) == 7
+
     fh.deliver(_clicks(300, 4))
     (report,) = fh.run()
     assert len(report.loaded) == 1
     assert len(fh.rows()) == 11
 
 
-def test_a_malformed_object_is_quarantined_with_its_row_named_the_rest_loads(fh):
+@pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])
+def test_with_a_unique_key_records_repeated_in_other_objects_are_skipped(fh, method):
+    fh.use_method(method)
+    with fh.mysql.cursor() as cur:
+        cur.execute(f"ALTER TABLE `{fh.db}`.clicks ADD UNIQUE KEY one_event (event_id)")
+    fh.deliver(_clicks(0, 3))
+    # a producer's retry: records 1 and 2 again, batched with new ones (bytes differ from any object)
+    fh.deliver(_clicks(1, 4))
+    fh.sent = fh.sent[:3] + fh.sent[-2:]  # e3, e4 are new
+    reports = fh.run()  # (the two objects may load in either order: same second, random names)
+    assert sum(rows for r in reports for rows in r.loaded.values()) == 5 and not any(r.quarantined for r in reports)
+    assert sorted(fh.rows(), key=lambda r: r["user_id"]) == sorted(fh.sent, key=lambda r: r["user_id"])
+    # a bad value is still a refusal of its whole object, named by row
+    good = fh.deliver(_clicks(10, 1))
+    bad_key = good.rsplit("-", 1)[0] + "-ffffffff"
+    fh.s3.put_object(Bucket=fh.bucket, Key=bad_key, Body=b'e20,20,"/ok",\\N\ne21,not-a-number,"/p",\\N\n')
+    (report,) = fh.run()
+    assert list(report.loaded) == [good] and "row 2" in report.quarantined[bad_key]
+    assert sorted(r["event_id"] for r in fh.rows()) == ["e0", "e1", "e10", "e2", "e3", "e4"]
+
+    # more repeated records than MySQL keeps warnings for (64), and a bad value after them:
+    # still refused, not taken for one more duplicate
+    fh.deliver(_clicks(100, 100))
+    fh.run()
+    repeats = b"".join(_csv_lines(_clicks(100, 90))) + b"".join(_csv_lines(_clicks(300, 5)))
+    hidden_bad = good.rsplit("-", 1)[0] + "-fffffffe"
+    fh.s3.put_object(Bucket=fh.bucket, Key=hidden_bad, Body=repeats + b'e999,not-a-number,"/p",\\N\n')
+    clean = good.rsplit("-", 1)[0] + "-ffffffff0"
+    fh.s3.put_object(Bucket=fh.bucket, Key=clean, Body=repeats)
+    (report,) = fh.run()
+    assert "e999" not in {r["event_id"] for r in fh.rows()}
+    assert "user_id" in report.quarantined[hidden_bad] and "row 96" in report.quarantined[hidden_bad]
+    assert report.loaded == {clean: 5}  # 90 repeats skipped, 5 new
+    expected = {f"e{i}" for i in [*range(5), 10, *range(100, 200), *range(300, 305)]}
+    rows = fh.rows()
+    assert len(rows) == len(expected) and {r["event_id"] for r in rows} == expected
+
+
+@pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])
+def test_a_malformed_object_is_quarantined_with_its_row_named_the_rest_loads(fh, method):
+    fh.use_method(method)
     good = fh.deliver(_clicks(0, 2))
     bad_key = good.rsplit("-", 1)[0] + "-ffffffff"
     fh.s3.put_object(Bucket=fh.bucket, Key=bad_key, Body=b'e9,9,"/ok",\\N\ne10,not-a-number,"/p",\\N\n')
@@ -165,6 +227,8 @@ def test_a_malformed_object_is_quarantined_with_its_row_named_the_rest_loads(fh)
     assert "row 2" in report.quarantined[bad_key] and "user_id" in report.quarantined[bad_key]
     assert "Row 1 was truncated" in report.quarantined[too_many]
     assert [r["event_id"] for r in fh.rows()] == ["e0", "e1"]  # nothing of the refused objects
+    if method == "aurora_s3":  # Aurora read each object where Firehose put it: nothing through the worker
+        assert sorted(fh.s3_loads) == sorted(f"s3://{fh.bucket}/{k}" for k in (good, bad_key, too_many))
 
 
 def test_refused_records_are_counted_and_sampled(fh):

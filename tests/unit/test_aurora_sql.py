@@ -32,6 +32,16 @@ def test_load_data_local_infile_text():
     assert "LOAD DATA LOCAL INFILE '/tmp/cdc-sync-aurora-x/aurora-000000-00000.csv'" in text
 
 
+def test_append_from_s3_text_reads_the_firehose_object_and_ignores_repeated_keys():
+    text = " ".join(sql.render(
+        "aurora/load_append.sql", database="web", method="aurora_s3", table="clicks", columns=["event_id", "page"],
+        source="s3://clicks/processed/2026/11/23/07/web-1-2026-11-23-07-50-52-0f0e3c9a",
+    ).split())
+    assert ("LOAD DATA FROM S3 FILE 's3://clicks/processed/2026/11/23/07/web-1-2026-11-23-07-50-52-0f0e3c9a' "
+            "IGNORE INTO TABLE `web`.`clicks` CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY "
+            "'\"' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' (`event_id`, `page`)") in text
+
+
 @pytest.mark.parametrize("source", ["/tmp/x'; DROP TABLE t; --.csv", "s3://b/k\\n", "/tmp/a\nb"])
 def test_paths_that_would_break_the_sql_text_are_refused(source):
     with pytest.raises(sql.UnsafeIdentifier):

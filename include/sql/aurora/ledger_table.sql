@@ -1,6 +1,7 @@
 -- Which chunks of which landed objects this database has applied (status 'applied',
 -- written in the same transaction as the rows: a chunk is applied and recorded, or
 -- neither), and per object the outcome (chunk -1: 'loaded' or 'quarantined' with reason).
+-- etag is the object's ETag as listed (for a single-part upload the MD5 of its bytes).
 CREATE TABLE IF NOT EXISTS {{ database | my_ident }}.{{ ledger | my_ident }} (
   pipeline VARCHAR(64) NOT NULL,
   table_name VARCHAR(200) NOT NULL,
@@ -12,5 +13,6 @@ CREATE TABLE IF NOT EXISTS {{ database | my_ident }}.{{ ledger | my_ident }} (
   row_count BIGINT NOT NULL,
   reason TEXT NULL,
   loaded_at DATETIME(6) NOT NULL,
-  PRIMARY KEY (pipeline, table_name, object_hash, chunk)
+  PRIMARY KEY (pipeline, table_name, object_hash, chunk),
+  KEY by_content (pipeline, table_name, etag)  -- repeated Firehose deliveries: same bytes, new name
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin

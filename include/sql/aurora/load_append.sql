@@ -1,6 +1,9 @@
 -- Append a delivered Firehose object (CSV lines from the transform Lambda) to the table.
 -- LOAD DATA into InnoDB is transactional: it commits with the ledger row or not at all.
-LOAD DATA {% if method == "aurora_s3" %}FROM S3 FILE {{ source | my_string }}{% else %}LOCAL INFILE {{ source | my_string }}{% endif %}
+-- IGNORE: a record whose unique key is already in the table (a repeated delivery) is
+-- skipped with a warning, and every other problem is a warning too (as LOCAL always does),
+-- which the loader turns into a refusal of the object.
+LOAD DATA {% if method == "aurora_s3" %}FROM S3 FILE {{ source | my_string }}{% else %}LOCAL INFILE {{ source | my_string }}{% endif %} IGNORE
 INTO TABLE {{ database | my_ident }}.{{ table | my_ident }}
 CHARACTER SET utf8mb4
 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '"' ESCAPED BY '\\'

@@ -5,19 +5,55 @@ Per object, one transaction: ledger row → `LOAD DATA` into the table (from S3 
 transactional, so a staging table would only copy the rows twice: the ledger row and the
 rows commit together or not at all, and a retry finds the ledger row and skips. Firehose
 bounds an object by its buffer size (at most 128 MiB), which bounds the transaction.
-Any warning (a value that does not fit, a line with too few or too many fields) rolls the
-object back and quarantines it with MySQL's message, which names the row.
+Firehose delivers at least once: an object byte for byte equal to one already loaded (same
+ETag) is not loaded again, and the load says IGNORE, so into a table with a unique key a
+record already there is skipped (a duplicate-key warning) instead of refusing the object.
+Any other warning (a value that does not fit, a line with too few or too many fields)
+rolls the object back and quarantines it with MySQL's message, which names the row.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import shutil
 
 from cdc_sync import sql
-from cdc_sync.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, object_hash
+from cdc_sync.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, is_data_error, object_hash
+from cdc_sync.aurora.parallel_apply import ChunkRefused
 from cdc_sync.dms.layout import DmsFile
 from cdc_sync.landed import LoadReport
+
+log = logging.getLogger(__name__)
+
+
+APPEND_STAGE = "_cdc_append_stage"
+
+
+class _AlreadyLoaded(Exception):
+    """The ledger already has this object's row: a retry after it committed."""
+
+
+class _WarningsNotAllShown(Exception):
+    """More warnings than MySQL keeps: which of them are duplicates cannot be told."""
+
+
+def _refuse_unless_duplicates(cur, *, accept_duplicates: bool, all_shown: bool = True) -> int:
+    """The number of duplicate-key warnings of the last statement (records skipped); raises
+    ChunkRefused naming the first problems if it warned of anything else (or of anything,
+    without `accept_duplicates`). SHOW statements do not clear the warnings they show."""
+    cur.execute("SHOW COUNT(*) WARNINGS")
+    total = int(cur.fetchone()[0])
+    if not total:
+        return 0
+    cur.execute("SHOW WARNINGS")
+    shown = cur.fetchall()
+    problems = [message for _level, code, message in shown if code != DUPLICATE_KEY or not accept_duplicates]
+    if problems:
+        raise ChunkRefused("; ".join(problems[:3]))
+    if all_shown and total > len(shown):
+        raise _WarningsNotAllShown()
+    return total
 
 
 class AppendTargetMissing(RuntimeError):
@@ -26,13 +62,47 @@ class AppendTargetMissing(RuntimeError):
 
 class AuroraAppendLoader(AuroraLoaderBase):
     def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
-        import pymysql
-
         table = self.target.append_table(self.table)
         self._check_target(conn, table)
+        original = self._loaded_with_same_content(conn, f)
+        if original is not None:
+            log.warning("%s: s3://%s/%s has the same content (ETag %s) as %s, loaded before: a repeated "
+                        "delivery, not appended again", self.table.qualified_name, self.pipeline.source.bucket,
+                        f.key, f.etag, original)
+            report.already_loaded.append(f.key)
+            return self._record_outcome(conn, f, "loaded", 0, f"repeated delivery of {original}")
         source = self._source(conn, f, index, report)
         if source is None:
             return None
+        try:
+            try:
+                rows, skipped = self._append(conn, f, source, table, staged=False)
+            except _WarningsNotAllShown:  # more than MySQL keeps: redo keyless, where any warning is a refusal
+                rows, skipped = self._append(conn, f, source, table, staged=True)
+        except _AlreadyLoaded:
+            report.already_loaded.append(f.key)
+            return self._record_outcome(conn, f, "loaded", 0)
+        except ChunkRefused as refused:
+            return self._quarantine(report, f, str(refused), conn)
+        if skipped:
+            log.warning("%s: %d of %d record(s) of s3://%s/%s are already in %s (unique key %s): repeated "
+                        "deliveries, skipped", self.table.qualified_name, skipped, rows + skipped,
+                        self.pipeline.source.bucket, f.key, table, ", ".join(self._unique_key(conn, table) or []))
+        report.loaded[f.key] = rows
+        self._record_outcome(conn, f, "loaded", rows)
+        return None
+
+    def _append(self, conn, f: DmsFile, source: str, table: str, *, staged: bool) -> tuple[int, int]:
+        """One transaction: ledger row, `LOAD DATA … IGNORE` into the table, commit. Returns
+        (rows appended, records skipped because their unique key is already in the table).
+
+        Only duplicate-key warnings are accepted. If there are more warnings than MySQL keeps
+        (`max_error_count`), a bad value could hide among duplicates: `staged` then loads into
+        a keyless copy first (where any warning is a refusal) and `INSERT IGNORE`s from it."""
+        import pymysql
+
+        columns = list(self.table.columns)
+        database = sql.mysql_ident(self.target.database)
         try:
             with conn.cursor() as cur:
                 try:
@@ -43,29 +113,49 @@ class AuroraAppendLoader(AuroraLoaderBase):
                     )
                 except pymysql.err.IntegrityError as error:
                     if error.args[0] == DUPLICATE_KEY:
-                        conn.rollback()
-                        report.already_loaded.append(f.key)
-                        return self._record_outcome(conn, f, "loaded", 0)
+                        raise _AlreadyLoaded() from error
                     raise
-                rows = cur.execute(self._render(
-                    "load_append.sql", method=self.target.method, source=source, table=table,
-                    columns=list(self.table.columns),
+                if staged:
+                    cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {database}.{sql.mysql_ident(APPEND_STAGE)}")
+                    cur.execute(self._render("append_stage_table.sql", stage=APPEND_STAGE, table=table, columns=columns))
+                read = cur.execute(self._render(
+                    "load_append.sql", method=self.target.method, source=source,
+                    table=APPEND_STAGE if staged else table, columns=columns,
                 ))
-                cur.execute("SHOW WARNINGS LIMIT 3")
-                warnings = [message for _level, _code, message in cur.fetchall()]
-                if warnings:
-                    conn.rollback()
-                    return self._quarantine(report, f, "; ".join(warnings), conn)
+                rows, skipped = read, _refuse_unless_duplicates(cur, accept_duplicates=not staged)
+                if staged:
+                    rows = cur.execute(self._render(
+                        "append_from_stage.sql", stage=APPEND_STAGE, table=table, columns=columns))
+                    # the stage has the table's column types: only duplicates are possible here
+                    _refuse_unless_duplicates(cur, accept_duplicates=True, all_shown=False)
+                    skipped = read - rows
                 cur.execute(f"UPDATE {self._ledger()} SET row_count = %s WHERE pipeline = %s AND table_name = %s "
                             "AND object_hash = %s AND chunk = 0",
                             (rows, self.pipeline.name, self.table.qualified_name, object_hash(f)))
             conn.commit()
-        except pymysql.err.MySQLError:
+            return rows, skipped
+        except pymysql.err.MySQLError as error:
+            conn.rollback()
+            if is_data_error(error):  # LOAD DATA FROM S3 (not LOCAL) stops at a bad value in strict mode
+                raise ChunkRefused(str(error.args[-1])) from error
+            raise
+        except BaseException:
             conn.rollback()
             raise
-        report.loaded[f.key] = rows
-        self._record_outcome(conn, f, "loaded", rows)
-        return None
+
+    def _loaded_with_same_content(self, conn, f: DmsFile) -> str | None:
+        """The key of another object of this table already loaded with the same ETag (the
+        MD5 of the bytes): Firehose delivers at least once, and a repeated delivery gets a
+        new name. Objects that are byte for byte equal are taken as one delivery."""
+        with conn.cursor() as cur:
+            cur.execute(
+                f"SELECT object_key FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s AND etag = %s "
+                "AND chunk = -1 AND status = 'loaded' AND row_count > 0 AND object_key <> %s LIMIT 1",
+                (self.pipeline.name, self.table.qualified_name, f.etag, f.key),
+            )
+            row = cur.fetchone()
+        conn.commit()
+        return row[0] if row else None
 
     def _source(self, conn, f: DmsFile, index: int, report: LoadReport) -> str | None:
         """What LOAD DATA reads: the object itself for aurora_s3 (nothing passes through the
@@ -90,6 +180,22 @@ class AuroraAppendLoader(AuroraLoaderBase):
             self.s3.upload_file(str(path), self.pipeline.source.bucket, key)
             return f"s3://{self.pipeline.source.bucket}/{key}"
         return str(path)
+
+    def _unique_key(self, conn, table: str) -> list[str] | None:
+        """The columns of a unique index of the table made only of loaded columns (an
+        AUTO_INCREMENT id the load does not fill does not count), or None."""
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = %s AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+                (self.target.database, table),
+            )
+            indexes: dict[str, list[str]] = {}
+            for index_name, column in cur.fetchall():
+                indexes.setdefault(index_name, []).append(column)
+        conn.commit()
+        loaded = {c.lower() for c in self.table.columns}
+        return next((cols for cols in indexes.values() if {c.lower() for c in cols} <= loaded), None)
 
     def _check_target(self, conn, table: str) -> None:
         with conn.cursor() as cur:
