@@ -4,6 +4,7 @@ append mode, exactly once; refused records reported from `processing-failed/`.""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 from datetime import datetime, timedelta
@@ -211,6 +212,25 @@ def test_with_a_unique_key_records_repeated_in_other_objects_are_skipped(fh, met
     expected = {f"e{i}" for i in [*range(5), 10, *range(100, 200), *range(300, 305)]}
     rows = fh.rows()
     assert len(rows) == len(expected) and {r["event_id"] for r in rows} == expected
+
+
+@pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])
+def test_gzip_objects_load_by_name_or_by_content_and_other_compressions_are_named(fh, method):
+    fh.use_method(method)
+    named = fh.deliver(_clicks(0, 2))
+    stem = named.rsplit("-", 1)[0]
+    packed = stem + "-a0000001.gz"  # CompressionFormat GZIP
+    fh.s3.put_object(Bucket=fh.bucket, Key=packed, Body=gzip.compress(b"".join(_csv_lines(_clicks(10, 3)))))
+    custom = stem + "-a0000002.csv"  # GZIP with a custom FileExtension: only the bytes say so
+    fh.s3.put_object(Bucket=fh.bucket, Key=custom, Body=gzip.compress(b"".join(_csv_lines(_clicks(20, 4)))))
+    snappy = stem + "-a0000003.snappy"
+    fh.s3.put_object(Bucket=fh.bucket, Key=snappy, Body=b"\xff\x06\x00\x00sNaPpY")
+    fh.sent += _clicks(10, 3) + _clicks(20, 4)
+
+    (report,) = fh.run()
+    assert report.loaded == {named: 2, packed: 3, custom: 4}
+    assert list(report.quarantined) == [snappy] and "Snappy-compressed" in report.quarantined[snappy]
+    assert sorted(fh.rows(), key=lambda r: r["user_id"]) == sorted(fh.sent, key=lambda r: r["user_id"])
 
 
 @pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])

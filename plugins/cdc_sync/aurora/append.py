@@ -17,6 +17,9 @@ from __future__ import annotations
 import gzip
 import logging
 import shutil
+from pathlib import PurePosixPath
+
+from botocore.exceptions import ClientError
 
 from cdc_sync import sql
 from cdc_sync.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, is_data_error, object_hash
@@ -28,6 +31,14 @@ log = logging.getLogger(__name__)
 
 
 APPEND_STAGE = "_cdc_append_stage"
+GZIP_MAGIC = b"\x1f\x8b"
+# object name endings Firehose gives to output that is not CSV text
+_NOT_CSV = {
+    ".zip": "ZIP-compressed (CompressionFormat ZIP)",
+    ".snappy": "Snappy-compressed (CompressionFormat SNAPPY or HADOOP_SNAPPY)",
+    ".parquet": "Parquet (record format conversion)",
+    ".orc": "ORC (record format conversion)",
+}
 
 
 class _AlreadyLoaded(Exception):
@@ -159,13 +170,23 @@ class AuroraAppendLoader(AuroraLoaderBase):
 
     def _source(self, conn, f: DmsFile, index: int, report: LoadReport) -> str | None:
         """What LOAD DATA reads: the object itself for aurora_s3 (nothing passes through the
-        worker) unless it is gzip-compressed; else a local, uncompressed copy."""
+        worker) unless it is gzip-compressed; else a local, uncompressed copy. GZIP is found
+        by its first bytes too: a delivery stream with a custom FileExtension (say `.csv`)
+        does not end its keys in `.gz`."""
+        not_csv = _NOT_CSV.get(PurePosixPath(f.key).suffix.lower())
+        if not_csv:
+            self._quarantine(report, f, f"{not_csv}, not CSV text: the append load reads the transform's CSV "
+                                        "lines, uncompressed or GZIP (set the delivery stream's CompressionFormat to "
+                                        "UNCOMPRESSED or GZIP, without record format conversion)", conn)
+            return None
         compressed = f.key.endswith(".gz")
-        if self.target.method == "aurora_s3" and not compressed:
+        if self.target.method == "aurora_s3" and not compressed and not self._starts_as_gzip_in_s3(f):
             return f"s3://{self.pipeline.source.bucket}/{f.key}"
         path = self.workdir / f"firehose-{index:06d}.csv"
         if not self._download(conn, f, path, report):
             return None
+        with path.open("rb") as head:
+            compressed = compressed or head.read(2) == GZIP_MAGIC
         if compressed:
             plain = path.with_suffix(".plain.csv")
             try:
@@ -180,6 +201,15 @@ class AuroraAppendLoader(AuroraLoaderBase):
             self.s3.upload_file(str(path), self.pipeline.source.bucket, key)
             return f"s3://{self.pipeline.source.bucket}/{key}"
         return str(path)
+
+    def _starts_as_gzip_in_s3(self, f: DmsFile) -> bool:
+        """The object's first two bytes are GZIP's magic number (one ranged GET)."""
+        try:
+            head = self.s3.get_object(Bucket=self.pipeline.source.bucket, Key=f.key, Range="bytes=0-1",
+                                      IfMatch=f.etag)["Body"].read()
+        except ClientError:  # empty (no range to read), gone or changed: the load reports it
+            return False
+        return head == GZIP_MAGIC
 
     def _unique_key(self, conn, table: str) -> list[str] | None:
         """The columns of a unique index of the table made only of loaded columns (an
