@@ -93,3 +93,55 @@ def test_handler_reads_its_spec_from_the_environment(tmp_path, monkeypatch):
     transform._spec_from_env.cache_clear()
     response = handler(_event({"a": "x,y"}))
     assert _line(response["records"][0]) == ["x,y"]
+
+
+DYNAMO_SPEC = TransformSpec.from_dict({
+    "columns": ["_event_id", "_event_name", "event_id", "user_id", "price", "tags", "blob", "is_bot", "props", "note"],
+    "schema": {
+        "type": "object",
+        "required": ["event_id", "user_id"],
+        "properties": {"event_id": {"type": "string"}, "user_id": {"type": "integer"}, "price": {"type": "number"},
+                       "tags": {"type": "array"}, "blob": {"type": "string"}, "is_bot": {"type": "boolean"},
+                       "props": {"type": "object"}, "note": {"type": ["string", "null"]}},
+        "additionalProperties": False,
+    },
+})
+
+
+def _stream_record(event_name: str, new_image: dict | None, event_id: str = "c81e728d9d4c2f636f067f89cc14862c") -> dict:
+    """A Kinesis Data Streams for DynamoDB record, as Firehose receives it."""
+    dynamodb = {"ApproximateCreationDateTime": 1763881200000, "Keys": {"event_id": {"S": "e1"}}, "SizeBytes": 120}
+    if new_image is not None:
+        dynamodb["NewImage"] = new_image
+    return {"awsRegion": "us-east-1", "eventID": event_id, "eventName": event_name, "userIdentity": None,
+            "recordFormat": "application/json", "tableName": "clicks", "dynamodb": dynamodb,
+            "eventSource": "aws:dynamodb"}
+
+
+def test_dynamodb_stream_records_are_unmarshalled_typed_values_exact():
+    image = {"event_id": {"S": "e1"}, "user_id": {"N": "7"}, "price": {"N": "19.990"},
+             "tags": {"SS": ["b", "a, c"]}, "blob": {"B": base64.b64encode(b"\x00\xff").decode()},
+             "is_bot": {"BOOL": True}, "props": {"M": {"n": {"N": "2.5"}, "k": {"L": [{"N": "1"}, {"S": "x"}]}}},
+             "note": {"NULL": True}}
+    response = transform_records(_event(_stream_record("INSERT", image)), DYNAMO_SPEC)
+    (record,) = response["records"]
+    assert record["result"] == "Ok"
+    assert _line(record) == ["c81e728d9d4c2f636f067f89cc14862c", "INSERT", "e1", "7", "19.990", '["a, c","b"]',
+                             "AP8=", "1", '{"n":2.5,"k":[1,"x"]}', "\\N"]
+
+
+def test_dynamodb_remove_is_dropped_and_an_image_less_insert_names_the_stream_view_type():
+    logged = []
+    response = transform_records(_event(
+        _stream_record("REMOVE", None),
+        _stream_record("INSERT", None),
+        _stream_record("MODIFY", {"event_id": {"S": "e1"}, "user_id": {"S": "seven"}}),
+        _stream_record("INSERT", {"event_id": {"S": "e2"}, "user_id": {"N": "8"}, "extra": {"S": "x"}}),
+    ), DYNAMO_SPEC, log=logged.append)
+    assert [r["result"] for r in response["records"]] == ["Dropped", "ProcessingFailed", "ProcessingFailed",
+                                                          "ProcessingFailed"]
+    reasons = [json.loads(line)["reason"] for line in logged]
+    assert "REMOVE" in reasons[0]
+    assert "NEW_IMAGE or NEW_AND_OLD_IMAGES" in reasons[1]
+    assert "user_id: 'seven' is not of type 'integer'" in reasons[2]
+    assert "'extra' was unexpected" in reasons[3]

@@ -8,6 +8,13 @@ checked against a JSON Schema (jsonschema) and written as one CSV line by Python
 module: commas, quotes, newlines and any UTF-8 survive, ready for `LOAD DATA … FIELDS
 TERMINATED BY ',' OPTIONALLY ENCLOSED BY '"'`.
 
+A record may also be a DynamoDB stream record (from DynamoDB Streams, or Kinesis Data
+Streams for DynamoDB: `"eventSource": "aws:dynamodb"`): then its `NewImage` is the document,
+unmarshalled by boto3's TypeDeserializer (numbers exact, sets as sorted lists, binary as
+base64), and the columns `_event_id` / `_event_name` take the record's `eventID` /
+`eventName` (a unique key on `_event_id` makes repeated deliveries harmless). A REMOVE has no
+new image: it is `Dropped`.
+
 Deploy `handler` as the Lambda entry point (`cdc_sync.firehose.transform.handler`) with
 the environment variable CDC_SYNC_TRANSFORM_SPEC naming a JSON file
 `{"columns": [...], "schema": {...}}` packaged with it.
@@ -22,6 +29,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -43,6 +51,14 @@ class TransformSpec:
 
 class RecordError(ValueError):
     pass
+
+
+# columns a DynamoDB stream record fills from its envelope rather than from its image
+STREAM_RECORD_COLUMNS = {"_event_id": "eventID", "_event_name": "eventName"}
+
+
+class Dropped(Exception):
+    """A record with nothing to append (a DynamoDB REMOVE): answered `Dropped`."""
 
 
 def to_csv_line(record: dict, columns: tuple[str, ...]) -> str:
@@ -68,15 +84,18 @@ def transform_records(event: dict, spec: TransformSpec, log: Callable[[str], Non
     out = []
     for record in event.get("records", []):
         try:
-            document = _decode(record["data"])
+            document, envelope = _item(_decode(record["data"]))
             errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
             if errors:
                 where = "/".join(str(p) for p in errors[0].absolute_path) or "(record)"
                 raise RecordError(f"{where}: {errors[0].message}")
-            line = to_csv_line(document, spec.columns)
+            line = to_csv_line({**document, **envelope}, spec.columns)
             out.append({"recordId": record["recordId"], "result": "Ok",
                         "data": base64.b64encode(line.encode("utf-8")).decode("ascii")})
-        except (RecordError, ValueError, KeyError) as error:
+        except Dropped as dropped:
+            log(json.dumps({"recordId": record.get("recordId"), "result": "Dropped", "reason": str(dropped)}))
+            out.append({"recordId": record.get("recordId"), "result": "Dropped", "data": record.get("data", "")})
+        except (RecordError, ValueError, KeyError, TypeError) as error:
             # Firehose takes recordId/result/data only; the reason goes to the Lambda's log
             # (CloudWatch), one JSON line per refused record.
             log(json.dumps({"recordId": record.get("recordId"), "result": "ProcessingFailed",
@@ -98,6 +117,66 @@ def _decode(data: str) -> dict:
     if not isinstance(document, dict):
         raise RecordError("a record must be a JSON object")
     return document
+
+
+def _item(document: dict) -> tuple[dict, dict]:
+    """(the document to validate and write, envelope columns). A DynamoDB stream record gives
+    its unmarshalled NewImage; any other JSON object is the document itself."""
+    if document.get("eventSource") != "aws:dynamodb" or not isinstance(document.get("dynamodb"), dict):
+        return document, {}
+    image = document["dynamodb"].get("NewImage")
+    event = document.get("eventName")
+    if image is None:
+        if event == "REMOVE":
+            raise Dropped("a DynamoDB REMOVE: no new image to append")
+        raise RecordError(f"DynamoDB {event or 'stream'} record without NewImage: the table's stream view type "
+                          "must be NEW_IMAGE or NEW_AND_OLD_IMAGES")
+    from boto3.dynamodb.types import TypeDeserializer  # in every Lambda Python runtime
+
+    try:
+        item = TypeDeserializer().deserialize({"M": _binary_decoded(image)})
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise RecordError(f"dynamodb.NewImage is not DynamoDB-typed JSON ({error})") from error
+    envelope = {column: document.get(field) for column, field in STREAM_RECORD_COLUMNS.items()}
+    return {name: _plain(value) for name, value in item.items()}, envelope
+
+
+def _binary_decoded(typed: Any) -> Any:
+    """DynamoDB JSON as it travels (B and BS as base64 text) → what TypeDeserializer takes (bytes)."""
+    if isinstance(typed, list):
+        return [_binary_decoded(v) for v in typed]
+    if not isinstance(typed, dict):
+        return typed
+    if len(typed) == 1:
+        ((tag, value),) = typed.items()
+        if tag == "B" and isinstance(value, str):
+            return {"B": base64.b64decode(value, validate=True)}
+        if tag == "BS" and isinstance(value, list):
+            return {"BS": [base64.b64decode(v, validate=True) if isinstance(v, str) else v for v in value]}
+        if tag in ("M", "L"):
+            return {tag: _binary_decoded(value)}
+    return {k: _binary_decoded(v) for k, v in typed.items()}
+
+
+def _plain(value: Any, nested: bool = False) -> Any:
+    """A DynamoDB value as JSON would have it: whole numbers as int (JSON Schema's integer);
+    other numbers exact at the top level (written as text) and float inside maps and lists
+    (written as JSON); sets as sorted lists; binary as base64 text."""
+    from boto3.dynamodb.types import Binary
+
+    if isinstance(value, Decimal):
+        if value == value.to_integral_value():
+            return int(value)
+        return float(value) if nested else value
+    if isinstance(value, Binary):
+        return base64.b64encode(value.value).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return sorted(_plain(v, True) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v, True) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, True) for v in value]
+    return value
 
 
 @cache
