@@ -66,11 +66,11 @@ class FirehoseWorld:
     def pipeline(self):
         return load_pipelines(self.config)[0]
 
-    def deliver(self, documents: list[dict]) -> str:
+    def deliver(self, documents: list[dict], spec: TransformSpec = SPEC) -> str:
         """The transform Lambda's output, put through Firehose: one new object in processed/."""
         before = set(self.keys())
         self.firehose.put_record_batch(DeliveryStreamName=self.stream,
-                                       Records=[{"Data": line} for line in _csv_lines(documents)])
+                                       Records=[{"Data": line} for line in _csv_lines(documents, spec)])
         (key,) = set(self.keys()) - before
         self.sent += documents
         return key
@@ -125,12 +125,12 @@ def _delivered_earlier(key: str, by: timedelta) -> str:
     return f"processed/{when:%Y/%m/%d/%H}/{match[2]}-{match[3]}-{when:%Y-%m-%d-%H-%M-%S}-{match[5]}"
 
 
-def _csv_lines(documents: list[dict]) -> list[bytes]:
+def _csv_lines(documents: list[dict], spec: TransformSpec = SPEC) -> list[bytes]:
     """What the transform Lambda makes of the documents: one CSV line each."""
     event = {"records": [{"recordId": str(n), "approximateArrivalTimestamp": 0,
                           "data": base64.b64encode(json.dumps(d).encode()).decode()}
                          for n, d in enumerate(documents)]}
-    return [base64.b64decode(r["data"]) for r in transform_records(event, SPEC)["records"] if r["result"] == "Ok"]
+    return [base64.b64decode(r["data"]) for r in transform_records(event, spec)["records"] if r["result"] == "Ok"]
 
 
 def _clicks(start: int, n: int) -> list[dict]:
@@ -212,6 +212,35 @@ def test_with_a_unique_key_records_repeated_in_other_objects_are_skipped(fh, met
     expected = {f"e{i}" for i in [*range(5), 10, *range(100, 200), *range(300, 305)]}
     rows = fh.rows()
     assert len(rows) == len(expected) and {r["event_id"] for r in rows} == expected
+
+
+def test_dynamodb_stream_records_through_firehose_append_once_by_event_id(fh):
+    """The seed case: DynamoDB stream records (Kinesis Data Streams for DynamoDB) → transform →
+    Firehose → Aurora, with a repeated delivery of some records in a later batch."""
+    with fh.mysql.cursor() as cur:
+        cur.execute(f"ALTER TABLE `{fh.db}`.clicks ADD COLUMN _event_id VARCHAR(64) NOT NULL, "
+                    "ADD UNIQUE KEY one_stream_event (_event_id)")
+    document = yaml.safe_load(fh.config.read_text())
+    document["pipelines"][0]["tables"][0]["columns"] = ["_event_id", *COLUMNS]
+    fh.config.write_text(yaml.safe_dump(document))
+    spec = TransformSpec(columns=("_event_id", *COLUMNS), schema=SPEC.schema)
+
+    def stream_record(click: dict, event_name: str = "INSERT") -> dict:
+        image = {"event_id": {"S": click["event_id"]}, "user_id": {"N": str(click["user_id"])},
+                 "page": {"S": click["page"]}, "referrer": {"NULL": True} if click["referrer"] is None
+                 else {"S": click["referrer"]}}
+        dynamodb = {"ApproximateCreationDateTime": 1763881200000, "Keys": {"event_id": image["event_id"]},
+                    "SizeBytes": 100, **({} if event_name == "REMOVE" else {"NewImage": image})}
+        return {"awsRegion": "us-east-1", "eventID": f"stream-{click['event_id']}", "eventName": event_name,
+                "recordFormat": "application/json", "tableName": "clicks", "dynamodb": dynamodb,
+                "eventSource": "aws:dynamodb"}
+
+    clicks = _clicks(0, 4)
+    fh.deliver([stream_record(c) for c in clicks[:3]] + [stream_record(clicks[0], "REMOVE")], spec)
+    fh.deliver([stream_record(c) for c in clicks[1:]], spec)  # e1, e2 delivered again, e3 new
+    reports = fh.run()
+    assert sum(rows for r in reports for rows in r.loaded.values()) == 4 and not any(r.quarantined for r in reports)
+    assert sorted(fh.rows(), key=lambda r: r["user_id"]) == clicks  # every value back as the item held it
 
 
 @pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])
