@@ -6,7 +6,10 @@
 4. runs the pipeline DAG with `airflow dags test` after each landing;
 5. prints what was loaded and the latest state in BigQuery and in the Aurora stand-in
    (a second MariaDB database) next to the source rows;
-6. reconciles both targets with the source, drifts the replica by hand, finds it, repairs it.
+6. reconciles both targets with the source, drifts the replica by hand, finds it, repairs it;
+7. Firehose → Aurora (append): DynamoDB stream records through the transform Lambda and
+   moto's Firehose into a clicks table, a refused record reported, a repeated delivery
+   skipped.
 Stops the services it started.
 """
 
@@ -33,6 +36,8 @@ DATABASE = "cdc_sync_demo"
 BUCKET = "cdc-sync-demo-landing"
 DATASET = "cdc_sync_demo"
 REPLICA = "cdc_sync_demo_replica"  # the Aurora target (MariaDB stands in for Aurora)
+STREAM = "demoClicks"  # the Firehose delivery stream (moto)
+CLICK_COLUMNS = ["_event_id", "event_id", "user_id", "page"]
 
 
 def say(text: str = "") -> None:
@@ -67,6 +72,14 @@ def write_config(path: Path) -> None:
                     "aurora": {"database": REPLICA, "mode": "merge", "method": "local_infile"}},
         "options": {"poke_interval_seconds": 5, "wait_timeout_minutes": 1, "retries": 1},
         "reconcile": {"source_conn_id": "mysql_source", "schedule": None, "recheck_seconds": 0},
+    }, {
+        "name": "clicks",
+        "description": "make demo: DynamoDB stream records → transform Lambda → Firehose (moto) → Aurora (append)",
+        "schedule": None,
+        "source": {"kind": "firehose", "bucket": BUCKET, "stream": STREAM},
+        "tables": [{"schema": "web", "name": "clicks", "columns": CLICK_COLUMNS}],
+        "targets": {"aurora": {"database": REPLICA, "mode": "append", "table": "clicks", "method": "local_infile"}},
+        "options": {"poke_interval_seconds": 5, "wait_timeout_minutes": 1, "retries": 1},
     }]}, sort_keys=False))
 
 
@@ -78,8 +91,9 @@ def run_dag(env: dict, step: str, conf: dict | None = None, dag_id: str = "cdc_d
     result = subprocess.run(argv, env=env, capture_output=True, text=True)
     interesting = [
         line for line in result.stdout.splitlines()
-        if "file(s) to load" in line or "nothing to load" in line or "loaded " in line and "change row" in line
+        if "file(s) to load" in line or "nothing to load" in line or "loaded " in line and ("change row" in line or " record(s);" in line)
         or "state=" in line and "DagRun Finished" in line or line.startswith("| ") or "repair file" in line
+        or "refused by the transform" in line or line.startswith("  s3://")
     ]
     for line in interesting:
         say("   " + line.split("[")[0].strip() if "DagRun Finished" not in line else "   " + _run_state(line))
@@ -213,11 +227,84 @@ def main() -> int:
                 {"repair": True}, dag_id="cdc_demo_reconcile", may_fail=True)
         run_dag(env, "the pipeline loads the repair file like any other")
         run_dag(env, "reconcile again", dag_id="cdc_demo_reconcile")
+
+        clicks_ok = firehose_to_aurora(stack, conn, s3, env)
         with conn.cursor() as cur:
             for name in (DATABASE, REPLICA):
                 cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         conn.close()
-        return 0 if in_sync else 1
+        return 0 if in_sync and clicks_ok else 1
+
+
+def firehose_to_aurora(stack, conn, s3, env: dict) -> bool:
+    """The append flow: DynamoDB stream records → transform Lambda → Firehose → Aurora."""
+    import base64
+    import uuid
+
+    import pymysql
+
+    from cdc_sync.firehose.transform import TransformSpec, transform_records
+
+    say("\nFirehose → Aurora (append): DynamoDB stream records through the transform Lambda")
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{REPLICA}`.clicks (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                    "_event_id VARCHAR(64) NOT NULL, event_id VARCHAR(40) NOT NULL, user_id BIGINT NOT NULL, "
+                    "page TEXT, loaded_at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6), "
+                    "UNIQUE KEY one_stream_event (_event_id)) CHARSET utf8mb4")
+    firehose = stack.boto3_client("firehose")
+    firehose.create_delivery_stream(
+        DeliveryStreamName=STREAM, DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose", "BucketARN": f"arn:aws:s3:::{BUCKET}",
+            "Prefix": "processed/", "ErrorOutputPrefix": "processing-failed/"})
+    spec = TransformSpec.from_dict({"columns": CLICK_COLUMNS, "schema": {
+        "type": "object", "required": ["event_id", "user_id", "page"],
+        "properties": {"event_id": {"type": "string"}, "user_id": {"type": "integer"}, "page": {"type": "string"}}}})
+
+    def stream_record(n: int, page: str, event_name: str = "INSERT", user_id: str | None = None) -> dict:
+        image = {"event_id": {"S": f"click-{n}"}, "user_id": {"N": user_id or str(100 + n)}, "page": {"S": page}}
+        return {"eventID": f"ddb-{n:04d}", "eventName": event_name, "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1", "dynamodb": {"Keys": {"event_id": image["event_id"]},
+                                                       **({} if event_name == "REMOVE" else {"NewImage": image})}}
+
+    def deliver(records: list[dict]) -> None:
+        event = {"records": [{"recordId": str(i), "approximateArrivalTimestamp": 0,
+                              "data": base64.b64encode(json.dumps(r).encode()).decode()} for i, r in enumerate(records)]}
+        results = transform_records(event, spec, log=lambda line: None)["records"]
+        counts = {r: sum(1 for x in results if x["result"] == r) for r in ("Ok", "Dropped", "ProcessingFailed")}
+        say(f"   transform Lambda: {counts['Ok']} Ok, {counts['Dropped']} Dropped, "
+            f"{counts['ProcessingFailed']} ProcessingFailed")
+        firehose.put_record_batch(DeliveryStreamName=STREAM, Records=[
+            {"Data": base64.b64decode(r["data"])} for r in results if r["result"] == "Ok"])
+        failed = [r for r in results if r["result"] == "ProcessingFailed"]
+        if failed:  # moto does not call the Lambda: write what Firehose writes under the error prefix
+            now = dt.datetime.now(dt.UTC)
+            key = (f"processing-failed/{now:%Y/%m/%d/%H}/{STREAM}-1-{now:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}")
+            body = "".join(json.dumps({
+                "attemptsMade": 1, "arrivalTimestamp": 0, "errorCode": "Lambda.ProcessingFailed",
+                "errorMessage": "The record was marked ProcessingFailed by the Lambda", "attemptEndingTimestamp": 0,
+                "rawData": r["data"], "lambdaArn": "arn:aws:lambda:us-east-1:123456789012:function:transform"}) + "\n"
+                for r in failed)
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode())
+
+    pages = ["/home", '/search?q="a, b"', "/café/😀", "/line\nbreak"]
+    deliver([stream_record(n, page) for n, page in enumerate(pages)]
+            + [stream_record(0, "", "REMOVE"), stream_record(9, "/bad", user_id="1.5")])
+    run_dag(env, "append the delivered object; the refused record is reported and marks the run failed",
+            dag_id="cdc_clicks", may_fail=True)
+    deliver([stream_record(2, pages[2]), stream_record(3, pages[3]), stream_record(4, "/checkout")])
+    run_dag(env, "a producer's retry: two records again with a new one; the unique _event_id skips the two",
+            dag_id="cdc_clicks")
+    with stack.mariadb.connect(cursorclass=pymysql.cursors.DictCursor).cursor() as cur:
+        cur.execute(f"SELECT _event_id, event_id, user_id, page FROM `{REPLICA}`.clicks ORDER BY _event_id")
+        rows = list(cur.fetchall())
+    show(f"target  {REPLICA}.clicks (Aurora stand-in, append mode)",
+         [{**r, "page": repr(r["page"])} for r in rows], CLICK_COLUMNS)
+    expected = [(f"ddb-{n:04d}", f"click-{n}", 100 + n, page) for n, page in enumerate([*pages, "/checkout"])]
+    ok = [(r["_event_id"], r["event_id"], r["user_id"], r["page"]) for r in rows] == expected
+    say(f"\nresult: the clicks table {'HOLDS' if ok else 'DOES NOT HOLD'} each delivered record once "
+        f"({len(rows)} rows)")
+    return ok
 
 
 if __name__ == "__main__":

@@ -68,9 +68,10 @@ def _finish(pipeline: Pipeline, report) -> dict:
     """Log what a load did; fail (without retries) when files were quarantined."""
     from cdc_sync._compat import AirflowFailException
 
+    rows = "record(s)" if pipeline.source.kind == "firehose" else "change row(s)"
     print(
         f"{report.table} → {report.target}: loaded {len(report.loaded)} file(s), "
-        f"{sum(report.loaded.values())} change row(s)"
+        f"{sum(report.loaded.values())} {rows}"
         + (f" (job {report.job_id})" if report.job_id else "")
         + f"; already loaded {len(report.already_loaded)}; quarantined {len(report.quarantined)}"
     )
