@@ -239,11 +239,17 @@ def main() -> int:
 def firehose_to_aurora(stack, conn, s3, env: dict) -> bool:
     """The append flow: DynamoDB stream records → transform Lambda → Firehose → Aurora."""
     import base64
-    import uuid
 
     import pymysql
 
     from cdc_sync.firehose.transform import TransformSpec, transform_records
+    from tools.firehose_standin import (
+        create_delivery_stream,
+        dynamodb_stream_record,
+        lambda_event,
+        typed_image,
+        write_processing_failed,
+    )
 
     say("\nFirehose → Aurora (append): DynamoDB stream records through the transform Lambda")
     with conn.cursor() as cur:
@@ -252,44 +258,30 @@ def firehose_to_aurora(stack, conn, s3, env: dict) -> bool:
                     "page TEXT, loaded_at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6), "
                     "UNIQUE KEY one_stream_event (_event_id)) CHARSET utf8mb4")
     firehose = stack.boto3_client("firehose")
-    firehose.create_delivery_stream(
-        DeliveryStreamName=STREAM, DeliveryStreamType="DirectPut",
-        ExtendedS3DestinationConfiguration={
-            "RoleARN": "arn:aws:iam::123456789012:role/firehose", "BucketARN": f"arn:aws:s3:::{BUCKET}",
-            "Prefix": "processed/", "ErrorOutputPrefix": "processing-failed/"})
+    create_delivery_stream(firehose, STREAM, BUCKET)
     spec = TransformSpec.from_dict({"columns": CLICK_COLUMNS, "schema": {
         "type": "object", "required": ["event_id", "user_id", "page"],
         "properties": {"event_id": {"type": "string"}, "user_id": {"type": "integer"}, "page": {"type": "string"}}}})
 
-    def stream_record(n: int, page: str, event_name: str = "INSERT", user_id: str | None = None) -> dict:
-        image = {"event_id": {"S": f"click-{n}"}, "user_id": {"N": user_id or str(100 + n)}, "page": {"S": page}}
-        return {"eventID": f"ddb-{n:04d}", "eventName": event_name, "eventSource": "aws:dynamodb",
-                "awsRegion": "us-east-1", "dynamodb": {"Keys": {"event_id": image["event_id"]},
-                                                       **({} if event_name == "REMOVE" else {"NewImage": image})}}
+    def stream_record(n: int, page: str, event_name: str = "INSERT", user_id: int | Decimal | None = None) -> dict:
+        item = {"event_id": f"click-{n}", "user_id": 100 + n if user_id is None else user_id, "page": page}
+        return dynamodb_stream_record(event_name, None if event_name == "REMOVE" else typed_image(item),
+                                      f"ddb-{n:04d}", keys={"event_id": {"S": item["event_id"]}})
 
     def deliver(records: list[dict]) -> None:
-        event = {"records": [{"recordId": str(i), "approximateArrivalTimestamp": 0,
-                              "data": base64.b64encode(json.dumps(r).encode()).decode()} for i, r in enumerate(records)]}
-        results = transform_records(event, spec, log=lambda line: None)["records"]
+        results = transform_records(lambda_event(records), spec, log=lambda line: None)["records"]
         counts = {r: sum(1 for x in results if x["result"] == r) for r in ("Ok", "Dropped", "ProcessingFailed")}
         say(f"   transform Lambda: {counts['Ok']} Ok, {counts['Dropped']} Dropped, "
             f"{counts['ProcessingFailed']} ProcessingFailed")
         firehose.put_record_batch(DeliveryStreamName=STREAM, Records=[
             {"Data": base64.b64decode(r["data"])} for r in results if r["result"] == "Ok"])
-        failed = [r for r in results if r["result"] == "ProcessingFailed"]
-        if failed:  # moto does not call the Lambda: write what Firehose writes under the error prefix
-            now = dt.datetime.now(dt.UTC)
-            key = (f"processing-failed/{now:%Y/%m/%d/%H}/{STREAM}-1-{now:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}")
-            body = "".join(json.dumps({
-                "attemptsMade": 1, "arrivalTimestamp": 0, "errorCode": "Lambda.ProcessingFailed",
-                "errorMessage": "The record was marked ProcessingFailed by the Lambda", "attemptEndingTimestamp": 0,
-                "rawData": r["data"], "lambdaArn": "arn:aws:lambda:us-east-1:123456789012:function:transform"}) + "\n"
-                for r in failed)
-            s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode())
+        refused = [r for r in results if r["result"] == "ProcessingFailed"]
+        if refused:  # moto does not call the Lambda: write what Firehose writes under the error prefix
+            write_processing_failed(s3, BUCKET, STREAM, refused)
 
     pages = ["/home", '/search?q="a, b"', "/café/😀", "/line\nbreak"]
     deliver([stream_record(n, page) for n, page in enumerate(pages)]
-            + [stream_record(0, "", "REMOVE"), stream_record(9, "/bad", user_id="1.5")])
+            + [stream_record(0, "", "REMOVE"), stream_record(9, "/bad", user_id=Decimal("1.5"))])
     run_dag(env, "append the delivered object; the refused record is reported and marks the run failed",
             dag_id="cdc_clicks", may_fail=True)
     deliver([stream_record(2, pages[2]), stream_record(3, pages[3]), stream_record(4, "/checkout")])

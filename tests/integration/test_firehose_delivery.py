@@ -4,11 +4,11 @@ with LOAD DATA exactly as the records were sent: the CSV encoding round-trips.""
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 
 from cdc_sync.firehose.transform import TransformSpec, transform_records
+from tools.firehose_standin import create_delivery_stream, lambda_event
 
 pytestmark = pytest.mark.services
 
@@ -30,20 +30,8 @@ def test_transformed_records_delivered_by_firehose_load_into_mysql_unchanged(sta
     s3, firehose = stack.boto3_client("s3"), stack.boto3_client("firehose")
     bucket, stream = f"clicks-{unique_name}", f"webAnalytics{unique_name}"
     s3.create_bucket(Bucket=bucket)
-    firehose.create_delivery_stream(
-        DeliveryStreamName=stream, DeliveryStreamType="DirectPut",
-        ExtendedS3DestinationConfiguration={
-            "RoleARN": "arn:aws:iam::123456789012:role/firehose", "BucketARN": f"arn:aws:s3:::{bucket}",
-            "Prefix": "processed/", "ErrorOutputPrefix": "processing-failed/",
-            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 60},
-        },
-    )
-    event = {"records": [
-        {"recordId": str(n), "approximateArrivalTimestamp": 0,
-         "data": base64.b64encode(json.dumps(d, ensure_ascii=False).encode()).decode()}
-        for n, d in enumerate(DOCUMENTS)
-    ]}
-    transformed = transform_records(event, SPEC)["records"]
+    create_delivery_stream(firehose, stream, bucket, BufferingHints={"SizeInMBs": 1, "IntervalInSeconds": 60})
+    transformed = transform_records(lambda_event(DOCUMENTS), SPEC)["records"]
     assert all(r["result"] == "Ok" for r in transformed)
     firehose.put_record_batch(DeliveryStreamName=stream,
                               Records=[{"Data": base64.b64decode(r["data"])} for r in transformed])

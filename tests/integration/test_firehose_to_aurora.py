@@ -15,10 +15,11 @@ import yaml
 from cdc_sync import planning, to_aurora
 from cdc_sync.config import load_pipelines
 from cdc_sync.firehose.failures import read_failed_records
-from cdc_sync.firehose.transform import TransformSpec, transform_records
+from cdc_sync.firehose.transform import TransformSpec
 from cdc_sync.to_aurora import finished_in_aurora
 from tests.integration.aurora_s3_standin import cursor_class_for
 from tests.integration.harness import InMemoryWatermarks
+from tools.firehose_standin import create_delivery_stream, dynamodb_stream_record, transformed_lines, typed_image
 
 pytestmark = pytest.mark.services
 COLUMNS = ["event_id", "user_id", "page", "referrer"]
@@ -36,13 +37,7 @@ class FirehoseWorld:
         self.s3, self.firehose = stack.boto3_client("s3"), stack.boto3_client("firehose")
         self.bucket, self.stream, self.db = f"clicks-{uid}", f"webAnalytics{uid}", f"fh_{uid}"
         self.s3.create_bucket(Bucket=self.bucket)
-        self.firehose.create_delivery_stream(
-            DeliveryStreamName=self.stream, DeliveryStreamType="DirectPut",
-            ExtendedS3DestinationConfiguration={
-                "RoleARN": "arn:aws:iam::123456789012:role/firehose", "BucketARN": f"arn:aws:s3:::{self.bucket}",
-                "Prefix": "processed/", "ErrorOutputPrefix": "processing-failed/",
-            },
-        )
+        create_delivery_stream(self.firehose, self.stream, self.bucket)
         self.mysql = stack.mariadb.connect()
         with self.mysql.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{self.db}` CHARACTER SET utf8mb4")
@@ -70,7 +65,7 @@ class FirehoseWorld:
         """The transform Lambda's output, put through Firehose: one new object in processed/."""
         before = set(self.keys())
         self.firehose.put_record_batch(DeliveryStreamName=self.stream,
-                                       Records=[{"Data": line} for line in _csv_lines(documents, spec)])
+                                       Records=[{"Data": line} for line in transformed_lines(documents, spec)])
         (key,) = set(self.keys()) - before
         self.sent += documents
         return key
@@ -123,14 +118,6 @@ def _delivered_earlier(key: str, by: timedelta) -> str:
     assert match, key
     when = datetime.strptime(match[4], "%Y-%m-%d-%H-%M-%S") - by
     return f"processed/{when:%Y/%m/%d/%H}/{match[2]}-{match[3]}-{when:%Y-%m-%d-%H-%M-%S}-{match[5]}"
-
-
-def _csv_lines(documents: list[dict], spec: TransformSpec = SPEC) -> list[bytes]:
-    """What the transform Lambda makes of the documents: one CSV line each."""
-    event = {"records": [{"recordId": str(n), "approximateArrivalTimestamp": 0,
-                          "data": base64.b64encode(json.dumps(d).encode()).decode()}
-                         for n, d in enumerate(documents)]}
-    return [base64.b64decode(r["data"]) for r in transform_records(event, spec)["records"] if r["result"] == "Ok"]
 
 
 def _clicks(start: int, n: int) -> list[dict]:
@@ -200,7 +187,7 @@ def test_with_a_unique_key_records_repeated_in_other_objects_are_skipped(fh, met
     # still refused, not taken for one more duplicate
     fh.deliver(_clicks(100, 100))
     fh.run()
-    repeats = b"".join(_csv_lines(_clicks(100, 90))) + b"".join(_csv_lines(_clicks(300, 5)))
+    repeats = b"".join(transformed_lines(_clicks(100, 90) + _clicks(300, 5), SPEC))
     hidden_bad = good.rsplit("-", 1)[0] + "-fffffffe"
     fh.s3.put_object(Bucket=fh.bucket, Key=hidden_bad, Body=repeats + b'e999,not-a-number,"/p",\\N\n')
     clean = good.rsplit("-", 1)[0] + "-ffffffff0"
@@ -226,14 +213,8 @@ def test_dynamodb_stream_records_through_firehose_append_once_by_event_id(fh):
     spec = TransformSpec(columns=("_event_id", *COLUMNS), schema=SPEC.schema)
 
     def stream_record(click: dict, event_name: str = "INSERT") -> dict:
-        image = {"event_id": {"S": click["event_id"]}, "user_id": {"N": str(click["user_id"])},
-                 "page": {"S": click["page"]}, "referrer": {"NULL": True} if click["referrer"] is None
-                 else {"S": click["referrer"]}}
-        dynamodb = {"ApproximateCreationDateTime": 1763881200000, "Keys": {"event_id": image["event_id"]},
-                    "SizeBytes": 100, **({} if event_name == "REMOVE" else {"NewImage": image})}
-        return {"awsRegion": "us-east-1", "eventID": f"stream-{click['event_id']}", "eventName": event_name,
-                "recordFormat": "application/json", "tableName": "clicks", "dynamodb": dynamodb,
-                "eventSource": "aws:dynamodb"}
+        return dynamodb_stream_record(event_name, None if event_name == "REMOVE" else typed_image(click),
+                                      f"stream-{click['event_id']}", keys={"event_id": {"S": click["event_id"]}})
 
     clicks = _clicks(0, 4)
     fh.deliver([stream_record(c) for c in clicks[:3]] + [stream_record(clicks[0], "REMOVE")], spec)
@@ -249,9 +230,9 @@ def test_gzip_objects_load_by_name_or_by_content_and_other_compressions_are_name
     named = fh.deliver(_clicks(0, 2))
     stem = named.rsplit("-", 1)[0]
     packed = stem + "-a0000001.gz"  # CompressionFormat GZIP
-    fh.s3.put_object(Bucket=fh.bucket, Key=packed, Body=gzip.compress(b"".join(_csv_lines(_clicks(10, 3)))))
+    fh.s3.put_object(Bucket=fh.bucket, Key=packed, Body=gzip.compress(b"".join(transformed_lines(_clicks(10, 3), SPEC))))
     custom = stem + "-a0000002.csv"  # GZIP with a custom FileExtension: only the bytes say so
-    fh.s3.put_object(Bucket=fh.bucket, Key=custom, Body=gzip.compress(b"".join(_csv_lines(_clicks(20, 4)))))
+    fh.s3.put_object(Bucket=fh.bucket, Key=custom, Body=gzip.compress(b"".join(transformed_lines(_clicks(20, 4), SPEC))))
     snappy = stem + "-a0000003.snappy"
     fh.s3.put_object(Bucket=fh.bucket, Key=snappy, Body=b"\xff\x06\x00\x00sNaPpY")
     fh.sent += _clicks(10, 3) + _clicks(20, 4)

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from cdc_sync.firehose.transform import TransformSpec, handler, transform_records
+from tools.firehose_standin import dynamodb_stream_record
 
 SPEC = TransformSpec.from_dict({
     "columns": ["event_id", "user_id", "page", "referrer", "ts", "is_bot", "props"],
@@ -108,14 +109,9 @@ DYNAMO_SPEC = TransformSpec.from_dict({
 })
 
 
-def _stream_record(event_name: str, new_image: dict | None, event_id: str = "c81e728d9d4c2f636f067f89cc14862c") -> dict:
-    """A Kinesis Data Streams for DynamoDB record, as Firehose receives it."""
-    dynamodb = {"ApproximateCreationDateTime": 1763881200000, "Keys": {"event_id": {"S": "e1"}}, "SizeBytes": 120}
-    if new_image is not None:
-        dynamodb["NewImage"] = new_image
-    return {"awsRegion": "us-east-1", "eventID": event_id, "eventName": event_name, "userIdentity": None,
-            "recordFormat": "application/json", "tableName": "clicks", "dynamodb": dynamodb,
-            "eventSource": "aws:dynamodb"}
+def _stream_record(event_name: str, new_image: dict | None) -> dict:
+    return dynamodb_stream_record(event_name, new_image, "c81e728d9d4c2f636f067f89cc14862c",
+                                  keys={"event_id": {"S": "e1"}})
 
 
 def test_dynamodb_stream_records_are_unmarshalled_typed_values_exact():
