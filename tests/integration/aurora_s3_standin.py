@@ -5,8 +5,8 @@ read from the local S3 (moto) and loaded with `LOAD DATA LOCAL INFILE`, the rest
 statement unchanged. A non-LOCAL load stops at the first duplicate key or bad value (strict
 mode) where a LOCAL one only warns, so warnings are turned back into that error, after the
 statement's rows are rolled back to a savepoint (unless the statement says IGNORE or
-REPLACE, which make Aurora warn too). Every statement is recorded so tests can
-check what the loader asked Aurora to read.
+REPLACE, which make Aurora warn too). The S3 URI of every such statement is recorded, so
+tests can check what the loader asked Aurora to read.
 """
 
 from __future__ import annotations

@@ -53,10 +53,6 @@ class ChunkFile:
         with self._written:
             return self._rows
 
-    def wait_finished(self) -> None:
-        with self._written:
-            self._written.wait_for(lambda: self._finished)
-
     @contextmanager
     def load_path(self) -> Iterator[str]:
         """A path for LOAD DATA LOCAL INFILE that gives the whole chunk: the file itself once

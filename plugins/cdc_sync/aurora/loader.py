@@ -324,7 +324,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
 
         s3_uri = None
         if self.target.method == "aurora_s3":  # Aurora reads the chunk from S3 itself: put it there once
-            chunk.wait_finished()
+            assert chunk.finished, "only LOAD DATA LOCAL reads a chunk while it is written"
             key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{number:05d}.csv"
             self.s3.upload_file(str(chunk.path), self.pipeline.source.bucket, key)
             s3_uri = f"s3://{self.pipeline.source.bucket}/{key}"

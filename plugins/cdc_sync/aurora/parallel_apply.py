@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 Chunk = TypeVar("Chunk")
@@ -96,7 +96,7 @@ class _WorkerGate:
 
 
 @dataclass
-class _Worker(Generic[Chunk]):
+class _Worker:
     connection: Any | None  # the caller's connection (worker 0) or None until its first chunk
     owned: bool = False
     busy: _Busy = field(default_factory=_Busy)
@@ -121,7 +121,7 @@ def apply_in_parallel(
     work: queue.Queue = queue.Queue()  # unbounded: the converter never waits for a worker
     outcome = ParallelOutcome()
     lock = threading.Lock()
-    workers = [_Worker[Chunk](first_connection if n == 0 else None) for n in range(max(1, connections))]
+    workers = [_Worker(first_connection if n == 0 else None) for n in range(max(1, connections))]
 
     def run(worker: _Worker) -> None:
         while (item := work.get()) is not _DONE:

@@ -153,9 +153,7 @@ def _binary_decoded(typed: Any) -> Any:
             return {"B": base64.b64decode(value, validate=True)}
         if tag == "BS" and isinstance(value, list):
             return {"BS": [base64.b64decode(v, validate=True) if isinstance(v, str) else v for v in value]}
-        if tag in ("M", "L"):
-            return {tag: _binary_decoded(value)}
-    return {k: _binary_decoded(v) for k, v in typed.items()}
+    return {k: _binary_decoded(v) for k, v in typed.items()}  # an M, an L's items, an image's attributes
 
 
 def _plain(value: Any, nested: bool = False) -> Any:
