@@ -102,6 +102,19 @@ def test_pools_named_by_aurora_targets():
     assert pools(parse_pipelines(VALID)) == {}
 
 
+def test_a_shared_pool_keeps_room_for_the_widest_load_task():
+    from cdc_sync.config import pools
+
+    doc = copy.deepcopy(VALID)
+    narrow, wide = doc["pipelines"][0], copy.deepcopy(doc["pipelines"][0])
+    narrow["targets"]["aurora"] = {"database": "replica", "pool_slots": 2, "load_connections": 1}
+    wide["name"] = "shop_wide"
+    wide["targets"]["aurora"] = {"database": "replica", "pool_slots": 4, "load_connections": 4}
+    doc["pipelines"].append(wide)
+    # the smallest size asked for is 2, but a load of shop_wide takes 4 slots: a pool of 2 would never run it
+    assert pools(parse_pipelines(doc))["cdc_sync_aurora"]["slots"] == 4
+
+
 def test_load_connections_must_fit_the_pool():
     doc = copy.deepcopy(VALID)
     doc["pipelines"][0]["targets"]["aurora"] = {"database": "replica", "pool_slots": 2, "load_connections": 3}
