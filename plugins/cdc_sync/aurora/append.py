@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 from botocore.exceptions import ClientError
 
 from cdc_sync import sql
-from cdc_sync.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, is_data_error, object_hash
+from cdc_sync.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, object_hash
 from cdc_sync.aurora.parallel_apply import ChunkRefused
 from cdc_sync.dms.layout import DmsFile
 from cdc_sync.landed import LoadReport
@@ -145,11 +145,6 @@ class AuroraAppendLoader(AuroraLoaderBase):
                             (rows, self.pipeline.name, self.table.qualified_name, object_hash(f)))
             conn.commit()
             return rows, skipped
-        except pymysql.err.MySQLError as error:
-            conn.rollback()
-            if is_data_error(error):  # LOAD DATA FROM S3 (not LOCAL) stops at a bad value in strict mode
-                raise ChunkRefused(str(error.args[-1])) from error
-            raise
         except BaseException:
             conn.rollback()
             raise

@@ -408,7 +408,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
             conn.rollback()
             if direct:
                 raise _DirectLoadRefused() from error  # e.g. a duplicate key refused by LOAD DATA FROM S3
-            if is_data_error(error):
+            if _is_data_error(error):
                 raise ChunkRefused(str(error.args[-1])) from error
             raise
         except BaseException:
@@ -425,7 +425,7 @@ class _DirectLoadRefused(RuntimeError):
     """The direct load into an empty state table met a conflict: use staging."""
 
 
-def is_data_error(error) -> bool:
+def _is_data_error(error) -> bool:
     # 1261-1265: row/column count and truncation; 1366/1406/1292/1264: bad value, too long, out of range
     return bool(error.args) and error.args[0] in {1261, 1262, 1263, 1264, 1265, 1292, 1366, 1406, 1048, 1300}
 
