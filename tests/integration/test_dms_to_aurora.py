@@ -186,3 +186,61 @@ def test_crash_between_staging_and_apply_and_after_commit_leave_no_partial_state
     (report,) = world.run_aurora()
     assert report.already_loaded and not report.loaded
     assert world.aurora_rows() == expected == world.source_rows(world.customers)
+
+
+# How state tables were made before _cdc_commit_ts was read from the position: a stored column
+# that the load has to fill. The loader adds the data columns it finds missing.
+_STATE_TABLE_OF_AN_EARLIER_VERSION = """
+CREATE TABLE `{database}`.`{table}` (
+  id BIGINT NOT NULL,
+  _cdc_position VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  _cdc_deleted TINYINT(1) NOT NULL,
+  _cdc_commit_ts DATETIME(6) NULL,
+  _cdc_loaded_at DATETIME(6) NOT NULL,
+  PRIMARY KEY (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin
+"""
+
+
+@pytest.mark.parametrize("state_table", ["new", "made by an earlier version", "new, files without a commit time"])
+def test_commit_time_of_each_row_is_its_latest_change(stack, unique_name, tmp_path, state_table):
+    with_commit_time = state_table != "new, files without a commit time"
+    world = World(stack, unique_name, tmp_path, aurora=True,
+                  timestamp_column="cdc_commit_ts" if with_commit_time else None)
+    state = f"{world.db}_customers_state"
+    try:
+        if state_table == "made by an earlier version":
+            with world.mysql.cursor() as cur:
+                cur.execute(_STATE_TABLE_OF_AN_EARLIER_VERSION.format(database=world.target_db, table=state))
+        committed: dict[int, dt.datetime] = {}  # id → commit time of its latest change, as the source made them
+
+        def land() -> None:
+            for change in world.dms.tables[world.customers].pending:
+                committed[change.row["id"]] = change.commit_ts.astimezone(UTC).replace(tzinfo=None)
+            world.dms.flush(world.customers)
+
+        for i in (1, 2, 3):
+            world.dms.insert(world.customers, customer(i))
+        land()
+        world.run_aurora()  # into the empty state table directly
+        world.dms.update(world.customers, {"id": 1}, {"qty": 5})
+        world.dms.delete(world.customers, {"id": 2})
+        land()
+        world.run_aurora()  # keys already there: through staging
+        with world.mysql.cursor() as cur:
+            cur.execute(f"SELECT id, _cdc_commit_ts FROM `{world.target_db}`.`{world.db}_customers`")
+            live = dict(cur.fetchall())
+            cur.execute(f"SELECT _cdc_commit_ts FROM `{world.target_db}`.`{state}` WHERE id = 2")
+            tombstone = cur.fetchone()[0]
+            cur.execute("SELECT EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                        "AND COLUMN_NAME = '_cdc_commit_ts'", (world.target_db, state))
+            extra = cur.fetchone()[0]
+        if with_commit_time:
+            assert live == {1: committed[1], 3: committed[3]}
+            assert tombstone == committed[2]
+        else:
+            assert live == {1: None, 3: None} and tombstone is None
+        assert world.aurora_rows() == world.source_rows(world.customers)
+        assert ("GENERATED" in extra.upper()) == (state_table != "made by an earlier version")
+    finally:
+        world.close()

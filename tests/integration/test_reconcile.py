@@ -105,7 +105,11 @@ class ReconcileWorld(World):
         with self.mysql.cursor() as cur:
             cur.execute(f"CREATE TEMPORARY TABLE {copied} AS SELECT * FROM {state} WHERE id = %s", (from_id,))
             cur.execute(f"UPDATE {copied} SET id = %s", (to_id,))
-            cur.execute(f"INSERT INTO {state} SELECT * FROM {copied}")
+            cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                        "AND EXTRA NOT LIKE '%%GENERATED%%' ORDER BY ORDINAL_POSITION",
+                        (self.target_db, f"{self.db}_customers_state"))
+            stored = ", ".join(f"`{name}`" for (name,) in cur.fetchall())  # _cdc_commit_ts is computed
+            cur.execute(f"INSERT INTO {state} ({stored}) SELECT {stored} FROM {copied}")
             cur.execute(f"DROP TEMPORARY TABLE {copied}")
 
     def bigquery_sql(self, statement: str) -> None:

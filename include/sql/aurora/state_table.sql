@@ -1,3 +1,4 @@
+{% from "aurora/commit_ts.sql" import commit_ts_from -%}
 -- Every primary key of {{ source_table }} with its latest change; deletes stay as
 -- tombstones (_cdc_deleted = 1) with their position, so an older insert that arrives
 -- later cannot bring a deleted row back. Users query the view {{ view }}.
@@ -7,7 +8,7 @@ CREATE TABLE IF NOT EXISTS {{ database | my_ident }}.{{ table | my_ident }} (
 {%- endfor %}
   _cdc_position VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,  -- phase|commit µs|object|row
   _cdc_deleted TINYINT(1) NOT NULL,
-  _cdc_commit_ts DATETIME(6) NULL,
+  _cdc_commit_ts DATETIME(6) AS ({{ commit_ts_from('_cdc_position') }}) VIRTUAL,  -- read from the position, never loaded
   _cdc_loaded_at DATETIME(6) NOT NULL,
   PRIMARY KEY ({% for c in primary_key %}{{ c | my_ident }}{{ ", " if not loop.last }}{% endfor %})
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin

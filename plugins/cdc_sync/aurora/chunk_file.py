@@ -1,9 +1,10 @@
 """One chunk's CSV file for LOAD DATA, which the database may start reading while the
 converter is still writing it.
 
-The first chunk of a file is given out as soon as its first rows are written, so the
-database works while the worker converts the rest (otherwise it idles through the whole
-first chunk's conversion). `LOAD DATA LOCAL INFILE` then reads a pipe (`/dev/fd/N`) that a
+Under LOAD DATA LOCAL every chunk is given out as soon as its first rows are written, so the
+database works while the worker converts the rest (otherwise it idles through the first
+chunk's conversion, and the next connection starts a whole chunk's conversion late and
+finishes alone). `LOAD DATA LOCAL INFILE` then reads a pipe (`/dev/fd/N`) that a
 feeder thread fills from the growing file until the converter says it is finished. The
 file stays on disk: a second attempt (staging after a refused direct load) reads it whole.
 """

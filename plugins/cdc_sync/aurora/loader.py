@@ -36,11 +36,11 @@ from cdc_sync.changes import ChangeFile, ChangeFileError, landed_change_file
 from cdc_sync.config import AuroraTarget, Pipeline, TableSpec
 from cdc_sync.dms.layout import DmsFile
 from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
-from cdc_sync.mysql_catalog import column_types
+from cdc_sync.mysql_catalog import column_types, is_generated
 
 log = logging.getLogger(__name__)
 STAGE = "_cdc_stage"
-META_IN_STATE = ["_cdc_position", "_cdc_deleted", "_cdc_commit_ts", "_cdc_loaded_at"]
+META_IN_STATE = ["_cdc_position", "_cdc_deleted", "_cdc_loaded_at"]  # and _cdc_commit_ts where it is stored
 DUPLICATE_KEY = 1062
 LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT = 1213, 1205
 _LOCK_ATTEMPTS = 3
@@ -196,7 +196,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     types[fld.name] = column_type(fld.type)
                 except UnsupportedType as error:
                     raise ChangeFileError(f.key, f"column {fld.name}: {error}") from error
-            columns, binary = self._prepare_table(conn, types)
+            columns, binary, stored_commit_ts = self._prepare_table(conn, types)
         except ChangeFileError as error:
             return self._quarantine(report, f, error.problem, conn)
         # Into a state table that was empty when the file started (a first full load), chunks
@@ -204,7 +204,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         direct = self._state_is_empty(conn)
 
         def apply(connection, number: int, chunk: ChunkFile, gate: CommitGate) -> int | None:
-            return self._apply_chunk(connection, f, number, chunk, columns, binary, direct, gate)
+            return self._apply_chunk(connection, f, number, chunk, columns, binary, stored_commit_ts, direct, gate)
 
         try:
             outcome = apply_in_parallel(
@@ -226,9 +226,10 @@ class AuroraMergeLoader(AuroraLoaderBase):
         self._record_outcome(conn, f, "loaded", applied)
         return None
 
-    def _prepare_table(self, conn, types: dict[str, ColumnType | None]) -> tuple[list[str], list[str]]:
-        """Create or extend the state table; returns its data columns in table order and
-        those that hold bytes (sent as hex)."""
+    def _prepare_table(self, conn, types: dict[str, ColumnType | None]) -> tuple[list[str], list[str], bool]:
+        """Create or extend the state table; returns its data columns in table order, those
+        that hold bytes (sent as hex), and whether `_cdc_commit_ts` is a stored column (state
+        tables made before it was derived from the position) that the load must fill."""
         state = self.target.state_table(self.table)
         existing = [(name, kind) for name, kind in column_types(conn, self.target.database, state)
                     if not name.startswith("_cdc_")]
@@ -257,12 +258,12 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 cur.execute(self._render("live_view.sql", view=self.target.view(self.table), table=state, columns=columns))
         conn.commit()
         binary = [n for n, t in existing if _family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
-        return columns, binary
+        return columns, binary, not is_generated(conn, self.target.database, state, "_cdc_commit_ts")
 
     def _chunk_files(self, change_file: ChangeFile, columns: list[str], index: int) -> Generator[tuple[int, ChunkFile], None, None]:
-        """The file as CSV chunks for LOAD DATA, each given out as soon as it is written (the
-        first one, for LOAD DATA LOCAL, as soon as it is started: see aurora.chunk_file); a
-        bad file raises ChangeFileError where it is found bad."""
+        """The file as CSV chunks for LOAD DATA, each given out as soon as it is written (for
+        LOAD DATA LOCAL as soon as it is started: see aurora.chunk_file); a bad file raises
+        ChangeFileError where it is found bad."""
         chunk: ChunkFile | None = None
         writer = None
         number = 0
@@ -271,7 +272,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 start = 0
                 while start < batch.num_rows:
                     if chunk is None:
-                        streamed = number == 0 and self.target.method == "local_infile"
+                        streamed = self.target.method == "local_infile"
                         chunk = ChunkFile(self.workdir / f"aurora-{index:06d}-{number:05d}.csv", streamed=streamed)
                     take = min(batch.num_rows - start, self.target.chunk_rows - chunk.rows)
                     table = _csv_table(batch.slice(start, take), columns)
@@ -312,7 +313,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         return empty
 
     def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: ChunkFile, columns: list[str], binary: list[str],
-                     try_direct: bool, gate: CommitGate) -> int | None:
+                     stored_commit_ts: bool, try_direct: bool, gate: CommitGate) -> int | None:
         """One transaction, committed once `gate` opens. Returns rows applied, or None when
         the ledger says it was applied before.
 
@@ -330,12 +331,14 @@ class AuroraMergeLoader(AuroraLoaderBase):
             s3_uri = f"s3://{self.pipeline.source.bucket}/{key}"
         if try_direct:
             try:
-                return self._apply_once(conn, f, number, chunk, columns, binary, s3_uri, gate, direct=True)
+                return self._apply_once(conn, f, number, chunk, columns, binary, stored_commit_ts, s3_uri, gate,
+                                        direct=True)
             except _DirectLoadRefused:
                 pass
         for attempt in range(1, _LOCK_ATTEMPTS + 1):
             try:
-                return self._apply_once(conn, f, number, chunk, columns, binary, s3_uri, gate, direct=False)
+                return self._apply_once(conn, f, number, chunk, columns, binary, stored_commit_ts, s3_uri, gate,
+                                        direct=False)
             except pymysql.err.OperationalError as error:
                 if error.args[0] not in (LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT) or attempt == _LOCK_ATTEMPTS:
                     raise
@@ -344,7 +347,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         raise AssertionError("unreachable")
 
     def _apply_once(self, conn, f: DmsFile, number: int, chunk: ChunkFile, columns: list[str], binary: list[str],
-                    s3_uri: str | None, gate: CommitGate, direct: bool) -> int | None:
+                    stored_commit_ts: bool, s3_uri: str | None, gate: CommitGate, direct: bool) -> int | None:
         import pymysql
 
         state = self.target.state_table(self.table)
@@ -374,6 +377,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     loaded = cur.execute(self._render(
                         "load_data.sql", method=self.target.method, source=source, stage=into, columns=columns,
                         hex_columns=binary, position_name=self.pipeline.source.object_name(self.table, f.key),
+                        stored_commit_ts=stored_commit_ts,
                     ))
                 staged = time.perf_counter()
                 # LOAD DATA LOCAL turns bad values into warnings (clamped, truncated) instead
@@ -393,7 +397,8 @@ class AuroraMergeLoader(AuroraLoaderBase):
                                 "AND object_hash = %s AND chunk = %s", (chunk.rows, *ledger_key))
                 if not direct:
                     cur.execute(self._render(
-                        "apply_merge.sql", table=state, stage=STAGE, columns=columns + META_IN_STATE,
+                        "apply_merge.sql", table=state, stage=STAGE,
+                        columns=columns + META_IN_STATE + (["_cdc_commit_ts"] if stored_commit_ts else []),
                         primary_key=self.table.primary_key,
                     ))
             gate.wait()  # the whole file checked, no other chunk refused
@@ -431,8 +436,8 @@ def _is_data_error(error) -> bool:
 
 
 def _csv_table(batch: pa.RecordBatch, columns: list[str]) -> pa.Table:
-    """Data columns in state-table order, then the per-row metadata (see load_data.sql),
-    encoded for LOAD DATA: backslashes escaped (ESCAPED BY '\\'), NULL as \\N, bytes as
+    """Data columns in state-table order, then the per-row metadata (see load_data.sql; the
+    commit time is in the position head), encoded for LOAD DATA: backslashes escaped (ESCAPED BY '\\'), NULL as \\N, bytes as
     hex (UNHEX on load), timestamps as UTC text, booleans as 0/1."""
     present = set(batch.schema.names)
     out = [
@@ -443,9 +448,8 @@ def _csv_table(batch: pa.RecordBatch, columns: list[str]) -> pa.Table:
         batch.column("_cdc_position"),  # phase|commit µs: load_data.sql adds object and row
         batch.column("_cdc_row"),
         pc.cast(pc.equal(batch.column("_cdc_op"), "D"), pa.int8()),
-        _csv_value(batch.column("_cdc_commit_ts")),
     ]
-    names = [*columns, "cdc_head", "cdc_row", "_cdc_deleted", "_cdc_commit_ts"]
+    names = [*columns, "cdc_head", "cdc_row", "_cdc_deleted"]
     return pa.Table.from_arrays(out, names=names)
 
 
