@@ -137,35 +137,33 @@ class ChangeFile:
             raise ChangeFileError(self.key, "two columns have the same name (names are case-insensitive in the targets)")
         return pa.schema([f for f in schema if f.name != OP_COLUMN])
 
-    def changes(self, loaded_at: datetime, *, position_head_only: bool = False) -> Iterator[pa.RecordBatch]:
+    def changes(self, loaded_at: datetime, *, with_position: bool = True) -> Iterator[pa.RecordBatch]:
         """Data columns (as in the file) followed by the metadata columns, batch by batch.
-        With `position_head_only`, `_cdc_position` is only "phase|commit time": for a target
-        that appends the object name and row number itself (Aurora's LOAD DATA), which saves
-        building and slicing a ~60-character string per row."""
+        Without `with_position`, `_cdc_position` is NULL: for a target that builds it from the
+        phase, commit time, object name and row number itself (Aurora's LOAD DATA), which saves
+        building a ~60-character string per row."""
         names = self._raw_schema().names
         data_names = [n for n in names if n != OP_COLUMN]
         has_op = OP_COLUMN in names
         row = 0
         for batch in self._raw_batches():
-            yield self._normalise(batch, data_names, has_op, row, loaded_at, position_head_only)
+            yield self._normalise(batch, data_names, has_op, row, loaded_at, with_position)
             row += batch.num_rows
 
     def _normalise(self, batch: pa.RecordBatch, data_names, has_op, first_row, loaded_at,
-                   position_head_only: bool) -> pa.RecordBatch:
+                   with_position: bool) -> pa.RecordBatch:
         n = batch.num_rows
         ops = self._ops(batch, has_op, first_row)
         commit_ts = self._commit_ts(batch, first_row)
         rows = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
-        ts_text = (
-            pc.fill_null(pc.utf8_lpad(pc.cast(pc.cast(commit_ts, pa.int64()), pa.string()), 20, "0"), _NO_TIMESTAMP)
-            if commit_ts is not None else pa.scalar(_NO_TIMESTAMP)
-        )
-        # constants are scalars: Arrow broadcasts them, no per-row Python objects
-        if position_head_only:
-            position = pc.binary_join_element_wise(pa.scalar(str(self.phase)), ts_text, "|")
-            if not isinstance(position, (pa.Array, pa.ChunkedArray)):  # no commit time: one scalar
-                position = pa.repeat(position, n)
+        if not with_position:
+            position = pa.nulls(n, pa.string())
         else:
+            ts_text = (
+                pc.fill_null(pc.utf8_lpad(pc.cast(pc.cast(commit_ts, pa.int64()), pa.string()), 20, "0"), _NO_TIMESTAMP)
+                if commit_ts is not None else pa.scalar(_NO_TIMESTAMP)
+            )
+            # constants are scalars: Arrow broadcasts them, no per-row Python objects
             position = pc.binary_join_element_wise(
                 pa.scalar(str(self.phase)), ts_text, pa.scalar(self.position_name or self.key),
                 pc.utf8_lpad(pc.cast(rows, pa.string()), 12, "0"), "|",

@@ -242,5 +242,12 @@ def test_commit_time_of_each_row_is_its_latest_change(stack, unique_name, tmp_pa
             assert live == {1: None, 3: None} and tombstone is None
         assert world.aurora_rows() == world.source_rows(world.customers)
         assert ("GENERATED" in extra.upper()) == (state_table != "made by an earlier version")
+        # LOAD DATA builds each position as changes.py builds BigQuery's: the same in both engines
+        world.run_library()
+        bq_positions = {r["id"]: r["_cdc_position"] for r in world.bq.query(
+            f"SELECT id, _cdc_position FROM `local.{world.dataset}.{world.db}_customers`").result()}
+        with world.mysql.cursor() as cur:
+            cur.execute(f"SELECT id, _cdc_position FROM `{world.target_db}`.`{world.db}_customers`")
+            assert dict(cur.fetchall()) == bq_positions
     finally:
         world.close()

@@ -12,7 +12,7 @@ from cdc_sync import sql
 def _load(method: str, source: str, stored_commit_ts: bool = False) -> str:
     return sql.render(
         "aurora/load_data.sql", database="replica", method=method, source=source, stage="_cdc_stage",
-        columns=["id", "photo"], hex_columns=["photo"], position_name="20261123-070000000.parquet",
+        columns=["id", "photo"], hex_columns=["photo"], phase="1", position_name="20261123-070000000.parquet",
         stored_commit_ts=stored_commit_ts,
     )
 
@@ -22,18 +22,17 @@ def test_load_data_from_s3_text():
     assert "LOAD DATA FROM S3 FILE 's3://landing/cdc-sync/staging/p/dms/shop/t/x.parquet.00000.csv'" in text
     assert "INTO TABLE `replica`.`_cdc_stage` CHARACTER SET utf8mb4" in text
     assert "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'" in text
-    assert "(`id`, @photo, @cdc_head, @cdc_row, _cdc_deleted) SET `photo` = UNHEX(@photo)," in text
-    assert ("_cdc_position = CONCAT(@cdc_head, '|', '20261123-070000000.parquet', '|', "
-            "LPAD(@cdc_row, 12, '0'))") in text
+    assert "(`id`, @photo, @cdc_us, @cdc_row, _cdc_deleted) SET `photo` = UNHEX(@photo)," in text
+    assert ("_cdc_position = CONCAT('1', '|', LPAD(IFNULL(@cdc_us, 0), 20, '0'), '|', '20261123-070000000.parquet', "
+            "'|', LPAD(@cdc_row, 12, '0'))") in text
     assert "LOCAL" not in text
     assert "_cdc_commit_ts" not in text  # the state table reads it from the position
 
 
-def test_a_stored_commit_time_is_filled_from_the_position_head():
+def test_a_stored_commit_time_is_filled_from_the_commit_microseconds():
     text = " ".join(_load("local_infile", "/tmp/x.csv", stored_commit_ts=True).split())
-    assert ("_cdc_commit_ts = IF(SUBSTRING_INDEX(SUBSTRING_INDEX(@cdc_head, '|', 2), '|', -1) = "
-            "'00000000000000000000', NULL, TIMESTAMPADD(MICROSECOND, CAST(SUBSTRING_INDEX(SUBSTRING_INDEX("
-            "@cdc_head, '|', 2), '|', -1) AS UNSIGNED), TIMESTAMP '1970-01-01 00:00:00')),") in text
+    assert ("_cdc_commit_ts = IF(IFNULL(@cdc_us, 0) = 0, NULL, TIMESTAMPADD(MICROSECOND, @cdc_us, "
+            "TIMESTAMP '1970-01-01 00:00:00')),") in text
 
 
 def test_load_data_local_infile_text():

@@ -268,7 +268,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         writer = None
         number = 0
         try:
-            for batch in change_file.changes(datetime.now(UTC), position_head_only=True):
+            for batch in change_file.changes(datetime.now(UTC), with_position=False):
                 start = 0
                 while start < batch.num_rows:
                     if chunk is None:
@@ -376,7 +376,8 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 with nullcontext(s3_uri) if s3_uri else chunk.load_path() as source:
                     loaded = cur.execute(self._render(
                         "load_data.sql", method=self.target.method, source=source, stage=into, columns=columns,
-                        hex_columns=binary, position_name=self.pipeline.source.object_name(self.table, f.key),
+                        hex_columns=binary, phase=str(f.phase),
+                        position_name=self.pipeline.source.object_name(self.table, f.key),
                         stored_commit_ts=stored_commit_ts,
                     ))
                 staged = time.perf_counter()
@@ -436,8 +437,8 @@ def _is_data_error(error) -> bool:
 
 
 def _csv_table(batch: pa.RecordBatch, columns: list[str]) -> pa.Table:
-    """Data columns in state-table order, then the per-row metadata (see load_data.sql; the
-    commit time is in the position head), encoded for LOAD DATA: backslashes escaped (ESCAPED BY '\\'), NULL as \\N, bytes as
+    """Data columns in state-table order, then the per-row metadata (see load_data.sql: the
+    position is built there), encoded for LOAD DATA: backslashes escaped (ESCAPED BY '\\'), NULL as \\N, bytes as
     hex (UNHEX on load), timestamps as UTC text, booleans as 0/1."""
     present = set(batch.schema.names)
     out = [
@@ -445,11 +446,11 @@ def _csv_table(batch: pa.RecordBatch, columns: list[str]) -> pa.Table:
         for name in columns
     ]
     out += [
-        batch.column("_cdc_position"),  # phase|commit µs: load_data.sql adds object and row
+        pc.cast(batch.column("_cdc_commit_ts"), pa.int64()),  # numbers: written without quotes
         batch.column("_cdc_row"),
         pc.cast(pc.equal(batch.column("_cdc_op"), "D"), pa.int8()),
     ]
-    names = [*columns, "cdc_head", "cdc_row", "_cdc_deleted"]
+    names = [*columns, "cdc_us", "cdc_row", "_cdc_deleted"]
     return pa.Table.from_arrays(out, names=names)
 
 
