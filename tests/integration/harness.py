@@ -133,6 +133,17 @@ class World:
             self.dms.full_load(self.customers)
         return expected
 
+    def add_loyalty_points(self, expected: dict) -> None:
+        """The source gains a nullable column; key 1 sets it in a new CDC file. `expected`
+        (from `seed`) is updated to the state that must follow."""
+        with self.mysql.cursor() as cur:
+            cur.execute(f"ALTER TABLE `{self.db}`.`customers` ADD COLUMN loyalty_points DECIMAL(10,2) NULL")
+        self.dms.track(self.db, "customers")
+        self.dms.update(self.customers, {"id": 1}, {"loyalty_points": Decimal("12.50")})
+        self.dms.flush(self.customers)
+        for key, row in expected.items():
+            row["loyalty_points"] = Decimal("12.50") if key == 1 else None
+
     @property
     def pipeline(self) -> Pipeline:
         return load_pipelines(self.config_path)[0]
