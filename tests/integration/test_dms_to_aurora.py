@@ -11,7 +11,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from cdc_sync.dms.writer import Change, write_change_file
+from cdc_sync.dms.writer import Change, format_commit_ts, write_change_file
 from tests.integration.harness import World, customer, expected_row
 
 pytestmark = pytest.mark.services
@@ -200,10 +200,12 @@ def test_a_column_added_in_the_source_is_added_to_the_state_table(world):
 
 
 # How state tables were made before _cdc_commit_ts was read from the position: a stored column
-# that the load has to fill. The loader adds the data columns it finds missing.
+# that the load has to fill, and DMS's TimestampColumnName stored as a data column. The loader
+# adds the data columns it finds missing.
 _STATE_TABLE_OF_AN_EARLIER_VERSION = """
 CREATE TABLE `{database}`.`{table}` (
   id BIGINT NOT NULL,
+  cdc_commit_ts LONGTEXT NULL,
   _cdc_position VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
   _cdc_deleted TINYINT(1) NOT NULL,
   _cdc_commit_ts DATETIME(6) NULL,
@@ -241,6 +243,12 @@ def test_commit_time_of_each_row_is_its_latest_change(stack, unique_name, tmp_pa
         with world.mysql.cursor() as cur:
             cur.execute(f"SELECT id, _cdc_commit_ts FROM `{world.target_db}`.`{world.db}_customers`")
             live = dict(cur.fetchall())
+            if with_commit_time:  # the TimestampColumnName column as DMS wrote it
+                cur.execute(f"SELECT id, cdc_commit_ts FROM `{world.target_db}`.`{world.db}_customers`")
+                as_written = dict(cur.fetchall())
+            cur.execute("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                        "AND COLUMN_NAME = 'cdc_commit_ts'", (world.target_db, state))
+            stores_timestamp_column = cur.fetchone()[0] == 1
             cur.execute(f"SELECT _cdc_commit_ts FROM `{world.target_db}`.`{state}` WHERE id = 2")
             tombstone = cur.fetchone()[0]
             cur.execute("SELECT EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
@@ -249,6 +257,9 @@ def test_commit_time_of_each_row_is_its_latest_change(stack, unique_name, tmp_pa
         if with_commit_time:
             assert live == {1: committed[1], 3: committed[3]}
             assert tombstone == committed[2]
+            assert as_written == {k: format_commit_ts(v.replace(tzinfo=UTC)) for k, v in live.items()}
+            # only a state table of an earlier version stores it; the view shows it from the position
+            assert stores_timestamp_column == (state_table == "made by an earlier version")
         else:
             assert live == {1: None, 3: None} and tombstone is None
         assert world.aurora_rows() == world.source_rows(world.customers)

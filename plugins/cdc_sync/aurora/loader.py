@@ -241,11 +241,19 @@ class AuroraMergeLoader(AuroraLoaderBase):
         ]
         if problems:
             raise ChangeFileError("", "schema cannot be applied: " + "; ".join(problems))
-        new = [(n, mysql_type(k or ColumnType("STRING"), n in self.table.primary_key)) for n, k in types.items() if n not in known]
+        # DMS's TimestampColumnName holds the commit time that the position already has: the
+        # view shows it from _cdc_commit_ts instead of every row storing it twice (a state
+        # table of an earlier version that stores it goes on loading it).
+        derived = self.table.commit_timestamp_column
+        if not derived or derived not in types or derived in known or derived in self.table.primary_key:
+            derived = None
+        new = [(n, mysql_type(k or ColumnType("STRING"), n in self.table.primary_key)) for n, k in types.items()
+               if n not in known and n != derived]
+        view = self.target.view(self.table)
         with conn.cursor() as cur:
             if not existing:
                 cur.execute(self._render(
-                    "state_table.sql", table=state, view=self.target.view(self.table), columns=new,
+                    "state_table.sql", table=state, view=view, columns=new,
                     primary_key=self.table.primary_key, source_table=self.table.qualified_name,
                 ))
             else:
@@ -254,8 +262,12 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     cur.execute(f"ALTER TABLE {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(state)} "
                                 f"ADD COLUMN {sql.mysql_ident(name)} {kind} NULL")
             columns = [n for n, _ in existing] + [n for n, _ in new]
-            if new or not existing:
-                cur.execute(self._render("live_view.sql", view=self.target.view(self.table), table=state, columns=columns))
+            if new or not existing or (derived and derived not in dict(column_types(conn, self.target.database, view))):
+                derived_kind = types.get(derived) if derived else None
+                cur.execute(self._render(
+                    "live_view.sql", view=view, table=state, columns=columns, commit_ts_column=derived,
+                    commit_ts_as_text=derived_kind is None or derived_kind.bigquery == "STRING",
+                ))
         conn.commit()
         binary = [n for n, t in existing if _family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
         return columns, binary, not is_generated(conn, self.target.database, state, "_cdc_commit_ts")
