@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 
 def column_types(conn, database: str, table: str) -> list[tuple[str, str]]:
     """(name, COLUMN_TYPE such as `decimal(18,4)`) of a table or view, in table order; [] if absent."""
@@ -14,15 +16,27 @@ def column_types(conn, database: str, table: str) -> list[tuple[str, str]]:
         return [(name, column_type) for name, column_type in cur.fetchall()]
 
 
-def is_generated(conn, database: str, table: str, column: str) -> bool:
-    """Whether the column is computed by the server (it cannot be written)."""
+class CatalogColumn(NamedTuple):
+    name: str
+    column_type: str  # COLUMN_TYPE, e.g. `decimal(18,4)`
+    generated: bool  # computed by the server: it cannot be written
+
+
+def catalog_columns(conn, database: str, tables: list[str]) -> dict[str, list[CatalogColumn]]:
+    """The columns of several tables or views of one database, in table order, in one
+    catalog read; a relation that does not exist is missing from the result."""
+    placeholders = ", ".join(["%s"] * len(tables))
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
-            "AND COLUMN_NAME = %s", (database, table, column),
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, EXTRA FROM information_schema.COLUMNS "
+            f"WHERE TABLE_SCHEMA = %s AND TABLE_NAME IN ({placeholders}) ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (database, *tables),
         )
-        row = cur.fetchone()
-    return row is not None and "GENERATED" in str(row[0]).upper()
+        rows = cur.fetchall()
+    out: dict[str, list[CatalogColumn]] = {}
+    for table, name, column_type, extra in rows:
+        out.setdefault(table, []).append(CatalogColumn(name, column_type, "GENERATED" in str(extra).upper()))
+    return out
 
 
 def table_exists(conn, database: str, table: str) -> bool:

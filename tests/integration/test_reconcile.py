@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 import yaml
 
+from cdc_sync.mysql_catalog import catalog_columns
 from cdc_sync.reconcile import run as reconcile
 from cdc_sync.reconcile.diff import Settings, compare
 from cdc_sync.reconcile.repair import emit_repair_file, keys_to_repair
@@ -105,10 +106,9 @@ class ReconcileWorld(World):
         with self.mysql.cursor() as cur:
             cur.execute(f"CREATE TEMPORARY TABLE {copied} AS SELECT * FROM {state} WHERE id = %s", (from_id,))
             cur.execute(f"UPDATE {copied} SET id = %s", (to_id,))
-            cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
-                        "AND EXTRA NOT LIKE '%%GENERATED%%' ORDER BY ORDINAL_POSITION",
-                        (self.target_db, f"{self.db}_customers_state"))
-            stored = ", ".join(f"`{name}`" for (name,) in cur.fetchall())  # _cdc_commit_ts is computed
+            table = f"{self.db}_customers_state"
+            stored = ", ".join(f"`{c.name}`" for c in catalog_columns(self.mysql, self.target_db, [table])[table]
+                               if not c.generated)  # _cdc_commit_ts is computed
             cur.execute(f"INSERT INTO {state} ({stored}) SELECT {stored} FROM {copied}")
             cur.execute(f"DROP TEMPORARY TABLE {copied}")
 

@@ -66,3 +66,15 @@ def test_merge_updates_only_from_newer_positions_and_sets_the_position_last():
            "VALUES(`qty`), `replica`.`shop_t_state`.`qty`)," in lines
     assert lines[-1] == "`replica`.`shop_t_state`._cdc_position = GREATEST(`replica`.`shop_t_state`._cdc_position, VALUES(_cdc_position))"
     assert not any(line.startswith("`replica`.`shop_t_state`.`id` =") for line in lines)  # keys are never updated
+
+
+@pytest.mark.parametrize(("as_text", "expression"), [
+    (True, "DATE_FORMAT(_cdc_commit_ts, '%Y-%m-%d %H:%i:%s.%f') AS `cdc_commit_ts`,"),  # DMS's text
+    (False, "_cdc_commit_ts AS `cdc_commit_ts`,"),  # the file has it as a timestamp
+])
+def test_the_view_shows_the_timestamp_column_from_the_commit_time(as_text, expression):
+    text = " ".join(sql.render(
+        "aurora/live_view.sql", database="replica", view="shop_t", table="shop_t_state", columns=["id", "qty"],
+        commit_ts_column="cdc_commit_ts", commit_ts_as_text=as_text,
+    ).split())
+    assert f"SELECT `id`, `qty`, {expression} _cdc_position, _cdc_commit_ts, _cdc_loaded_at" in text

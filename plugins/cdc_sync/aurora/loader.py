@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Generator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from cdc_sync.changes import ChangeFile, ChangeFileError, landed_change_file
 from cdc_sync.config import AuroraTarget, Pipeline, TableSpec
 from cdc_sync.dms.layout import DmsFile
 from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
-from cdc_sync.mysql_catalog import column_types, is_generated
+from cdc_sync.mysql_catalog import catalog_columns
 
 log = logging.getLogger(__name__)
 STAGE = "_cdc_stage"
@@ -196,7 +197,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     types[fld.name] = column_type(fld.type)
                 except UnsupportedType as error:
                     raise ChangeFileError(f.key, f"column {fld.name}: {error}") from error
-            columns, binary, stored_commit_ts = self._prepare_table(conn, types)
+            layout = self._prepare_table(conn, types)
         except ChangeFileError as error:
             return self._quarantine(report, f, error.problem, conn)
         # Into a state table that was empty when the file started (a first full load), chunks
@@ -204,11 +205,11 @@ class AuroraMergeLoader(AuroraLoaderBase):
         direct = self._state_is_empty(conn)
 
         def apply(connection, number: int, chunk: ChunkFile, gate: CommitGate) -> int | None:
-            return self._apply_chunk(connection, f, number, chunk, columns, binary, stored_commit_ts, direct, gate)
+            return self._apply_chunk(connection, f, number, chunk, layout, direct, gate)
 
         try:
             outcome = apply_in_parallel(
-                self._chunk_files(change_file, columns, index), apply,
+                self._chunk_files(change_file, layout.columns, index), apply,
                 first_connection=conn, open_connection=self._open, connections=self.target.load_connections,
             )
         except ChangeFileError as error:
@@ -226,13 +227,13 @@ class AuroraMergeLoader(AuroraLoaderBase):
         self._record_outcome(conn, f, "loaded", applied)
         return None
 
-    def _prepare_table(self, conn, types: dict[str, ColumnType | None]) -> tuple[list[str], list[str], bool]:
-        """Create or extend the state table; returns its data columns in table order, those
-        that hold bytes (sent as hex), and whether `_cdc_commit_ts` is a stored column (state
-        tables made before it was derived from the position) that the load must fill."""
-        state = self.target.state_table(self.table)
-        existing = [(name, kind) for name, kind in column_types(conn, self.target.database, state)
-                    if not name.startswith("_cdc_")]
+    def _prepare_table(self, conn, types: dict[str, ColumnType | None]) -> _StateLayout:
+        """Create or extend the state table (and its view) for a file's columns."""
+        state, view = self.target.state_table(self.table), self.target.view(self.table)
+        catalog = catalog_columns(conn, self.target.database, [state, view])  # one read for both
+        existing = [(c.name, c.column_type) for c in catalog.get(state, []) if not c.name.startswith("_cdc_")]
+        # a state table of an earlier version stores _cdc_commit_ts: the load fills it
+        stored_commit_ts = any(c.name == "_cdc_commit_ts" and not c.generated for c in catalog.get(state, []))
         known = dict(existing)
         problems = [
             f"column {name} has type {kind.bigquery} in the file but {known[name]} in the table"
@@ -249,7 +250,6 @@ class AuroraMergeLoader(AuroraLoaderBase):
             derived = None
         new = [(n, mysql_type(k or ColumnType("STRING"), n in self.table.primary_key)) for n, k in types.items()
                if n not in known and n != derived]
-        view = self.target.view(self.table)
         with conn.cursor() as cur:
             if not existing:
                 cur.execute(self._render(
@@ -262,7 +262,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     cur.execute(f"ALTER TABLE {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(state)} "
                                 f"ADD COLUMN {sql.mysql_ident(name)} {kind} NULL")
             columns = [n for n, _ in existing] + [n for n, _ in new]
-            if new or not existing or (derived and derived not in dict(column_types(conn, self.target.database, view))):
+            if new or not existing or (derived and derived not in {c.name for c in catalog.get(view, [])}):
                 derived_kind = types.get(derived) if derived else None
                 cur.execute(self._render(
                     "live_view.sql", view=view, table=state, columns=columns, commit_ts_column=derived,
@@ -270,7 +270,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 ))
         conn.commit()
         binary = [n for n, t in existing if _family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
-        return columns, binary, not is_generated(conn, self.target.database, state, "_cdc_commit_ts")
+        return _StateLayout(columns, binary, stored_commit_ts)
 
     def _chunk_files(self, change_file: ChangeFile, columns: list[str], index: int) -> Generator[tuple[int, ChunkFile], None, None]:
         """The file as CSV chunks for LOAD DATA, each given out as soon as it is written (for
@@ -324,8 +324,8 @@ class AuroraMergeLoader(AuroraLoaderBase):
         conn.commit()
         return empty
 
-    def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: ChunkFile, columns: list[str], binary: list[str],
-                     stored_commit_ts: bool, try_direct: bool, gate: CommitGate) -> int | None:
+    def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: ChunkFile, layout: _StateLayout,
+                     try_direct: bool, gate: CommitGate) -> int | None:
         """One transaction, committed once `gate` opens. Returns rows applied, or None when
         the ledger says it was applied before.
 
@@ -343,14 +343,12 @@ class AuroraMergeLoader(AuroraLoaderBase):
             s3_uri = f"s3://{self.pipeline.source.bucket}/{key}"
         if try_direct:
             try:
-                return self._apply_once(conn, f, number, chunk, columns, binary, stored_commit_ts, s3_uri, gate,
-                                        direct=True)
+                return self._apply_once(conn, f, number, chunk, layout, s3_uri, gate, direct=True)
             except _DirectLoadRefused:
                 pass
         for attempt in range(1, _LOCK_ATTEMPTS + 1):
             try:
-                return self._apply_once(conn, f, number, chunk, columns, binary, stored_commit_ts, s3_uri, gate,
-                                        direct=False)
+                return self._apply_once(conn, f, number, chunk, layout, s3_uri, gate, direct=False)
             except pymysql.err.OperationalError as error:
                 if error.args[0] not in (LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT) or attempt == _LOCK_ATTEMPTS:
                     raise
@@ -358,8 +356,8 @@ class AuroraMergeLoader(AuroraLoaderBase):
                             number, f.key, error.args[-1], attempt + 1)
         raise AssertionError("unreachable")
 
-    def _apply_once(self, conn, f: DmsFile, number: int, chunk: ChunkFile, columns: list[str], binary: list[str],
-                    stored_commit_ts: bool, s3_uri: str | None, gate: CommitGate, direct: bool) -> int | None:
+    def _apply_once(self, conn, f: DmsFile, number: int, chunk: ChunkFile, layout: _StateLayout,
+                    s3_uri: str | None, gate: CommitGate, direct: bool) -> int | None:
         import pymysql
 
         state = self.target.state_table(self.table)
@@ -387,10 +385,10 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 # the chunk's copy in S3 for aurora_s3, else the chunk (perhaps still being written)
                 with nullcontext(s3_uri) if s3_uri else chunk.load_path() as source:
                     loaded = cur.execute(self._render(
-                        "load_data.sql", method=self.target.method, source=source, stage=into, columns=columns,
-                        hex_columns=binary, phase=str(f.phase),
+                        "load_data.sql", method=self.target.method, source=source, stage=into,
+                        columns=layout.columns, hex_columns=layout.binary, phase=str(f.phase),
                         position_name=self.pipeline.source.object_name(self.table, f.key),
-                        stored_commit_ts=stored_commit_ts,
+                        stored_commit_ts=layout.stored_commit_ts,
                     ))
                 staged = time.perf_counter()
                 # LOAD DATA LOCAL turns bad values into warnings (clamped, truncated) instead
@@ -410,8 +408,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                                 "AND object_hash = %s AND chunk = %s", (chunk.rows, *ledger_key))
                 if not direct:
                     cur.execute(self._render(
-                        "apply_merge.sql", table=state, stage=STAGE,
-                        columns=columns + META_IN_STATE + (["_cdc_commit_ts"] if stored_commit_ts else []),
+                        "apply_merge.sql", table=state, stage=STAGE, columns=layout.applied_columns,
                         primary_key=self.table.primary_key,
                     ))
             gate.wait()  # the whole file checked, no other chunk refused
@@ -437,6 +434,20 @@ class AuroraMergeLoader(AuroraLoaderBase):
 
 def object_hash(f: DmsFile) -> str:
     return hashlib.sha256(f"{f.key}\n{f.etag}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _StateLayout:
+    """What a chunk's load needs to know of the state table."""
+
+    columns: list[str]  # data columns, in table order
+    binary: list[str]  # those that hold bytes (sent as hex)
+    stored_commit_ts: bool  # _cdc_commit_ts is a stored column (an earlier version's table)
+
+    @property
+    def applied_columns(self) -> list[str]:
+        """What the staged upsert writes into the state table."""
+        return self.columns + META_IN_STATE + (["_cdc_commit_ts"] if self.stored_commit_ts else [])
 
 
 class _DirectLoadRefused(RuntimeError):
