@@ -1,4 +1,5 @@
-"""Aurora load rates on a 1,000,000-row change file, one run, against the local MariaDB.
+"""Aurora load rates on a 1,000,000-row change file against the local MariaDB: one run of
+three rounds, each measuring every rate into tables of its own; it prints the medians.
 
   floor        raw LOAD DATA LOCAL INFILE of the same rows (CSV) into a bare table
   merge        the pipeline's merge load of the DMS Parquet file (download from moto,
@@ -17,6 +18,7 @@ floor, both ≥ 3× executemany).
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 import sys
 import tempfile
 import time
@@ -46,17 +48,10 @@ def make_rows(n: int) -> pa.Table:
     })
 
 
-def _land(s3, path: Path, key: str, table: str) -> dict:
-    """Upload a file and return the one-file batch the loaders take."""
-    s3.upload_file(str(path), "bench-aurora", key)
-    head = s3.head_object(Bucket="bench-aurora", Key=key)
-    return {"table": table, "files": [
-        {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}]}
+ROUNDS = 3  # every rate is the median of this many rounds: the floor alone moves ±15% run to run
 
 
 def main() -> None:
-    from cdc_sync import to_aurora
-    from cdc_sync.config import load_pipelines
     from tools.local_stack import LocalStack
 
     data = make_rows(ROWS)
@@ -66,136 +61,177 @@ def main() -> None:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{DB}`")
             cur.execute(f"CREATE DATABASE `{DB}` CHARACTER SET utf8mb4")
-            cur.execute(f"CREATE TABLE `{DB}`.bare (id BIGINT PRIMARY KEY, qty INT, amount DECIMAL(18,4), "
-                        "name VARCHAR(100)) CHARSET utf8mb4")
-            cur.execute(f"CREATE TABLE `{DB}`.bare_many LIKE `{DB}`.bare")
-
-        # floor: raw LOAD DATA LOCAL INFILE
-        csv_path = tmpdir / "raw.csv"
-        pacsv.write_csv(data, csv_path, write_options=pacsv.WriteOptions(include_header=False))
-        conn = stack.mariadb.connect(local_infile=True, autocommit=False)
-        began = time.perf_counter()
-        with conn.cursor() as cur:
-            cur.execute(f"LOAD DATA LOCAL INFILE '{csv_path}' INTO TABLE `{DB}`.bare CHARACTER SET utf8mb4 "
-                        "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\n'")
-        conn.commit()
-        floor = ROWS / (time.perf_counter() - began)
-
-        # executemany on a subset
-        subset = data.slice(0, 200_000).to_pylist()
-        began = time.perf_counter()
-        with conn.cursor() as cur:
-            for start in range(0, len(subset), 1000):
-                cur.executemany(f"INSERT INTO `{DB}`.bare_many (id, qty, amount, name) VALUES (%s, %s, %s, %s)",
-                                [tuple(r.values()) for r in subset[start:start + 1000]])
-        conn.commit()
-        many = len(subset) / (time.perf_counter() - began)
-        conn.close()
-
-        # the pipeline's merge load of a DMS CDC file holding the same rows as inserts
-        s3 = stack.boto3_client("s3")
-        s3.create_bucket(Bucket="bench-aurora")
-        when = "2026-11-23 07:00:00.000000"
-        change_file = pa.table({"Op": pa.array(["I"] * ROWS), "cdc_commit_ts": pa.array([when] * ROWS),
-                                **{n: data.column(n) for n in data.column_names}})
-        parquet_path = tmpdir / "changes.parquet"
-        pq.write_table(change_file, parquet_path)
-        key = "dms/shop/customers/20261123-070000000.parquet"
-        config = tmpdir / "p.yaml"
-        config.write_text(yaml.safe_dump({"pipelines": [{
-            "name": "bench", "source": {"kind": "dms", "bucket": "bench-aurora", "prefix": "dms"},
-            "tables": [{"schema": "shop", "name": "customers", "primary_key": ["id"],
-                        "commit_timestamp_column": "cdc_commit_ts"}],
-            "targets": {"aurora": {"database": DB, "method": "local_infile"}},
-        }]}))
-        pipeline = load_pipelines(config)[0]
-        batch = _land(s3, parquet_path, key, "shop.customers")
-        began = time.perf_counter()
-        report = to_aurora.load_batch(
-            pipeline, batch, s3, lambda: stack.mariadb.connect(local_infile=True, autocommit=False), workdir=tmpdir)
-        merge = ROWS / (time.perf_counter() - began)
-        merge_db = ROWS / report.database_seconds
-        assert report.loaded == {key: ROWS}, report
-
-        # steady state: a second file updating every one of those keys (staged upsert)
-        later = "2026-11-23 08:00:00.000000"
-        updates = change_file.set_column(0, "Op", pa.array(["U"] * ROWS)).set_column(
-            1, "cdc_commit_ts", pa.array([later] * ROWS))
-        pq.write_table(updates, parquet_path)
-        key2 = "dms/shop/customers/20261123-080000000.parquet"
-        batch2 = _land(s3, parquet_path, key2, "shop.customers")
-        began = time.perf_counter()
-        report2 = to_aurora.load_batch(
-            pipeline, batch2, s3, lambda: stack.mariadb.connect(local_infile=True, autocommit=False), workdir=tmpdir)
-        upsert = ROWS / (time.perf_counter() - began)
-        upsert_db = ROWS / report2.database_seconds
-        assert report2.loaded == {key2: ROWS}, report2
-        with admin.cursor() as cur:
-            cur.execute(f"SELECT COUNT(*) FROM `{DB}`.shop_customers")
-            assert cur.fetchone()[0] == ROWS
-            cur.execute(f"CREATE TABLE `{DB}`.appended LIKE `{DB}`.bare")
+            cur.execute("SELECT @@version, @@innodb_buffer_pool_size, @@innodb_log_file_size")
+            server = cur.fetchone()
+        files = _write_files(stack, data, tmpdir)
+        # rounds interleave the measurements, so a machine that speeds up or slows down
+        # during the run moves the floor and the pipeline's rates alike
+        rounds = [_round(stack, admin, data, files, tmpdir, n) for n in range(1, ROUNDS + 1)]
         upsert_many, update_many = _executemany_upserts(stack, data)
-
-        # the same first load from a DMS CSV file (DataFormat csv): the worker parses and types the text
-        csv_key = "dms/shop/customers_csv/20261123-070000000.csv"
-        dms_csv = tmpdir / "changes.csv"
-        pacsv.write_csv(change_file, dms_csv, write_options=pacsv.WriteOptions(include_header=False,
-                                                                                quoting_style="needed"))
-        config.write_text(yaml.safe_dump({"pipelines": [{
-            "name": "bench_csv", "source": {"kind": "dms", "bucket": "bench-aurora", "prefix": "dms",
-                                            "file_format": "csv"},
-            "tables": [{"schema": "shop", "name": "customers_csv", "primary_key": ["id"],
-                        "commit_timestamp_column": "cdc_commit_ts",
-                        "columns": ["id bigint", "qty int", "amount decimal(18,4)", "name varchar(100)"]}],
-            "targets": {"aurora": {"database": DB, "method": "local_infile"}},
-        }]}))
-        csv_batch = _land(s3, dms_csv, csv_key, "shop.customers_csv")
-        began = time.perf_counter()
-        report = to_aurora.load_batch(
-            load_pipelines(config)[0], csv_batch, s3,
-            lambda: stack.mariadb.connect(local_infile=True, autocommit=False), workdir=tmpdir)
-        merge_csv = ROWS / (time.perf_counter() - began)
-        assert report.loaded == {csv_key: ROWS}, report
-
-        # the pipeline's append load of a Firehose object with the same rows (CSV lines)
-        fh_key = "processed/2026/11/23/07/web-1-2026-11-23-07-00-00-0f0e3c9a"
-        config.write_text(yaml.safe_dump({"pipelines": [{
-            "name": "bench_fh", "source": {"kind": "firehose", "bucket": "bench-aurora"},
-            "tables": [{"schema": "web", "name": "clicks", "columns": ["id", "qty", "amount", "name"]}],
-            "targets": {"aurora": {"database": DB, "mode": "append", "table": "appended", "method": "local_infile"}},
-        }]}))
-        fh_pipeline = load_pipelines(config)[0]
-        fh_batch = _land(s3, csv_path, fh_key, "web.clicks")
-        began = time.perf_counter()
-        report = to_aurora.load_batch(
-            fh_pipeline, fh_batch, s3, lambda: stack.mariadb.connect(local_infile=True, autocommit=False),
-            workdir=tmpdir)
-        append = ROWS / (time.perf_counter() - began)
-        assert report.loaded == {fh_key: ROWS}, report
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE `{DB}`")
         admin.close()
+    _print(rounds, upsert_many, update_many, server)
 
-    print(f"rows: {ROWS:,} ({dt.date.today()})")
-    print(f"floor  raw LOAD DATA LOCAL INFILE : {floor:10,.0f} rows/s")
-    print(f"append pipeline (end to end)      : {append:10,.0f} rows/s  = {append / floor:.2f}x floor, "
-          f"{append / many:.1f}x executemany")
-    print(f"merge  first load, empty table    : {merge:10,.0f} rows/s  = {merge / floor:.2f}x floor, "
-          f"{merge / many:.1f}x executemany (end to end)")
-    print(f"         in the database          : {merge_db:10,.0f} rows/s  = {merge_db / floor:.2f}x floor "
+
+def _write_files(stack, data: pa.Table, tmpdir: Path) -> dict[str, dict]:
+    """The same rows as a raw CSV (the floor, and the Firehose object), a DMS Parquet
+    file of inserts, one of updates of every key an hour later, and a DMS CSV file of the
+    inserts; {table} in a key is filled in per round, so each round's tables start empty."""
+    stack.boto3_client("s3").create_bucket(Bucket="bench-aurora")
+    csv_path = tmpdir / "raw.csv"
+    pacsv.write_csv(data, csv_path, write_options=pacsv.WriteOptions(include_header=False))
+    when = "2026-11-23 07:00:00.000000"
+    change_file = pa.table({"Op": pa.array(["I"] * ROWS), "cdc_commit_ts": pa.array([when] * ROWS),
+                            **{n: data.column(n) for n in data.column_names}})
+    updates = change_file.set_column(0, "Op", pa.array(["U"] * ROWS)).set_column(
+        1, "cdc_commit_ts", pa.array(["2026-11-23 08:00:00.000000"] * ROWS))
+    pq.write_table(change_file, tmpdir / "inserts.parquet")
+    pq.write_table(updates, tmpdir / "updates.parquet")
+    pacsv.write_csv(change_file, tmpdir / "inserts.csv",
+                    write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return {
+        "raw": {"path": csv_path},
+        "firehose": {"path": csv_path, "key": "processed/2026/11/23/07/web-1-2026-11-23-07-00-00-0f0e3c9a-{table}"},
+        "inserts": {"path": tmpdir / "inserts.parquet", "key": "dms/shop/{table}/20261123-070000000.parquet"},
+        "updates": {"path": tmpdir / "updates.parquet", "key": "dms/shop/{table}/20261123-080000000.parquet"},
+        "dms_csv": {"path": tmpdir / "inserts.csv", "key": "dms/shop/{table}/20261123-070000000.csv"},
+    }
+
+
+def _batch(stack, landed: dict, table: str) -> dict:
+    """Land this round's copy of a file in moto and return the one-file batch the loaders
+    take. (Uploaded each time: moto's copy_object of a multipart object breaks its checksum.)"""
+    s3 = stack.boto3_client("s3")
+    key = landed["key"].replace("{table}", table)
+    s3.upload_file(str(landed["path"]), "bench-aurora", key)
+    head = s3.head_object(Bucket="bench-aurora", Key=key)
+    return {"table": f"shop.{table}", "files": [
+        {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}]}
+
+
+def _round(stack, admin, data: pa.Table, files: dict, tmpdir: Path, n: int) -> dict[str, float]:
+    """One measurement of every rate, each into tables of its own (rows/s)."""
+    from cdc_sync import to_aurora
+    from cdc_sync.config import load_pipelines
+
+    s3 = stack.boto3_client("s3")
+
+    def connect():
+        return stack.mariadb.connect(local_infile=True, autocommit=False)
+
+    def pipeline(doc: dict):
+        config = tmpdir / "p.yaml"
+        config.write_text(yaml.safe_dump({"pipelines": [doc]}))
+        return load_pipelines(config)[0]
+
+    def timed_load(p, batch) -> tuple[float, object]:
+        began = time.perf_counter()
+        report = to_aurora.load_batch(p, batch, s3, connect, workdir=tmpdir)
+        seconds = time.perf_counter() - began
+        assert report.loaded == {batch["files"][0]["key"]: ROWS}, report
+        return ROWS / seconds, report
+
+    rates: dict[str, float] = {}
+    bare, appended = f"bare_{n}", f"appended_{n}"
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{DB}`.{bare} (id BIGINT PRIMARY KEY, qty INT, amount DECIMAL(18,4), "
+                    "name VARCHAR(100)) CHARSET utf8mb4")
+        cur.execute(f"CREATE TABLE `{DB}`.bare_many_{n} LIKE `{DB}`.{bare}")
+        cur.execute(f"CREATE TABLE `{DB}`.{appended} LIKE `{DB}`.{bare}")
+
+    # floor: raw LOAD DATA LOCAL INFILE
+    conn = connect()
+    began = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.execute(f"LOAD DATA LOCAL INFILE '{files['raw']['path']}' INTO TABLE `{DB}`.{bare} CHARACTER SET utf8mb4 "
+                    "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\n'")
+    conn.commit()
+    rates["floor"] = ROWS / (time.perf_counter() - began)
+
+    # executemany on a subset
+    subset = data.slice(0, 200_000).to_pylist()
+    began = time.perf_counter()
+    with conn.cursor() as cur:
+        for start in range(0, len(subset), 1000):
+            cur.executemany(f"INSERT INTO `{DB}`.bare_many_{n} (id, qty, amount, name) VALUES (%s, %s, %s, %s)",
+                            [tuple(r.values()) for r in subset[start:start + 1000]])
+    conn.commit()
+    rates["many"] = len(subset) / (time.perf_counter() - began)
+    conn.close()
+
+    # the pipeline's merge load of a DMS CDC file holding the same rows as inserts, then
+    # (steady state) a second file updating every one of those keys
+    table = f"customers_{n}"
+    merge = pipeline({
+        "name": "bench", "source": {"kind": "dms", "bucket": "bench-aurora", "prefix": "dms"},
+        "tables": [{"schema": "shop", "name": table, "primary_key": ["id"],
+                    "commit_timestamp_column": "cdc_commit_ts"}],
+        "targets": {"aurora": {"database": DB, "method": "local_infile"}},
+    })
+    rates["merge"], report = timed_load(merge, _batch(stack, files["inserts"], table))
+    rates["merge_db"] = ROWS / report.database_seconds
+    rates["updates"], report = timed_load(merge, _batch(stack, files["updates"], table))
+    rates["updates_db"] = ROWS / report.database_seconds
+    with admin.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*), MIN(_cdc_commit_ts) FROM `{DB}`.shop_{table}")
+        assert cur.fetchone() == (ROWS, dt.datetime(2026, 11, 23, 8)), "the updates did not all apply"
+
+    # the same first load from a DMS CSV file (DataFormat csv): the worker parses and types the text
+    table = f"customers_csv_{n}"
+    rates["merge_csv"], _ = timed_load(pipeline({
+        "name": "bench_csv", "source": {"kind": "dms", "bucket": "bench-aurora", "prefix": "dms",
+                                        "file_format": "csv"},
+        "tables": [{"schema": "shop", "name": table, "primary_key": ["id"],
+                    "commit_timestamp_column": "cdc_commit_ts",
+                    "columns": ["id bigint", "qty int", "amount decimal(18,4)", "name varchar(100)"]}],
+        "targets": {"aurora": {"database": DB, "method": "local_infile"}},
+    }), _batch(stack, files["dms_csv"], table))
+
+    # the pipeline's append load of a Firehose object with the same rows (CSV lines)
+    firehose = pipeline({
+        "name": f"bench_fh_{n}", "source": {"kind": "firehose", "bucket": "bench-aurora"},
+        "tables": [{"schema": "web", "name": "clicks", "columns": ["id", "qty", "amount", "name"]}],
+        "targets": {"aurora": {"database": DB, "mode": "append", "table": appended, "method": "local_infile"}},
+    })
+    batch = _batch(stack, files["firehose"], f"r{n}")
+    batch["table"] = "web.clicks"
+    rates["append"], _ = timed_load(firehose, batch)
+    return rates
+
+
+def _print(rounds: list[dict[str, float]], upsert_many: float, update_many: float, server: tuple) -> None:
+    """Medians of the rounds, and each ratio's range over the rounds."""
+    def median(name: str) -> float:
+        return statistics.median(r[name] for r in rounds)
+
+    def ratio(name: str, base: str) -> str:
+        each = [r[name] / r[base] for r in rounds]
+        return f"{median(name) / median(base):.2f}x {'floor' if base == 'floor' else 'executemany'} " \
+               f"({min(each):.2f}–{max(each):.2f})"
+
+    version, pool, redo = server
+    print(f"rows: {ROWS:,} ({dt.date.today()}); medians of {len(rounds)} rounds, each ratio's range over the "
+          f"rounds in brackets; MariaDB {version}, buffer pool {int(pool) >> 20} MiB, redo log {int(redo) >> 20} MiB")
+    print(f"floor  raw LOAD DATA LOCAL INFILE : {median('floor'):10,.0f} rows/s")
+    print(f"append pipeline (end to end)      : {median('append'):10,.0f} rows/s  = {ratio('append', 'floor')}, "
+          f"{ratio('append', 'many')}")
+    print(f"merge  first load, empty table    : {median('merge'):10,.0f} rows/s  = {ratio('merge', 'floor')}, "
+          f"{ratio('merge', 'many')} (end to end)")
+    print(f"         in the database          : {median('merge_db'):10,.0f} rows/s  = {ratio('merge_db', 'floor')} "
           "(time a connection was busy: LOAD DATA + ledger)")
-    print(f"merge  first load from DMS CSV    : {merge_csv:10,.0f} rows/s  = {merge_csv / floor:.2f}x floor "
+    print(f"merge  first load from DMS CSV    : {median('merge_csv'):10,.0f} rows/s  = {ratio('merge_csv', 'floor')} "
           "(end to end; the same rows as DMS CSV text)")
-    print(f"merge  updates of existing keys   : {upsert:10,.0f} rows/s  = {upsert / floor:.2f}x floor, "
-          f"{upsert / many:.1f}x executemany (end to end)")
-    print(f"         in the database          : {upsert_db:10,.0f} rows/s  = {upsert_db / floor:.2f}x floor "
-          "(time a connection was busy: staging + upsert + ledger)")
-    print(f"executemany (1,000 per batch)     : {many:10,.0f} rows/s")
-    print(f"executemany of the merge's own upsert (same state table, position guard, 1,000 per batch):\n"
+    print(f"merge  updates of existing keys   : {median('updates'):10,.0f} rows/s  = {ratio('updates', 'floor')}, "
+          f"{ratio('updates', 'many')} (end to end)")
+    print(f"         in the database          : {median('updates_db'):10,.0f} rows/s  = "
+          f"{ratio('updates_db', 'floor')} (time a connection was busy: staging + upsert + ledger)")
+    print(f"executemany (1,000 per batch)     : {median('many'):10,.0f} rows/s")
+    print(f"executemany of the merge's own upsert (same state table, position guard, 1,000 per batch; one round):\n"
           f"  into an empty state table       : {upsert_many:10,.0f} rows/s → merge first load "
-          f"{merge / upsert_many:.1f}x it")
+          f"{median('merge') / upsert_many:.1f}x it")
     print(f"  updates of existing keys        : {update_many:10,.0f} rows/s → merge updates "
-          f"{upsert / update_many:.1f}x it")
+          f"{median('updates') / update_many:.1f}x it")
 
 
 def _executemany_upserts(stack, data) -> tuple[float, float]:
