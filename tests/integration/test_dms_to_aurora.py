@@ -41,7 +41,7 @@ def test_merge_full_load_and_cdc_every_type_matches_source_and_bigquery(stack, u
 
 
 def _every_type_through_both_targets(world: World) -> None:
-    hostile = 'Ådel 😀 | \\N \\ back\\slash, "q"\nnext'  # delimiters, quotes, null markers, a line break
+    hostile = 'Ådel 😀 | \\N \\ back\\slash, "q"\nnext\r\n\ttab\x00nul \u2028 end\\'  # delimiters, quotes, null markers, a line break
     expected = world.seed(range(1, 6))
     for n in range(3):
         world.dms.update(world.customers, {"id": 1}, {"qty": 100 + n, "name": hostile})

@@ -121,7 +121,7 @@ def _delivered_earlier(key: str, by: timedelta) -> str:
 
 
 def _clicks(start: int, n: int) -> list[dict]:
-    return [{"event_id": f"e{i}", "user_id": i, "page": f"/p/{i}, \"quoted\"\nline 😀", "referrer": None if i % 2 else "x"}
+    return [{"event_id": f"e{i}", "user_id": i, "page": f"/p/{i}, \"quoted\"\nline 😀\r\n\t\\N \x00 end\\", "referrer": None if i % 2 else "x"}
             for i in range(start, start + n)]
 
 
