@@ -144,6 +144,19 @@ class World:
         for key, row in expected.items():
             row["loyalty_points"] = Decimal("12.50") if key == 1 else None
 
+    def widen_amount(self, expected: dict) -> Decimal:
+        """The source's DECIMAL(18,4) amount becomes DECIMAL(30,8); key 1 gets, in a new CDC
+        file, a value that only the wider type holds. `expected` (from `seed`) is updated;
+        returns the value."""
+        wide = Decimal("1234567890123456789012.12345678")
+        with self.mysql.cursor() as cur:
+            cur.execute(f"ALTER TABLE `{self.db}`.`customers` MODIFY COLUMN amount DECIMAL(30,8) NULL")
+        self.dms.track(self.db, "customers")
+        self.dms.update(self.customers, {"id": 1}, {"amount": wide})
+        self.dms.flush(self.customers)
+        expected[1]["amount"] = wide
+        return wide
+
     @property
     def pipeline(self) -> Pipeline:
         return load_pipelines(self.config_path)[0]

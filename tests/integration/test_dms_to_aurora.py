@@ -200,6 +200,18 @@ def test_a_column_added_in_the_source_is_added_to_the_state_table(world):
         assert dict(cur.fetchall()) == {1: 1, 2: 1}
 
 
+def test_a_decimal_widened_in_the_source_widens_the_state_table(world):
+    expected = world.seed(range(1, 3))
+    world.run_aurora()
+    world.widen_amount(expected)
+    (report,) = world.run_aurora()
+    assert list(report.loaded) and not report.quarantined
+    assert world.aurora_rows() == expected == world.source_rows(world.customers)
+    state = f"{world.db}_customers"
+    (amount,) = [c for c in catalog_columns(world.mysql, world.target_db, [state])[state] if c.name == "amount"]
+    assert amount.column_type == "decimal(30,8)"
+
+
 # How state tables were made before _cdc_commit_ts was read from the position: a stored column
 # that the load has to fill, and DMS's TimestampColumnName stored as a data column. The loader
 # adds the data columns it finds missing.

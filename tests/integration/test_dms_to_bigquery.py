@@ -245,6 +245,15 @@ def test_new_nullable_column_is_added(world):
     assert world.view_rows() == expected
 
 
+def test_a_decimal_widened_in_the_source_loads(world):
+    expected = world.seed(range(1, 3))
+    world.run_library()
+    world.widen_amount(expected)
+    (report,) = world.run_library()
+    assert list(report.loaded) and not report.quarantined
+    assert world.view_rows() == expected
+
+
 def test_without_commit_timestamp_orders_by_file_and_row_and_warns_once(stack, unique_name, tmp_path, caplog):
     w = World(stack, unique_name, tmp_path, timestamp_column=None)
     try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 
 from cdc_sync import sql
+from cdc_sync.aurora.loader import widened_decimal
+from cdc_sync.bigquery.schema import ColumnType
 
 
 def _load(method: str, source: str, stored_commit_ts: bool = False) -> str:
@@ -78,3 +80,18 @@ def test_the_view_shows_the_timestamp_column_from_the_commit_time(as_text, expre
         commit_ts_column="cdc_commit_ts", commit_ts_as_text=as_text,
     ).split())
     assert f"SELECT `id`, `qty`, {expression} _cdc_position, _cdc_commit_ts, _cdc_loaded_at" in text
+
+
+@pytest.mark.parametrize(("column", "kind", "wider"), [
+    ("decimal(18,4)", ColumnType("NUMERIC", 22, 8), "DECIMAL(30,8)"),  # both grew
+    ("decimal(18,4)", ColumnType("NUMERIC", 10, 6), "DECIMAL(20,6)"),  # scale grew: integer digits kept
+    ("decimal(18,4)", ColumnType("NUMERIC", 20, 2), "DECIMAL(24,4)"),  # integer digits grew: scale kept
+    ("decimal(18,4)", ColumnType("NUMERIC", 14, 4), None),  # the same
+    ("decimal(18,4)", ColumnType("NUMERIC", 5, 2), None),  # narrower in the file: the column holds it
+    ("decimal(65,20)", ColumnType("BIGNUMERIC", 10, 30), None),  # (45+30) digits do not fit DECIMAL's 65
+    ("decimal(60,30)", ColumnType("BIGNUMERIC", 35, 38), "DECIMAL(65,30)"),  # capped at MySQL's limits
+    ("bigint(20)", ColumnType("NUMERIC", 20, 0), None),  # not a DECIMAL: a type conflict, found elsewhere
+    ("decimal(18,4)", ColumnType("INTEGER"), None),
+])
+def test_widened_decimal_holds_the_column_and_the_file_never_narrower(column, kind, wider):
+    assert widened_decimal(column, kind, in_primary_key=False) == wider

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Generator
 from contextlib import nullcontext
@@ -73,6 +74,27 @@ def _family(mysql_column_type: str) -> str:
     if any(t.startswith(x) for x in ("bigint", "int", "smallint", "mediumint", "tinyint")):
         return "INTEGER"
     return "STRING"
+
+
+_DECIMAL = re.compile(r"decimal\((\d+),(\d+)\)")
+
+
+def widened_decimal(column_type: str, kind: ColumnType, in_primary_key: bool) -> str | None:
+    """The DECIMAL that holds both a column's values and a file's (a source column whose
+    precision or scale grew), or None when the column already holds the file's. Never
+    narrower in integer digits or in scale than the column; capped at MySQL's DECIMAL(65,30)."""
+    match = _DECIMAL.match(column_type.lower())
+    if not match or kind.bigquery not in ("NUMERIC", "BIGNUMERIC"):
+        return None
+    precision, scale = int(match[1]), int(match[2])
+    wider = mysql_type(ColumnType(kind.bigquery, max(precision - scale, kind.decimal_integer_digits),
+                                  max(scale, kind.decimal_scale)), in_primary_key)
+    new_match = _DECIMAL.match(wider.lower())
+    assert new_match, wider
+    new_precision, new_scale = int(new_match[1]), int(new_match[2])
+    if new_scale < scale or new_precision - new_scale < precision - scale or (new_precision, new_scale) == (precision, scale):
+        return None
+    return wider
 
 
 def _kind_family(kind: ColumnType) -> str:
@@ -250,7 +272,15 @@ class AuroraMergeLoader(AuroraLoaderBase):
             derived = None
         new = [(n, mysql_type(k or ColumnType("STRING"), n in self.table.primary_key)) for n, k in types.items()
                if n not in known and n != derived]
+        widened = [(n, wider) for n, k in types.items() if k is not None and n in known
+                   and (wider := widened_decimal(known[n], k, n in self.table.primary_key))]
         with conn.cursor() as cur:
+            for name, kind in widened:  # a source DECIMAL that grew: its values would not fit
+                log.warning("%s: widening column %s of %s from %s to %s (the source's type grew; the table is "
+                            "rebuilt)", self.table.qualified_name, name, state, known[name], kind)
+                cur.execute(f"ALTER TABLE {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(state)} "
+                            f"MODIFY COLUMN {sql.mysql_ident(name)} {kind} "
+                            f"{'NOT NULL' if name in self.table.primary_key else 'NULL'}")
             if not existing:
                 cur.execute(self._render(
                     "state_table.sql", table=state, view=view, columns=new,
