@@ -1,5 +1,6 @@
 """Aurora load rates on a 1,000,000-row change file against the local MariaDB: one run of
-three rounds, each measuring every rate into tables of its own; it prints the medians.
+three rounds, each measuring every rate in a database of its own (dropped at its end); it
+prints the medians.
 
   floor        raw LOAD DATA LOCAL INFILE of the same rows (CSV) into a bare table
   merge        the pipeline's merge load of the DMS Parquet file (download from moto,
@@ -59,7 +60,8 @@ def main() -> None:
         tmpdir = Path(tmp)
         admin = stack.mariadb.connect()
         with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{DB}`")
+            for db in (DB, *(f"{DB}_r{n}" for n in range(1, ROUNDS + 1))):
+                cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
             cur.execute(f"CREATE DATABASE `{DB}` CHARACTER SET utf8mb4")
             cur.execute("SELECT @@version, @@innodb_buffer_pool_size, @@innodb_log_file_size")
             server = cur.fetchone()
@@ -111,7 +113,8 @@ def _batch(stack, landed: dict, table: str) -> dict:
 
 
 def _round(stack, admin, data: pa.Table, files: dict, tmpdir: Path, n: int) -> dict[str, float]:
-    """One measurement of every rate, each into tables of its own (rows/s)."""
+    """One measurement of every rate (rows/s), into a database of its own that is dropped
+    at the end, so every round starts from the same server state."""
     from cdc_sync import to_aurora
     from cdc_sync.config import load_pipelines
 
@@ -133,18 +136,20 @@ def _round(stack, admin, data: pa.Table, files: dict, tmpdir: Path, n: int) -> d
         return ROWS / seconds, report
 
     rates: dict[str, float] = {}
+    db = f"{DB}_r{n}"
     bare, appended = f"bare_{n}", f"appended_{n}"
     with admin.cursor() as cur:
-        cur.execute(f"CREATE TABLE `{DB}`.{bare} (id BIGINT PRIMARY KEY, qty INT, amount DECIMAL(18,4), "
+        cur.execute(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4")
+        cur.execute(f"CREATE TABLE `{db}`.{bare} (id BIGINT PRIMARY KEY, qty INT, amount DECIMAL(18,4), "
                     "name VARCHAR(100)) CHARSET utf8mb4")
-        cur.execute(f"CREATE TABLE `{DB}`.bare_many_{n} LIKE `{DB}`.{bare}")
-        cur.execute(f"CREATE TABLE `{DB}`.{appended} LIKE `{DB}`.{bare}")
+        cur.execute(f"CREATE TABLE `{db}`.bare_many_{n} LIKE `{db}`.{bare}")
+        cur.execute(f"CREATE TABLE `{db}`.{appended} LIKE `{db}`.{bare}")
 
     # floor: raw LOAD DATA LOCAL INFILE
     conn = connect()
     began = time.perf_counter()
     with conn.cursor() as cur:
-        cur.execute(f"LOAD DATA LOCAL INFILE '{files['raw']['path']}' INTO TABLE `{DB}`.{bare} CHARACTER SET utf8mb4 "
+        cur.execute(f"LOAD DATA LOCAL INFILE '{files['raw']['path']}' INTO TABLE `{db}`.{bare} CHARACTER SET utf8mb4 "
                     "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\n'")
     conn.commit()
     rates["floor"] = ROWS / (time.perf_counter() - began)
@@ -154,7 +159,7 @@ def _round(stack, admin, data: pa.Table, files: dict, tmpdir: Path, n: int) -> d
     began = time.perf_counter()
     with conn.cursor() as cur:
         for start in range(0, len(subset), 1000):
-            cur.executemany(f"INSERT INTO `{DB}`.bare_many_{n} (id, qty, amount, name) VALUES (%s, %s, %s, %s)",
+            cur.executemany(f"INSERT INTO `{db}`.bare_many_{n} (id, qty, amount, name) VALUES (%s, %s, %s, %s)",
                             [tuple(r.values()) for r in subset[start:start + 1000]])
     conn.commit()
     rates["many"] = len(subset) / (time.perf_counter() - began)
@@ -167,14 +172,14 @@ def _round(stack, admin, data: pa.Table, files: dict, tmpdir: Path, n: int) -> d
         "name": "bench", "source": {"kind": "dms", "bucket": "bench-aurora", "prefix": "dms"},
         "tables": [{"schema": "shop", "name": table, "primary_key": ["id"],
                     "commit_timestamp_column": "cdc_commit_ts"}],
-        "targets": {"aurora": {"database": DB, "method": "local_infile"}},
+        "targets": {"aurora": {"database": db, "method": "local_infile"}},
     })
     rates["merge"], report = timed_load(merge, _batch(stack, files["inserts"], table))
     rates["merge_db"] = ROWS / report.database_seconds
     rates["updates"], report = timed_load(merge, _batch(stack, files["updates"], table))
     rates["updates_db"] = ROWS / report.database_seconds
     with admin.cursor() as cur:
-        cur.execute(f"SELECT COUNT(*), MIN(_cdc_commit_ts) FROM `{DB}`.shop_{table}")
+        cur.execute(f"SELECT COUNT(*), MIN(_cdc_commit_ts) FROM `{db}`.shop_{table}")
         assert cur.fetchone() == (ROWS, dt.datetime(2026, 11, 23, 8)), "the updates did not all apply"
 
     # the same first load from a DMS CSV file (DataFormat csv): the worker parses and types the text
@@ -185,18 +190,20 @@ def _round(stack, admin, data: pa.Table, files: dict, tmpdir: Path, n: int) -> d
         "tables": [{"schema": "shop", "name": table, "primary_key": ["id"],
                     "commit_timestamp_column": "cdc_commit_ts",
                     "columns": ["id bigint", "qty int", "amount decimal(18,4)", "name varchar(100)"]}],
-        "targets": {"aurora": {"database": DB, "method": "local_infile"}},
+        "targets": {"aurora": {"database": db, "method": "local_infile"}},
     }), _batch(stack, files["dms_csv"], table))
 
     # the pipeline's append load of a Firehose object with the same rows (CSV lines)
     firehose = pipeline({
         "name": f"bench_fh_{n}", "source": {"kind": "firehose", "bucket": "bench-aurora"},
         "tables": [{"schema": "web", "name": "clicks", "columns": ["id", "qty", "amount", "name"]}],
-        "targets": {"aurora": {"database": DB, "mode": "append", "table": appended, "method": "local_infile"}},
+        "targets": {"aurora": {"database": db, "mode": "append", "table": appended, "method": "local_infile"}},
     })
     batch = _batch(stack, files["firehose"], f"r{n}")
     batch["table"] = "web.clicks"
     rates["append"], _ = timed_load(firehose, batch)
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE `{db}`")
     return rates
 
 

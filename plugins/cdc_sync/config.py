@@ -83,6 +83,8 @@ class LandingSource:
         """DMS: `<prefix>/<schema>/<table>/`. Firehose: the delivery prefix itself."""
         base = self.prefix.strip("/")
         if self.kind == "firehose":
+            if "!{" in self.prefix:  # expressions: as the delivery stream has it (see firehose.layout)
+                return self.prefix.lstrip("/")
             return f"{base}/" if base else ""
         return f"{base}/{table.schema}/{table.name}/" if base else f"{table.schema}/{table.name}/"
 
@@ -123,6 +125,7 @@ class AuroraTarget:
     pool_slots: int = 4
     chunk_rows: int = 500_000
     load_connections: int = 2  # merge: chunks of a file applied in parallel, one pool slot each
+    widen_decimals: bool = False  # merge: follow a source DECIMAL that grew (MODIFY COLUMN) instead of refusing
     staging_prefix: str = "cdc-sync/staging/"
     ledger_table: str = "_cdc_sync_ledger"
 
@@ -302,6 +305,9 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
         raise ConfigError(f"{where} field targets.aurora.load_connections: {pipeline.aurora.load_connections} "
                           f"connections need as many slots, but the pool has pool_slots {pipeline.aurora.pool_slots}")
     if pipeline.source.kind == "dms":
+        if "!{" in pipeline.source.prefix:
+            raise ConfigError(f"{where} field source.prefix: !{{…}} expressions are Firehose's; a dms source's "
+                              "prefix is the endpoint's BucketFolder as it is")
         for index, table in enumerate(pipeline.tables):
             if not table.primary_key:
                 raise ConfigError(f"{where} field tables[{index}]: 'primary_key' is required for a dms source")
@@ -310,6 +316,14 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
         if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
             raise ConfigError(f"{where} field targets.aurora.mode: a dms source is applied with mode merge")
         return
+    from cdc_sync.firehose.layout import PrefixError, delivery_layout
+
+    for name, prefix in (("prefix", pipeline.source.table_prefix(pipeline.tables[0])),
+                         ("error_prefix", pipeline.source.error_prefix)):
+        try:
+            delivery_layout(prefix)
+        except PrefixError as error:
+            raise ConfigError(f"{where} field source.{name}: {error}") from error
     if pipeline.reconcile is not None:
         raise ConfigError(f"{where} field reconcile: reconciliation compares a dms source's database with its "
                           "targets; a firehose source has no source database to compare with")

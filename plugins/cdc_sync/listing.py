@@ -9,12 +9,12 @@ trigger), so both cost the same: one call per cursor when nothing new has landed
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cdc_sync.dms.layout import DmsFile, FileKind, classify, grace_start_after, load_region_start, time_key
+from cdc_sync.firehose.layout import delivery_layout, is_delivered_object
 from cdc_sync.firehose.layout import grace_start_after as firehose_grace_start
-from cdc_sync.firehose.layout import is_delivered_object
 
 FIREHOSE = "firehose"  # the file_format of a Firehose source
 
@@ -69,7 +69,8 @@ def table_cursors(
     """The two walks of one DMS table folder (see dms.layout for why two); Firehose
     delivers in time order under one prefix, so there it is one walk."""
     if file_format == FIREHOSE:
-        return [Cursor(table, table_prefix, start_after=firehose_grace_start(watermark.cdc_after, table_prefix, grace))]
+        return [Cursor(table, delivery_layout(table_prefix).listing_prefix,
+                       start_after=firehose_grace_start(watermark.cdc_after, table_prefix, grace))]
     load_region = load_region_start(table_prefix)
     return [
         Cursor(table, load_region, start_after=watermark.load_after),
@@ -96,8 +97,10 @@ def window_cursors(
     ]
 
 
-def accept(page_items: list[dict], cursor: Cursor, table_prefix: str, file_format: str) -> tuple[list[DmsFile], bool]:
-    """Turn one ListObjectsV2 page into DMS files; the flag says the walk reached StopAt."""
+def accept(page_items: list[dict], cursor: Cursor, table_prefix: str, file_format: str,
+           stats: ListingStats | None = None) -> tuple[list[DmsFile], bool]:
+    """Turn one ListObjectsV2 page into DMS files; the flag says the walk reached StopAt.
+    Objects not named as the source names its files are counted in `stats`."""
     files: list[DmsFile] = []
     for item in page_items:
         key = item["Key"]
@@ -110,12 +113,18 @@ def accept(page_items: list[dict], cursor: Cursor, table_prefix: str, file_forma
             phase = kind.phase if kind is not None else None
         if phase is not None:
             files.append(DmsFile(phase=phase, key=key, etag=item["ETag"].strip('"'), size=int(item["Size"])))
+        elif stats is not None and not key.endswith("/"):  # a "folder" made in the console is no file
+            stats.unrecognised += 1
+            if len(stats.unrecognised_examples) < 3:
+                stats.unrecognised_examples.append(key)
     return files, False
 
 
 @dataclass
 class ListingStats:
     calls: int = 0
+    unrecognised: int = 0  # objects under the prefix not named as the source's files
+    unrecognised_examples: list[str] = field(default_factory=list)
 
 
 def list_new_files(
@@ -128,7 +137,7 @@ def list_new_files(
         page = s3_client.list_objects_v2(**cursor.request(bucket, continuation, page_size))
         if stats is not None:
             stats.calls += 1
-        files, stopped = accept(page.get("Contents", []), cursor, table_prefix, file_format)
+        files, stopped = accept(page.get("Contents", []), cursor, table_prefix, file_format, stats)
         yield from files
         continuation = page.get("NextContinuationToken")
         if stopped or not page.get("IsTruncated") or not continuation:

@@ -136,6 +136,9 @@ def test_bad_files_are_quarantined_for_aurora_and_nothing_of_them_is_applied(wor
     (report,) = world.run_aurora()
     assert set(report.quarantined) == {prefix + "20261123-080000000.parquet", prefix + "20261123-080100000.parquet"}
     assert "amount" in report.quarantined[prefix + "20261123-080000000.parquet"]
+    assert ("the file declares amount wider than the table's decimal(18,4) (DECIMAL(38,4) would hold it): if the "
+            "source's column grew, set targets.aurora.widen_decimals: true") in report.quarantined[
+        prefix + "20261123-080000000.parquet"]
     assert "not a plain name" in report.quarantined[prefix + "20261123-080100000.parquet"]
     assert world.aurora_rows() == expected  # row 1's qty=9 from the refused file is not applied
     if method == "aurora_s3":  # Aurora read the chunks of the checked files from the staging prefix
@@ -200,7 +203,8 @@ def test_a_column_added_in_the_source_is_added_to_the_state_table(world):
         assert dict(cur.fetchall()) == {1: 1, 2: 1}
 
 
-def test_a_decimal_widened_in_the_source_widens_the_state_table(world):
+def test_with_widen_decimals_a_decimal_widened_in_the_source_widens_the_state_table(world):
+    world.write_config(aurora={"widen_decimals": True})
     expected = world.seed(range(1, 3))
     world.run_aurora()
     world.widen_amount(expected)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import logging
 import re
 from datetime import datetime, timedelta
 
@@ -72,6 +73,11 @@ class FirehoseWorld:
 
     def keys(self) -> list[str]:
         return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.bucket, Prefix="processed/").get("Contents", [])]
+
+    def use_source(self, **settings) -> None:
+        document = yaml.safe_load(self.config.read_text())
+        document["pipelines"][0]["source"].update(settings)
+        self.config.write_text(yaml.safe_dump(document))
 
     def use_method(self, method: str) -> None:
         document = yaml.safe_load(self.config.read_text())
@@ -161,6 +167,43 @@ def test_objects_over_several_hours_append_once_each(fh):
     (report,) = fh.run()
     assert len(report.loaded) == 1
     assert len(fh.rows()) == 11
+
+
+HIVE_PREFIX = "processed/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/hour=!{timestamp:HH}/"
+
+
+def _in_hive_folders(key: str) -> str:
+    """The key a stream with HIVE_PREFIX gives the same object (moto's Firehose writes the
+    default hour folders only)."""
+    match = re.match(r"^processed/(\d{4})/(\d{2})/(\d{2})/(\d{2})/(.+)$", key)
+    assert match, key
+    return f"processed/year={match[1]}/month={match[2]}/day={match[3]}/hour={match[4]}/{match[5]}"
+
+
+def test_a_custom_prefix_with_timestamp_expressions_as_the_stream_has_it(fh, caplog):
+    fh.use_source(prefix=HIVE_PREFIX)
+    delivered = []
+    for hours_back, docs in ((0, _clicks(0, 3)), (1, _clicks(100, 2))):  # the second an hour earlier, late
+        key = fh.deliver(docs)
+        hive = _in_hive_folders(_delivered_earlier(key, timedelta(hours=hours_back)))
+        fh.s3.copy_object(Bucket=fh.bucket, Key=hive, CopySource={"Bucket": fh.bucket, "Key": key})
+        fh.s3.delete_object(Bucket=fh.bucket, Key=key)
+        delivered.append(hive)
+    fh.s3.put_object(Bucket=fh.bucket, Key="processed/year=2026/README.txt", Body=b"not a delivery")
+    with caplog.at_level(logging.WARNING):
+        reports = fh.run()
+    assert ("1 object(s) under s3://" in caplog.text and "are not loaded, e.g. processed/year=2026/README.txt"
+            in caplog.text)
+    assert sorted(k for r in reports for k in r.loaded) == sorted(delivered)
+    assert sorted(fh.rows(), key=lambda r: r["user_id"]) == sorted(fh.sent, key=lambda r: r["user_id"])
+
+    # the next run lists from the watermark: only the new object
+    key = fh.deliver(_clicks(200, 2))
+    fh.s3.copy_object(Bucket=fh.bucket, Key=_in_hive_folders(key), CopySource={"Bucket": fh.bucket, "Key": key})
+    fh.s3.delete_object(Bucket=fh.bucket, Key=key)
+    (report,) = fh.run()
+    assert list(report.loaded) == [_in_hive_folders(key)]
+    assert sorted(fh.rows(), key=lambda r: r["user_id"]) == sorted(fh.sent, key=lambda r: r["user_id"])
 
 
 @pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])

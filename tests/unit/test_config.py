@@ -144,12 +144,31 @@ def test_firehose_pipeline_defaults():
     assert pipeline.aurora.append_table(pipeline.tables[0]) == "clicks"
 
 
+def test_firehose_prefix_as_the_delivery_stream_has_it():
+    doc = copy.deepcopy(FIREHOSE)
+    hive = "processed/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/hour=!{timestamp:HH}/"
+    doc["pipelines"][0]["source"].update(prefix=hive, error_prefix="errors/!{firehose:error-output-type}/")
+    (pipeline,) = parse_pipelines(doc)
+    assert pipeline.source.table_prefix(pipeline.tables[0]) == hive
+
+
+def test_a_dms_prefix_has_no_firehose_expressions():
+    doc = copy.deepcopy(VALID)
+    doc["pipelines"][0]["source"]["prefix"] = "dms/!{timestamp:yyyy}/"
+    with pytest.raises(ConfigError, match=re.escape("field source.prefix: !{…} expressions are Firehose's")):
+        parse_pipelines(doc)
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (lambda p: p["tables"][0].pop("columns"), "'columns' (the CSV columns, in order) is required"),
     (lambda p: p["tables"].append({"schema": "web", "name": "views", "columns": ["a"]}), "feeds exactly one table"),
     (lambda p: p["targets"]["aurora"].update(mode="merge"), "needs targets.aurora with mode append"),
     (lambda p: p["source"].update(stream="web analytics"), "is not a Firehose stream name"),
     (lambda p: p["tables"][0].update(columns=["event_id varchar(36)"]), "lists column names only"),
+    (lambda p: p["source"].update(prefix="clicks/!{partitionKeyFromQuery:customer_id}/"),
+     "field source.prefix: !{partitionKeyFromQuery:customer_id}: with dynamic partitioning"),
+    (lambda p: p["source"].update(error_prefix="errors/!{timestamp:dd-MM-yyyy}/"),
+     "field source.error_prefix: the timestamp expressions must run from the year down"),
 ])
 def test_firehose_config_mistakes(change, message):
     doc = copy.deepcopy(FIREHOSE)

@@ -240,7 +240,8 @@ class AuroraMergeLoader(AuroraLoaderBase):
         if outcome.refused is not None:
             number, reason = outcome.refused
             return self._quarantine(
-                report, f, f"chunk {number} (rows from {number * self.target.chunk_rows}): {reason}", conn)
+                report, f, "; ".join([f"chunk {number} (rows from {number * self.target.chunk_rows}): {reason}",
+                                      *layout.hints]), conn)
         applied = sum(rows for rows in outcome.rows.values() if rows is not None)
         if outcome.rows and all(rows is None for rows in outcome.rows.values()):
             report.already_loaded.append(f.key)
@@ -272,8 +273,15 @@ class AuroraMergeLoader(AuroraLoaderBase):
             derived = None
         new = [(n, mysql_type(k or ColumnType("STRING"), n in self.table.primary_key)) for n, k in types.items()
                if n not in known and n != derived]
-        widened = [(n, wider) for n, k in types.items() if k is not None and n in known
-                   and (wider := widened_decimal(known[n], k, n in self.table.primary_key))]
+        wider_in_file = [(n, wider) for n, k in types.items() if k is not None and n in known
+                         and (wider := widened_decimal(known[n], k, n in self.table.primary_key))]
+        # A value that does not fit its column is bad input, refused with the file; a pipeline
+        # that follows a source whose DECIMALs grow says so (widen_decimals).
+        widened = wider_in_file if self.target.widen_decimals else []
+        hints = [] if self.target.widen_decimals else [
+            f"the file declares {name} wider than the table's {known[name]} ({kind} would hold it): if the source's "
+            f"column grew, set targets.aurora.widen_decimals: true, or ALTER TABLE … MODIFY COLUMN {name} {kind}"
+            for name, kind in wider_in_file]
         with conn.cursor() as cur:
             for name, kind in widened:  # a source DECIMAL that grew: its values would not fit
                 log.warning("%s: widening column %s of %s from %s to %s (the source's type grew; the table is "
@@ -300,7 +308,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 ))
         conn.commit()
         binary = [n for n, t in existing if _family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
-        return _StateLayout(columns, binary, stored_commit_ts)
+        return _StateLayout(columns, binary, stored_commit_ts, hints)
 
     def _chunk_files(self, change_file: ChangeFile, columns: list[str], index: int) -> Generator[tuple[int, ChunkFile], None, None]:
         """The file as CSV chunks for LOAD DATA, each given out as soon as it is written (for
@@ -473,6 +481,7 @@ class _StateLayout:
     columns: list[str]  # data columns, in table order
     binary: list[str]  # those that hold bytes (sent as hex)
     stored_commit_ts: bool  # _cdc_commit_ts is a stored column (an earlier version's table)
+    hints: list[str]  # what a refusal of this file's values should also say
 
     @property
     def applied_columns(self) -> list[str]:

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from cdc_sync.firehose.layout import is_delivered_object
+from cdc_sync.firehose.layout import delivery_layout, is_delivered_object
 
 SAMPLES = 5
 
@@ -36,7 +36,7 @@ class FailedRecords:
 
 def read_failed_records(s3_client, bucket: str, error_prefix: str, after: str | None) -> FailedRecords:
     found = FailedRecords()
-    params: dict = {"Bucket": bucket, "Prefix": error_prefix}
+    params: dict = {"Bucket": bucket, "Prefix": delivery_layout(error_prefix).listing_prefix}
     if after:
         params["StartAfter"] = after
     paginator = s3_client.get_paginator("list_objects_v2")
@@ -68,6 +68,8 @@ def read_failed_records(s3_client, bucket: str, error_prefix: str, after: str | 
 
 def _in_error_folders(key: str, error_prefix: str) -> bool:
     # processing-failed/YYYY/MM/DD/HH/<stream>-… : the same naming as delivered objects
+    if "!{" in error_prefix or not key.startswith(error_prefix):  # with expressions: the layout's names only
+        return False
     rest = key[len(error_prefix):]
     return rest[:4].isdigit() and rest.count("/") >= 4
 
