@@ -5,17 +5,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 
-def column_types(conn, database: str, table: str) -> list[tuple[str, str]]:
-    """(name, COLUMN_TYPE such as `decimal(18,4)`) of a table or view, in table order; [] if absent."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
-            (database, table),
-        )
-        return [(name, column_type) for name, column_type in cur.fetchall()]
-
-
 class CatalogColumn(NamedTuple):
     name: str
     column_type: str  # COLUMN_TYPE, e.g. `decimal(18,4)`
@@ -33,10 +22,17 @@ def catalog_columns(conn, database: str, tables: list[str]) -> dict[str, list[Ca
             (database, *tables),
         )
         rows = cur.fetchall()
+    requested = {t.lower(): t for t in tables}  # keyed as asked, also where the server folds names
     out: dict[str, list[CatalogColumn]] = {}
     for table, name, column_type, extra in rows:
-        out.setdefault(table, []).append(CatalogColumn(name, column_type, "GENERATED" in str(extra).upper()))
+        out.setdefault(requested.get(table.lower(), table), []).append(
+            CatalogColumn(name, column_type, "GENERATED" in str(extra).upper()))
     return out
+
+
+def column_types(conn, database: str, table: str) -> list[tuple[str, str]]:
+    """(name, COLUMN_TYPE such as `decimal(18,4)`) of a table or view, in table order; [] if absent."""
+    return [(c.name, c.column_type) for c in catalog_columns(conn, database, [table]).get(table, [])]
 
 
 def table_exists(conn, database: str, table: str) -> bool:

@@ -36,20 +36,22 @@ def candidate_files(
     else:
         cursors = table_cursors(table.qualified_name, prefix, Watermark() if rescan else watermark, grace,
                                 pipeline.source.file_format)
-    stats = stats if stats is not None else ListingStats()
-    already_unrecognised = stats.unrecognised
+    listing = ListingStats()
     found: dict[str, DmsFile] = {}
     for cursor in cursors:
-        for f in list_new_files(s3_client, pipeline.source.bucket, cursor, prefix, pipeline.source.file_format, stats=stats):
+        for f in list_new_files(s3_client, pipeline.source.bucket, cursor, prefix, pipeline.source.file_format,
+                                stats=listing):
             found[f.key] = f
-    if stats.unrecognised > already_unrecognised:
+    if stats is not None:
+        stats.calls += listing.calls
+    if listing.unrecognised:
         # nothing is lost silently: a prefix or file_format that does not match what lands says so
         expected = ("Firehose's naming (<prefix as the stream has it><stream>-<version>-<time>-<uuid>)"
                     if pipeline.source.kind == "firehose"
                     else f"DMS's naming for file_format {pipeline.source.file_format} (LOAD…, YYYYMMDD-HHMMSSfff…)")
         log.warning("%s: %d object(s) under s3://%s/%s are not named as %s and are not loaded, e.g. %s",
-                    table.qualified_name, stats.unrecognised - already_unrecognised, pipeline.source.bucket,
-                    prefix, expected, ", ".join(stats.unrecognised_examples))
+                    table.qualified_name, listing.unrecognised, pipeline.source.bucket, prefix, expected,
+                    ", ".join(listing.unrecognised_examples))
     return sorted(found.values())
 
 

@@ -94,4 +94,4 @@ def test_the_view_shows_the_timestamp_column_from_the_commit_time(as_text, expre
     ("decimal(18,4)", ColumnType("INTEGER"), None),
 ])
 def test_widened_decimal_holds_the_column_and_the_file_never_narrower(column, kind, wider):
-    assert widened_decimal(column, kind, in_primary_key=False) == wider
+    assert widened_decimal(column, kind) == wider

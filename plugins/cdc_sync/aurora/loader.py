@@ -79,22 +79,21 @@ def _family(mysql_column_type: str) -> str:
 _DECIMAL = re.compile(r"decimal\((\d+),(\d+)\)")
 
 
-def widened_decimal(column_type: str, kind: ColumnType, in_primary_key: bool) -> str | None:
+def widened_decimal(column_type: str, kind: ColumnType) -> str | None:
     """The DECIMAL that holds both a column's values and a file's (a source column whose
     precision or scale grew), or None when the column already holds the file's. Never
-    narrower in integer digits or in scale than the column; capped at MySQL's DECIMAL(65,30)."""
+    narrower in integer digits or in scale than the column; capped at MySQL's DECIMAL(65,30)
+    as mysql_type caps it."""
     match = _DECIMAL.match(column_type.lower())
     if not match or kind.bigquery not in ("NUMERIC", "BIGNUMERIC"):
         return None
     precision, scale = int(match[1]), int(match[2])
-    wider = mysql_type(ColumnType(kind.bigquery, max(precision - scale, kind.decimal_integer_digits),
-                                  max(scale, kind.decimal_scale)), in_primary_key)
-    new_match = _DECIMAL.match(wider.lower())
-    assert new_match, wider
-    new_precision, new_scale = int(new_match[1]), int(new_match[2])
-    if new_scale < scale or new_precision - new_scale < precision - scale or (new_precision, new_scale) == (precision, scale):
+    wider = ColumnType(kind.bigquery, max(precision - scale, kind.decimal_integer_digits), max(scale, kind.decimal_scale))
+    new_scale = min(wider.decimal_scale, 30)
+    new_precision = min(wider.decimal_integer_digits + new_scale, 65)
+    if new_precision - new_scale < precision - scale or (new_precision, new_scale) == (precision, scale):
         return None
-    return wider
+    return mysql_type(wider, in_primary_key=False)
 
 
 def _kind_family(kind: ColumnType) -> str:
@@ -274,7 +273,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         new = [(n, mysql_type(k or ColumnType("STRING"), n in self.table.primary_key)) for n, k in types.items()
                if n not in known and n != derived]
         wider_in_file = [(n, wider) for n, k in types.items() if k is not None and n in known
-                         and (wider := widened_decimal(known[n], k, n in self.table.primary_key))]
+                         and (wider := widened_decimal(known[n], k))]
         # A value that does not fit its column is bad input, refused with the file; a pipeline
         # that follows a source whose DECIMALs grow says so (widen_decimals).
         widened = wider_in_file if self.target.widen_decimals else []

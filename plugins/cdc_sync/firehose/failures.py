@@ -68,7 +68,7 @@ def read_failed_records(s3_client, bucket: str, error_prefix: str, after: str | 
 
 def _in_error_folders(key: str, error_prefix: str) -> bool:
     # processing-failed/YYYY/MM/DD/HH/<stream>-… : the same naming as delivered objects
-    if "!{" in error_prefix or not key.startswith(error_prefix):  # with expressions: the layout's names only
+    if "!{" in error_prefix:  # with expressions: the layout's names only
         return False
     rest = key[len(error_prefix):]
     return rest[:4].isdigit() and rest.count("/") >= 4

@@ -42,11 +42,9 @@ class DeliveryLayout:
     def folder_time(self, key: str) -> datetime | None:
         """When the key's time folders start (UTC or the stream's CustomTimeZone, as named)."""
         match = self.pattern.match(key)
-        if match is None:
+        if match is None or match.groupdict().get("year") is None:
             return None
-        fields = {name: int(match[group]) for group, name in _time_groups(match)}
-        if "year" not in fields:
-            return None
+        fields = {name: int(value) for name, value in match.groupdict().items() if name in _FIELD_ORDER and value}
         return datetime(fields["year"], fields.get("month", 1), fields.get("day", 1), fields.get("hour", 0),
                         tzinfo=UTC)
 
@@ -56,18 +54,6 @@ class DeliveryLayout:
         if any(kind == "firehose" for kind, _ in self.parts):
             return None
         return "".join(when.strftime(value) if kind == "time" else value for kind, value in self.parts)
-
-
-def _time_groups(match: re.Match) -> list[tuple[str, str]]:
-    found, seen = [], set()
-    for group, value in match.groupdict().items():
-        if value is None or not group.startswith("t_"):
-            continue
-        name = group.split("_")[1]
-        if name not in seen:  # every timestamp expression of a prefix evaluates the same instant
-            seen.add(name)
-            found.append((group, name))
-    return found
 
 
 @lru_cache(maxsize=64)
@@ -87,7 +73,7 @@ def delivery_layout(prefix: str) -> DeliveryLayout:
             regex.append(re.escape(literal))
         namespace, value = expression.group(1), expression.group(2)
         if namespace == "timestamp":
-            strftime, time_regex = _timestamp(value, len(regex), fields_in_order)
+            strftime, time_regex = _timestamp(value, fields_in_order)
             parts.append(("time", strftime))
             regex.append(time_regex)
         elif namespace == "firehose" and value in _FIREHOSE_VALUES:
@@ -114,8 +100,10 @@ def delivery_layout(prefix: str) -> DeliveryLayout:
     return DeliveryLayout(static, re.compile("^" + "".join(regex) + _SUFFIX), tuple(parts))
 
 
-def _timestamp(value: str, index: int, fields_in_order: list[str]) -> tuple[str, str]:
-    """One `!{timestamp:…}` value as strftime and as a regex with a group per field."""
+def _timestamp(value: str, fields_in_order: list[str]) -> tuple[str, str]:
+    """One `!{timestamp:…}` value as strftime and as a regex. A field's first appearance in
+    the prefix is a named group; every timestamp expression evaluates the same instant, so
+    later ones only need to match."""
     strftime: list[str] = []
     regex: list[str] = []
     rest = value
@@ -123,8 +111,9 @@ def _timestamp(value: str, index: int, fields_in_order: list[str]) -> tuple[str,
         letters = next((t for t in _TIME_LETTERS if rest.startswith(t)), None)
         if letters:
             code, name = _TIME_LETTERS[letters]
+            digits = rf"\d{{{len(letters)}}}"
             strftime.append(code)
-            regex.append(rf"(?P<t_{name}_{index}_{len(regex)}>\d{{{len(letters)}}})")
+            regex.append(digits if name in fields_in_order else f"(?P<{name}>{digits})")
             fields_in_order.append(name)
             rest = rest[len(letters):]
         elif rest[0].isalpha() or rest[0] == "'":
@@ -138,9 +127,7 @@ def _timestamp(value: str, index: int, fields_in_order: list[str]) -> tuple[str,
 
 
 def is_delivered_object(key: str, prefix: str, stream: str | None = None) -> bool:
-    if not key.startswith(delivery_layout(prefix).listing_prefix):
-        return False
-    match = delivery_layout(prefix).pattern.match(key)
+    match = delivery_layout(prefix).pattern.match(key)  # anchored: it starts with the static part
     if match is None:
         return False
     return stream is None or match["stream"] == stream
