@@ -5,8 +5,9 @@ prints the medians.
   floor        raw LOAD DATA LOCAL INFILE of the same rows (CSV) into a bare table
   merge        the pipeline's merge load of the DMS Parquet file (download from moto,
                CSV chunks of 500,000 rows on two connections while the file is converted,
-               LOAD DATA, position-guarded upsert, ledger); the first load also from a DMS
-               CSV file of the same rows
+               LOAD DATA, position-guarded upsert, ledger): into the empty table, then a
+               CDC file of 1,000,000 new keys (inserts only: loaded directly), then one
+               updating every key of the first; the first load also from a DMS CSV file
   append       the pipeline's append load of a Firehose object holding the same rows
                (ledger row + LOAD DATA into the table, one transaction)
   executemany  pymysql executemany INSERTs, 1,000 rows a batch (on 200,000 rows); and, for
@@ -31,6 +32,7 @@ sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
 import pyarrow.csv as pacsv  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import yaml  # noqa: E402
@@ -88,7 +90,10 @@ def _write_files(stack, data: pa.Table, tmpdir: Path) -> dict[str, dict]:
                             **{n: data.column(n) for n in data.column_names}})
     updates = change_file.set_column(0, "Op", pa.array(["U"] * ROWS)).set_column(
         1, "cdc_commit_ts", pa.array(["2026-11-23 08:00:00.000000"] * ROWS))
+    new_keys = change_file.set_column(1, "cdc_commit_ts", pa.array(["2026-11-23 07:30:00.000000"] * ROWS)).set_column(
+        2, "id", pc.add(data.column("id"), ROWS))
     pq.write_table(change_file, tmpdir / "inserts.parquet")
+    pq.write_table(new_keys, tmpdir / "new_keys.parquet")
     pq.write_table(updates, tmpdir / "updates.parquet")
     pacsv.write_csv(change_file, tmpdir / "inserts.csv",
                     write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"))
@@ -96,6 +101,7 @@ def _write_files(stack, data: pa.Table, tmpdir: Path) -> dict[str, dict]:
         "raw": {"path": csv_path},
         "firehose": {"path": csv_path, "key": "processed/2026/11/23/07/web-1-2026-11-23-07-00-00-0f0e3c9a-{table}"},
         "inserts": {"path": tmpdir / "inserts.parquet", "key": "dms/shop/{table}/20261123-070000000.parquet"},
+        "new_keys": {"path": tmpdir / "new_keys.parquet", "key": "dms/shop/{table}/20261123-073000000.parquet"},
         "updates": {"path": tmpdir / "updates.parquet", "key": "dms/shop/{table}/20261123-080000000.parquet"},
         "dms_csv": {"path": tmpdir / "inserts.csv", "key": "dms/shop/{table}/20261123-070000000.csv"},
     }
@@ -176,11 +182,13 @@ def _round(stack, admin, data: pa.Table, files: dict, tmpdir: Path, n: int) -> d
     })
     rates["merge"], report = timed_load(merge, _batch(stack, files["inserts"], table))
     rates["merge_db"] = ROWS / report.database_seconds
+    rates["new_keys"], _ = timed_load(merge, _batch(stack, files["new_keys"], table))
     rates["updates"], report = timed_load(merge, _batch(stack, files["updates"], table))
     rates["updates_db"] = ROWS / report.database_seconds
     with admin.cursor() as cur:
-        cur.execute(f"SELECT COUNT(*), MIN(_cdc_commit_ts) FROM `{db}`.shop_{table}")
-        assert cur.fetchone() == (ROWS, dt.datetime(2026, 11, 23, 8)), "the updates did not all apply"
+        cur.execute(f"SELECT _cdc_commit_ts, COUNT(*) FROM `{db}`.shop_{table} GROUP BY 1 ORDER BY 1")
+        assert cur.fetchall() == ((dt.datetime(2026, 11, 23, 7, 30), ROWS), (dt.datetime(2026, 11, 23, 8), ROWS)), \
+            "the new keys or the updates did not all apply"
 
     # the same first load from a DMS CSV file (DataFormat csv): the worker parses and types the text
     table = f"customers_csv_{n}"
@@ -227,6 +235,8 @@ def _print(rounds: list[dict[str, float]], upsert_many: float, update_many: floa
           f"{ratio('merge', 'many')} (end to end)")
     print(f"         in the database          : {median('merge_db'):10,.0f} rows/s  = {ratio('merge_db', 'floor')} "
           "(time a connection was busy: LOAD DATA + ledger)")
+    print(f"merge  new keys, table has rows   : {median('new_keys'):10,.0f} rows/s  = {ratio('new_keys', 'floor')}, "
+          f"{ratio('new_keys', 'many')} (end to end; a CDC file of inserts only)")
     print(f"merge  first load from DMS CSV    : {median('merge_csv'):10,.0f} rows/s  = {ratio('merge_csv', 'floor')} "
           "(end to end; the same rows as DMS CSV text)")
     print(f"merge  updates of existing keys   : {median('updates'):10,.0f} rows/s  = {ratio('updates', 'floor')}, "

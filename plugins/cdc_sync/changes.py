@@ -137,6 +137,33 @@ class ChangeFile:
             raise ChangeFileError(self.key, "two columns have the same name (names are case-insensitive in the targets)")
         return pa.schema([f for f in schema if f.name != OP_COLUMN])
 
+    def inserts_only(self) -> bool:
+        """True when every change of the file is an insert, known without reading its data:
+        a full-load file, a file without `Op` (CdcInsertsOnly), or a Parquet file whose Op
+        column holds only 'I' (from the row groups' statistics, else from that one column).
+        A DMS CSV CDC file with Op is not read twice for this: False. A bad file is not
+        judged here (False); reading its changes says what is wrong with it."""
+        if self.phase == 0:
+            return True
+        try:
+            if OP_COLUMN not in self._raw_schema().names:
+                return True
+        except ChangeFileError:
+            return False
+        if self.csv is not None:
+            return False
+        try:
+            parquet = self.open()
+            column = parquet.schema_arrow.get_field_index(OP_COLUMN)
+            metadata = parquet.metadata
+            stats = [metadata.row_group(g).column(column).statistics for g in range(metadata.num_row_groups)]
+            if all(s is not None and s.has_min_max and s.null_count == 0 for s in stats):
+                return all(s.min in ("I", b"I") and s.max in ("I", b"I") for s in stats)
+            ops = parquet.read(columns=[OP_COLUMN]).column(0)
+            return ops.null_count == 0 and pc.all(pc.equal(pc.cast(ops, pa.string()), "I")).as_py() is True
+        except (pa.ArrowException, OSError, ChangeFileError):
+            return False
+
     def changes(self, loaded_at: datetime, *, with_position: bool = True) -> Iterator[pa.RecordBatch]:
         """Data columns (as in the file) followed by the metadata columns, batch by batch.
         Without `with_position`, `_cdc_position` is NULL: for a target that builds it from the

@@ -5,6 +5,7 @@ after its first chunks were handed out commits nothing."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 
@@ -100,3 +101,54 @@ def test_a_file_found_bad_after_chunks_were_handed_out_commits_nothing(world, ch
     assert f"column Op has 'X' in row {good}" in report.quarantined[bad]
     assert world.aurora_rows() == expected  # none of the good updates
     assert _applied_chunks(world, bad) == {}
+
+
+def test_files_of_inserts_go_straight_into_a_table_with_rows_and_fall_back_where_keys_are_there(world, caplog):
+    world.write_config(aurora={"chunk_rows": CHUNK_ROWS, "load_connections": 2})
+    caplog.set_level(logging.INFO, logger="cdc_sync.aurora.loader")
+
+    def paths(key: str) -> list[str]:
+        """How each chunk of a file went in, from the loader's log, in chunk order."""
+        lines = sorted(r.getMessage() for r in caplog.records if f" of {key}: " in r.getMessage()
+                       and " rows " in r.getMessage())
+        return ["direct" if "loaded directly" in line else "staged" for line in lines]
+
+    # a full load in three LOAD files: only the first meets an empty table, all go in directly
+    expected = world.seed(range(1, 2501))
+    (report,) = world.run_aurora()
+    assert world.aurora_rows() == expected
+    assert [paths(key) for key in sorted(report.loaded)] == [["direct"]] * 3
+
+    at = dt.datetime(2026, 11, 23, 7, tzinfo=UTC)
+    world.dms.delete(world.customers, {"id": 2})
+    world.dms.update(world.customers, {"id": 3}, {"qty": 33})
+    world.dms.flush(world.customers, file_time=at)
+    del expected[2]
+    expected[3] = expected_row(customer(3, qty=33))
+    world.run_aurora()
+    assert world.aurora_rows() == expected
+
+    # a CDC file of inserts only, new keys in two chunks: straight in, beside the rows there
+    later = at + dt.timedelta(hours=1)
+    new_keys = _land(world, "20261123-080000000.parquet",
+                     [Change("I", customer(k, name=f"new {k}"), later) for k in range(2501, 4001)])
+    expected.update({k: expected_row(customer(k, name=f"new {k}")) for k in range(2501, 4001)})
+    (report,) = world.run_aurora()
+    assert report.loaded == {new_keys: 1500}
+    assert world.aurora_rows() == expected
+    assert paths(new_keys) == ["direct", "direct"]
+
+    # inserts only again, but key 2 has a tombstone (re-inserted later: it is back) and key 3
+    # a newer update (this insert is older: it loses): chunk 0 meets them, rolls back and goes
+    # through staging (chunk 1, new keys only, may have started directly on the other connection)
+    changes = [Change("I", customer(2, name="back"), later + dt.timedelta(minutes=1)),
+               Change("I", customer(3, qty=-3), at - dt.timedelta(days=1))]
+    changes += [Change("I", customer(k), later) for k in range(4001, 5001)]
+    mixed = _land(world, "20261123-090000000.parquet", changes)
+    expected[2] = expected_row(customer(2, name="back"))
+    expected.update({k: expected_row(customer(k)) for k in range(4001, 5001)})
+    (report,) = world.run_aurora()
+    assert report.loaded == {mixed: 1002} and not report.quarantined
+    assert world.aurora_rows() == expected
+    assert paths(mixed)[0] == "staged"
+    assert any(f"chunk 0 of {mixed} meets keys already in" in r.getMessage() for r in caplog.records)

@@ -135,3 +135,24 @@ def test_without_the_position_every_other_column_is_the_same(tmp_path):
         bare = pa.Table.from_batches(list(change_file.changes(LOADED_AT, with_position=False))).to_pylist()
         assert [b.pop("_cdc_position") for b in bare] == [None, None]
         assert bare == [{k: v for k, v in p.items() if k != "_cdc_position"} for p in full]
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_inserts_only_is_read_from_the_op_column(tmp_path, statistics):
+    def parquet(name: str, ops: list[str | None]) -> ChangeFile:
+        path = tmp_path / f"{name}.parquet"
+        # several row groups, as DMS writes them (RowGroupLength): one 'U' in the last
+        pq.write_table(pa.table({"Op": pa.array(ops, pa.string()), "id": list(range(len(ops)))}), path,
+                       row_group_size=2, write_statistics=statistics)
+        return ChangeFile(f"dms/s/t/{name}.parquet", str(path), 1, None, ("id",))
+
+    assert parquet("inserts", ["I"] * 5).inserts_only()
+    assert not parquet("an_update_last", ["I"] * 4 + ["U"]).inserts_only()
+    assert not parquet("a_delete_first", ["D"] + ["I"] * 4).inserts_only()
+    assert not parquet("a_null_op", ["I", None, "I"]).inserts_only()  # a bad file: its load says why
+    # without Op (a full load, CdcInsertsOnly) or in the full-load phase: inserts by definition
+    assert _file(tmp_path, [Change("I", {"id": 1}, LOADED_AT)], include_op=False).inserts_only()
+    assert _file(tmp_path, [Change("I", {"id": 1}, LOADED_AT)], phase=0, key="dms/s/t/LOAD00000001.parquet").inserts_only()
+    unreadable = tmp_path / "unreadable.parquet"
+    unreadable.write_bytes(b"not parquet")
+    assert not ChangeFile("dms/s/t/unreadable.parquet", str(unreadable), 1, None, ("id",)).inserts_only()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Generator
 from contextlib import nullcontext
@@ -221,9 +222,12 @@ class AuroraMergeLoader(AuroraLoaderBase):
             layout = self._prepare_table(conn, types)
         except ChangeFileError as error:
             return self._quarantine(report, f, error.problem, conn)
-        # Into a state table that was empty when the file started (a first full load), chunks
-        # go in directly; a chunk that meets a key already there falls back to staging.
-        direct = self._state_is_empty(conn)
+        # A file of inserts only (full-load files, insert-only CDC files), or any file into a
+        # state table that was empty when it started, goes in directly: new keys need no
+        # staging copy and no upsert. A chunk that meets a key already there (a tombstone, a
+        # change applied earlier, one key twice) falls back to staging, and so do the chunks
+        # of that file not yet started: a refused direct load costs its rollback.
+        direct = _DirectLoads(change_file.inserts_only() or self._state_is_empty(conn))
 
         def apply(connection, number: int, chunk: ChunkFile, gate: CommitGate) -> int | None:
             return self._apply_chunk(connection, f, number, chunk, layout, direct, gate)
@@ -362,12 +366,12 @@ class AuroraMergeLoader(AuroraLoaderBase):
         return empty
 
     def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: ChunkFile, layout: _StateLayout,
-                     try_direct: bool, gate: CommitGate) -> int | None:
+                     direct: _DirectLoads, gate: CommitGate) -> int | None:
         """One transaction, committed once `gate` opens. Returns rows applied, or None when
         the ledger says it was applied before.
 
-        With `try_direct` the chunk is loaded straight into the state table, without the
-        staging copy; if that meets any warning (a key already there, one key twice) it is
+        While `direct` allows it, the chunk is loaded straight into the state table, without
+        the staging copy; if that meets any warning (a key already there, one key twice) it is
         rolled back and applied through staging, which is always correct. Two chunks of one
         file that change the same keys can deadlock each other: the loser is redone."""
         import pymysql
@@ -378,11 +382,14 @@ class AuroraMergeLoader(AuroraLoaderBase):
             key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{number:05d}.csv"
             self.s3.upload_file(str(chunk.path), self.pipeline.source.bucket, key)
             s3_uri = f"s3://{self.pipeline.source.bucket}/{key}"
-        if try_direct:
+        if direct.allowed:
             try:
                 return self._apply_once(conn, f, number, chunk, layout, s3_uri, gate, direct=True)
             except _DirectLoadRefused:
-                pass
+                direct.refuse()
+                log.info("%s: chunk %d of %s meets keys already in %s: applied through staging, as the file's "
+                         "chunks not yet started will be", self.table.qualified_name, number, f.key,
+                         self.target.state_table(self.table))
         for attempt in range(1, _LOCK_ATTEMPTS + 1):
             try:
                 return self._apply_once(conn, f, number, chunk, layout, s3_uri, gate, direct=False)
@@ -489,7 +496,23 @@ class _StateLayout:
 
 
 class _DirectLoadRefused(RuntimeError):
-    """The direct load into an empty state table met a conflict: use staging."""
+    """A direct load into the state table met a conflict: use staging."""
+
+
+class _DirectLoads:
+    """Whether a file's chunks still try the direct load (shared by its connections)."""
+
+    def __init__(self, allowed: bool) -> None:
+        self._allowed = threading.Event()
+        if allowed:
+            self._allowed.set()
+
+    @property
+    def allowed(self) -> bool:
+        return self._allowed.is_set()
+
+    def refuse(self) -> None:
+        self._allowed.clear()
 
 
 def _is_data_error(error) -> bool:
