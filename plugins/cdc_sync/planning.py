@@ -48,7 +48,8 @@ def candidate_files(
         # nothing is lost silently: a prefix or file_format that does not match what lands says so
         expected = ("Firehose's naming (<prefix as the stream has it><stream>-<version>-<time>-<uuid>)"
                     if pipeline.source.kind == "firehose"
-                    else f"DMS's naming for file_format {pipeline.source.file_format} (LOAD…, YYYYMMDD-HHMMSSfff…)")
+                    else f"DMS's naming for file_format {pipeline.source.file_format} (LOAD…, YYYYMMDD-HHMMSSfff…, "
+                    "flat or in date folders that sort by time: DatePartitionSequence YYYYMMDD, YYYYMMDDHH or YYYYMM)")
         log.warning("%s: %d object(s) under s3://%s/%s are not named as %s and are not loaded, e.g. %s",
                     table.qualified_name, listing.unrecognised, pipeline.source.bucket, prefix, expected,
                     ", ".join(listing.unrecognised_examples))

@@ -285,3 +285,42 @@ def test_commit_time_of_each_row_is_its_latest_change(stack, unique_name, tmp_pa
             assert dict(cur.fetchall()) == bq_positions
     finally:
         world.close()
+
+
+@pytest.mark.parametrize("folders", ["%Y/%m/%d/%H", "%Y-%m-%d", "%Y%m"])  # DatePartitionSequence/Delimiter
+def test_cdc_files_in_date_folders_load_once_including_a_late_one_in_the_folder_before(world, folders):
+    expected = world.seed(range(1, 4))
+    world.advance(world.run_aurora())
+    assert world.aurora_rows() == expected
+
+    def land(when: dt.datetime) -> str:
+        """Flush the pending changes as DMS writes them with DatePartitionEnabled: the
+        file's own name, inside the date folder of its time (UTC)."""
+        flat = world.dms.flush(world.customers, file_time=when)
+        prefix, name = flat.rsplit("/", 1)
+        dated = f"{prefix}/{when:{folders}}/{name}"
+        body = world.s3.get_object(Bucket=world.bucket, Key=flat)["Body"].read()
+        world.s3.put_object(Bucket=world.bucket, Key=dated, Body=body)
+        world.s3.delete_object(Bucket=world.bucket, Key=flat)
+        return dated
+
+    before_midnight = dt.datetime(2026, 11, 30, 23, 50, tzinfo=UTC)  # the month's last hour, day and month
+    world.dms.update(world.customers, {"id": 1}, {"qty": 11})
+    first = land(before_midnight)
+    world.dms.insert(world.customers, customer(4))
+    second = land(before_midnight + dt.timedelta(minutes=20))
+    reports = world.run_aurora()
+    assert [sorted(r.loaded) for r in reports] == [sorted([first, second])]
+    world.advance(reports)
+    assert world.aurora_rows() == world.source_rows(world.customers)
+
+    # a file that lands after the watermark passed midnight, named (and foldered) five
+    # minutes before it: within the late-file grace, found in the folder before, loaded once
+    world.dms.delete(world.customers, {"id": 2})
+    late = land(before_midnight + dt.timedelta(minutes=5))
+    reports = world.run_aurora()
+    assert [list(r.loaded) for r in reports] == [[late]] and not reports[0].already_loaded
+    world.advance(reports)
+    assert world.aurora_rows() == world.source_rows(world.customers)
+    assert 2 not in world.aurora_rows() and world.aurora_rows()[1]["qty"] == 11
+    assert world.run_aurora() == []  # nothing new: no batch

@@ -25,6 +25,16 @@ PREFIX = "dms/shop/orders/"
         ("dms/shop/orders/notes.txt", None),
         ("dms/shop/orders_archive/LOAD00000001.parquet", None),
         ("dms/shop/orders/sub/20261123-074501123.parquet", None),
+        # DatePartitionSequence × DatePartitionDelimiter: the ones that sort by time
+        ("dms/shop/orders/2026/11/23/07/20261123-074501123.parquet", FileKind.CDC),  # YYYYMMDDHH, SLASH
+        ("dms/shop/orders/2026/11/20261123-074501123.parquet", FileKind.CDC),  # YYYYMM
+        ("dms/shop/orders/2026-11-23/20261123-074501123.parquet", FileKind.CDC),  # DASH
+        ("dms/shop/orders/2026_11_23_07/20261123-074501123.parquet", FileKind.CDC),  # UNDERSCORE
+        ("dms/shop/orders/20261123/20261123-074501123.parquet", FileKind.CDC),  # NONE
+        ("dms/shop/orders/202611/20261123-074501123.parquet", FileKind.CDC),  # YYYYMM, NONE
+        ("dms/shop/orders/11/2026/23/20261123-074501123.parquet", None),  # MMYYYYDD: not by time
+        ("dms/shop/orders/23-11-2026/20261123-074501123.parquet", None),  # DDMMYYYY
+        ("dms/shop/orders/2026-11/23/20261123-074501123.parquet", None),  # mixed delimiters
     ],
 )
 def test_classify(key, kind):
@@ -56,6 +66,11 @@ def test_cursor_request_uses_start_after_then_continuation():
         (PREFIX + "20261123-074501123.parquet", PREFIX + "20261123-073001123"),
         (PREFIX + "20261123-000501123.parquet", PREFIX + "20261122-235001123"),
         (PREFIX + "2026/11/23/20261123-000501123.parquet", PREFIX + "2026/11/22/20261122-235001123"),
+        (PREFIX + "2026/11/23/00/20261123-000501123.parquet", PREFIX + "2026/11/22/23/20261122-235001123"),
+        (PREFIX + "2026-12-01/20261201-000501123.parquet", PREFIX + "2026-11-30/20261130-235001123"),
+        (PREFIX + "2026_12_01_00/20261201-000501123.parquet", PREFIX + "2026_11_30_23/20261130-235001123"),
+        (PREFIX + "2026120100/20261201-000501123.parquet", PREFIX + "2026113023/20261130-235001123"),
+        (PREFIX + "202612/20261201-000501123.parquet", PREFIX + "202611/20261130-235001123"),
         (PREFIX + "LOAD00000001.parquet", PREFIX + "LOAD00000001.parquet"),
         (None, None),
     ],

@@ -3,7 +3,11 @@
 Under `<prefix>/<schema>/<table>/` DMS writes
   * full-load files `LOAD00000001.parquet`, `LOAD00000002.parquet`, ... (numbered), and
   * CDC files `20261123-074501123.parquet` (UTC time of the file, to the millisecond),
-    optionally inside date folders `2026/11/23/` when DatePartitionEnabled is set.
+    optionally inside date folders when DatePartitionEnabled is set: `2026/11/23/` by
+    default, or as DatePartitionSequence (YYYYMMDD, YYYYMMDDHH, YYYYMM) and
+    DatePartitionDelimiter (SLASH, DASH, UNDERSCORE, NONE) lay them out — `2026-11-23-07/`,
+    `202611/`. Those sort by time, which listing from a watermark needs; MMYYYYDD and
+    DDMMYYYY do not, and their keys are not recognised (planning warns about them).
 
 Digits sort before letters, so in S3's lexicographic order every CDC key of a table comes
 before its first LOAD key. Listing therefore keeps two cursors per table: one over the
@@ -20,7 +24,9 @@ from enum import StrEnum
 _EXTENSIONS = {"parquet": r"\.parquet", "csv": r"\.csv(\.gz)?"}
 _CDC_NAME = re.compile(r"^(?P<ts>\d{8}-\d{9})")
 REPAIR_SUFFIX = r"-repair-[0-9a-f]{8}"
-_DATE_FOLDERS = re.compile(r"^(?P<date>\d{4}/\d{2}/\d{2}(/\d{2})?)/")
+# year, month[, day[, hour]], one delimiter throughout (none for NONE), then the file's "/"
+_DATE_FOLDERS = re.compile(r"^(?P<date>\d{4}(?P<sep>[/_-]?)\d{2}(?:(?P=sep)\d{2}(?:(?P=sep)\d{2})?)?)/")
+_FOLDER_FIELDS = ("%Y", "%m", "%d", "%H")
 
 
 class FileKind(StrEnum):
@@ -80,21 +86,23 @@ def load_region_start(table_prefix: str) -> str:
 def time_key(table_prefix: str, when: datetime, dated_folders: str | None = None) -> str:
     """The key prefix a CDC file written at `when` starts with (for StartAfter / StopAt).
 
-    `dated_folders` is None for the flat layout, else "day" or "hour" (DatePartitionEnabled)."""
+    `dated_folders` is None for the flat layout, else the date folder's strftime format as
+    dated_folders_of gives it (DatePartitionEnabled), e.g. "%Y/%m/%d"."""
     when = when.astimezone(UTC)
     stamp = when.strftime("%Y%m%d-%H%M%S") + f"{when.microsecond // 1000:03d}"
     if dated_folders:
-        folder = when.strftime("%Y/%m/%d/%H" if dated_folders == "hour" else "%Y/%m/%d")
-        return f"{table_prefix}{folder}/{stamp}"
+        return f"{table_prefix}{when.strftime(dated_folders)}/{stamp}"
     return f"{table_prefix}{stamp}"
 
 
 def dated_folders_of(key: str, table_prefix: str) -> str | None:
-    """"day"/"hour" if `key` sits in DMS date folders, else None."""
+    """The strftime format of the DMS date folder `key` sits in ("%Y/%m/%d", "%Y-%m-%d-%H",
+    "%Y%m", …), or None when it sits in none."""
     match = _DATE_FOLDERS.match(key[len(table_prefix):]) if key.startswith(table_prefix) else None
     if not match:
         return None
-    return "hour" if match["date"].count("/") == 3 else "day"
+    digits = len(match["date"]) - (match["date"].count(match["sep"]) if match["sep"] else 0)
+    return match["sep"].join(_FOLDER_FIELDS[:(digits - 4) // 2 + 1])
 
 
 def grace_start_after(cdc_after: str | None, table_prefix: str, grace: timedelta) -> str | None:
