@@ -80,8 +80,11 @@ class ChangeFile:
 
     def open(self) -> pq.ParquetFile:
         try:
-            # pre_buffer (the default) would read every column chunk of the file up front
-            return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+            # pre_buffer (the default) would read every column chunk of the file up front.
+            # INT96 timestamps (Hive/Spark rewrites of DMS files) would be read as ns, which
+            # cannot hold MySQL's DATETIME range (9999-12-31): µs, as DMS writes them.
+            return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES,
+                                  coerce_int96_timestamp_unit="us")
         except (pa.ArrowException, OSError) as error:
             raise ChangeFileError(self.key, f"not a readable Parquet file ({error})") from error
 

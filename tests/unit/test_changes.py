@@ -156,3 +156,15 @@ def test_inserts_only_is_read_from_the_op_column(tmp_path, statistics):
     unreadable = tmp_path / "unreadable.parquet"
     unreadable.write_bytes(b"not parquet")
     assert not ChangeFile("dms/s/t/unreadable.parquet", str(unreadable), 1, None, ("id",)).inserts_only()
+
+
+def test_int96_timestamps_keep_mysqls_whole_datetime_range(tmp_path):
+    # a Hive/Spark rewrite of a DMS file may store timestamps as INT96; read as ns, 9999-12-31
+    # (a common "no end" value in MySQL) would overflow
+    far = dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
+    path = tmp_path / "int96.parquet"
+    pq.write_table(pa.table({"Op": ["I", "I"], "id": [1, 2],
+                             "valid_to": pa.array([far, dt.datetime(1000, 1, 1)], pa.timestamp("us"))}),
+                   path, use_deprecated_int96_timestamps=True)
+    rows = _rows(ChangeFile("dms/s/t/20261123-070000000.parquet", str(path), 1, None, ("id",)))
+    assert [r["valid_to"] for r in rows] == [far, dt.datetime(1000, 1, 1)]
