@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -78,6 +80,13 @@ class LandingSource:
     error_prefix: str = "processing-failed/"  # Firehose: records the transform Lambda refused
     stream: str | None = None  # Firehose: only objects of this delivery stream
     csv: DmsCsvSettings = field(default_factory=DmsCsvSettings)  # DMS CSV: the endpoint's settings
+    # DMS: the endpoint's DatePartitionTimezone, in which it names date folders and CDC files
+    date_partition_timezone: str | None = None
+
+    @property
+    def file_time_zone(self) -> tzinfo:
+        """The zone DMS's CDC file names and date folders are written in (UTC unless set)."""
+        return ZoneInfo(self.date_partition_timezone) if self.date_partition_timezone else UTC
 
     def table_prefix(self, table: TableSpec) -> str:
         """DMS: `<prefix>/<schema>/<table>/`. Firehose: the delivery prefix itself."""
@@ -304,6 +313,16 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
     if pipeline.aurora is not None and pipeline.aurora.task_pool_slots > pipeline.aurora.pool_slots:
         raise ConfigError(f"{where} field targets.aurora.load_connections: {pipeline.aurora.load_connections} "
                           f"connections need as many slots, but the pool has pool_slots {pipeline.aurora.pool_slots}")
+    if pipeline.source.date_partition_timezone is not None:
+        if pipeline.source.kind != "dms":
+            raise ConfigError(f"{where} field source.date_partition_timezone: DMS's DatePartitionTimezone; a "
+                              "firehose source's time folders follow the prefix's expressions")
+        try:
+            ZoneInfo(pipeline.source.date_partition_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ConfigError(f"{where} field source.date_partition_timezone: "
+                              f"{pipeline.source.date_partition_timezone!r} is not a time zone name "
+                              "(Area/Location, as DMS takes it)") from error
     if pipeline.source.kind == "dms":
         if "!{" in pipeline.source.prefix:
             raise ConfigError(f"{where} field source.prefix: !{{…}} expressions are Firehose's; a dms source's "

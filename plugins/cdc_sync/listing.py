@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from cdc_sync.dms.layout import DmsFile, FileKind, classify, grace_start_after, load_region_start, time_key
 from cdc_sync.firehose.layout import delivery_layout, is_delivered_object
@@ -65,6 +65,7 @@ class Watermark:
 
 def table_cursors(
     table: str, table_prefix: str, watermark: Watermark, grace: timedelta = timedelta(0), file_format: str = "parquet",
+    zone: tzinfo = UTC,
 ) -> list[Cursor]:
     """The two walks of one DMS table folder (see dms.layout for why two); Firehose
     delivers in time order under one prefix, so there it is one walk."""
@@ -76,14 +77,14 @@ def table_cursors(
         Cursor(table, load_region, start_after=watermark.load_after),
         Cursor(
             table, table_prefix, stop_at=load_region,
-            start_after=grace_start_after(watermark.cdc_after, table_prefix, grace),
+            start_after=grace_start_after(watermark.cdc_after, table_prefix, grace, zone),
         ),
     ]
 
 
 def window_cursors(
     table: str, table_prefix: str, start: datetime, end: datetime, dated_folders: str | None,
-    grace: timedelta = timedelta(0),
+    grace: timedelta = timedelta(0), zone: tzinfo = UTC,
 ) -> list[Cursor]:
     """A backfill run's walks: every LOAD file, and the CDC files written in [start − grace, end)."""
     load_region = load_region_start(table_prefix)
@@ -91,8 +92,8 @@ def window_cursors(
         Cursor(table, load_region),
         Cursor(
             table, table_prefix,
-            start_after=time_key(table_prefix, start - grace, dated_folders),
-            stop_at=min(load_region, time_key(table_prefix, end, dated_folders)),
+            start_after=time_key(table_prefix, start - grace, dated_folders, zone),
+            stop_at=min(load_region, time_key(table_prefix, end, dated_folders, zone)),
         ),
     ]
 

@@ -32,10 +32,11 @@ def candidate_files(
     if window and not rescan and pipeline.source.kind == "dms":
         dated = dated_folders_of(watermark.cdc_after, prefix) if watermark.cdc_after else _probe_layout(
             s3_client, pipeline.source.bucket, prefix)
-        cursors = window_cursors(table.qualified_name, prefix, window[0], window[1], dated, grace)
+        cursors = window_cursors(table.qualified_name, prefix, window[0], window[1], dated, grace,
+                                 pipeline.source.file_time_zone)
     else:
         cursors = table_cursors(table.qualified_name, prefix, Watermark() if rescan else watermark, grace,
-                                pipeline.source.file_format)
+                                pipeline.source.file_format, pipeline.source.file_time_zone)
     listing = ListingStats()
     found: dict[str, DmsFile] = {}
     for cursor in cursors:

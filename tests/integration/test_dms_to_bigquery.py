@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -291,6 +292,27 @@ def test_backfill_window_plans_the_files_written_in_its_interval(world):
         world.load_bigquery(batch)
     world.run_library(rescan=True)
     assert world.view_rows() == world.source_rows(world.customers)
+
+
+def test_backfill_window_of_files_named_in_the_endpoints_date_partition_timezone(world):
+    # DatePartitionTimezone: DMS names date folders and CDC files in local time (Seoul, UTC+9)
+    world.seed(range(1, 3))
+    seoul = ZoneInfo("Asia/Seoul")
+    written = [dt.datetime(2026, 11, 1, 20, tzinfo=UTC), dt.datetime(2026, 11, 2, 10, tzinfo=UTC),
+               dt.datetime(2026, 11, 2, 20, tzinfo=UTC)]  # local: 11-02 05:00, 11-02 19:00, 11-03 05:00
+    keys = []
+    for n, when in enumerate(written):
+        world.dms.update(world.customers, {"id": 1}, {"qty": n})
+        flat = world.dms.flush(world.customers, file_time=when)
+        local = when.astimezone(seoul)
+        keys.append(f"dms/{world.db}/customers/{local:%Y/%m/%d/%H}/{local:%Y%m%d-%H%M%S}000.parquet")
+        body = world.s3.get_object(Bucket=world.bucket, Key=flat)["Body"].read()
+        world.s3.put_object(Bucket=world.bucket, Key=keys[-1], Body=body)
+        world.s3.delete_object(Bucket=world.bucket, Key=flat)
+    world.write_config(late_file_grace_minutes=0, source={"date_partition_timezone": "Asia/Seoul"})
+    window = (dt.datetime(2026, 11, 2, tzinfo=UTC), dt.datetime(2026, 11, 3, tzinfo=UTC))  # the DAG's interval
+    planned = [f["key"] for b in world.plan(window=window) for f in b["files"]]
+    assert planned == [f"dms/{world.db}/customers/LOAD00000001.parquet", keys[1], keys[2]]
 
 
 def test_object_rewritten_after_listing_is_loaded_in_its_new_version_next_run(world):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import re
+from datetime import UTC
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -42,6 +44,9 @@ def test_defaults_and_names():
     (pipeline,) = parse_pipelines(VALID)
     table = pipeline.tables[0]
     assert pipeline.source.aws_conn_id == "aws_default"
+    assert pipeline.source.file_time_zone is UTC
+    (seoul,) = parse_pipelines(_with(["pipelines", 0, "source", "date_partition_timezone"], "Asia/Seoul"))
+    assert seoul.source.file_time_zone == ZoneInfo("Asia/Seoul")
     assert pipeline.bigquery.gcp_conn_id == "google_cloud_default"
     assert pipeline.bigquery.changelog_table(table) == "shop_orders_changelog"
     assert pipeline.bigquery.latest_view(table) == "shop_orders"
@@ -59,6 +64,9 @@ def test_defaults_and_names():
         (["pipelines", 0, "source", "kind"], "kafka", "field source.kind: 'kafka' is not one of ['dms', 'firehose']"),
         (["pipelines", 0, "targets", "bigquery", "dataset"], "my-dataset", "field targets.bigquery.dataset: 'my-dataset' is not a plain name"),
         (["pipelines", 0, "tables", 0, "commit_timestamp_column"], "id", "field tables[0].commit_timestamp_column: 'id' is part of the primary key"),
+        (["pipelines", 0, "source", "date_partition_timezone"], "Asia/Atlantis",
+         "field source.date_partition_timezone: 'Asia/Atlantis' is not a time zone name (Area/Location"),
+        (["pipelines", 0, "source", "date_partition_timezone"], "../../etc/passwd", "is not a time zone name"),
     ],
 )
 def test_invalid_configs_name_the_pipeline_and_field(path, value, message):
@@ -169,6 +177,8 @@ def test_a_dms_prefix_has_no_firehose_expressions():
      "field source.prefix: !{partitionKeyFromQuery:customer_id}: with dynamic partitioning"),
     (lambda p: p["source"].update(error_prefix="errors/!{timestamp:dd-MM-yyyy}/"),
      "field source.error_prefix: the timestamp expressions must run from the year down"),
+    (lambda p: p["source"].update(date_partition_timezone="Europe/Paris"),
+     "field source.date_partition_timezone: DMS's DatePartitionTimezone"),
 ])
 def test_firehose_config_mistakes(change, message):
     doc = copy.deepcopy(FIREHOSE)

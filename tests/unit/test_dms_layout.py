@@ -100,3 +100,30 @@ def test_watermark_advances_per_cursor():
 )
 def test_classify_csv(key, kind):
     assert classify(key, PREFIX, "csv") == kind
+
+
+def test_grace_in_the_endpoints_date_partition_timezone():
+    from zoneinfo import ZoneInfo
+
+    key = PREFIX + "2026/11/23/09/20261123-090501123.parquet"
+    # a zone without daylight saving: the grace as in UTC, names and folders in the zone's time
+    assert grace_start_after(key, PREFIX, timedelta(minutes=15), ZoneInfo("Asia/Seoul")) == \
+        PREFIX + "2026/11/23/08/20261123-085001123"
+    # New York's autumn hour repeats: a file written at 01:10 EST after one at 01:50 EDT sorts
+    # before it, so the grace reaches an hour further back
+    new_york = ZoneInfo("America/New_York")
+    after_first_pass = PREFIX + "2026/11/01/01/20261101-015000000.parquet"
+    start = grace_start_after(after_first_pass, PREFIX, timedelta(minutes=15), new_york)
+    assert start == PREFIX + "2026/11/01/00/20261101-003500000"
+    assert start < PREFIX + "2026/11/01/01/20261101-011000000.parquet"
+
+
+def test_backfill_window_keys_in_the_endpoints_zone():
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from cdc_sync.dms.layout import time_key
+
+    midnight = datetime(2026, 11, 23, tzinfo=UTC)
+    assert time_key(PREFIX, midnight, "%Y-%m-%d", ZoneInfo("Asia/Seoul")) == PREFIX + "2026-11-23/20261123-090000000"
+    assert time_key(PREFIX, midnight, None, ZoneInfo("America/New_York")) == PREFIX + "20261122-190000000"

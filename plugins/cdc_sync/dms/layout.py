@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 
 _EXTENSIONS = {"parquet": r"\.parquet", "csv": r"\.csv(\.gz)?"}
@@ -83,12 +83,13 @@ def load_region_start(table_prefix: str) -> str:
     return f"{table_prefix}LOAD"
 
 
-def time_key(table_prefix: str, when: datetime, dated_folders: str | None = None) -> str:
+def time_key(table_prefix: str, when: datetime, dated_folders: str | None = None, zone: tzinfo = UTC) -> str:
     """The key prefix a CDC file written at `when` starts with (for StartAfter / StopAt).
 
     `dated_folders` is None for the flat layout, else the date folder's strftime format as
-    dated_folders_of gives it (DatePartitionEnabled), e.g. "%Y/%m/%d"."""
-    when = when.astimezone(UTC)
+    dated_folders_of gives it (DatePartitionEnabled), e.g. "%Y/%m/%d". `zone` is the one DMS
+    writes names in: UTC, or the endpoint's DatePartitionTimezone."""
+    when = when.astimezone(zone)
     stamp = when.strftime("%Y%m%d-%H%M%S") + f"{when.microsecond // 1000:03d}"
     if dated_folders:
         return f"{table_prefix}{when.strftime(dated_folders)}/{stamp}"
@@ -105,7 +106,7 @@ def dated_folders_of(key: str, table_prefix: str) -> str | None:
     return match["sep"].join(_FOLDER_FIELDS[:(digits - 4) // 2 + 1])
 
 
-def grace_start_after(cdc_after: str | None, table_prefix: str, grace: timedelta) -> str | None:
+def grace_start_after(cdc_after: str | None, table_prefix: str, grace: timedelta, zone: tzinfo = UTC) -> str | None:
     """StartAfter for the CDC cursor: the watermark moved back by `grace`.
 
     A file that lands late with an older name than the watermark is still found as long
@@ -122,6 +123,15 @@ def grace_start_after(cdc_after: str | None, table_prefix: str, grace: timedelta
     match = _CDC_NAME.match(name)
     if not match:
         return cdc_after
-    when = datetime.strptime(match["ts"][:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
-    when += timedelta(milliseconds=int(match["ts"][15:])) - grace
-    return time_key(table_prefix, when, dated_folders_of(cdc_after, table_prefix))
+    named = datetime.strptime(match["ts"][:15], "%Y%m%d-%H%M%S") + timedelta(milliseconds=int(match["ts"][15:]))
+    # in a zone with daylight saving, the hour repeated in autumn names files that sort before
+    # ones written an hour earlier: the grace reaches back over that hour too
+    return time_key(table_prefix, named.replace(tzinfo=zone).astimezone(UTC) - grace - _repeated_hour(zone),
+                    dated_folders_of(cdc_after, table_prefix), zone)
+
+
+def _repeated_hour(zone: tzinfo) -> timedelta:
+    """How far names written in `zone` can step back (its daylight-saving shift, if any)."""
+    year = datetime.now(UTC).year
+    offsets = [datetime(year, month, 1, tzinfo=UTC).astimezone(zone).utcoffset() or timedelta(0) for month in (1, 7)]
+    return abs(offsets[1] - offsets[0])
