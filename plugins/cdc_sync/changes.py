@@ -143,17 +143,17 @@ class ChangeFile:
     def inserts_only(self) -> bool:
         """True when every change of the file is an insert, known without reading its data:
         a full-load file, a file without `Op` (CdcInsertsOnly), or a Parquet file whose Op
-        column holds only 'I' (from the row groups' statistics, else from that one column).
-        A DMS CSV CDC file with Op is not read twice for this: False. A bad file is not
+        column holds only 'I' (from the row groups' statistics, else from that one column),
+        or a DMS CSV file none of whose lines starts with U or D (one scan of its bytes). A bad file is not
         judged here (False); reading its changes says what is wrong with it."""
         if self.phase == 0:
             return True
         try:
             if OP_COLUMN not in self._raw_schema().names:
                 return True
-        except ChangeFileError:
-            return False
-        if self.csv is not None:
+            if self.csv is not None:
+                return self._csv_file.only_inserts()
+        except (ChangeFileError, CsvFileError):
             return False
         try:
             parquet = self.open()

@@ -210,3 +210,34 @@ def test_hostile_text_survives_the_round_trip(tmp_path, settings):
                                            settings=settings))
     _, rows = _read(path, "hostile.csv", DmsCsvLayout(settings, tuple(columns), "ts"))
     assert [r["text"] for r in rows] == values
+
+
+@pytest.mark.parametrize("settings", [DmsCsvSettings(), DmsCsvSettings(add_column_name=True, delimiter="|")])
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_inserts_only_is_found_by_one_scan_of_the_op_fields(tmp_path, settings, gzipped, monkeypatch):
+    import cdc_sync.dms.csv_files as csv_files
+
+    layout = DmsCsvLayout(settings, tuple(COLUMNS), "ts")
+
+    def change_file(name: str, changes: list[Change]) -> ChangeFile:
+        body = write_change_file_csv(COLUMNS, changes, timestamp_column="ts", include_op=True, settings=settings)
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(body) if gzipped else body)
+        return ChangeFile(key=f"dms/s/t/{name}", path=str(path), phase=1, commit_timestamp_column="ts",
+                          primary_key=("id",), csv=layout)
+
+    # values spanning lines, with quotes and delimiters, in 3,000 inserts: still inserts only
+    inserts = [Change("I", _row(k), T0) for k in range(3000)]
+    assert change_file("20261123-070000000.csv", inserts).inserts_only()
+    # one update or delete anywhere, also the last line or the first
+    assert not change_file("20261123-070001000.csv", [*inserts, Change("U", _row(1), T0)]).inserts_only()
+    assert not change_file("20261123-070002000.csv", [Change("D", _row(1), T0), *inserts]).inserts_only()
+    # a value whose second line reads like an update only costs the direct load: False, safely
+    tricky = [Change("I", _row(1, name=f"x\nU{settings.delimiter}y"), T0)]
+    assert not change_file("20261123-070003000.csv", tricky).inserts_only()
+    # an update split between two read blocks, at every place it can be split
+    with_update = change_file("20261123-070004000.csv", [*inserts[:40], Change("U", _row(5), T0), *inserts[40:80]])
+    only_inserts = change_file("20261123-070005000.csv", inserts[:80])
+    for block in range(3, 23):
+        monkeypatch.setattr(csv_files, "_SCAN_BYTES", block)
+        assert not with_update.inserts_only() and only_inserts.inserts_only()

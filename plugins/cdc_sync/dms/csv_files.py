@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from cdc_sync.dms.mysql_types import arrow_type_for_mysql
 OP_COLUMN = "Op"
 _OPS = ("I", "U", "D")
 _GZIP_MAGIC = b"\x1f\x8b"
+_SCAN_BYTES = 1 << 20  # one read of the Op scan
 # pyarrow reads (and converts) the file one block at a time; a record must fit in one block,
 # so a file with longer records (LOBs in DMS's full LOB mode) is read again with larger blocks.
 # bench_loader_memory: a 1 GB file peaks 64 MiB above a 14 MiB one with 1 MiB blocks, 157 with 4 MiB.
@@ -153,6 +155,26 @@ class DmsCsvFile:
         if len(set(names)) != len(names):
             raise CsvFileError("header names a column twice")
         return names
+
+    def only_inserts(self) -> bool:
+        """True when no line of the file starts with a U or D field: a file of inserts only
+        (DMS writes Op first and unquoted). A line of a multi-line value that happens to
+        start like that only makes this False, which is always safe to say."""
+        if self.field_names()[:1] != [OP_COLUMN]:
+            return False
+        change = re.compile(b"\n[UD]" + re.escape(self.layout.settings.delimiter.encode()))
+        keep = 1 + len(change.pattern)  # so that a match split between two blocks is seen
+        opener = gzip.open if self._compression == "gzip" else open
+        try:
+            with opener(self.path, "rb") as fh:
+                tail = b"\n"  # line 1 starts like every other line
+                while block := fh.read(_SCAN_BYTES):
+                    if change.search(tail + block):
+                        return False
+                    tail = (tail + block)[-keep:]
+        except (OSError, EOFError) as error:
+            raise CsvFileError(f"not a readable CSV file ({error})") from error
+        return True
 
     def schema(self) -> pa.Schema:
         types = dict(self.layout.columns)
