@@ -91,7 +91,7 @@ class World:
         self.aurora_s3_loads: list[str] = []  # what LOAD DATA FROM S3 read, with method aurora_s3
 
     def write_config(self, tables: list[dict] | None = None, reconcile: dict | None = None,
-                     aurora: dict | None = None, source: dict | None = None, **options) -> None:
+                     aurora: dict | None = None, source_settings: dict | None = None, **options) -> None:
         tables = tables or [
             {"schema": self.db, "name": "customers", "primary_key": ["id"]},
             {"schema": self.db, "name": "order_lines", "primary_key": ["order_id", "line_no"]},
@@ -105,7 +105,7 @@ class World:
                 if source and "columns" not in t:
                     t["columns"] = source.column_declarations
         source = {"kind": "dms", "bucket": self.bucket, "prefix": "dms", "file_format": self.file_format,
-                  **(source or {})}
+                  **(source_settings or {})}
         if self.csv_settings:
             source["csv"] = self.csv_settings
         document = {"pipelines": [{

@@ -26,8 +26,13 @@ def world(stack, unique_name, tmp_path):
 
 
 def _land(world: World, name: str, changes: list[Change]) -> str:
-    body = write_change_file(world.dms.tables[world.customers].columns, changes,
-                             timestamp_column="cdc_commit_ts", include_op=True)
+    """A CDC file of `changes`, in the world's file format (`name` is given as .parquet)."""
+    if world.file_format == "csv":
+        body = world.dms.cdc_file_body(world.customers, changes)
+        name = name.removesuffix(".parquet") + ".csv"
+    else:
+        body = write_change_file(world.dms.tables[world.customers].columns, changes,
+                                 timestamp_column="cdc_commit_ts", include_op=True)
     key = f"dms/{world.db}/customers/{name}"
     world.s3.put_object(Bucket=world.bucket, Key=key, Body=body)
     return key
@@ -103,7 +108,17 @@ def test_a_file_found_bad_after_chunks_were_handed_out_commits_nothing(world, ch
     assert _applied_chunks(world, bad) == {}
 
 
-def test_files_of_inserts_go_straight_into_a_table_with_rows_and_fall_back_where_keys_are_there(world, caplog):
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_files_of_inserts_go_straight_into_a_table_with_rows_and_fall_back_where_keys_are_there(
+        stack, unique_name, tmp_path, caplog, file_format):
+    world = World(stack, unique_name, tmp_path, aurora=True, file_format=file_format)
+    try:
+        _inserts_go_straight_in(world, caplog)
+    finally:
+        world.close()
+
+
+def _inserts_go_straight_in(world: World, caplog) -> None:
     world.write_config(aurora={"chunk_rows": CHUNK_ROWS, "load_connections": 2})
     caplog.set_level(logging.INFO, logger="cdc_sync.aurora.loader")
 

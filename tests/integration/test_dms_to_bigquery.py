@@ -309,7 +309,7 @@ def test_backfill_window_of_files_named_in_the_endpoints_date_partition_timezone
         body = world.s3.get_object(Bucket=world.bucket, Key=flat)["Body"].read()
         world.s3.put_object(Bucket=world.bucket, Key=keys[-1], Body=body)
         world.s3.delete_object(Bucket=world.bucket, Key=flat)
-    world.write_config(late_file_grace_minutes=0, source={"date_partition_timezone": "Asia/Seoul"})
+    world.write_config(late_file_grace_minutes=0, source_settings={"date_partition_timezone": "Asia/Seoul"})
     window = (dt.datetime(2026, 11, 2, tzinfo=UTC), dt.datetime(2026, 11, 3, tzinfo=UTC))  # the DAG's interval
     planned = [f["key"] for b in world.plan(window=window) for f in b["files"]]
     assert planned == [f"dms/{world.db}/customers/LOAD00000001.parquet", keys[1], keys[2]]
