@@ -227,7 +227,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         # staging copy and no upsert. A chunk that meets a key already there (a tombstone, a
         # change applied earlier, one key twice) falls back to staging, and so do the chunks
         # of that file not yet started: a refused direct load costs its rollback.
-        direct = _DirectLoads(change_file.inserts_only() or self._state_is_empty(conn))
+        direct = _DirectLoads(self._state_is_empty(conn) or change_file.inserts_only())
 
         def apply(connection, number: int, chunk: ChunkFile, gate: CommitGate) -> int | None:
             return self._apply_chunk(connection, f, number, chunk, layout, direct, gate)
