@@ -59,6 +59,16 @@ class ChangeFileError(ValueError):
         self.problem = problem
 
 
+def _parquet_ops_are_inserts(parquet: pq.ParquetFile) -> bool:
+    column = parquet.schema_arrow.get_field_index(OP_COLUMN)
+    metadata = parquet.metadata
+    stats = [metadata.row_group(g).column(column).statistics for g in range(metadata.num_row_groups)]
+    if all(s is not None and s.has_min_max and s.null_count == 0 for s in stats):
+        return all(s.min in ("I", b"I") and s.max in ("I", b"I") for s in stats)
+    ops = parquet.read(columns=[OP_COLUMN]).column(0)
+    return ops.null_count == 0 and pc.all(pc.equal(pc.cast(ops, pa.string()), "I")).as_py() is True
+
+
 def landed_change_file(pipeline: Pipeline, table: TableSpec, f: DmsFile, path: str) -> "ChangeFile":
     """The ChangeFile of a landed object downloaded to `path`, read as the source lands it."""
     return ChangeFile(key=f.key, path=path, phase=f.phase, commit_timestamp_column=table.commit_timestamp_column,
@@ -142,10 +152,10 @@ class ChangeFile:
 
     def inserts_only(self) -> bool:
         """True when every change of the file is an insert, known without reading its data:
-        a full-load file, a file without `Op` (CdcInsertsOnly), or a Parquet file whose Op
-        column holds only 'I' (from the row groups' statistics, else from that one column),
-        or a DMS CSV file none of whose lines starts with U or D (one scan of its bytes). A bad file is not
-        judged here (False); reading its changes says what is wrong with it."""
+        a full-load file, a file without `Op` (CdcInsertsOnly), a Parquet file whose Op column
+        holds only 'I' (from the row groups' statistics, else from that one column), or a DMS
+        CSV file none of whose lines starts with U or D (one scan of its bytes). A bad file is
+        not judged here (False); reading its changes says what is wrong with it."""
         if self.phase == 0:
             return True
         try:
@@ -153,18 +163,8 @@ class ChangeFile:
                 return True
             if self.csv is not None:
                 return self._csv_file.only_inserts()
-        except (ChangeFileError, CsvFileError):
-            return False
-        try:
-            parquet = self.open()
-            column = parquet.schema_arrow.get_field_index(OP_COLUMN)
-            metadata = parquet.metadata
-            stats = [metadata.row_group(g).column(column).statistics for g in range(metadata.num_row_groups)]
-            if all(s is not None and s.has_min_max and s.null_count == 0 for s in stats):
-                return all(s.min in ("I", b"I") and s.max in ("I", b"I") for s in stats)
-            ops = parquet.read(columns=[OP_COLUMN]).column(0)
-            return ops.null_count == 0 and pc.all(pc.equal(pc.cast(ops, pa.string()), "I")).as_py() is True
-        except (pa.ArrowException, OSError, ChangeFileError):
+            return _parquet_ops_are_inserts(self.open())
+        except (ChangeFileError, CsvFileError, pa.ArrowException, OSError):
             return False
 
     def changes(self, loaded_at: datetime, *, with_position: bool = True) -> Iterator[pa.RecordBatch]:

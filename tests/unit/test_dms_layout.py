@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from cdc_sync.dms.layout import FileKind, classify, grace_start_after
+from cdc_sync.dms.layout import FileKind, classify, grace_start_after, time_key
 from cdc_sync.listing import Cursor, Watermark, accept, table_cursors
 
 PREFIX = "dms/shop/orders/"
@@ -103,8 +104,6 @@ def test_classify_csv(key, kind):
 
 
 def test_grace_in_the_endpoints_date_partition_timezone():
-    from zoneinfo import ZoneInfo
-
     key = PREFIX + "2026/11/23/09/20261123-090501123.parquet"
     # a zone without daylight saving: the grace as in UTC, names and folders in the zone's time
     assert grace_start_after(key, PREFIX, timedelta(minutes=15), ZoneInfo("Asia/Seoul")) == \
@@ -119,11 +118,6 @@ def test_grace_in_the_endpoints_date_partition_timezone():
 
 
 def test_backfill_window_keys_in_the_endpoints_zone():
-    from datetime import UTC, datetime
-    from zoneinfo import ZoneInfo
-
-    from cdc_sync.dms.layout import time_key
-
     midnight = datetime(2026, 11, 23, tzinfo=UTC)
     assert time_key(PREFIX, midnight, "%Y-%m-%d", ZoneInfo("Asia/Seoul")) == PREFIX + "2026-11-23/20261123-090000000"
     assert time_key(PREFIX, midnight, None, ZoneInfo("America/New_York")) == PREFIX + "20261122-190000000"

@@ -227,7 +227,9 @@ class AuroraMergeLoader(AuroraLoaderBase):
         # staging copy and no upsert. A chunk that meets a key already there (a tombstone, a
         # change applied earlier, one key twice) falls back to staging, and so do the chunks
         # of that file not yet started: a refused direct load costs its rollback.
-        direct = _DirectLoads(self._state_is_empty(conn) or change_file.inserts_only())
+        direct = threading.Event()  # set: chunks still try the direct load (shared by the connections)
+        if self._state_is_empty(conn) or change_file.inserts_only():
+            direct.set()
 
         def apply(connection, number: int, chunk: ChunkFile, gate: CommitGate) -> int | None:
             return self._apply_chunk(connection, f, number, chunk, layout, direct, gate)
@@ -366,11 +368,11 @@ class AuroraMergeLoader(AuroraLoaderBase):
         return empty
 
     def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: ChunkFile, layout: _StateLayout,
-                     direct: _DirectLoads, gate: CommitGate) -> int | None:
+                     direct: threading.Event, gate: CommitGate) -> int | None:
         """One transaction, committed once `gate` opens. Returns rows applied, or None when
         the ledger says it was applied before.
 
-        While `direct` allows it, the chunk is loaded straight into the state table, without
+        While `direct` is set, the chunk is loaded straight into the state table, without
         the staging copy; if that meets any warning (a key already there, one key twice) it is
         rolled back and applied through staging, which is always correct. Two chunks of one
         file that change the same keys can deadlock each other: the loser is redone."""
@@ -382,11 +384,11 @@ class AuroraMergeLoader(AuroraLoaderBase):
             key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{number:05d}.csv"
             self.s3.upload_file(str(chunk.path), self.pipeline.source.bucket, key)
             s3_uri = f"s3://{self.pipeline.source.bucket}/{key}"
-        if direct.allowed:
+        if direct.is_set():
             try:
                 return self._apply_once(conn, f, number, chunk, layout, s3_uri, gate, direct=True)
             except _DirectLoadRefused:
-                direct.refuse()
+                direct.clear()
                 log.info("%s: chunk %d of %s meets keys already in %s: applied through staging, as the file's "
                          "chunks not yet started will be", self.table.qualified_name, number, f.key,
                          self.target.state_table(self.table))
@@ -497,22 +499,6 @@ class _StateLayout:
 
 class _DirectLoadRefused(RuntimeError):
     """A direct load into the state table met a conflict: use staging."""
-
-
-class _DirectLoads:
-    """Whether a file's chunks still try the direct load (shared by its connections)."""
-
-    def __init__(self, allowed: bool) -> None:
-        self._allowed = threading.Event()
-        if allowed:
-            self._allowed.set()
-
-    @property
-    def allowed(self) -> bool:
-        return self._allowed.is_set()
-
-    def refuse(self) -> None:
-        self._allowed.clear()
 
 
 def _is_data_error(error) -> bool:

@@ -162,8 +162,9 @@ class DmsCsvFile:
         start like that only makes this False, which is always safe to say."""
         if self.field_names()[:1] != [OP_COLUMN]:
             return False
-        change = re.compile(b"\n[UD]" + re.escape(self.layout.settings.delimiter.encode()))
-        keep = 1 + len(change.pattern)  # so that a match split between two blocks is seen
+        delimiter = self.layout.settings.delimiter.encode()
+        change = re.compile(b"\n[UD]" + re.escape(delimiter))
+        keep = 1 + len(delimiter)  # all but the last byte of a match: one split between blocks is seen
         opener = gzip.open if self._compression == "gzip" else open
         try:
             with opener(self.path, "rb") as fh:

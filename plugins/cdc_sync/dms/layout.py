@@ -102,8 +102,8 @@ def dated_folders_of(key: str, table_prefix: str) -> str | None:
     match = _DATE_FOLDERS.match(key[len(table_prefix):]) if key.startswith(table_prefix) else None
     if not match:
         return None
-    digits = len(match["date"]) - (match["date"].count(match["sep"]) if match["sep"] else 0)
-    return match["sep"].join(_FOLDER_FIELDS[:(digits - 4) // 2 + 1])
+    fields = 1 + len(re.sub(r"\D", "", match["date"][4:])) // 2  # the year, then two digits a field
+    return match["sep"].join(_FOLDER_FIELDS[:fields])
 
 
 def grace_start_after(cdc_after: str | None, table_prefix: str, grace: timedelta, zone: tzinfo = UTC) -> str | None:
