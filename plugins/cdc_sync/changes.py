@@ -12,6 +12,9 @@ Every change row gets the same metadata, whatever the target:
   _cdc_row         the row's number in that object
   _cdc_loaded_at   when this pipeline loaded it
 
+A change whose primary key has a NULL value is refused (ChangeFileError naming the file,
+the column and the row) as its batch is read, so every target quarantines that file alike.
+
 Parquet files are read row group by row group (`iter_batches`), DMS CSV files block by
 block (dms/csv_files.py): memory does not grow with file size.
 """
@@ -183,6 +186,7 @@ class ChangeFile:
     def _normalise(self, batch: pa.RecordBatch, data_names, has_op, first_row, loaded_at,
                    with_position: bool) -> pa.RecordBatch:
         n = batch.num_rows
+        self._check_keys(batch, first_row)
         ops = self._ops(batch, has_op, first_row)
         commit_ts = self._commit_ts(batch, first_row)
         rows = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
@@ -208,6 +212,14 @@ class ChangeFile:
         ]
         columns = [batch.column(name) for name in data_names] + meta
         return pa.RecordBatch.from_arrays(columns, names=list(data_names) + list(META_COLUMNS))
+
+    def _check_keys(self, batch: pa.RecordBatch, first_row: int) -> None:
+        """Refuse a change without a key: a NULL primary key value names no row in any target."""
+        for name in self.primary_key:
+            column = batch.column(name)
+            if column.null_count:
+                index = pc.index(pc.is_null(column), True).as_py()
+                raise ChangeFileError(self.key, f"primary key column {name} is NULL in row {first_row + index}")
 
     def _ops(self, batch: pa.RecordBatch, has_op: bool, first_row: int) -> pa.Array:
         if not has_op:

@@ -299,6 +299,7 @@ def _check_unique(pipelines: list[Pipeline], source_name: str) -> None:
                     f"table {name!r} is declared twice"
                 )
         _check_kind(pipeline, source_name)
+        _check_derived_names(pipeline, source_name)
         for index, table in enumerate(pipeline.tables):
             if table.commit_timestamp_column and table.commit_timestamp_column in table.primary_key:
                 raise ConfigError(
@@ -356,6 +357,40 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
                           f"(the target table has the types); {typed[0]!r} has a type")
     if pipeline.aurora is None or pipeline.aurora.mode != "append" or pipeline.bigquery is not None:
         raise ConfigError(f"{where} field targets: a firehose source needs targets.aurora with mode append (only)")
+
+
+MYSQL_NAME_CHARS = 64  # MySQL/Aurora table and view names (error 1103 above it)
+BIGQUERY_NAME_BYTES = 1024  # BigQuery table and view names, in UTF-8 bytes
+
+
+def derived_names(pipeline: Pipeline, table: TableSpec) -> list[tuple[str, str, int, str]]:
+    """(what, name, limit, unit) for every object name the targets derive from a table: the
+    Aurora state table and view (merge) or append table, the BigQuery changelog and view."""
+    names = []
+    if pipeline.aurora is not None:
+        aurora = pipeline.aurora
+        if aurora.mode == "merge":
+            names += [("Aurora state table", aurora.state_table(table), MYSQL_NAME_CHARS, "characters"),
+                      ("Aurora view", aurora.view(table), MYSQL_NAME_CHARS, "characters")]
+        else:
+            names.append(("Aurora table", aurora.append_table(table), MYSQL_NAME_CHARS, "characters"))
+    if pipeline.bigquery is not None:
+        names += [("BigQuery changelog table", pipeline.bigquery.changelog_table(table), BIGQUERY_NAME_BYTES, "bytes"),
+                  ("BigQuery view", pipeline.bigquery.latest_view(table), BIGQUERY_NAME_BYTES, "bytes")]
+    return names
+
+
+def _check_derived_names(pipeline: Pipeline, source_name: str) -> None:
+    """The names the targets build from a table's schema and name must fit those targets."""
+    for index, table in enumerate(pipeline.tables):
+        for what, name, limit, unit in derived_names(pipeline, table):
+            size = len(name.encode()) if unit == "bytes" else len(name)
+            if size > limit:
+                raise ConfigError(
+                    f"{source_name}: pipeline {pipeline.name!r} field tables[{index}] (schema {table.schema!r}, "
+                    f"name {table.name!r}): the {what} {name!r} would be {size} {unit}; the target allows {limit}."
+                    + (" Set targets.aurora.table" if what == "Aurora table" else " Use shorter names")
+                )
 
 
 def _check_csv_columns(table: TableSpec, where: str) -> None:

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from google.api_core.exceptions import Conflict
+from google.cloud import bigquery
 
+from cdc_sync import dms_to_bigquery
 from cdc_sync.bigquery import ledger as ledger_module
+from cdc_sync.bigquery import loader as loader_module
 from cdc_sync.dms.writer import Change, write_change_file
 from tests.integration.harness import World, customer, expected_row
 
@@ -357,4 +363,97 @@ def test_a_file_bigquery_refuses_is_isolated_and_the_others_of_its_batch_load(wo
     assert set(report.loaded) == {first, last}
     assert list(report.quarantined) == [bad_key]
     assert report.quarantined[bad_key].startswith("BigQuery refused the file:")
+    assert world.view_rows() == expected
+
+
+@pytest.mark.parametrize("meet_at", ["ledger_read", "claims_written"])
+def test_concurrent_loads_of_overlapping_file_sets_append_each_file_once(world, stack, monkeypatch, meet_at):
+    """{A,B} and {A,B,C} loaded at once (a backfill beside a scheduled run): both loads are
+    held until both have read the ledger (nothing loaded yet), or until both have written
+    their claims; each file must still reach the changelog once."""
+    expected = world.seed(range(1, 4))
+    world.run_library()  # the full load: dataset, ledger and changelog exist (the emulator fails concurrent DDL)
+    keys = []
+    for minute, (key, qty) in enumerate([(1, 111), (2, 222), (3, 333)]):
+        world.dms.update(world.customers, {"id": key}, {"qty": qty})
+        keys.append(world.dms.flush(world.customers, file_time=dt.datetime(2026, 11, 23, 8, minute, tzinfo=UTC)))
+        expected[key]["qty"] = qty
+    key_a, key_b, key_c = keys
+    (batch,) = world.plan()
+    assert [f["key"] for f in batch["files"]] == [key_a, key_b, key_c]
+    batch_ab = {**batch, "files": batch["files"][:2]}
+
+    barrier = threading.Barrier(2, timeout=120)
+    held: set[int] = set()
+
+    def hold_once():
+        if threading.get_ident() not in held:
+            held.add(threading.get_ident())
+            barrier.wait()
+
+    if meet_at == "ledger_read":
+        real_load_new = loader_module.ChangelogLoader._load_new
+
+        def load_new(self, files, report):
+            hold_once()
+            return real_load_new(self, files, report)
+
+        monkeypatch.setattr(loader_module.ChangelogLoader, "_load_new", load_new)
+    else:
+        real_claims = ledger_module.BigQueryLedger.claims
+
+        def claims(self, table_name, keys):
+            hold_once()
+            return real_claims(self, table_name, keys)
+
+        monkeypatch.setattr(ledger_module.BigQueryLedger, "claims", claims)
+
+    pipeline = world.pipeline
+
+    def run(one_batch):
+        return dms_to_bigquery.load_batch(pipeline, one_batch, stack.boto3_client("s3"), stack.bigquery_client(),
+                                          workdir=world.tmp_path)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(run, [batch_ab, batch]))
+
+    changelog = f"local.{world.dataset}.{world.db}_customers_changelog"
+    per_file = {r["k"]: r["n"] for r in world.bq.query(
+        f"SELECT _cdc_source_key AS k, COUNT(*) AS n FROM `{changelog}` GROUP BY k").result()}
+    assert per_file == {f"dms/{world.db}/customers/LOAD00000001.parquet": 3, key_a: 1, key_b: 1, key_c: 1}
+    assert world.view_rows() == expected
+    loaded = [set(r.loaded) for r in reports]
+    assert not loaded[0] & loaded[1] and loaded[0] | loaded[1] == {key_a, key_b, key_c}
+    assert set(reports[0].handled_keys) == {key_a, key_b} and set(reports[1].handled_keys) == {key_a, key_b, key_c}
+    assert not any(r.quarantined for r in reports)
+    # a later run finds everything loaded
+    assert world.run_library(rescan=True) == [] and world.changelog_count() == 6
+
+
+def test_a_claim_whose_load_job_never_started_is_fenced_and_its_files_load(world):
+    """A worker wrote its claim (pending ledger rows) and died before inserting its job; it
+    may still wake up. The next load fences that job id, so the zombie can never append."""
+    expected = world.seed(range(1, 4))
+    (batch,) = world.plan()
+    pipeline = world.pipeline
+    table = pipeline.table(batch["table"])
+    zombie_id = f"cdc_sync_zombie_{world.uid}"
+    ledger = ledger_module.BigQueryLedger(world.bq, pipeline.bigquery, pipeline.name)
+    loader_module.ChangelogLoader(pipeline, table, world.bq, world.s3, world.tmp_path)._ensure_dataset()
+    ledger.ensure()
+    ledger.record(table.qualified_name, [
+        ledger_module.LedgerEntry(f["key"], f["etag"], ledger_module.PENDING, zombie_id, 3) for f in batch["files"]
+    ])
+
+    reports = world.run_library()
+    assert [list(r.loaded) for r in reports] == [[f["key"] for f in batch["files"]]]
+    fence = world.bq.get_job(zombie_id)
+    assert fence.job_type == "query" and fence.labels == {"cdc_sync": "fence"}
+    # the zombie wakes up and inserts its load job: BigQuery refuses the id
+    path = world.tmp_path / "zombie.parquet"
+    pq.write_table(pa.table({"id": [1]}), path)
+    with path.open("rb") as stream, pytest.raises(Conflict):
+        world.bq.load_table_from_file(stream, f"local.{world.dataset}.{world.db}_customers_changelog",
+                                      job_id=zombie_id, job_config=bigquery.LoadJobConfig(source_format="PARQUET"))
+    assert world.changelog_count() == 3
     assert world.view_rows() == expected

@@ -51,6 +51,19 @@ def test_invalid_op_names_file_and_row(tmp_path):
         _rows(bad)
 
 
+def test_null_primary_key_value_names_file_column_and_row(tmp_path):
+    bad = _file(tmp_path, [Change("I", {"id": 1}, LOADED_AT), Change("U", {"id": None}, LOADED_AT)])
+    with pytest.raises(ChangeFileError, match=r"20261123-070000000.parquet: primary key column id is NULL in row 1$"):
+        _rows(bad)
+    # a NULL in a later read batch is named by its row in the file
+    path = tmp_path / "big.parquet"
+    ids = list(range(70_000))
+    ids[68_000] = None
+    pq.write_table(pa.table({"id": pa.array(ids, pa.int64()), "name": ["x"] * 70_000}), path)
+    with pytest.raises(ChangeFileError, match=r"primary key column id is NULL in row 68000$"):
+        list(ChangeFile("k", str(path), 0, None, ("id",)).changes(LOADED_AT))
+
+
 def test_missing_primary_key_and_unreadable_file(tmp_path):
     path = tmp_path / "nokey.parquet"
     pq.write_table(pa.table({"name": ["x"]}), path)

@@ -220,3 +220,44 @@ def test_dms_csv_config_mistakes_name_the_field(columns, csv, message):
         del doc["pipelines"][0]["tables"][0]["columns"]
     with pytest.raises(ConfigError, match=f"pipeline 'shop' {re.escape(message)}"):
         parse_pipelines(doc)
+
+
+def _aurora_table(schema: str, name: str, **aurora) -> dict:
+    doc = _with(["pipelines", 0, "tables", 0], {"schema": schema, "name": name, "primary_key": ["id"]})
+    doc["pipelines"][0]["targets"]["aurora"] = {"database": "replica", **aurora}
+    return doc
+
+
+def test_names_the_targets_derive_must_fit_mysql():
+    # <schema>_<table>_state: 40 + 1 + 40 + 6 = 87 characters, MySQL allows 64 (error 1103)
+    schema, name = "s" * 40, "t" * 40
+    with pytest.raises(ConfigError) as error:
+        parse_pipelines(_aurora_table(schema, name), "pipelines.yaml")
+    assert str(error.value) == (
+        f"pipelines.yaml: pipeline 'shop' field tables[0] (schema {schema!r}, name {name!r}): the Aurora state "
+        f"table '{schema}_{name}_state' would be 87 characters; the target allows 64. Use shorter names"
+    )
+    # the longest that fits: 30 + 1 + 27 + 6 = 64; one more character is refused
+    (fits,) = parse_pipelines(_aurora_table("s" * 30, "t" * 27))
+    assert len(fits.aurora.state_table(fits.tables[0])) == 64
+    with pytest.raises(ConfigError, match=r"field tables\[0\] .*Aurora state table '\w+' would be 65 characters"):
+        parse_pipelines(_aurora_table("s" * 30, "t" * 28))
+    # BigQuery alone takes such names (tables up to 1024 bytes)
+    (bigquery_only,) = parse_pipelines(_with(["pipelines", 0, "tables", 0],
+                                             {"schema": schema, "name": name, "primary_key": ["id"]}))
+    assert bigquery_only.bigquery.changelog_table(bigquery_only.tables[0]) == f"{schema}_{name}_changelog"
+
+
+def test_firehose_append_table_name_must_fit_mysql():
+    doc = {"pipelines": [{
+        "name": "clicks",
+        "source": {"kind": "firehose", "bucket": "my-landing", "prefix": "processed/"},
+        "tables": [{"schema": "w" * 40, "name": "e" * 40, "columns": ["id", "url"]}],
+        "targets": {"aurora": {"database": "analytics", "mode": "append"}},
+    }]}
+    with pytest.raises(ConfigError, match=r"pipeline 'clicks' field tables\[0\] .*: the Aurora table '\w+' would be "
+                                          r"81 characters; the target allows 64. Set targets.aurora.table"):
+        parse_pipelines(doc)
+    doc["pipelines"][0]["targets"]["aurora"]["table"] = "events"
+    (pipeline,) = parse_pipelines(doc)
+    assert pipeline.aurora.append_table(pipeline.tables[0]) == "events"

@@ -4,6 +4,11 @@ A row is written *before* a load job is inserted (`pending`, with the job id) an
 it ends (`loaded` with the row count, or `quarantined` with the reason). A retry that
 finds a pending row asks BigQuery about that job instead of loading the files again, so
 a crash between the job and the ledger write cannot load a file twice.
+
+The `pending` rows are also the loads' claims on their objects (`claims`): a loader reads
+them back after writing its own and settles every other claim on the same objects before
+its job may run (bigquery.loader), so concurrent loads of overlapping sets append each
+object once.
 """
 
 from __future__ import annotations
@@ -63,6 +68,21 @@ class BigQueryLedger:
             )
             for r in rows
         }
+
+    def claims(self, table_name: str, keys: Iterable[str]) -> list[LedgerEntry]:
+        """Every pending row of the given objects: the load jobs that have claimed them."""
+        keys = sorted(set(keys))
+        if not keys:
+            return []
+        config = bigquery.QueryJobConfig(query_parameters=[
+            bigquery.ScalarQueryParameter("pipeline", "STRING", self.pipeline),
+            bigquery.ScalarQueryParameter("table_name", "STRING", table_name),
+            bigquery.ArrayQueryParameter("keys", "STRING", keys),
+        ])
+        rows = self.client.query(
+            self._render("bigquery/ledger_claims.sql"), job_config=config, location=self.target.location
+        ).result()
+        return [LedgerEntry(r["object_key"], r["etag"], PENDING, r["job_id"], r["row_count"]) for r in rows]
 
     def record(self, table_name: str, entries: list[LedgerEntry]) -> None:
         statement = self._render("bigquery/ledger_record.sql")

@@ -6,6 +6,18 @@ table and the exact set of (key, etag) it loads, so a retried or cleared task ge
 from BigQuery and waits on the first job instead of appending twice. The ledger
 (bigquery.ledger) records the job before it is inserted and the outcome after.
 
+Loads of overlapping sets ({A,B} and {A,B,C}: a backfill beside a scheduled run, a manual
+task run) have different job ids, so the id alone cannot stop A twice. Each load claims its
+objects first: its `pending` ledger rows are written, then read back with every other claim
+on the same objects, and each other claim is settled before this job is inserted. A claim
+whose job does not exist yet is *fenced*: a zero-byte query job is inserted under its job id,
+so that id can never run a load (BigQuery job ids are unique per project: 409). A claim whose
+load job exists is waited on; if it appended, its objects are recorded as loaded and this
+load starts again without them. Of two claims on one object, the later one to be written
+reads the earlier back, so at most one of their jobs can append it; a load fenced in turn
+(its insert gets 409 on a query job) claims again under its next job id, after a random
+pause. A crashed claim costs its fence, never a double append.
+
 Files that cannot be used (unreadable Parquet, missing primary key, a column whose type
 differs from the table's) are quarantined with the reason; the rest of the batch loads.
 """
@@ -16,6 +28,8 @@ import hashlib
 import json
 import logging
 import os
+import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +60,14 @@ _MAX_JOB_ATTEMPTS = 20
 
 class LoadJobFailed(RuntimeError):
     """BigQuery ran the load job and refused it; the message is BigQuery's reason."""
+
+
+class _ClaimedElsewhere(Exception):
+    """Another load job appended some of this batch's objects: load the rest again."""
+
+    def __init__(self, keys: set[str]):
+        super().__init__(f"{len(keys)} object(s) appended by another load job")
+        self.keys = keys
 
 
 def job_id_for(pipeline: str, table: TableSpec, files: list[DmsFile], attempt: int = 0) -> str:
@@ -82,8 +104,14 @@ class ChangelogLoader:
         self._ensure_dataset()
         self.ledger.ensure()
         todo = self._not_yet_loaded(sorted(set(files)), report, replay_quarantined)
-        if todo:
-            self._load_new(todo, report)
+        while todo:
+            try:
+                self._load_new(todo, report)
+                break
+            except _ClaimedElsewhere as claimed:
+                report.already_loaded.extend(sorted(claimed.keys))
+                done = claimed.keys | set(report.quarantined) | set(report.loaded)
+                todo = [f for f in todo if f.key not in done]
         if report.loaded or not self._view_exists():
             if self._table_exists():
                 self.refresh_view()
@@ -126,12 +154,23 @@ class ChangelogLoader:
         return sorted(todo)
 
     def _job_succeeded(self, job_id: str | None) -> bool:
-        """Waits for a running job; True only if it finished without error."""
+        """Waits for a running job; True only if it is a load job into this changelog that
+        finished without error (not a fence under that id, not a failed load)."""
         if not job_id:
             return False
         try:
             job = self.client.get_job(job_id, location=self.target.location)
         except NotFound:
+            return False
+        return self._load_succeeded(job)
+
+    def _is_our_load(self, job) -> bool:
+        destination = getattr(job, "destination", None)
+        return (isinstance(job, bigquery.LoadJob) and destination is not None
+                and f"{destination.project}.{destination.dataset_id}.{destination.table_id}" == self.changelog_id)
+
+    def _load_succeeded(self, job) -> bool:
+        if not self._is_our_load(job):
             return False
         try:
             job.result()
@@ -284,6 +323,7 @@ class ChangelogLoader:
 
     def _run_job(self, files: list[DmsFile], combined: Path, row_counts: dict[str, int]) -> str:
         """Insert (or find) the load job for exactly these files; returns its id once it succeeded."""
+        fenced = 0
         for attempt in range(_MAX_JOB_ATTEMPTS):
             job_id = job_id_for(self.pipeline.name, self.table, files, attempt)
             try:
@@ -294,14 +334,23 @@ class ChangelogLoader:
                 if self._job_succeeded(job_id):
                     log.info("%s: load job %s already done; not loading again", self.table.qualified_name, job_id)
                     return job_id
-                continue  # that attempt failed earlier; this attempt gets the next id
+                continue  # that attempt failed or was fenced earlier; this attempt gets the next id
+            if fenced:  # two loads that fenced each other: one of them goes first
+                time.sleep(random.uniform(0, min(2.0 ** fenced, 30.0)))
             self.ledger.record(self.table.qualified_name, [
                 LedgerEntry(f.key, f.etag, PENDING, job_id, row_counts[f.key]) for f in files
             ])
+            self._settle_other_claims(files, job_id)
             try:
                 job = self._insert_load_job(job_id, combined)
-            except Conflict:  # another worker inserted it between our get_job and insert
-                job = cast(bigquery.LoadJob, self.client.get_job(job_id, location=self.target.location))
+            except Conflict:  # a worker with the same batch inserted it first, or a rival fenced this id
+                found = self.client.get_job(job_id, location=self.target.location)
+                if not self._is_our_load(found):
+                    log.info("%s: job id %s was fenced by a concurrent load; claiming again",
+                             self.table.qualified_name, job_id)
+                    fenced += 1
+                    continue
+                job = cast(bigquery.LoadJob, found)
             try:
                 job.result()
             except GoogleAPICallError as error:
@@ -312,6 +361,40 @@ class ChangelogLoader:
                      self.table.qualified_name, job_id, job.output_rows, len(files))
             return job_id
         raise RuntimeError(f"{self.table.qualified_name}: {_MAX_JOB_ATTEMPTS} failed load attempts for one batch")
+
+    def _settle_other_claims(self, files: list[DmsFile], job_id: str) -> None:
+        """Fence or wait on every other load job that claimed one of `files`; raises
+        _ClaimedElsewhere (after recording them) when one appended some of them."""
+        wanted = {(f.key, f.etag) for f in files}
+        others: dict[str, list[LedgerEntry]] = {}
+        for claim in self.ledger.claims(self.table.qualified_name, [f.key for f in files]):
+            if (claim.object_key, claim.etag) in wanted and claim.job_id and claim.job_id != job_id:
+                others.setdefault(claim.job_id, []).append(claim)
+        appended: list[LedgerEntry] = []
+        for other_id, claims in sorted(others.items()):
+            if self._fence(other_id):
+                continue
+            job = self.client.get_job(other_id, location=self.target.location)
+            if self._load_succeeded(job):
+                appended += [LedgerEntry(c.object_key, c.etag, LOADED, other_id, c.row_count) for c in claims]
+        if appended:
+            keys = {e.object_key for e in appended}
+            log.info("%s: %d object(s) of this batch were appended by a concurrent load job; loading the rest",
+                     self.table.qualified_name, len(keys))
+            self.ledger.record(self.table.qualified_name, appended)
+            raise _ClaimedElsewhere(keys)
+
+    def _fence(self, job_id: str) -> bool:
+        """Insert a zero-byte query job under `job_id`: True if it was free (no load can ever
+        run under it now), False if a job with that id exists."""
+        config = bigquery.QueryJobConfig(labels={"cdc_sync": "fence"})
+        try:
+            self.client.query("SELECT 1", job_config=config, job_id=job_id, job_retry=None,
+                              location=self.target.location)
+        except Conflict:
+            return False
+        log.info("%s: fenced job id %s (claimed, never inserted)", self.table.qualified_name, job_id)
+        return True
 
     def _insert_load_job(self, job_id: str, combined: Path) -> bigquery.LoadJob:
         config = bigquery.LoadJobConfig(
