@@ -80,9 +80,17 @@ def _cell(value: Any) -> str:
 
 
 def transform_records(event: dict, spec: TransformSpec, log: Callable[[str], None] = print) -> dict:
+    """Firehose's response: every record of the event answered `Ok`, `Dropped` or
+    `ProcessingFailed`, whatever it holds.
+
+    Each record is handled on its own: any exception a record raises (also RecursionError
+    from JSON nested too deeply, or an error inside jsonschema or boto3) fails that record
+    only, so the other records of the invocation still get their answer."""
     validator = Draft202012Validator(spec.schema)
     out = []
     for record in event.get("records", []):
+        if not isinstance(record, dict):
+            record = {"recordId": None, "data": ""}
         try:
             document, envelope = _item(_decode(record["data"]))
             errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
@@ -95,14 +103,23 @@ def transform_records(event: dict, spec: TransformSpec, log: Callable[[str], Non
         except Dropped as dropped:
             log(json.dumps({"recordId": record.get("recordId"), "result": "Dropped", "reason": str(dropped)}))
             out.append({"recordId": record.get("recordId"), "result": "Dropped", "data": record.get("data", "")})
-        except (RecordError, ValueError, KeyError, TypeError) as error:
+        except Exception as error:  # noqa: BLE001 - one record's failure must not fail the batch
             # Firehose takes recordId/result/data only; the reason goes to the Lambda's log
             # (CloudWatch), one JSON line per refused record.
             log(json.dumps({"recordId": record.get("recordId"), "result": "ProcessingFailed",
-                            "reason": str(error)[:1000]}))
+                            "reason": _reason(error)[:1000]}))
             out.append({"recordId": record.get("recordId"), "result": "ProcessingFailed",
                         "data": record.get("data", "")})
     return {"records": out}
+
+
+def _reason(error: Exception) -> str:
+    """Why a record failed, in words for the Lambda's log."""
+    if isinstance(error, RecursionError):
+        return f"nested too deeply to process ({error})"
+    if isinstance(error, (RecordError, ValueError, KeyError, TypeError)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def _decode(data: str) -> dict:
