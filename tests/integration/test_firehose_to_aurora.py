@@ -8,6 +8,8 @@ import gzip
 import json
 import logging
 import re
+import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -167,6 +169,79 @@ def test_objects_over_several_hours_append_once_each(fh):
     (report,) = fh.run()
     assert len(report.loaded) == 1
     assert len(fh.rows()) == 11
+
+
+
+def _waiting_loads(conn, database: str) -> int:
+    """Sessions whose statement on `database` waits: for a table lock, or for a row lock."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE %s AND (STATE = 'Waiting for table "
+            "metadata lock' OR ID IN (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX "
+            "WHERE trx_state = 'LOCK WAIT'))", (f"%{database}%",))
+        return int(cur.fetchone()[0])
+
+
+def test_concurrent_loads_of_overlapping_objects_append_each_delivery_once(fh):
+    """A backfill beside a scheduled run (or a manual task run): two loads at once of {A, B}
+    and {A', B, C}, A' a repeated delivery of A (same bytes, a new name). Both are held at
+    their first append until both wait, so both have checked for A's content before either
+    commits; then each delivery is appended once."""
+    keys = [fh.deliver(docs) for docs in (_clicks(0, 3), _clicks(10, 2), _clicks(20, 2))]
+    stem = keys[0].rsplit("-", 1)[0]
+    named = {}
+    for name, original in (("a0000001", keys[0]), ("a0000002", keys[0]), ("b0000000", keys[1]),
+                           ("c0000000", keys[2])):
+        named[name] = f"{stem}-{name}"
+        fh.s3.copy_object(Bucket=fh.bucket, Key=named[name], CopySource={"Bucket": fh.bucket, "Key": original})
+    for key in keys:
+        fh.s3.delete_object(Bucket=fh.bucket, Key=key)
+
+    def batch(*names: str) -> dict:
+        files = []
+        for name in names:
+            head = fh.s3.head_object(Bucket=fh.bucket, Key=named[name])
+            files.append({"key": named[name], "etag": head["ETag"].strip('"'), "size": head["ContentLength"],
+                          "phase": 1})
+        return {"table": "web.clicks", "files": files}
+
+    batches = [batch("a0000001", "b0000000"), batch("a0000002", "b0000000", "c0000000")]
+    reports: list = [None, None]
+    errors: list = []
+
+    def load(n: int) -> None:
+        try:
+            reports[n] = to_aurora.load_batch(fh.pipeline, batches[n], fh.s3, fh.connect, workdir=fh.tmp_path)
+        except BaseException as error:  # noqa: BLE001 - shown by the test thread
+            errors.append(error)
+
+    locker = fh.stack.mariadb.connect()
+    try:
+        with locker.cursor() as cur:
+            cur.execute(f"LOCK TABLES `{fh.db}`.clicks WRITE")  # every append waits until both are at theirs
+        threads = [threading.Thread(target=load, args=(n,)) for n in (0, 1)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 120
+        while _waiting_loads(fh.mysql, fh.db) < 2:
+            assert not errors, errors
+            assert time.monotonic() < deadline, "the two loads did not both reach their first append"
+            time.sleep(0.25)  # InnoDB refreshes INNODB_TRX only when it was not read for 0.1 s
+        with locker.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+    finally:
+        locker.close()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+    loaded = [key for r in reports for key in r.loaded]
+    assert sorted(loaded) in (sorted([named["a0000001"], named["b0000000"], named["c0000000"]]),
+                              sorted([named["a0000002"], named["b0000000"], named["c0000000"]]))
+    assert sorted(loaded + [key for r in reports for key in r.already_loaded]) == sorted(
+        [named["a0000001"], named["a0000002"], named["b0000000"], named["b0000000"], named["c0000000"]])
+    expected = _clicks(0, 3) + _clicks(10, 2) + _clicks(20, 2)
+    assert sorted(fh.rows(), key=lambda r: r["user_id"]) == expected  # each delivery once
 
 
 HIVE_PREFIX = "processed/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/hour=!{timestamp:HH}/"

@@ -6,7 +6,11 @@ transactional, so a staging table would only copy the rows twice: the ledger row
 rows commit together or not at all, and a retry finds the ledger row and skips. Firehose
 bounds an object by its buffer size (at most 128 MiB), which bounds the transaction.
 Firehose delivers at least once: an object byte for byte equal to one already loaded (same
-ETag) is not loaded again, and the load says IGNORE, so into a table with a unique key a
+ETag) is not loaded again. That is decided inside the object's transaction: it first inserts
+a claim on its content (a ledger row keyed by the ETag), so two loads of equal objects at once
+(a backfill beside a scheduled run, a manual task run) serialise on that row and the second
+finds the first's claim once it commits; the same object twice at once serialises on its own
+ledger row. The load says IGNORE, so into a table with a unique key a
 record already there is skipped (a duplicate-key warning) instead of refusing the object.
 Any other warning (a value that does not fit, a line with too few or too many fields)
 rolls the object back and quarantines it with MySQL's message, which names the row.
@@ -15,6 +19,7 @@ rolls the object back and quarantines it with MySQL's message, which names the r
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import shutil
 from pathlib import PurePosixPath
@@ -45,6 +50,17 @@ class _AlreadyLoaded(Exception):
     """The ledger already has this object's row: a retry after it committed."""
 
 
+class _RepeatedDelivery(Exception):
+    """An object with the same content (ETag) is already appended to the table."""
+
+    def __init__(self, original: str):
+        super().__init__(original)
+        self.original = original
+
+
+CONTENT_CLAIM = -2  # the ledger's chunk number of a row claiming an ETag (a content) for one object
+
+
 class _WarningsNotAllShown(Exception):
     """More warnings than MySQL keeps: which of them are duplicates cannot be told."""
 
@@ -67,6 +83,11 @@ def _refuse_unless_duplicates(cur, *, accept_duplicates: bool, all_shown: bool =
     return total
 
 
+def _content_hash(f: DmsFile) -> str:
+    """The ledger key of a content claim: the ETag alone (the object's own rows key key and ETag)."""
+    return hashlib.sha256(f"content\n{f.etag}".encode()).hexdigest()
+
+
 class AppendTargetMissing(RuntimeError):
     """The append target table (or one of its columns) does not exist: a setup problem."""
 
@@ -75,13 +96,11 @@ class AuroraAppendLoader(AuroraLoaderBase):
     def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
         table = self.target.append_table(self.table)
         self._check_target(conn, table)
-        original = self._loaded_with_same_content(conn, f)
+        with conn.cursor() as cur:  # cheap early answer; the transaction decides (see _claim_content)
+            original = self._loaded_with_same_content(cur, f)
+        conn.commit()
         if original is not None:
-            log.warning("%s: s3://%s/%s has the same content (ETag %s) as %s, loaded before: a repeated "
-                        "delivery, not appended again", self.table.qualified_name, self.pipeline.source.bucket,
-                        f.key, f.etag, original)
-            report.already_loaded.append(f.key)
-            return self._record_outcome(conn, f, "loaded", 0, f"repeated delivery of {original}")
+            return self._repeated_delivery(conn, f, original, report)
         source = self._source(conn, f, index, report)
         if source is None:
             return None
@@ -92,16 +111,61 @@ class AuroraAppendLoader(AuroraLoaderBase):
                 rows, skipped = self._append(conn, f, source, table, staged=True)
         except _AlreadyLoaded:
             report.already_loaded.append(f.key)
-            return self._record_outcome(conn, f, "loaded", 0)
+            return self._record_outcome(conn, f, "loaded", self._applied_rows(conn, f))
+        except _RepeatedDelivery as repeated:
+            return self._repeated_delivery(conn, f, repeated.original, report)
         except ChunkRefused as refused:
             return self._quarantine(report, f, str(refused), conn)
         if skipped:
             log.warning("%s: %d of %d record(s) of s3://%s/%s are already in %s (unique key %s): repeated "
                         "deliveries, skipped", self.table.qualified_name, skipped, rows + skipped,
                         self.pipeline.source.bucket, f.key, table, ", ".join(self._unique_key(conn, table) or []))
-        report.loaded[f.key] = rows
-        self._record_outcome(conn, f, "loaded", rows)
+        report.loaded[f.key] = rows  # its outcome row committed with the rows
         return None
+
+    def _repeated_delivery(self, conn, f: DmsFile, original: str, report: LoadReport) -> None:
+        log.warning("%s: s3://%s/%s has the same content (ETag %s) as %s, loaded before: a repeated "
+                    "delivery, not appended again", self.table.qualified_name, self.pipeline.source.bucket,
+                    f.key, f.etag, original)
+        report.already_loaded.append(f.key)
+        self._record_outcome(conn, f, "loaded", 0, f"repeated delivery of {original}")
+
+    def _applied_rows(self, conn, f: DmsFile) -> int:
+        """The rows the object's committed transaction appended (its chunk 0 ledger row)."""
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT row_count FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
+                        "AND object_hash = %s AND chunk = 0", (self.pipeline.name, self.table.qualified_name,
+                                                               object_hash(f)))
+            row = cur.fetchone()
+        conn.commit()
+        return int(row[0]) if row else 0
+
+    def _claim_content(self, cur, f: DmsFile) -> None:
+        """Inside the object's transaction: claim its ETag for this table, or raise
+        _RepeatedDelivery naming the object that has it. The claim is a ledger row whose key
+        is the ETag, so a concurrent load of an equal object waits on it until this one
+        commits (then finds it) or rolls back (then claims it itself): any interleaving
+        appends one of them. Objects loaded by versions without claims are found by their
+        outcome rows, read after the claim is held."""
+        import pymysql
+
+        try:
+            cur.execute(
+                f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
+                "status, row_count, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, 'content', 0, UTC_TIMESTAMP(6))",
+                (self.pipeline.name, self.table.qualified_name, _content_hash(f), CONTENT_CLAIM, f.key, f.etag),
+            )
+        except pymysql.err.IntegrityError as error:
+            if error.args[0] != DUPLICATE_KEY:
+                raise
+            cur.execute(f"SELECT object_key FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
+                        "AND object_hash = %s AND chunk = %s",
+                        (self.pipeline.name, self.table.qualified_name, _content_hash(f), CONTENT_CLAIM))
+            row = cur.fetchone()
+            raise _RepeatedDelivery(row[0] if row else f"an object with ETag {f.etag}") from error
+        original = self._loaded_with_same_content(cur, f)
+        if original is not None:
+            raise _RepeatedDelivery(original)
 
     def _append(self, conn, f: DmsFile, source: str, table: str, *, staged: bool) -> tuple[int, int]:
         """One transaction: ledger row, `LOAD DATA … IGNORE` into the table, commit. Returns
@@ -126,6 +190,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
                     if error.args[0] == DUPLICATE_KEY:
                         raise _AlreadyLoaded() from error
                     raise
+                self._claim_content(cur, f)
                 if staged:
                     cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {database}.{sql.mysql_ident(APPEND_STAGE)}")
                     cur.execute(self._render("append_stage_table.sql", stage=APPEND_STAGE, table=table, columns=columns))
@@ -143,24 +208,28 @@ class AuroraAppendLoader(AuroraLoaderBase):
                 cur.execute(f"UPDATE {self._ledger()} SET row_count = %s WHERE pipeline = %s AND table_name = %s "
                             "AND object_hash = %s AND chunk = 0",
                             (rows, self.pipeline.name, self.table.qualified_name, object_hash(f)))
+                cur.execute(
+                    f"REPLACE INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
+                    "status, row_count, reason, loaded_at) VALUES (%s, %s, %s, -1, %s, %s, 'loaded', %s, NULL, "
+                    "UTC_TIMESTAMP(6))",
+                    (self.pipeline.name, self.table.qualified_name, object_hash(f), f.key, f.etag, rows),
+                )
             conn.commit()
             return rows, skipped
         except BaseException:
             conn.rollback()
             raise
 
-    def _loaded_with_same_content(self, conn, f: DmsFile) -> str | None:
+    def _loaded_with_same_content(self, cur, f: DmsFile) -> str | None:
         """The key of another object of this table already loaded with the same ETag (the
         MD5 of the bytes): Firehose delivers at least once, and a repeated delivery gets a
         new name. Objects that are byte for byte equal are taken as one delivery."""
-        with conn.cursor() as cur:
-            cur.execute(
-                f"SELECT object_key FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s AND etag = %s "
-                "AND chunk = -1 AND status = 'loaded' AND row_count > 0 AND object_key <> %s LIMIT 1",
-                (self.pipeline.name, self.table.qualified_name, f.etag, f.key),
-            )
-            row = cur.fetchone()
-        conn.commit()
+        cur.execute(
+            f"SELECT object_key FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s AND etag = %s "
+            "AND chunk = -1 AND status = 'loaded' AND row_count > 0 AND object_key <> %s LIMIT 1",
+            (self.pipeline.name, self.table.qualified_name, f.etag, f.key),
+        )
+        row = cur.fetchone()
         return row[0] if row else None
 
     def _source(self, conn, f: DmsFile, index: int, report: LoadReport) -> str | None:
