@@ -4,7 +4,9 @@ append mode, exactly once; refused records reported from `processing-failed/`.""
 from __future__ import annotations
 
 import base64
+import csv
 import gzip
+import io
 import json
 import logging
 import re
@@ -50,7 +52,8 @@ class FirehoseWorld:
         self.config = tmp_path / "pipelines.yaml"
         self.config.write_text(yaml.safe_dump({"pipelines": [{
             "name": f"clicks_{uid}", "schedule": None,
-            "source": {"kind": "firehose", "bucket": self.bucket, "stream": self.stream},
+            "source": {"kind": "firehose", "bucket": self.bucket, "stream": self.stream,
+                       "csv_dialect": "backslash_escaped"},  # the project's transform Lambda
             "tables": [{"schema": "web", "name": "clicks", "columns": COLUMNS}],
             "targets": {"aurora": {"database": self.db, "mode": "append", "table": "clicks",
                                    "mysql_conn_id": "mysql_target"}},
@@ -80,6 +83,18 @@ class FirehoseWorld:
         document = yaml.safe_load(self.config.read_text())
         document["pipelines"][0]["source"].update(settings)
         self.config.write_text(yaml.safe_dump(document))
+
+    def drop_source_setting(self, name: str) -> None:
+        document = yaml.safe_load(self.config.read_text())
+        document["pipelines"][0]["source"].pop(name)
+        self.config.write_text(yaml.safe_dump(document))
+
+    def deliver_lines(self, lines: list[bytes]) -> str:
+        """Records of another producer (CSV lines), put through Firehose: one new object."""
+        before = set(self.keys())
+        self.firehose.put_record_batch(DeliveryStreamName=self.stream, Records=[{"Data": line} for line in lines])
+        (key,) = set(self.keys()) - before
+        return key
 
     def use_method(self, method: str) -> None:
         document = yaml.safe_load(self.config.read_text())
@@ -242,6 +257,83 @@ def test_concurrent_loads_of_overlapping_objects_append_each_delivery_once(fh):
         [named["a0000001"], named["a0000002"], named["b0000000"], named["b0000000"], named["c0000000"]])
     expected = _clicks(0, 3) + _clicks(10, 2) + _clicks(20, 2)
     assert sorted(fh.rows(), key=lambda r: r["user_id"]) == expected  # each delivery once
+
+
+HOSTILE = ["back\\slash", "\\N", "\\\\", "tab\there", 'a\\"b', "a\\,b", "NULL", "null", "", "ends in \\",
+           "line\nbreak", "cr\rlf\r\n", '"quoted", and more', "😀 𝄞", "\\n not a newline", " lead, trail "]
+
+
+def _rfc4180_records(n: int) -> list[list[str]]:
+    """Records as a producer holds them: every field text, hostile ones in every column."""
+    return [[f"e{i}\\{HOSTILE[i % len(HOSTILE)]}", str(i), HOSTILE[(i * 7) % len(HOSTILE)],
+             HOSTILE[(i * 3 + 1) % len(HOSTILE)]] for i in range(n)]
+
+
+def _written(records: list[list[str]], **writer_options) -> list[bytes]:
+    """Each record as Python's csv module writes it (RFC 4180: CRLF, quotes doubled, no escape)."""
+    lines = []
+    for record in records:
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer, **writer_options).writerow(record)
+        lines.append(buffer.getvalue().encode())
+    return lines
+
+
+def _read_back(body: bytes) -> list[dict]:
+    """What Python's csv module reads from an object: the independent expectation."""
+    return [dict(zip(COLUMNS, [r[0], int(r[1]), r[2], r[3]], strict=True))
+            for r in csv.reader(io.StringIO(body.decode("utf-8"), newline=""))]
+
+
+@pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])
+def test_rfc4180_objects_load_exactly_as_pythons_csv_module_reads_them(fh, method):
+    """The default dialect is RFC 4180: backslashes, \\N, NULL, tabs, a backslash before a
+    quote or a delimiter are text like any other, with CRLF or LF line ends."""
+    fh.use_method(method)
+    fh.drop_source_setting("csv_dialect")  # the default
+    records = _rfc4180_records(300)
+    crlf = fh.deliver_lines(_written(records[:200]))
+    lf = fh.deliver_lines(_written(records[200:], lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC))
+    (report,) = fh.run()
+    assert report.loaded == {crlf: 200, lf: 100} and not report.quarantined
+    expected = []
+    for key in (crlf, lf):
+        expected += _read_back(fh.s3.get_object(Bucket=fh.bucket, Key=key)["Body"].read())
+    assert len(expected) == 300 and [r["page"] for r in expected[:16]] == [HOSTILE[(i * 7) % 16] for i in range(16)]
+    assert sorted(fh.rows(), key=lambda r: r["user_id"]) == expected
+    if method == "aurora_s3":  # Aurora read the worker's converted copies, from the staging prefix
+        assert len(fh.s3_loads) == 2 and all("/cdc-sync/staging/" in uri for uri in fh.s3_loads)
+
+
+def test_rfc4180_null_value_and_what_the_dialect_cannot_say_is_refused(fh):
+    fh.drop_source_setting("csv_dialect")
+    fh.use_source(csv_null_value="")  # an empty field is NULL
+    null_key = fh.deliver_lines(_written([["e1", "1", "", "\\N"], ["e2", "2", "NULL", ""]]))
+    (report,) = fh.run()
+    assert report.loaded == {null_key: 2}
+    assert fh.rows() == [{"event_id": "e1", "user_id": 1, "page": None, "referrer": "\\N"},
+                         {"event_id": "e2", "user_id": 2, "page": "NULL", "referrer": None}]
+
+    # without a null value there is no NULL: an empty number is refused, not made 0 or NULL;
+    # a quote inside a field that is not quoted, or text after a closing quote, is not RFC 4180;
+    # a record with a field too many or too few is refused by its number
+    fh.drop_source_setting("csv_null_value")
+    stem = null_key.rsplit("-", 1)[0]
+    bodies = {"a0000001": b'e3,3,p,r\r\ne4,,p,r\r\n', "a0000002": b'e5,5,"ab"c,r\r\n',
+              "a0000003": b'e6,6,p,r\r\ne7,7,"multi\r\nline",r,extra\r\n', "a0000004": b"e8,8,p\xff,r\r\n"}
+    for name, body in bodies.items():
+        fh.s3.put_object(Bucket=fh.bucket, Key=f"{stem}-{name}", Body=body)
+    good = fh.deliver_lines(_written([["e9", "9", "", ""]]))
+    (report,) = fh.run()
+    assert report.loaded == {good: 1}
+    refused = {key.rsplit("-", 1)[1]: reason for key, reason in report.quarantined.items()}
+    assert set(refused) == set(bodies)
+    assert "user_id" in refused["a0000001"] and "row 2" in refused["a0000001"]
+    assert "csv_dialect rfc4180" in refused["a0000002"] and "record 1 (line 1)" in refused["a0000002"]
+    assert "record 2 (ending on line 3) has 5 field(s)" in refused["a0000003"]
+    assert "not UTF-8" in refused["a0000004"]
+    assert [r["event_id"] for r in fh.rows()] == ["e1", "e2", "e9"]
+    assert fh.rows()[-1] == {"event_id": "e9", "user_id": 9, "page": "", "referrer": ""}
 
 
 HIVE_PREFIX = "processed/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/hour=!{timestamp:HH}/"

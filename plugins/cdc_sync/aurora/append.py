@@ -14,6 +14,9 @@ ledger row. The load says IGNORE, so into a table with a unique key a
 record already there is skipped (a duplicate-key warning) instead of refusing the object.
 Any other warning (a value that does not fit, a line with too few or too many fields)
 rolls the object back and quarantines it with MySQL's message, which names the row.
+The load reads the `backslash_escaped` CSV dialect; an object of a source whose producer
+writes RFC 4180 (`source.csv_dialect: rfc4180`, the default) is converted to it by the
+worker first, exactly as Python's csv module reads it (firehose.dialects).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from cdc_sync import sql
 from cdc_sync.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, object_hash
 from cdc_sync.aurora.parallel_apply import ChunkRefused
 from cdc_sync.dms.layout import DmsFile
+from cdc_sync.firehose.dialects import BACKSLASH_ESCAPED, DialectError, rfc4180_to_escaped
 from cdc_sync.landed import LoadReport
 
 log = logging.getLogger(__name__)
@@ -234,7 +238,9 @@ class AuroraAppendLoader(AuroraLoaderBase):
 
     def _source(self, conn, f: DmsFile, index: int, report: LoadReport) -> str | None:
         """What LOAD DATA reads: the object itself for aurora_s3 (nothing passes through the
-        worker) unless it is gzip-compressed; else a local, uncompressed copy. GZIP is found
+        worker) when it is in the `backslash_escaped` dialect and not gzip-compressed; else a
+        local, uncompressed copy, an `rfc4180` object converted to that dialect
+        (firehose.dialects), uploaded to the staging prefix for aurora_s3. GZIP is found
         by its first bytes too: a delivery stream with a custom FileExtension (say `.csv`)
         does not end its keys in `.gz`."""
         not_csv = _NOT_CSV.get(PurePosixPath(f.key).suffix.lower())
@@ -244,7 +250,8 @@ class AuroraAppendLoader(AuroraLoaderBase):
                                         "UNCOMPRESSED or GZIP, without record format conversion)", conn)
             return None
         compressed = f.key.endswith(".gz")
-        if self.target.method == "aurora_s3" and not compressed and not self._starts_as_gzip_in_s3(f):
+        as_is = self.pipeline.source.csv_dialect == BACKSLASH_ESCAPED  # what LOAD DATA reads; else converted
+        if self.target.method == "aurora_s3" and as_is and not compressed and not self._starts_as_gzip_in_s3(f):
             return f"s3://{self.pipeline.source.bucket}/{f.key}"
         path = self.workdir / f"firehose-{index:06d}.csv"
         if not self._download(conn, f, path, report):
@@ -260,6 +267,15 @@ class AuroraAppendLoader(AuroraLoaderBase):
                 self._quarantine(report, f, f"not a readable gzip file ({error})", conn)
                 return None
             path = plain
+        if not as_is:
+            converted = path.with_suffix(".escaped.csv")
+            try:
+                rfc4180_to_escaped(path, converted, self.table.columns, self.pipeline.source.csv_null_value)
+            except DialectError as error:
+                self._quarantine(report, f, f"not CSV as source.csv_dialect {self.pipeline.source.csv_dialect} "
+                                            f"says: {error}", conn)
+                return None
+            path = converted
         if self.target.method == "aurora_s3":
             key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.csv"
             self.s3.upload_file(str(path), self.pipeline.source.bucket, key)

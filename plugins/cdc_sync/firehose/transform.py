@@ -5,8 +5,10 @@ Firehose calls the Lambda with `{"records": [{"recordId", "approximateArrivalTim
 base64 `data`), `Dropped`, or `ProcessingFailed` (Firehose then writes the record to the
 error prefix, `processing-failed/…`; the reason is logged by the Lambda). Each record is
 checked against a JSON Schema (jsonschema) and written as one CSV line by Python's csv
-module: commas, quotes, newlines and any UTF-8 survive, ready for `LOAD DATA … FIELDS
-TERMINATED BY ',' OPTIONALLY ENCLOSED BY '"'`.
+module in the `backslash_escaped` dialect (firehose.dialects: NULL as \\N, backslashes
+doubled, every field quoted): commas, quotes, newlines and any UTF-8 survive, ready for
+`LOAD DATA … FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '"' ESCAPED BY '\\\\'`. A
+Firehose source fed by this Lambda says `csv_dialect: backslash_escaped`.
 
 A record may also be a DynamoDB stream record (from DynamoDB Streams, or Kinesis Data
 Streams for DynamoDB: `"eventSource": "aws:dynamodb"`): then its `NewImage` is the document,
@@ -23,7 +25,6 @@ the environment variable CDC_SYNC_TRANSFORM_SPEC naming a JSON file
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import os
@@ -35,7 +36,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-NULL = "\\N"  # how LOAD DATA (ESCAPED BY '\\') reads NULL
+from cdc_sync.firehose.dialects import ESCAPED_NULL, write_escaped
+
+NULL = ESCAPED_NULL  # how LOAD DATA (ESCAPED BY '\\') reads NULL
 
 
 @dataclass(frozen=True)
@@ -62,21 +65,21 @@ class Dropped(Exception):
 
 
 def to_csv_line(record: dict, columns: tuple[str, ...]) -> str:
-    """One CSV line (with its newline). NULL as \\N; backslashes doubled for ESCAPED BY '\\'."""
+    """One CSV line (with its newline) in the `backslash_escaped` dialect (firehose.dialects):
+    NULL as \\N, backslashes doubled, every field quoted."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-    writer.writerow([_cell(record.get(column)) for column in columns])
+    write_escaped(buffer, [[_cell(record.get(column)) for column in columns]])
     return buffer.getvalue()
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> str | None:
     if value is None:
-        return NULL
+        return None
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (dict, list)):
-        value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value).replace("\\", "\\\\")
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
 
 
 def transform_records(event: dict, spec: TransformSpec, log: Callable[[str], None] = print) -> dict:
