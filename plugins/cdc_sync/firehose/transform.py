@@ -25,7 +25,6 @@ the environment variable CDC_SYNC_TRANSFORM_SPEC naming a JSON file
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from cdc_sync.firehose.dialects import ESCAPED_NULL, write_escaped
+from cdc_sync.firehose.dialects import ESCAPED_NULL, escaped_line
 
 NULL = ESCAPED_NULL  # how LOAD DATA (ESCAPED BY '\\') reads NULL
 
@@ -67,9 +66,7 @@ class Dropped(Exception):
 def to_csv_line(record: dict, columns: tuple[str, ...]) -> str:
     """One CSV line (with its newline) in the `backslash_escaped` dialect (firehose.dialects):
     NULL as \\N, backslashes doubled, every field quoted."""
-    buffer = io.StringIO()
-    write_escaped(buffer, [[_cell(record.get(column)) for column in columns]])
-    return buffer.getvalue()
+    return escaped_line([_cell(record.get(column)) for column in columns])
 
 
 def _cell(value: Any) -> str | None:
