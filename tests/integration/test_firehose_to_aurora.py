@@ -259,6 +259,62 @@ def test_concurrent_loads_of_overlapping_objects_append_each_delivery_once(fh):
     assert sorted(fh.rows(), key=lambda r: r["user_id"]) == expected  # each delivery once
 
 
+
+def test_a_load_that_waits_too_long_on_another_load_of_the_same_content_is_redone(fh, caplog):
+    """The second of two loads of equal objects waits on the first's claim longer than
+    innodb_lock_wait_timeout: it is redone, not failed, and finds the first's delivery."""
+    first = fh.deliver(_clicks(0, 3))
+    repeated = first.rsplit("-", 1)[0] + "-ffffffff"
+    fh.s3.copy_object(Bucket=fh.bucket, Key=repeated, CopySource={"Bucket": fh.bucket, "Key": first})
+
+    def one_file(key: str) -> dict:
+        head = fh.s3.head_object(Bucket=fh.bucket, Key=key)
+        return {"table": "web.clicks", "files": [
+            {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}]}
+
+    def impatient():
+        conn = fh.connect()
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        return conn
+
+    reports: dict = {}
+    errors: list = []
+
+    def load(name: str, key: str, connect) -> None:
+        try:
+            reports[name] = to_aurora.load_batch(fh.pipeline, one_file(key), fh.s3, connect, workdir=fh.tmp_path)
+        except BaseException as error:  # noqa: BLE001 - shown by the test thread
+            errors.append(error)
+
+    locker = fh.stack.mariadb.connect()
+    try:
+        with locker.cursor() as cur:
+            cur.execute(f"LOCK TABLES `{fh.db}`.clicks WRITE")  # the first load holds its claim at its append
+        holder = threading.Thread(target=load, args=("first", first, fh.connect))
+        holder.start()
+        deadline = time.monotonic() + 120
+        while _waiting_loads(fh.mysql, fh.db) < 1:
+            assert not errors and time.monotonic() < deadline, errors
+            time.sleep(0.25)
+        with caplog.at_level(logging.WARNING):
+            waiter = threading.Thread(target=load, args=("repeated", repeated, impatient))
+            waiter.start()
+            while "Lock wait timeout exceeded" not in caplog.text:  # it waited past its timeout once
+                assert not errors and time.monotonic() < deadline, errors
+                time.sleep(0.25)
+        with locker.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+    finally:
+        locker.close()
+    holder.join()
+    waiter.join()
+    assert not errors, errors
+    assert reports["first"].loaded == {first: 3}
+    assert reports["repeated"].loaded == {} and reports["repeated"].already_loaded == [repeated]
+    assert fh.rows() == _clicks(0, 3)
+
+
 HOSTILE = ["back\\slash", "\\N", "\\\\", "tab\there", 'a\\"b', "a\\,b", "NULL", "null", "", "ends in \\",
            "line\nbreak", "cr\rlf\r\n", '"quoted", and more', "😀 𝄞", "\\n not a newline", " lead, trail "]
 

@@ -62,6 +62,8 @@ class _RepeatedDelivery(Exception):
         self.original = original
 
 
+LOCK_WAIT_TIMEOUT, DEADLOCK = 1205, 1213
+LOCK_RETRIES = 20  # each waits innodb_lock_wait_timeout (50 s by default)
 CONTENT_CLAIM = -2  # the ledger's chunk number of a row claiming an ETag (a content) for one object
 
 
@@ -109,10 +111,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         if source is None:
             return None
         try:
-            try:
-                rows, skipped = self._append(conn, f, source, table, staged=False)
-            except _WarningsNotAllShown:  # more than MySQL keeps: redo keyless, where any warning is a refusal
-                rows, skipped = self._append(conn, f, source, table, staged=True)
+            rows, skipped = self._append_redoing_lock_waits(conn, f, source, table)
         except _AlreadyLoaded:
             report.already_loaded.append(f.key)
             return self._record_outcome(conn, f, "loaded", self._applied_rows(conn, f))
@@ -126,6 +125,27 @@ class AuroraAppendLoader(AuroraLoaderBase):
                         self.pipeline.source.bucket, f.key, table, ", ".join(self._unique_key(conn, table) or []))
         report.loaded[f.key] = rows  # its outcome row committed with the rows
         return None
+
+    def _append_redoing_lock_waits(self, conn, f: DmsFile, source: str, table: str) -> tuple[int, int]:
+        """_append, redone when it waited too long for a lock (another load of the same
+        content or object still running, `innodb_lock_wait_timeout`) or was picked as a
+        deadlock's victim: it rolled back, so redoing it is safe. It then finds the other
+        load's ledger rows, or takes over what that load rolled back."""
+        import pymysql
+
+        for attempt in range(1, LOCK_RETRIES + 1):
+            try:
+                try:
+                    return self._append(conn, f, source, table, staged=False)
+                except _WarningsNotAllShown:  # more than MySQL keeps: redo keyless, where any warning is a refusal
+                    return self._append(conn, f, source, table, staged=True)
+            except pymysql.err.OperationalError as error:
+                if error.args[0] not in (LOCK_WAIT_TIMEOUT, DEADLOCK) or attempt == LOCK_RETRIES:
+                    raise
+                log.warning("%s: s3://%s/%s: %s (another load holds its rows); attempt %d of %d, redone",
+                            self.table.qualified_name, self.pipeline.source.bucket, f.key, error.args[1], attempt,
+                            LOCK_RETRIES)
+        raise AssertionError("unreachable")
 
     def _repeated_delivery(self, conn, f: DmsFile, original: str, report: LoadReport) -> None:
         log.warning("%s: s3://%s/%s has the same content (ETag %s) as %s, loaded before: a repeated "
