@@ -361,7 +361,9 @@ def test_rfc4180_objects_load_exactly_as_pythons_csv_module_reads_them(fh, metho
         assert len(fh.s3_loads) == 2 and all("/cdc-sync/staging/" in uri for uri in fh.s3_loads)
 
 
-def test_rfc4180_null_value_and_what_the_dialect_cannot_say_is_refused(fh):
+@pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])
+def test_rfc4180_null_value_and_what_the_dialect_cannot_say_is_refused(fh, method):
+    fh.use_method(method)
     fh.drop_source_setting("csv_dialect")
     fh.use_source(csv_null_value="")  # an empty field is NULL
     null_key = fh.deliver_lines(_written([["e1", "1", "", "\\N"], ["e2", "2", "NULL", ""]]))
@@ -376,7 +378,9 @@ def test_rfc4180_null_value_and_what_the_dialect_cannot_say_is_refused(fh):
     fh.drop_source_setting("csv_null_value")
     stem = null_key.rsplit("-", 1)[0]
     bodies = {"a0000001": b'e3,3,p,r\r\ne4,,p,r\r\n', "a0000002": b'e5,5,"ab"c,r\r\n',
-              "a0000003": b'e6,6,p,r\r\ne7,7,"multi\r\nline",r,extra\r\n', "a0000004": b"e8,8,p\xff,r\r\n"}
+              "a0000003": b'e6,6,p,r\r\ne7,7,"multi\r\nline",r,extra\r\n', "a0000004": b"e8,8,p\xff,r\r\n",
+              # a bad record after 20,000 good ones: LOAD DATA LOCAL has read many of them already
+              "a0000005": b"".join(_written([[f"x{i}", str(i), "p", "r"] for i in range(20_000)])) + b'x,1,"a"b,r\r\n'}
     for name, body in bodies.items():
         fh.s3.put_object(Bucket=fh.bucket, Key=f"{stem}-{name}", Body=body)
     good = fh.deliver_lines(_written([["e9", "9", "", ""]]))
@@ -388,6 +392,7 @@ def test_rfc4180_null_value_and_what_the_dialect_cannot_say_is_refused(fh):
     assert "csv_dialect rfc4180" in refused["a0000002"] and "record 1 (line 1)" in refused["a0000002"]
     assert "record 2 (ending on line 3) has 5 field(s)" in refused["a0000003"]
     assert "not UTF-8" in refused["a0000004"]
+    assert "record 20001 (line 20001): ',' expected after '\"'" in refused["a0000005"]
     assert [r["event_id"] for r in fh.rows()] == ["e1", "e2", "e9"]
     assert fh.rows()[-1] == {"event_id": "e9", "user_id": 9, "page": "", "referrer": ""}
 

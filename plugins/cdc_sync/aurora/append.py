@@ -25,11 +25,14 @@ import gzip
 import hashlib
 import logging
 import shutil
-from pathlib import PurePosixPath
+import threading
+from contextlib import nullcontext
+from pathlib import Path, PurePosixPath
 
 from botocore.exceptions import ClientError
 
 from cdc_sync import sql
+from cdc_sync.aurora.chunk_file import ChunkFile
 from cdc_sync.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, object_hash
 from cdc_sync.aurora.parallel_apply import ChunkRefused
 from cdc_sync.dms.layout import DmsFile
@@ -94,6 +97,45 @@ def _content_hash(f: DmsFile) -> str:
     return hashlib.sha256(f"content\n{f.etag}".encode()).hexdigest()
 
 
+class _Converting:
+    """An `rfc4180` object being converted to the escaped form by a thread, which LOAD DATA
+    LOCAL reads as it grows (aurora.chunk_file), so the database works while the worker
+    converts. `checked()` after the LOAD says whether the whole object converted."""
+
+    def __init__(self, source: Path, target: Path, columns: tuple[str, ...], null_value: str | None, dialect: str):
+        target.touch()  # the feeder opens it at once; the converter writes it from its start
+        self.chunk = ChunkFile(target, streamed=True)
+        self.dialect = dialect
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._convert, args=(source, target, columns, null_value),
+                                        name="cdc-sync-firehose-convert", daemon=True)
+        self._thread.start()
+
+    def _convert(self, source: Path, target: Path, columns: tuple[str, ...], null_value: str | None) -> None:
+        try:
+            rfc4180_to_escaped(source, target, columns, null_value, written=self.chunk.grew)
+        except BaseException as error:  # noqa: BLE001 - handed to the loader by checked()
+            self.error = error
+        finally:
+            self.chunk.finish()
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def checked(self) -> None:
+        """Raises ChunkRefused if the object is not CSV of its dialect (what LOAD DATA read
+        was cut short there), or the converter's own error."""
+        self.wait()
+        if isinstance(self.error, DialectError):
+            raise ChunkRefused(refusal(self.dialect, self.error))
+        if self.error is not None:
+            raise self.error
+
+
+def refusal(dialect: str, error: DialectError) -> str:
+    return f"not CSV as source.csv_dialect {dialect} says: {error}"
+
+
 class AppendTargetMissing(RuntimeError):
     """The append target table (or one of its columns) does not exist: a setup problem."""
 
@@ -119,6 +161,9 @@ class AuroraAppendLoader(AuroraLoaderBase):
             return self._repeated_delivery(conn, f, repeated.original, report)
         except ChunkRefused as refused:
             return self._quarantine(report, f, str(refused), conn)
+        finally:
+            if isinstance(source, _Converting):
+                source.wait()
         if skipped:
             log.warning("%s: %d of %d record(s) of s3://%s/%s are already in %s (unique key %s): repeated "
                         "deliveries, skipped", self.table.qualified_name, skipped, rows + skipped,
@@ -126,7 +171,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         report.loaded[f.key] = rows  # its outcome row committed with the rows
         return None
 
-    def _append_redoing_lock_waits(self, conn, f: DmsFile, source: str, table: str) -> tuple[int, int]:
+    def _append_redoing_lock_waits(self, conn, f: DmsFile, source: str | _Converting, table: str) -> tuple[int, int]:
         """_append, redone when it waited too long for a lock (another load of the same
         content or object still running, `innodb_lock_wait_timeout`) or was picked as a
         deadlock's victim: it rolled back, so redoing it is safe. It then finds the other
@@ -191,7 +236,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         if original is not None:
             raise _RepeatedDelivery(original)
 
-    def _append(self, conn, f: DmsFile, source: str, table: str, *, staged: bool) -> tuple[int, int]:
+    def _append(self, conn, f: DmsFile, source: str | _Converting, table: str, *, staged: bool) -> tuple[int, int]:
         """One transaction: ledger row, `LOAD DATA … IGNORE` into the table, commit. Returns
         (rows appended, records skipped because their unique key is already in the table).
 
@@ -218,10 +263,13 @@ class AuroraAppendLoader(AuroraLoaderBase):
                 if staged:
                     cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {database}.{sql.mysql_ident(APPEND_STAGE)}")
                     cur.execute(self._render("append_stage_table.sql", stage=APPEND_STAGE, table=table, columns=columns))
-                read = cur.execute(self._render(
-                    "load_append.sql", method=self.target.method, source=source,
-                    table=APPEND_STAGE if staged else table, columns=columns,
-                ))
+                with nullcontext(source) if isinstance(source, str) else source.chunk.load_path() as path:
+                    read = cur.execute(self._render(
+                        "load_append.sql", method=self.target.method, source=path,
+                        table=APPEND_STAGE if staged else table, columns=columns,
+                    ))
+                if isinstance(source, _Converting):
+                    source.checked()  # before the warnings: a cut-short object warns of its last line
                 rows, skipped = read, _refuse_unless_duplicates(cur, accept_duplicates=not staged)
                 if staged:
                     rows = cur.execute(self._render(
@@ -256,7 +304,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         row = cur.fetchone()
         return row[0] if row else None
 
-    def _source(self, conn, f: DmsFile, index: int, report: LoadReport) -> str | None:
+    def _source(self, conn, f: DmsFile, index: int, report: LoadReport) -> str | _Converting | None:
         """What LOAD DATA reads: the object itself for aurora_s3 (nothing passes through the
         worker) when it is in the `backslash_escaped` dialect and not gzip-compressed; else a
         local, uncompressed copy, an `rfc4180` object converted to that dialect
@@ -289,11 +337,13 @@ class AuroraAppendLoader(AuroraLoaderBase):
             path = plain
         if not as_is:
             converted = path.with_suffix(".escaped.csv")
+            if self.target.method != "aurora_s3":  # LOAD DATA LOCAL reads it while it is written
+                return _Converting(path, converted, self.table.columns, self.pipeline.source.csv_null_value,
+                                   self.pipeline.source.csv_dialect)
             try:
                 rfc4180_to_escaped(path, converted, self.table.columns, self.pipeline.source.csv_null_value)
             except DialectError as error:
-                self._quarantine(report, f, f"not CSV as source.csv_dialect {self.pipeline.source.csv_dialect} "
-                                            f"says: {error}", conn)
+                self._quarantine(report, f, refusal(self.pipeline.source.csv_dialect, error), conn)
                 return None
             path = converted
         if self.target.method == "aurora_s3":

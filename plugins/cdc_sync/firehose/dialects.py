@@ -21,8 +21,9 @@ table is exactly what the csv module reads from the object.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 RFC4180 = "rfc4180"
 BACKSLASH_ESCAPED = "backslash_escaped"
@@ -52,6 +53,14 @@ def _escaped_text_line(record: Sequence[str]) -> str:
     return '"' + '","'.join([v.replace("\\", "\\\\").replace('"', '""') for v in record]) + '"\n'
 
 
+def _flush(out: IO[str], pending: list[str], written: Callable[[int], None] | None) -> None:
+    out.write("".join(pending))
+    if written is not None:
+        out.flush()
+        written(len(pending))
+    pending.clear()
+
+
 class _Rfc4180(csv.Dialect):
     delimiter = ","
     quotechar = '"'
@@ -63,9 +72,12 @@ class _Rfc4180(csv.Dialect):
     strict = True  # a quote inside an unquoted field, or text after a closing quote: refused
 
 
-def rfc4180_to_escaped(source: Path, target: Path, columns: Sequence[str], null_value: str | None = None) -> int:
+def rfc4180_to_escaped(source: Path, target: Path, columns: Sequence[str], null_value: str | None = None,
+                       written: Callable[[int], None] | None = None) -> int:
     """Reads an RFC 4180 object and writes it in the append load's form; returns the
-    number of records. Raises DialectError naming the line of the first problem."""
+    number of records. Raises DialectError naming the line of the first problem.
+    `written(records)` is called after each block is flushed to `target` (a reader may
+    follow the file as it grows)."""
     expected = len(columns)
     record_number = 0
     pending: list[str] = []
@@ -85,9 +97,8 @@ def rfc4180_to_escaped(source: Path, target: Path, columns: Sequence[str], null_
                 else:
                     pending.append(_escaped_text_line(record))
                 if len(pending) >= 4096:
-                    out.write("".join(pending))
-                    pending.clear()
-            out.write("".join(pending))
+                    _flush(out, pending, written)
+            _flush(out, pending, written)
     except csv.Error as error:
         raise DialectError(f"record {record_number + 1} (line {reader.line_num}): {error}") from error
     except UnicodeDecodeError as error:
