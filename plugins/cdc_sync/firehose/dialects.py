@@ -8,8 +8,8 @@ A Firehose source says how its producer writes CSV (`source.csv_dialect`):
   `\\r\\n`. RFC 4180 has no NULL: every field is text, an empty field the empty string,
   unless `source.csv_null_value` names the text that stands for NULL (a field equal to it,
   quoted or not, is NULL; that text then cannot be a value).
-- `backslash_escaped`: what the project's transform Lambda writes (and MySQL's
-  `SELECT … INTO OUTFILE`): backslashes doubled, `\\N` for NULL, quoted as RFC 4180 quotes.
+- `backslash_escaped`: what the project's transform Lambda writes: backslashes doubled,
+  `\\N` for NULL, every field quoted (LOAD DATA reads an unquoted `NULL` as NULL).
 
 The append load's `LOAD DATA` reads the `backslash_escaped` form (include/sql/aurora/
 load_append.sql). An `rfc4180` object is read here with Python's csv module (strictly:
