@@ -76,7 +76,7 @@ def write_config(path: Path) -> None:
         "name": "clicks",
         "description": "make demo: DynamoDB stream records → transform Lambda → Firehose (moto) → Aurora (append)",
         "schedule": None,
-        "source": {"kind": "firehose", "bucket": BUCKET, "stream": STREAM},
+        "source": {"kind": "firehose", "bucket": BUCKET, "stream": STREAM, "csv_dialect": "backslash_escaped"},
         "tables": [{"schema": "web", "name": "clicks", "columns": CLICK_COLUMNS}],
         "targets": {"aurora": {"database": REPLICA, "mode": "append", "table": "clicks", "method": "local_infile"}},
         "options": {"poke_interval_seconds": 5, "wait_timeout_minutes": 1, "retries": 1},

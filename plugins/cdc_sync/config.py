@@ -82,6 +82,9 @@ class LandingSource:
     csv: DmsCsvSettings = field(default_factory=DmsCsvSettings)  # DMS CSV: the endpoint's settings
     # DMS: the endpoint's DatePartitionTimezone, in which it names date folders and CDC files
     date_partition_timezone: str | None = None
+    # Firehose: how the producer writes CSV (firehose.dialects): rfc4180 or backslash_escaped
+    csv_dialect: str = "rfc4180"
+    csv_null_value: str | None = None  # Firehose rfc4180: the field text that stands for NULL (none if unset)
 
     @property
     def file_time_zone(self) -> tzinfo:
@@ -250,9 +253,30 @@ def parse_pipelines(document: Any, source_name: str = "<config>") -> list[Pipeli
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(f"{source_name}:{where} field {field_name}: {_describe(error)}{more}")
 
+    for raw in document["pipelines"]:
+        _check_firehose_csv(raw, source_name)
     pipelines = [_build(raw) for raw in document["pipelines"]]
     _check_unique(pipelines, source_name)
     return pipelines
+
+
+def _check_firehose_csv(raw: dict, source_name: str) -> None:
+    """The CSV settings of a source fit its kind: a Firehose source says its dialect with
+    csv_dialect / csv_null_value; `csv` (DMS's endpoint settings) would be ignored there."""
+    source, where = raw["source"], f"{source_name}: pipeline {raw['name']!r} field source"
+    if source["kind"] == "firehose":
+        if "csv" in source:
+            raise ConfigError(f"{where}.csv: the settings of a DMS CSV endpoint; a firehose source says how its "
+                              "objects are written with csv_dialect (rfc4180 or backslash_escaped) and "
+                              "csv_null_value")
+        if "csv_null_value" in source and source.get("csv_dialect", "rfc4180") != "rfc4180":
+            raise ConfigError(f"{where}.csv_null_value: only for csv_dialect rfc4180 (backslash_escaped writes "
+                              "NULL as \\N)")
+        return
+    for name in ("csv_dialect", "csv_null_value"):
+        if name in source:
+            raise ConfigError(f"{where}.{name}: a firehose setting; a dms source's CSV is described by "
+                              "source.csv")
 
 
 def _build(raw: dict) -> Pipeline:

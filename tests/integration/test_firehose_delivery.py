@@ -23,6 +23,7 @@ DOCUMENTS = [
     {"event_id": "e2", "user_id": 2, "page": 'quote " and, comma', "referrer": None},
     {"event_id": "e3", "user_id": 3, "page": "new\nline and 4-byte 😀 𝄞", "referrer": ""},
     {"event_id": "e4", "user_id": 4, "page": "back\\slash \\N not null", "referrer": "\\"},
+    {"event_id": "e5", "user_id": 5, "page": "NULL", "referrer": "\\N"},  # LOAD DATA reads an unquoted NULL as NULL
 ]
 
 

@@ -4,10 +4,14 @@ append mode, exactly once; refused records reported from `processing-failed/`.""
 from __future__ import annotations
 
 import base64
+import csv
 import gzip
+import io
 import json
 import logging
 import re
+import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -48,7 +52,8 @@ class FirehoseWorld:
         self.config = tmp_path / "pipelines.yaml"
         self.config.write_text(yaml.safe_dump({"pipelines": [{
             "name": f"clicks_{uid}", "schedule": None,
-            "source": {"kind": "firehose", "bucket": self.bucket, "stream": self.stream},
+            "source": {"kind": "firehose", "bucket": self.bucket, "stream": self.stream,
+                       "csv_dialect": "backslash_escaped"},  # the project's transform Lambda
             "tables": [{"schema": "web", "name": "clicks", "columns": COLUMNS}],
             "targets": {"aurora": {"database": self.db, "mode": "append", "table": "clicks",
                                    "mysql_conn_id": "mysql_target"}},
@@ -78,6 +83,18 @@ class FirehoseWorld:
         document = yaml.safe_load(self.config.read_text())
         document["pipelines"][0]["source"].update(settings)
         self.config.write_text(yaml.safe_dump(document))
+
+    def drop_source_setting(self, name: str) -> None:
+        document = yaml.safe_load(self.config.read_text())
+        document["pipelines"][0]["source"].pop(name)
+        self.config.write_text(yaml.safe_dump(document))
+
+    def deliver_lines(self, lines: list[bytes]) -> str:
+        """Records of another producer (CSV lines), put through Firehose: one new object."""
+        before = set(self.keys())
+        self.firehose.put_record_batch(DeliveryStreamName=self.stream, Records=[{"Data": line} for line in lines])
+        (key,) = set(self.keys()) - before
+        return key
 
     def use_method(self, method: str) -> None:
         document = yaml.safe_load(self.config.read_text())
@@ -167,6 +184,217 @@ def test_objects_over_several_hours_append_once_each(fh):
     (report,) = fh.run()
     assert len(report.loaded) == 1
     assert len(fh.rows()) == 11
+
+
+
+def _waiting_loads(conn, database: str) -> int:
+    """Sessions whose statement on `database` waits: for a table lock, or for a row lock."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE %s AND (STATE = 'Waiting for table "
+            "metadata lock' OR ID IN (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX "
+            "WHERE trx_state = 'LOCK WAIT'))", (f"%{database}%",))
+        return int(cur.fetchone()[0])
+
+
+def test_concurrent_loads_of_overlapping_objects_append_each_delivery_once(fh):
+    """A backfill beside a scheduled run (or a manual task run): two loads at once of {A, B}
+    and {A', B, C}, A' a repeated delivery of A (same bytes, a new name). Both are held at
+    their first append until both wait, so both have checked for A's content before either
+    commits; then each delivery is appended once."""
+    keys = [fh.deliver(docs) for docs in (_clicks(0, 3), _clicks(10, 2), _clicks(20, 2))]
+    stem = keys[0].rsplit("-", 1)[0]
+    named = {}
+    for name, original in (("a0000001", keys[0]), ("a0000002", keys[0]), ("b0000000", keys[1]),
+                           ("c0000000", keys[2])):
+        named[name] = f"{stem}-{name}"
+        fh.s3.copy_object(Bucket=fh.bucket, Key=named[name], CopySource={"Bucket": fh.bucket, "Key": original})
+    for key in keys:
+        fh.s3.delete_object(Bucket=fh.bucket, Key=key)
+
+    def batch(*names: str) -> dict:
+        files = []
+        for name in names:
+            head = fh.s3.head_object(Bucket=fh.bucket, Key=named[name])
+            files.append({"key": named[name], "etag": head["ETag"].strip('"'), "size": head["ContentLength"],
+                          "phase": 1})
+        return {"table": "web.clicks", "files": files}
+
+    batches = [batch("a0000001", "b0000000"), batch("a0000002", "b0000000", "c0000000")]
+    reports: list = [None, None]
+    errors: list = []
+
+    def load(n: int) -> None:
+        try:
+            reports[n] = to_aurora.load_batch(fh.pipeline, batches[n], fh.s3, fh.connect, workdir=fh.tmp_path)
+        except BaseException as error:  # noqa: BLE001 - shown by the test thread
+            errors.append(error)
+
+    locker = fh.stack.mariadb.connect()
+    try:
+        with locker.cursor() as cur:
+            cur.execute(f"LOCK TABLES `{fh.db}`.clicks WRITE")  # every append waits until both are at theirs
+        threads = [threading.Thread(target=load, args=(n,)) for n in (0, 1)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 120
+        while _waiting_loads(fh.mysql, fh.db) < 2:
+            assert not errors, errors
+            assert time.monotonic() < deadline, "the two loads did not both reach their first append"
+            time.sleep(0.25)  # InnoDB refreshes INNODB_TRX only when it was not read for 0.1 s
+        with locker.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+    finally:
+        locker.close()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+    loaded = [key for r in reports for key in r.loaded]
+    assert sorted(loaded) in (sorted([named["a0000001"], named["b0000000"], named["c0000000"]]),
+                              sorted([named["a0000002"], named["b0000000"], named["c0000000"]]))
+    assert sorted(loaded + [key for r in reports for key in r.already_loaded]) == sorted(
+        [named["a0000001"], named["a0000002"], named["b0000000"], named["b0000000"], named["c0000000"]])
+    expected = _clicks(0, 3) + _clicks(10, 2) + _clicks(20, 2)
+    assert sorted(fh.rows(), key=lambda r: r["user_id"]) == expected  # each delivery once
+
+
+
+def test_a_load_that_waits_too_long_on_another_load_of_the_same_content_is_redone(fh, caplog):
+    """The second of two loads of equal objects waits on the first's claim longer than
+    innodb_lock_wait_timeout: it is redone, not failed, and finds the first's delivery."""
+    first = fh.deliver(_clicks(0, 3))
+    repeated = first.rsplit("-", 1)[0] + "-ffffffff"
+    fh.s3.copy_object(Bucket=fh.bucket, Key=repeated, CopySource={"Bucket": fh.bucket, "Key": first})
+
+    def one_file(key: str) -> dict:
+        head = fh.s3.head_object(Bucket=fh.bucket, Key=key)
+        return {"table": "web.clicks", "files": [
+            {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}]}
+
+    def impatient():
+        conn = fh.connect()
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        return conn
+
+    reports: dict = {}
+    errors: list = []
+
+    def load(name: str, key: str, connect) -> None:
+        try:
+            reports[name] = to_aurora.load_batch(fh.pipeline, one_file(key), fh.s3, connect, workdir=fh.tmp_path)
+        except BaseException as error:  # noqa: BLE001 - shown by the test thread
+            errors.append(error)
+
+    locker = fh.stack.mariadb.connect()
+    try:
+        with locker.cursor() as cur:
+            cur.execute(f"LOCK TABLES `{fh.db}`.clicks WRITE")  # the first load holds its claim at its append
+        holder = threading.Thread(target=load, args=("first", first, fh.connect))
+        holder.start()
+        deadline = time.monotonic() + 120
+        while _waiting_loads(fh.mysql, fh.db) < 1:
+            assert not errors and time.monotonic() < deadline, errors
+            time.sleep(0.25)
+        with caplog.at_level(logging.WARNING):
+            waiter = threading.Thread(target=load, args=("repeated", repeated, impatient))
+            waiter.start()
+            while "Lock wait timeout exceeded" not in caplog.text:  # it waited past its timeout once
+                assert not errors and time.monotonic() < deadline, errors
+                time.sleep(0.25)
+        with locker.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+    finally:
+        locker.close()
+    holder.join()
+    waiter.join()
+    assert not errors, errors
+    assert reports["first"].loaded == {first: 3}
+    assert reports["repeated"].loaded == {} and reports["repeated"].already_loaded == [repeated]
+    assert fh.rows() == _clicks(0, 3)
+
+
+HOSTILE = ["back\\slash", "\\N", "\\\\", "tab\there", 'a\\"b', "a\\,b", "NULL", "null", "", "ends in \\",
+           "line\nbreak", "cr\rlf\r\n", '"quoted", and more', "😀 𝄞", "\\n not a newline", " lead, trail "]
+
+
+def _rfc4180_records(n: int) -> list[list[str]]:
+    """Records as a producer holds them: every field text, hostile ones in every column."""
+    return [[f"e{i}\\{HOSTILE[i % len(HOSTILE)]}", str(i), HOSTILE[(i * 7) % len(HOSTILE)],
+             HOSTILE[(i * 3 + 1) % len(HOSTILE)]] for i in range(n)]
+
+
+def _written(records: list[list[str]], **writer_options) -> list[bytes]:
+    """Each record as Python's csv module writes it (RFC 4180: CRLF, quotes doubled, no escape)."""
+    lines = []
+    for record in records:
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer, **writer_options).writerow(record)
+        lines.append(buffer.getvalue().encode())
+    return lines
+
+
+def _read_back(body: bytes) -> list[dict]:
+    """What Python's csv module reads from an object: the independent expectation."""
+    return [dict(zip(COLUMNS, [r[0], int(r[1]), r[2], r[3]], strict=True))
+            for r in csv.reader(io.StringIO(body.decode("utf-8"), newline=""))]
+
+
+@pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])
+def test_rfc4180_objects_load_exactly_as_pythons_csv_module_reads_them(fh, method):
+    """The default dialect is RFC 4180: backslashes, \\N, NULL, tabs, a backslash before a
+    quote or a delimiter are text like any other, with CRLF or LF line ends."""
+    fh.use_method(method)
+    fh.drop_source_setting("csv_dialect")  # the default
+    records = _rfc4180_records(300)
+    crlf = fh.deliver_lines(_written(records[:200]))
+    lf = fh.deliver_lines(_written(records[200:], lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC))
+    (report,) = fh.run()
+    assert report.loaded == {crlf: 200, lf: 100} and not report.quarantined
+    expected = []
+    for key in (crlf, lf):
+        expected += _read_back(fh.s3.get_object(Bucket=fh.bucket, Key=key)["Body"].read())
+    assert len(expected) == 300 and [r["page"] for r in expected[:16]] == [HOSTILE[(i * 7) % 16] for i in range(16)]
+    assert sorted(fh.rows(), key=lambda r: r["user_id"]) == expected
+    if method == "aurora_s3":  # Aurora read the worker's converted copies, from the staging prefix
+        assert len(fh.s3_loads) == 2 and all("/cdc-sync/staging/" in uri for uri in fh.s3_loads)
+
+
+@pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])
+def test_rfc4180_null_value_and_what_the_dialect_cannot_say_is_refused(fh, method):
+    fh.use_method(method)
+    fh.drop_source_setting("csv_dialect")
+    fh.use_source(csv_null_value="")  # an empty field is NULL
+    null_key = fh.deliver_lines(_written([["e1", "1", "", "\\N"], ["e2", "2", "NULL", ""]]))
+    (report,) = fh.run()
+    assert report.loaded == {null_key: 2}
+    assert fh.rows() == [{"event_id": "e1", "user_id": 1, "page": None, "referrer": "\\N"},
+                         {"event_id": "e2", "user_id": 2, "page": "NULL", "referrer": None}]
+
+    # without a null value there is no NULL: an empty number is refused, not made 0 or NULL;
+    # a quote inside a field that is not quoted, or text after a closing quote, is not RFC 4180;
+    # a record with a field too many or too few is refused by its number
+    fh.drop_source_setting("csv_null_value")
+    stem = null_key.rsplit("-", 1)[0]
+    bodies = {"a0000001": b'e3,3,p,r\r\ne4,,p,r\r\n', "a0000002": b'e5,5,"ab"c,r\r\n',
+              "a0000003": b'e6,6,p,r\r\ne7,7,"multi\r\nline",r,extra\r\n', "a0000004": b"e8,8,p\xff,r\r\n",
+              # a bad record after 20,000 good ones: LOAD DATA LOCAL has read many of them already
+              "a0000005": b"".join(_written([[f"x{i}", str(i), "p", "r"] for i in range(20_000)])) + b'x,1,"a"b,r\r\n'}
+    for name, body in bodies.items():
+        fh.s3.put_object(Bucket=fh.bucket, Key=f"{stem}-{name}", Body=body)
+    good = fh.deliver_lines(_written([["e9", "9", "", ""]]))
+    (report,) = fh.run()
+    assert report.loaded == {good: 1}
+    refused = {key.rsplit("-", 1)[1]: reason for key, reason in report.quarantined.items()}
+    assert set(refused) == set(bodies)
+    assert "user_id" in refused["a0000001"] and "row 2" in refused["a0000001"]
+    assert "csv_dialect rfc4180" in refused["a0000002"] and "record 1 (line 1)" in refused["a0000002"]
+    assert "record 2 (ending on line 3) has 5 field(s)" in refused["a0000003"]
+    assert "not UTF-8" in refused["a0000004"]
+    assert "record 20001 (line 20001): ',' expected after '\"'" in refused["a0000005"]
+    assert [r["event_id"] for r in fh.rows()] == ["e1", "e2", "e9"]
+    assert fh.rows()[-1] == {"event_id": "e9", "user_id": 9, "page": "", "referrer": ""}
 
 
 HIVE_PREFIX = "processed/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/hour=!{timestamp:HH}/"

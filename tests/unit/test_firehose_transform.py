@@ -141,3 +141,25 @@ def test_dynamodb_remove_is_dropped_and_an_image_less_insert_names_the_stream_vi
     assert "NEW_IMAGE or NEW_AND_OLD_IMAGES" in reasons[1]
     assert "user_id: 'seven' is not of type 'integer'" in reasons[2]
     assert "'extra' was unexpected" in reasons[3]
+
+
+
+def test_records_nested_too_deeply_fail_alone_and_the_good_records_beside_them_are_ok():
+    good = {"event_id": "ok", "user_id": 1, "page": "p", "ts": "t"}
+    deep_json = ("[" * 2000 + "]" * 2000).encode()  # past the JSON decoder's recursion limit
+    deep_object = ('{"event_id": "deep", "user_id": 3, "page": "p", "ts": "t", "props": ' + '{"a":' * 2000 + "1"
+                   + "}" * 2001).encode()
+    nested = json.loads('{"a":' * 600 + "1" + "}" * 600)  # deep, but within what JSON takes: loads as text
+    logged = []
+    event = _event(good, deep_json, {**good, "event_id": "ok2", "props": nested}, deep_object)
+    response = transform_records(event, SPEC, log=logged.append)
+    assert [r["recordId"] for r in response["records"]] == [r["recordId"] for r in event["records"]]
+    assert [r["result"] for r in response["records"]] == ["Ok", "ProcessingFailed", "Ok", "ProcessingFailed"]
+    assert _line(response["records"][0])[0] == "ok"
+    ok2 = _line(response["records"][2])
+    assert ok2[0] == "ok2" and json.loads(ok2[6]) == nested
+    # a refused record is answered with its own data (Firehose writes it to the error prefix)
+    assert response["records"][1]["data"] == event["records"][1]["data"]
+    assert response["records"][3]["data"] == event["records"][3]["data"]
+    reasons = [json.loads(line)["reason"] for line in logged]
+    assert len(reasons) == 2 and all("nested too deeply" in reason for reason in reasons)

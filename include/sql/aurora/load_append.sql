@@ -1,4 +1,7 @@
--- Append a delivered Firehose object (CSV lines from the transform Lambda) to the table.
+-- Append a delivered Firehose object to the table. It is in the backslash_escaped CSV
+-- dialect (firehose/dialects.py): as the transform Lambda writes it, or converted to it by
+-- the worker from RFC 4180 (source.csv_dialect). An unquoted NULL would read as NULL: the
+-- dialect quotes every value.
 -- LOAD DATA into InnoDB is transactional: it commits with the ledger row or not at all.
 -- IGNORE: a record whose unique key is already in the table (a repeated delivery) is
 -- skipped with a warning, and every other problem is a warning too (as LOCAL always does),

@@ -6,25 +6,37 @@ transactional, so a staging table would only copy the rows twice: the ledger row
 rows commit together or not at all, and a retry finds the ledger row and skips. Firehose
 bounds an object by its buffer size (at most 128 MiB), which bounds the transaction.
 Firehose delivers at least once: an object byte for byte equal to one already loaded (same
-ETag) is not loaded again, and the load says IGNORE, so into a table with a unique key a
+ETag) is not loaded again. That is decided inside the object's transaction: it first inserts
+a claim on its content (a ledger row keyed by the ETag), so two loads of equal objects at once
+(a backfill beside a scheduled run, a manual task run) serialise on that row and the second
+finds the first's claim once it commits; the same object twice at once serialises on its own
+ledger row. The load says IGNORE, so into a table with a unique key a
 record already there is skipped (a duplicate-key warning) instead of refusing the object.
 Any other warning (a value that does not fit, a line with too few or too many fields)
 rolls the object back and quarantines it with MySQL's message, which names the row.
+The load reads the `backslash_escaped` CSV dialect; an object of a source whose producer
+writes RFC 4180 (`source.csv_dialect: rfc4180`, the default) is converted to it by the
+worker first, exactly as Python's csv module reads it (firehose.dialects).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import shutil
-from pathlib import PurePosixPath
+import threading
+from contextlib import nullcontext
+from pathlib import Path, PurePosixPath
 
 from botocore.exceptions import ClientError
 
 from cdc_sync import sql
+from cdc_sync.aurora.chunk_file import ChunkFile
 from cdc_sync.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, object_hash
 from cdc_sync.aurora.parallel_apply import ChunkRefused
 from cdc_sync.dms.layout import DmsFile
+from cdc_sync.firehose.dialects import BACKSLASH_ESCAPED, DialectError, rfc4180_to_escaped
 from cdc_sync.landed import LoadReport
 
 log = logging.getLogger(__name__)
@@ -43,6 +55,19 @@ _NOT_CSV = {
 
 class _AlreadyLoaded(Exception):
     """The ledger already has this object's row: a retry after it committed."""
+
+
+class _RepeatedDelivery(Exception):
+    """An object with the same content (ETag) is already appended to the table."""
+
+    def __init__(self, original: str):
+        super().__init__(original)
+        self.original = original
+
+
+LOCK_WAIT_TIMEOUT, DEADLOCK = 1205, 1213
+LOCK_RETRIES = 20  # each waits innodb_lock_wait_timeout (50 s by default)
+CONTENT_CLAIM = -2  # the ledger's chunk number of a row claiming an ETag (a content) for one object
 
 
 class _WarningsNotAllShown(Exception):
@@ -67,6 +92,50 @@ def _refuse_unless_duplicates(cur, *, accept_duplicates: bool, all_shown: bool =
     return total
 
 
+def _content_hash(f: DmsFile) -> str:
+    """The ledger key of a content claim: the ETag alone (the object's own rows key key and ETag)."""
+    return hashlib.sha256(f"content\n{f.etag}".encode()).hexdigest()
+
+
+class _Converting:
+    """An `rfc4180` object being converted to the escaped form by a thread, which LOAD DATA
+    LOCAL reads as it grows (aurora.chunk_file), so the database works while the worker
+    converts. `checked()` after the LOAD says whether the whole object converted."""
+
+    def __init__(self, source: Path, target: Path, columns: tuple[str, ...], null_value: str | None, dialect: str):
+        target.touch()  # the feeder opens it at once; the converter writes it from its start
+        self.chunk = ChunkFile(target, streamed=True)
+        self.dialect = dialect
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._convert, args=(source, target, columns, null_value),
+                                        name="cdc-sync-firehose-convert", daemon=True)
+        self._thread.start()
+
+    def _convert(self, source: Path, target: Path, columns: tuple[str, ...], null_value: str | None) -> None:
+        try:
+            rfc4180_to_escaped(source, target, columns, null_value, written=self.chunk.grew)
+        except BaseException as error:  # noqa: BLE001 - handed to the loader by checked()
+            self.error = error
+        finally:
+            self.chunk.finish()
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def checked(self) -> None:
+        """Raises ChunkRefused if the object is not CSV of its dialect (what LOAD DATA read
+        was cut short there), or the converter's own error."""
+        self.wait()
+        if isinstance(self.error, DialectError):
+            raise ChunkRefused(refusal(self.dialect, self.error))
+        if self.error is not None:
+            raise self.error
+
+
+def refusal(dialect: str, error: DialectError) -> str:
+    return f"not CSV as source.csv_dialect {dialect} says: {error}"
+
+
 class AppendTargetMissing(RuntimeError):
     """The append target table (or one of its columns) does not exist: a setup problem."""
 
@@ -75,35 +144,99 @@ class AuroraAppendLoader(AuroraLoaderBase):
     def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
         table = self.target.append_table(self.table)
         self._check_target(conn, table)
-        original = self._loaded_with_same_content(conn, f)
+        with conn.cursor() as cur:  # cheap early answer; the transaction decides (see _claim_content)
+            original = self._loaded_with_same_content(cur, f)
+        conn.commit()
         if original is not None:
-            log.warning("%s: s3://%s/%s has the same content (ETag %s) as %s, loaded before: a repeated "
-                        "delivery, not appended again", self.table.qualified_name, self.pipeline.source.bucket,
-                        f.key, f.etag, original)
-            report.already_loaded.append(f.key)
-            return self._record_outcome(conn, f, "loaded", 0, f"repeated delivery of {original}")
+            return self._repeated_delivery(conn, f, original, report)
         source = self._source(conn, f, index, report)
         if source is None:
             return None
         try:
-            try:
-                rows, skipped = self._append(conn, f, source, table, staged=False)
-            except _WarningsNotAllShown:  # more than MySQL keeps: redo keyless, where any warning is a refusal
-                rows, skipped = self._append(conn, f, source, table, staged=True)
+            rows, skipped = self._append_redoing_lock_waits(conn, f, source, table)
         except _AlreadyLoaded:
             report.already_loaded.append(f.key)
-            return self._record_outcome(conn, f, "loaded", 0)
+            return self._record_outcome(conn, f, "loaded", self._applied_rows(conn, f))
+        except _RepeatedDelivery as repeated:
+            return self._repeated_delivery(conn, f, repeated.original, report)
         except ChunkRefused as refused:
             return self._quarantine(report, f, str(refused), conn)
+        finally:
+            if isinstance(source, _Converting):
+                source.wait()
         if skipped:
             log.warning("%s: %d of %d record(s) of s3://%s/%s are already in %s (unique key %s): repeated "
                         "deliveries, skipped", self.table.qualified_name, skipped, rows + skipped,
                         self.pipeline.source.bucket, f.key, table, ", ".join(self._unique_key(conn, table) or []))
-        report.loaded[f.key] = rows
-        self._record_outcome(conn, f, "loaded", rows)
+        report.loaded[f.key] = rows  # its outcome row committed with the rows
         return None
 
-    def _append(self, conn, f: DmsFile, source: str, table: str, *, staged: bool) -> tuple[int, int]:
+    def _append_redoing_lock_waits(self, conn, f: DmsFile, source: str | _Converting, table: str) -> tuple[int, int]:
+        """_append, redone when it waited too long for a lock (another load of the same
+        content or object still running, `innodb_lock_wait_timeout`) or was picked as a
+        deadlock's victim: it rolled back, so redoing it is safe. It then finds the other
+        load's ledger rows, or takes over what that load rolled back."""
+        import pymysql
+
+        for attempt in range(1, LOCK_RETRIES + 1):
+            try:
+                try:
+                    return self._append(conn, f, source, table, staged=False)
+                except _WarningsNotAllShown:  # more than MySQL keeps: redo keyless, where any warning is a refusal
+                    return self._append(conn, f, source, table, staged=True)
+            except pymysql.err.OperationalError as error:
+                if error.args[0] not in (LOCK_WAIT_TIMEOUT, DEADLOCK) or attempt == LOCK_RETRIES:
+                    raise
+                log.warning("%s: s3://%s/%s: %s (another load holds its rows); attempt %d of %d, redone",
+                            self.table.qualified_name, self.pipeline.source.bucket, f.key, error.args[1], attempt,
+                            LOCK_RETRIES)
+        raise AssertionError("unreachable")
+
+    def _repeated_delivery(self, conn, f: DmsFile, original: str, report: LoadReport) -> None:
+        log.warning("%s: s3://%s/%s has the same content (ETag %s) as %s, loaded before: a repeated "
+                    "delivery, not appended again", self.table.qualified_name, self.pipeline.source.bucket,
+                    f.key, f.etag, original)
+        report.already_loaded.append(f.key)
+        self._record_outcome(conn, f, "loaded", 0, f"repeated delivery of {original}")
+
+    def _applied_rows(self, conn, f: DmsFile) -> int:
+        """The rows the object's committed transaction appended (its chunk 0 ledger row)."""
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT row_count FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
+                        "AND object_hash = %s AND chunk = 0", (self.pipeline.name, self.table.qualified_name,
+                                                               object_hash(f)))
+            row = cur.fetchone()
+        conn.commit()
+        return int(row[0]) if row else 0
+
+    def _claim_content(self, cur, f: DmsFile) -> None:
+        """Inside the object's transaction: claim its ETag for this table, or raise
+        _RepeatedDelivery naming the object that has it. The claim is a ledger row whose key
+        is the ETag, so a concurrent load of an equal object waits on it until this one
+        commits (then finds it) or rolls back (then claims it itself): any interleaving
+        appends one of them. Objects loaded by versions without claims are found by their
+        outcome rows, read after the claim is held."""
+        import pymysql
+
+        try:
+            cur.execute(
+                f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
+                "status, row_count, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, 'content', 0, UTC_TIMESTAMP(6))",
+                (self.pipeline.name, self.table.qualified_name, _content_hash(f), CONTENT_CLAIM, f.key, f.etag),
+            )
+        except pymysql.err.IntegrityError as error:
+            if error.args[0] != DUPLICATE_KEY:
+                raise
+            cur.execute(f"SELECT object_key FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
+                        "AND object_hash = %s AND chunk = %s",
+                        (self.pipeline.name, self.table.qualified_name, _content_hash(f), CONTENT_CLAIM))
+            row = cur.fetchone()
+            raise _RepeatedDelivery(row[0] if row else f"an object with ETag {f.etag}") from error
+        original = self._loaded_with_same_content(cur, f)
+        if original is not None:
+            raise _RepeatedDelivery(original)
+
+    def _append(self, conn, f: DmsFile, source: str | _Converting, table: str, *, staged: bool) -> tuple[int, int]:
         """One transaction: ledger row, `LOAD DATA … IGNORE` into the table, commit. Returns
         (rows appended, records skipped because their unique key is already in the table).
 
@@ -126,13 +259,17 @@ class AuroraAppendLoader(AuroraLoaderBase):
                     if error.args[0] == DUPLICATE_KEY:
                         raise _AlreadyLoaded() from error
                     raise
+                self._claim_content(cur, f)
                 if staged:
                     cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {database}.{sql.mysql_ident(APPEND_STAGE)}")
                     cur.execute(self._render("append_stage_table.sql", stage=APPEND_STAGE, table=table, columns=columns))
-                read = cur.execute(self._render(
-                    "load_append.sql", method=self.target.method, source=source,
-                    table=APPEND_STAGE if staged else table, columns=columns,
-                ))
+                with nullcontext(source) if isinstance(source, str) else source.chunk.load_path() as path:
+                    read = cur.execute(self._render(
+                        "load_append.sql", method=self.target.method, source=path,
+                        table=APPEND_STAGE if staged else table, columns=columns,
+                    ))
+                if isinstance(source, _Converting):
+                    source.checked()  # before the warnings: a cut-short object warns of its last line
                 rows, skipped = read, _refuse_unless_duplicates(cur, accept_duplicates=not staged)
                 if staged:
                     rows = cur.execute(self._render(
@@ -143,29 +280,35 @@ class AuroraAppendLoader(AuroraLoaderBase):
                 cur.execute(f"UPDATE {self._ledger()} SET row_count = %s WHERE pipeline = %s AND table_name = %s "
                             "AND object_hash = %s AND chunk = 0",
                             (rows, self.pipeline.name, self.table.qualified_name, object_hash(f)))
+                cur.execute(
+                    f"REPLACE INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
+                    "status, row_count, reason, loaded_at) VALUES (%s, %s, %s, -1, %s, %s, 'loaded', %s, NULL, "
+                    "UTC_TIMESTAMP(6))",
+                    (self.pipeline.name, self.table.qualified_name, object_hash(f), f.key, f.etag, rows),
+                )
             conn.commit()
             return rows, skipped
         except BaseException:
             conn.rollback()
             raise
 
-    def _loaded_with_same_content(self, conn, f: DmsFile) -> str | None:
+    def _loaded_with_same_content(self, cur, f: DmsFile) -> str | None:
         """The key of another object of this table already loaded with the same ETag (the
         MD5 of the bytes): Firehose delivers at least once, and a repeated delivery gets a
         new name. Objects that are byte for byte equal are taken as one delivery."""
-        with conn.cursor() as cur:
-            cur.execute(
-                f"SELECT object_key FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s AND etag = %s "
-                "AND chunk = -1 AND status = 'loaded' AND row_count > 0 AND object_key <> %s LIMIT 1",
-                (self.pipeline.name, self.table.qualified_name, f.etag, f.key),
-            )
-            row = cur.fetchone()
-        conn.commit()
+        cur.execute(
+            f"SELECT object_key FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s AND etag = %s "
+            "AND chunk = -1 AND status = 'loaded' AND row_count > 0 AND object_key <> %s LIMIT 1",
+            (self.pipeline.name, self.table.qualified_name, f.etag, f.key),
+        )
+        row = cur.fetchone()
         return row[0] if row else None
 
-    def _source(self, conn, f: DmsFile, index: int, report: LoadReport) -> str | None:
+    def _source(self, conn, f: DmsFile, index: int, report: LoadReport) -> str | _Converting | None:
         """What LOAD DATA reads: the object itself for aurora_s3 (nothing passes through the
-        worker) unless it is gzip-compressed; else a local, uncompressed copy. GZIP is found
+        worker) when it is in the `backslash_escaped` dialect and not gzip-compressed; else a
+        local, uncompressed copy, an `rfc4180` object converted to that dialect
+        (firehose.dialects), uploaded to the staging prefix for aurora_s3. GZIP is found
         by its first bytes too: a delivery stream with a custom FileExtension (say `.csv`)
         does not end its keys in `.gz`."""
         not_csv = _NOT_CSV.get(PurePosixPath(f.key).suffix.lower())
@@ -175,7 +318,8 @@ class AuroraAppendLoader(AuroraLoaderBase):
                                         "UNCOMPRESSED or GZIP, without record format conversion)", conn)
             return None
         compressed = f.key.endswith(".gz")
-        if self.target.method == "aurora_s3" and not compressed and not self._starts_as_gzip_in_s3(f):
+        as_is = self.pipeline.source.csv_dialect == BACKSLASH_ESCAPED  # what LOAD DATA reads; else converted
+        if self.target.method == "aurora_s3" and as_is and not compressed and not self._starts_as_gzip_in_s3(f):
             return f"s3://{self.pipeline.source.bucket}/{f.key}"
         path = self.workdir / f"firehose-{index:06d}.csv"
         if not self._download(conn, f, path, report):
@@ -191,6 +335,17 @@ class AuroraAppendLoader(AuroraLoaderBase):
                 self._quarantine(report, f, f"not a readable gzip file ({error})", conn)
                 return None
             path = plain
+        if not as_is:
+            converted = path.with_suffix(".escaped.csv")
+            if self.target.method != "aurora_s3":  # LOAD DATA LOCAL reads it while it is written
+                return _Converting(path, converted, self.table.columns, self.pipeline.source.csv_null_value,
+                                   self.pipeline.source.csv_dialect)
+            try:
+                rfc4180_to_escaped(path, converted, self.table.columns, self.pipeline.source.csv_null_value)
+            except DialectError as error:
+                self._quarantine(report, f, refusal(self.pipeline.source.csv_dialect, error), conn)
+                return None
+            path = converted
         if self.target.method == "aurora_s3":
             key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.csv"
             self.s3.upload_file(str(path), self.pipeline.source.bucket, key)

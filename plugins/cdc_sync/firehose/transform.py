@@ -5,8 +5,10 @@ Firehose calls the Lambda with `{"records": [{"recordId", "approximateArrivalTim
 base64 `data`), `Dropped`, or `ProcessingFailed` (Firehose then writes the record to the
 error prefix, `processing-failed/…`; the reason is logged by the Lambda). Each record is
 checked against a JSON Schema (jsonschema) and written as one CSV line by Python's csv
-module: commas, quotes, newlines and any UTF-8 survive, ready for `LOAD DATA … FIELDS
-TERMINATED BY ',' OPTIONALLY ENCLOSED BY '"'`.
+module in the `backslash_escaped` dialect (firehose.dialects: NULL as \\N, backslashes
+doubled, every field quoted): commas, quotes, newlines and any UTF-8 survive, ready for
+`LOAD DATA … FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '"' ESCAPED BY '\\\\'`. A
+Firehose source fed by this Lambda says `csv_dialect: backslash_escaped`.
 
 A record may also be a DynamoDB stream record (from DynamoDB Streams, or Kinesis Data
 Streams for DynamoDB: `"eventSource": "aws:dynamodb"`): then its `NewImage` is the document,
@@ -23,8 +25,6 @@ the environment variable CDC_SYNC_TRANSFORM_SPEC naming a JSON file
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
 import os
 from collections.abc import Callable
@@ -35,7 +35,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-NULL = "\\N"  # how LOAD DATA (ESCAPED BY '\\') reads NULL
+from cdc_sync.firehose.dialects import ESCAPED_NULL, escaped_line
+
+NULL = ESCAPED_NULL  # how LOAD DATA (ESCAPED BY '\\') reads NULL
 
 
 @dataclass(frozen=True)
@@ -62,27 +64,33 @@ class Dropped(Exception):
 
 
 def to_csv_line(record: dict, columns: tuple[str, ...]) -> str:
-    """One CSV line (with its newline). NULL as \\N; backslashes doubled for ESCAPED BY '\\'."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-    writer.writerow([_cell(record.get(column)) for column in columns])
-    return buffer.getvalue()
+    """One CSV line (with its newline) in the `backslash_escaped` dialect (firehose.dialects):
+    NULL as \\N, backslashes doubled, every field quoted."""
+    return escaped_line([_cell(record.get(column)) for column in columns])
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> str | None:
     if value is None:
-        return NULL
+        return None
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (dict, list)):
-        value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value).replace("\\", "\\\\")
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
 
 
 def transform_records(event: dict, spec: TransformSpec, log: Callable[[str], None] = print) -> dict:
+    """Firehose's response: every record of the event answered `Ok`, `Dropped` or
+    `ProcessingFailed`, whatever it holds.
+
+    Each record is handled on its own: any exception a record raises (also RecursionError
+    from JSON nested too deeply, or an error inside jsonschema or boto3) fails that record
+    only, so the other records of the invocation still get their answer."""
     validator = Draft202012Validator(spec.schema)
     out = []
     for record in event.get("records", []):
+        if not isinstance(record, dict):
+            record = {"recordId": None, "data": ""}
         try:
             document, envelope = _item(_decode(record["data"]))
             errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
@@ -95,14 +103,23 @@ def transform_records(event: dict, spec: TransformSpec, log: Callable[[str], Non
         except Dropped as dropped:
             log(json.dumps({"recordId": record.get("recordId"), "result": "Dropped", "reason": str(dropped)}))
             out.append({"recordId": record.get("recordId"), "result": "Dropped", "data": record.get("data", "")})
-        except (RecordError, ValueError, KeyError, TypeError) as error:
+        except Exception as error:  # noqa: BLE001 - one record's failure must not fail the batch
             # Firehose takes recordId/result/data only; the reason goes to the Lambda's log
             # (CloudWatch), one JSON line per refused record.
             log(json.dumps({"recordId": record.get("recordId"), "result": "ProcessingFailed",
-                            "reason": str(error)[:1000]}))
+                            "reason": _reason(error)[:1000]}))
             out.append({"recordId": record.get("recordId"), "result": "ProcessingFailed",
                         "data": record.get("data", "")})
     return {"records": out}
+
+
+def _reason(error: Exception) -> str:
+    """Why a record failed, in words for the Lambda's log."""
+    if isinstance(error, RecursionError):
+        return f"nested too deeply to process ({error})"
+    if isinstance(error, (RecordError, ValueError, KeyError, TypeError)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def _decode(data: str) -> dict:
