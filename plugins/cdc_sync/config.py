@@ -455,12 +455,75 @@ def default_config_path() -> Path:
 def load_pipelines(path: str | os.PathLike | None = None) -> list[Pipeline]:
     config_path = Path(path) if path else default_config_path()
     try:
-        document = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        document = _read_yaml(config_path.read_text(encoding="utf-8"), str(config_path))
     except FileNotFoundError as error:
         raise ConfigError(f"{config_path}: file not found (set {CONFIG_ENV} to the pipelines file)") from error
     except yaml.YAMLError as error:
         raise ConfigError(f"{config_path}: not valid YAML: {error}") from error
     return parse_pipelines(document, str(config_path))
+
+
+# A pipelines file with aliases may repeat a node; a few levels of aliases of aliases name an
+# exponentially large document (700 bytes took 23 s to refuse). Far above any real config.
+MAX_EXPANDED_NODES = 100_000
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys.
+
+    YAML says keys are unique; PyYAML's own loader keeps the last one silently."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}  # key -> line
+            for key_node, _ in node.value:  # the mapping's own keys: a merge (`<<`) may be overridden
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise ConfigError(f"{self.name}: line {line}: key {key!r} is already set on line "
+                                          f"{seen[key]} of the same mapping (YAML keys must be unique)")
+                    seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node, sizes: dict[int, int]) -> int:
+    """Count the nodes of the document with every alias expanded.
+
+    Memoised per distinct node, so the count costs the file's size, not the expansion's."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = 1  # a recursive alias counts once instead of looping
+    if isinstance(node, yaml.MappingNode):
+        total = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total = 1 + sum(_expanded_size(item, sizes) for item in node.value)
+    else:
+        total = 1
+    sizes[id(node)] = total
+    return total
+
+
+def _read_yaml(text: str, source_name: str) -> Any:
+    """Parse a pipelines file, refusing duplicate keys and alias bombs.
+
+    The expanded size is checked on the composed nodes, before anything walks the data."""
+    loader = _StrictLoader(text)
+    loader.name = source_name
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        size = _expanded_size(root, {})
+        if size > MAX_EXPANDED_NODES:
+            raise ConfigError(f"{source_name}: the document expands to {size:,} nodes through its YAML aliases "
+                              f"(more than {MAX_EXPANDED_NODES:,}); write the repeated parts out or use fewer "
+                              "nested aliases")
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
 
 
 def pools(pipelines: list[Pipeline]) -> dict[str, dict]:

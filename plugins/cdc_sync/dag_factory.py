@@ -5,6 +5,7 @@
               ├─ load_to_bigquery.expand(batch=...)  (one mapped task per table)
               ├─ load_to_aurora.expand(batch=...)    (same batches, in the Aurora pool)
               └─ advance_watermarks                  (past what every target handled)
+                    └─ fail_if_a_load_failed         (one_failed: a failed load fails the run)
 
 Everything heavy is imported inside the tasks: building the DAG opens no connection.
 """
@@ -90,6 +91,21 @@ def _is_backfill(context) -> bool:
     return str(getattr(dag_run, "run_type", "")).lower().endswith("backfill")
 
 
+def _targets(pipeline: Pipeline) -> list[str]:
+    return [name for name in ("bigquery", "aurora") if getattr(pipeline, name) is not None]
+
+
+def _describe(pipeline: Pipeline) -> str:
+    """The default description, from the pipeline's actual source and targets."""
+    from cdc_sync.sensors.dms_files import landed_files
+
+    names = {"bigquery": "BigQuery", "aurora": "Aurora MySQL"}
+    aurora = pipeline.aurora
+    targets = [f"{names[t]} ({aurora.mode})" if t == "aurora" and aurora is not None else names[t]
+               for t in _targets(pipeline)]
+    return f"{landed_files(pipeline)} on s3://{pipeline.source.bucket} → {' and '.join(targets)}"
+
+
 def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DAG:
     options = pipeline.options
     default_args = {
@@ -101,13 +117,13 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
     }
     with DAG(
         dag_id=pipeline.dag_id,
-        description=pipeline.description or f"DMS files on s3://{pipeline.source.bucket} → BigQuery",
+        description=pipeline.description or _describe(pipeline),
         schedule=pipeline.schedule,
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,  # one planner per pipeline: two runs must not batch the same files
         default_args=default_args,
-        tags=["cdc-sync", "dms", "bigquery"],
+        tags=["cdc-sync", pipeline.source.kind, *_targets(pipeline)],
         params={
             "replay_keys": Param(
                 [], type="array", items={"type": "string"},
@@ -148,6 +164,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
             batches = planning.plan_batches(
                 pipeline, _s3(pipeline), watermarks.read, _finished_checks(pipeline), tables=tables,
                 replay_keys=params.get("replay_keys") or (), rescan=bool(params.get("rescan")), window=window,
+                write_watermark=watermarks.write,  # remembers finished files inside the grace for the sensor
             )
             for batch in batches:
                 print(f"{batch['table']}: {len(batch['files'])} file(s) to load")
@@ -226,12 +243,31 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
             """Past the files every target handled; a table that failed somewhere keeps its mark."""
             from cdc_sync import planning, watermarks
 
-            reports = [r for target_reports in reports_per_target for r in (target_reports or []) if r]
+            # a slice reads a mapped task's XComs in one call; iterating would ask for one index
+            # past the end, which the API server logs as an error ("XCom not found") in a healthy run
+            reports = [r for target_reports in reports_per_target for r in (target_reports or [])[:] if r]
             moved = planning.advance_watermarks(pipeline, reports, len(reports_per_target), watermarks.read,
                                                 watermarks.write)
             return {table: mark.to_dict() for table, mark in moved.items()}
 
-        advance_watermarks(*loads)
+        advanced = advance_watermarks(*loads)
+
+        @task(trigger_rule="one_failed")  # AirflowFailException: no retries
+        def fail_if_a_load_failed() -> None:
+            """Fail the run when a load (or the planning) failed.
+
+            Runs only then (one_failed); advance_watermarks runs regardless (all_done). In a
+            healthy run it is skipped and the run succeeds. Without it the run's state would be
+            advance_watermarks', always green."""
+            from cdc_sync._compat import AirflowFailException
+
+            raise AirflowFailException(
+                f"pipeline {pipeline.name}: a load failed in this run — the failed load_to_* or plan_batches "
+                "task's log names the table, the files and what is wrong. The watermarks moved only past "
+                "what every target handled, so the next run lists the rest again."
+            )
+
+        [batches, *loads, advanced] >> fail_if_a_load_failed()
     return dag
 
 

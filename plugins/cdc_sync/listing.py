@@ -8,8 +8,9 @@ trigger), so both cost the same: one call per cursor when nothing new has landed
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import bisect
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from cdc_sync.dms.layout import DmsFile, FileKind, classify, grace_start_after, load_region_start, time_key
@@ -25,6 +26,16 @@ class Cursor:
     prefix: str
     start_after: str | None = None
     stop_at: str | None = None
+    # keys this walk passes over as not new: the handled files inside the late-file grace
+    # (the sensor's walk; the planner's walks skip nothing, its ledgers decide)
+    skip: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skip", tuple(sorted(self.skip)))  # a list after serialisation
+
+    def skips(self, key: str) -> bool:
+        at = bisect.bisect_left(self.skip, key)
+        return at < len(self.skip) and self.skip[at] == key
 
     def request(self, bucket: str, continuation: str | None, page_size: int) -> dict:
         params: dict = {"Bucket": bucket, "Prefix": self.prefix, "MaxKeys": page_size}
@@ -44,42 +55,75 @@ class Watermark:
 
     cdc_after: str | None = None
     load_after: str | None = None
+    # CDC keys at or before cdc_after, inside the late-file grace, that every target handled:
+    # the sensor lists the grace too and wakes for any other key there (a late file)
+    recent: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"cdc_after": self.cdc_after, "load_after": self.load_after}
+        return {"cdc_after": self.cdc_after, "load_after": self.load_after, "recent": list(self.recent)}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Watermark":
         data = data or {}
-        return cls(cdc_after=data.get("cdc_after"), load_after=data.get("load_after"))
+        return cls(cdc_after=data.get("cdc_after"), load_after=data.get("load_after"),
+                   recent=tuple(data.get("recent") or ()))
 
-    def advanced(self, table_prefix: str, keys: list[str]) -> "Watermark":
+    def advanced(self, table_prefix: str, keys: list[str],
+                 grace_floor: Callable[[str | None], str | None] | None = None) -> "Watermark":
+        """Move the marks past `keys`.
+
+        With `grace_floor` (the grace walk's StartAfter for a CDC watermark), the handled CDC
+        keys inside the grace are remembered in `recent`."""
         load_region = load_region_start(table_prefix)
         load_keys = [k for k in keys if k.startswith(load_region)]
         cdc_keys = [k for k in keys if not k.startswith(load_region)]
+        cdc_after = max([k for k in [self.cdc_after, *cdc_keys] if k], default=None)
+        recent: tuple[str, ...] = ()
+        if grace_floor is not None and cdc_after is not None:
+            floor = grace_floor(cdc_after)
+            recent = tuple(sorted(k for k in {*self.recent, *cdc_keys} if (floor is None or k > floor)
+                                  and k <= cdc_after))
         return Watermark(
-            cdc_after=max([k for k in [self.cdc_after, *cdc_keys] if k], default=None),
+            cdc_after=cdc_after,
             load_after=max([k for k in [self.load_after, *load_keys] if k], default=None),
+            recent=recent,
         )
+
+    def remembering(self, keys: Iterable[str]) -> "Watermark":
+        """Add handled CDC `keys` inside the grace to `recent`, marks unchanged.
+
+        Keys past cdc_after are left for advance_watermarks."""
+        if self.cdc_after is None:
+            return self
+        added = {k for k in keys if k <= self.cdc_after}
+        return replace(self, recent=tuple(sorted({*self.recent, *added})))
 
 
 def table_cursors(
     table: str, table_prefix: str, watermark: Watermark, grace: timedelta = timedelta(0), file_format: str = "parquet",
-    zone: tzinfo = UTC,
+    zone: tzinfo = UTC, *, skip_recent: bool = False,
 ) -> list[Cursor]:
     """The two walks of one DMS table folder (see dms.layout for why two); Firehose
-    delivers in time order under one prefix, so there it is one walk."""
+    delivers in time order under one prefix, so there it is one walk. The CDC walk starts
+    `grace` before the watermark; with `skip_recent` (the sensor) it passes over the keys
+    there that every target already handled, so only new and late files count."""
+    skip = watermark.recent if skip_recent else ()
+    floor = grace_floor(table_prefix, grace, file_format, zone)(watermark.cdc_after)
     if file_format == FIREHOSE:
-        return [Cursor(table, delivery_layout(table_prefix).listing_prefix,
-                       start_after=firehose_grace_start(watermark.cdc_after, table_prefix, grace))]
+        return [Cursor(table, delivery_layout(table_prefix).listing_prefix, start_after=floor, skip=skip)]
     load_region = load_region_start(table_prefix)
     return [
         Cursor(table, load_region, start_after=watermark.load_after),
-        Cursor(
-            table, table_prefix, stop_at=load_region,
-            start_after=grace_start_after(watermark.cdc_after, table_prefix, grace, zone),
-        ),
+        Cursor(table, table_prefix, stop_at=load_region, start_after=floor, skip=skip),
     ]
+
+
+def grace_floor(table_prefix: str, grace: timedelta, file_format: str, zone: tzinfo = UTC
+                ) -> Callable[[str | None], str | None]:
+    """StartAfter of the CDC walk for a CDC watermark: the watermark moved back by `grace`."""
+    if file_format == FIREHOSE:
+        return lambda cdc_after: firehose_grace_start(cdc_after, table_prefix, grace)
+    return lambda cdc_after: grace_start_after(cdc_after, table_prefix, grace, zone)
 
 
 def window_cursors(
@@ -107,6 +151,8 @@ def accept(page_items: list[dict], cursor: Cursor, table_prefix: str, file_forma
         key = item["Key"]
         if cursor.stops_at(key):
             return files, True
+        if cursor.skip and cursor.skips(key):
+            continue
         if file_format == FIREHOSE:
             phase = FileKind.CDC.phase if is_delivered_object(key, table_prefix) else None
         else:

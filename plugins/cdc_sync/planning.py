@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.dms.layout import DmsFile, dated_folders_of
-from cdc_sync.listing import ListingStats, Watermark, list_new_files, table_cursors, window_cursors
+from cdc_sync.listing import ListingStats, Watermark, grace_floor, list_new_files, table_cursors, window_cursors
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def candidate_files(
 def plan_batches(
     pipeline: Pipeline, s3_client, read_watermark: WatermarkReader, finished: list[FinishedCheck], *,
     tables: Iterable[str] | None = None, replay_keys: Iterable[str] = (), rescan: bool = False,
-    window: tuple[datetime, datetime] | None = None,
+    window: tuple[datetime, datetime] | None = None, write_watermark: WatermarkWriter | None = None,
 ) -> list[dict]:
     """One batch per table with files that some target has not finished (loaded, or
     quarantined unless replayed), capped by max_batch_files/bytes (the rest waits for the
@@ -71,15 +71,16 @@ def plan_batches(
     for table in pipeline.tables:
         if wanted is not None and table.qualified_name not in wanted and not replay:
             continue
-        files = candidate_files(
-            pipeline, table, s3_client, read_watermark(pipeline.name, table.qualified_name),
-            rescan=rescan or bool(replay), window=window,
-        )
+        watermark = read_watermark(pipeline.name, table.qualified_name)
+        files = candidate_files(pipeline, table, s3_client, watermark, rescan=rescan or bool(replay), window=window)
         if replay:
             files = [f for f in files if f.key in replay]
         if files and finished:
             done = [check(table.qualified_name, files, replay) for check in finished]
-            files = [f for f in files if not all((f.key, f.etag) in d for d in done)]
+            finished_keys = {f.key for f in files if all((f.key, f.etag) in d for d in done)}
+            files = [f for f in files if f.key not in finished_keys]
+            if write_watermark is not None:
+                _remember_finished(pipeline, table, watermark, finished_keys, write_watermark)
         chosen: list[DmsFile] = []
         size = 0
         for f in files:
@@ -114,11 +115,29 @@ def advance_watermarks(
         handled = set.intersection(*(set(r["handled_keys"]) for r in table_reports))
         table = pipeline.table(table_name)
         watermark = read_watermark(pipeline.name, table_name)
-        advanced = watermark.advanced(pipeline.source.table_prefix(table), sorted(handled))
+        advanced = watermark.advanced(pipeline.source.table_prefix(table), sorted(handled), _grace_floor(pipeline, table))
         if advanced != watermark:
             write_watermark(pipeline.name, table_name, advanced)
             moved[table_name] = advanced
     return moved
+
+
+def _remember_finished(pipeline: Pipeline, table: TableSpec, watermark: Watermark, keys: set[str],
+                       write_watermark: WatermarkWriter) -> None:
+    """Remember files inside the grace that every target finished but the watermark missed.
+
+    A crash between load and advance, or a watermark written before `recent` existed, leaves
+    such files; remembered, they do not wake the sensor again and again."""
+    floor = _grace_floor(pipeline, table)(watermark.cdc_after)
+    inside = {k for k in keys if floor is None or k > floor}
+    remembered = watermark.remembering(inside - set(watermark.recent))
+    if remembered != watermark:
+        write_watermark(pipeline.name, table.qualified_name, remembered)
+
+
+def _grace_floor(pipeline: Pipeline, table: TableSpec) -> Callable[[str | None], str | None]:
+    return grace_floor(pipeline.source.table_prefix(table), timedelta(minutes=pipeline.options.late_file_grace_minutes),
+                       pipeline.source.file_format, pipeline.source.file_time_zone)
 
 
 def _probe_layout(s3_client, bucket: str, prefix: str) -> str | None:

@@ -86,7 +86,7 @@ def test_dag_shape_follows_the_targets_and_source_kind():
         }]})
         return set(build_pipeline_dag(pipeline).task_ids)
 
-    common = {"wait_for_new_files", "plan_batches", "advance_watermarks"}
+    common = {"wait_for_new_files", "plan_batches", "advance_watermarks", "fail_if_a_load_failed"}
     assert tasks({"bigquery": {"project": "local", "dataset": "d"}}) == common | {"load_to_bigquery"}
     assert tasks({"aurora": {"database": "r"}}) == common | {"load_to_aurora"}
     assert tasks({"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}}) == (
@@ -145,3 +145,42 @@ def test_no_plugin_file_runs_when_airflow_imports_the_plugins_folder():
     test` ended in the reconcile CLI's usage message)."""
     stems = {p.stem for p in (REPO / "plugins").rglob("*.py")}
     assert "__main__" not in stems
+
+
+def test_dag_description_and_tags_name_the_actual_source_and_targets():
+    from cdc_sync.config import parse_pipelines
+    from cdc_sync.dag_factory import build_pipeline_dag
+
+    def dag(targets: dict, source: dict, table: dict):
+        (pipeline,) = parse_pipelines({"pipelines": [{
+            "name": "p", "source": source, "tables": [table], "targets": targets}]})
+        return build_pipeline_dag(pipeline)
+
+    dms, row = {"kind": "dms", "bucket": "landing"}, {"schema": "s", "name": "t", "primary_key": ["id"]}
+    firehose = dag({"aurora": {"database": "r", "mode": "append"}}, {"kind": "firehose", "bucket": "clicks"},
+                   {"schema": "web", "name": "clicks", "columns": ["a"]})
+    assert firehose.description == "Firehose objects on s3://clicks → Aurora MySQL (append)"
+    assert sorted(firehose.tags) == ["aurora", "cdc-sync", "firehose"]
+    both = dag({"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}}, dms, row)
+    assert both.description == "DMS files on s3://landing → BigQuery and Aurora MySQL (merge)"
+    assert sorted(both.tags) == ["aurora", "bigquery", "cdc-sync", "dms"]
+    bigquery = dag({"bigquery": {"project": "local", "dataset": "d"}}, dms, row)
+    assert (bigquery.description, sorted(bigquery.tags)) == (
+        "DMS files on s3://landing → BigQuery", ["bigquery", "cdc-sync", "dms"])
+
+
+def test_a_failed_load_fails_the_run_and_the_watermarks_still_advance():
+    """The run's state is its leaves': one_failed after every load and advance_watermarks."""
+    from cdc_sync.config import parse_pipelines
+    from cdc_sync.dag_factory import build_pipeline_dag
+
+    (pipeline,) = parse_pipelines({"pipelines": [{
+        "name": "p", "source": {"kind": "dms", "bucket": "landing"},
+        "tables": [{"schema": "s", "name": "t", "primary_key": ["id"]}],
+        "targets": {"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}}}]})
+    dag = build_pipeline_dag(pipeline)
+    verdict = dag.get_task("fail_if_a_load_failed")
+    assert verdict.trigger_rule == "one_failed"
+    assert verdict.upstream_task_ids == {"plan_batches", "load_to_bigquery", "load_to_aurora", "advance_watermarks"}
+    assert dag.get_task("advance_watermarks").trigger_rule == "all_done"
+    assert {t.task_id for t in dag.leaves} == {"fail_if_a_load_failed"}

@@ -3,6 +3,10 @@ in line), planning, mapped loads, Airflow Variables as watermarks, asset events.
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import pytest
 
 from tests.integration.harness import World, customer, expected_row
@@ -24,15 +28,22 @@ def _task_states(dag_run) -> dict[str, list[str]]:
     return states
 
 
-def test_dag_loads_full_load_then_cdc_batches_into_latest_state(world):
+def _error_lines(capfd) -> list[str]:
+    out, err = capfd.readouterr()
+    return [line for line in (out + err).splitlines() if re.search(r"\[error\s*\]|\bERROR\b", line)]
+
+
+def test_dag_loads_full_load_then_cdc_batches_into_latest_state(world, capfd):
     expected = world.seed(range(1, 6))
     world.dms.insert(world.lines, {"order_id": 1, "line_no": 1, "sku": "A-1", "price": "9.5000"})
     world.dms.full_load(world.lines)
 
     dag = world.dag()
+    capfd.readouterr()
     run = dag.test()
     assert str(run.state) == "success", _task_states(run)
     assert world.view_rows() == expected
+    assert _error_lines(capfd) == []  # a healthy run (two tables mapped) logs no error
 
     # CDC batch: update, delete, insert with NULLs in every nullable column
     world.dms.update(world.customers, {"id": 1}, {"name": "Ådel 😀", "qty": 11})
@@ -77,15 +88,74 @@ def test_dag_skips_when_nothing_new_and_clear_rerun_loads_nothing_twice(world):
     assert world.view_rows() == world.source_rows(world.customers)
 
 
-def test_dag_fails_with_clear_message_on_quarantined_file_and_loads_the_rest(world, caplog):
+def _bad_file(world) -> str:
+    key = f"dms/{world.db}/customers/20261123-080000000.parquet"
+    world.s3.put_object(Bucket=world.bucket, Key=key, Body=b"PAR1 this is not parquet")
+    return key
+
+
+def test_dag_run_fails_with_clear_message_on_quarantined_file_and_loads_the_rest(world, capfd):
     world.seed(range(1, 4))
-    world.s3.put_object(Bucket=world.bucket, Key=f"dms/{world.db}/customers/20261123-080000000.parquet",
-                        Body=b"PAR1 this is not parquet")
+    world.dms.insert(world.lines, {"order_id": 1, "line_no": 1, "sku": "A-1", "price": "9.5000"})
+    world.dms.full_load(world.lines)
+    _bad_file(world)
+    capfd.readouterr()
     run = world.dag().test()
     states = _task_states(run)
-    assert states["load_to_bigquery"] == ["failed"], states
+    assert sorted(states["load_to_bigquery"]) == ["failed", "success"], states  # customers, order_lines
+    assert states["advance_watermarks"] == ["success"] and states["fail_if_a_load_failed"] == ["failed"], states
+    assert str(run.state) == "failed", states  # alerts on failed runs fire
     assert world.view_rows() == world.source_rows(world.customers)
-    assert "20261123-080000000.parquet" in caplog.text and "not a readable Parquet file" in caplog.text
+    out, err = capfd.readouterr()
+    assert "20261123-080000000.parquet" in out + err and "not a readable Parquet file" in out + err
+
+    from airflow.models.variable import Variable
+
+    # the watermarks still moved past what every target handled: order_lines loaded, customers keeps its mark
+    assert world.view_rows("order_lines") == world.source_rows(world.lines)
+    lines = Variable.get(f"cdc_sync.{world.pipeline.name}.{world.lines}.watermark", deserialize_json=True)
+    assert lines["load_after"].endswith("LOAD00000001.parquet")
+    assert Variable.get(f"cdc_sync.{world.pipeline.name}.{world.customers}.watermark", default_var=None) is None
+
+
+def test_airflow_dags_test_exits_non_zero_when_a_load_failed(world):
+    world.seed(range(1, 3))
+    _bad_file(world)
+    world.dag()  # points CDC_SYNC_CONFIG at the world's config, as the dags folder reads it
+    result = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", world.pipeline.dag_id],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "DagRun failed" in result.stderr
+    assert world.view_rows() == world.source_rows(world.customers)  # the good files loaded all the same
+
+
+def test_a_late_file_alone_wakes_the_sensor_and_is_loaded(world):
+    """A CDC file named before the watermark (inside the 15-minute grace), and no newer file:
+    the sensor notices it on its first look, the run loads it."""
+    import datetime as dt
+
+    world.seed(range(1, 3))
+    world.dms.insert(world.customers, customer(3))
+    on_time = world.dms.flush(world.customers, dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC))
+    dag = world.dag()
+    assert str(dag.test().state) == "success"
+
+    world.dms.insert(world.customers, customer(4, name="late"))
+    late = world.dms.flush(world.customers, dt.datetime(2026, 11, 23, 7, 50, tzinfo=dt.UTC))  # 10 min older
+    assert late < on_time
+    run = dag.test()
+    states = _task_states(run)
+    assert states["wait_for_new_files"] == ["success"], states  # not skipped after waiting out the timeout
+    assert str(run.state) == "success", states
+    assert world.view_rows() == world.source_rows(world.customers)
+    assert world.view_rows()[4]["name"] == "late"
+
+    from airflow.models.variable import Variable
+
+    watermark = Variable.get(f"cdc_sync.{world.pipeline.name}.{world.customers}.watermark", deserialize_json=True)
+    assert watermark["cdc_after"] == on_time and late in watermark["recent"]
+    # handled: the next run has nothing to wake for (skipped at the timeout)
+    assert _task_states(dag.test())["wait_for_new_files"] == ["skipped"]
 
 
 def test_sensor_defers_until_a_file_lands_then_loads_it(world, monkeypatch):
@@ -185,3 +255,31 @@ def _asset_events(uri: str) -> int:
     with settings.Session() as session:
         return session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).filter(
             AssetModel.uri == uri).count()
+
+
+def test_merge_mode_without_its_database_says_which_and_what_to_run(stack, airflow_db, unique_name, tmp_path,
+                                                                    monkeypatch, capfd):
+    from cdc_sync.to_aurora import AuroraDatabaseMissing
+
+    w = World(stack, unique_name, tmp_path, aurora=True)
+    try:
+        w.seed(range(1, 3))
+        with w.mysql.cursor() as cur:
+            cur.execute(f"DROP DATABASE `{w.target_db}`")
+        expected = (f"pipeline {w.pipeline.name}: the Aurora database `{w.target_db}` (targets.aurora.database, "
+                    "connection `mysql_target`) does not exist")
+        create = f"CREATE DATABASE `{w.target_db}` CHARACTER SET utf8mb4;"
+        # a connection without a default database: the first statement would meet the missing database
+        with pytest.raises(AuroraDatabaseMissing) as refused:
+            w.run_aurora()
+        assert expected in str(refused.value) and create in str(refused.value)
+
+        # the Airflow connection names the database: connecting fails; the run fails with the same words
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.target_db))
+        capfd.readouterr()
+        run = w.dag().test()
+        out, err = capfd.readouterr()
+        assert str(run.state) == "failed", _task_states(run)
+        assert expected in out + err and create in out + err
+    finally:
+        w.close()

@@ -261,3 +261,48 @@ def test_firehose_append_table_name_must_fit_mysql():
     doc["pipelines"][0]["targets"]["aurora"]["table"] = "events"
     (pipeline,) = parse_pipelines(doc)
     assert pipeline.aurora.append_table(pipeline.tables[0]) == "events"
+
+
+def test_duplicate_keys_are_refused_naming_both_lines(tmp_path):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(
+        "pipelines:\n"
+        "  - name: shop\n"
+        "    source: {kind: dms, bucket: landing}\n"
+        "    tables: [{schema: s, name: t, primary_key: [id]}]\n"
+        "    targets: {bigquery: {project: p, dataset: d}}\n"
+        "    name: other\n"
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_pipelines(path)
+    assert str(refused.value) == (f"{path}: line 6: key 'name' is already set on line 2 of the same mapping "
+                                  "(YAML keys must be unique)")
+
+    # a key set through a merge (`<<`) may still be overridden: that is what merges are for
+    path.write_text(
+        "pipelines:\n"
+        "  - name: shop\n"
+        "    source: &base {kind: dms, bucket: landing, prefix: a}\n"
+        "    tables: &tables [{schema: s, name: t, primary_key: [id]}]\n"
+        "    targets: &targets {bigquery: {project: local-proj, dataset: d}}\n"
+        "  - name: shop_b\n"
+        "    source: {<<: *base, prefix: b}\n"
+        "    tables: *tables\n"
+        "    targets: *targets\n"
+    )
+    assert [p.source.prefix for p in load_pipelines(path)] == ["a", "b"]
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    import time
+
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    path = tmp_path / "pipelines.yaml"
+    path.write_text("\n".join(levels) + "\npipelines: *i\n")  # 9^9 strings from 356 bytes
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="expands to .* nodes through its YAML aliases") as refused:
+        load_pipelines(path)
+    assert time.perf_counter() - start < 1.0
+    assert str(refused.value).startswith(f"{path}: ")
