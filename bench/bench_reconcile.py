@@ -10,6 +10,8 @@
     pages; the same comparison on 250,000-row copies that stay in memory is printed too.
   MariaDB ↔ BigQuery emulator: the same source against the table loaded into the emulator,
     in sync and with the 10 differences (reladiff cannot reach the emulator: see README).
+  Each in-sync and BigQuery figure is printed for the strong checksums too (SHA-256 rows,
+  a digest of the sorted row hashes per bucket: reconcile.checksum: strong).
 
 Usage: python bench/bench_reconcile.py [rows]   (needs MariaDB; starts the local stack for the emulator)
 """
@@ -108,6 +110,9 @@ def main(rows: int) -> int:
           f"  ({result.levels} level(s), {result.buckets} buckets, {result.rows_fetched} rows fetched)")
     print(f"  reladiff   {rel_s:7.2f} s  keys found {len(rel_keys):3d}  same as injected: {rel_keys == expected}")
     print(f"  ratio      {ours_s / rel_s:.2f}× reladiff's time (target ≤ 0.5×)")
+    strong_keys, strong_s, strong_result = _ours(side("source", "sha256"), side("target", "sha256"))
+    print(f"  cdc-sync, strong checksums {strong_s:5.2f} s  keys found {len(strong_keys):3d}  same as injected: "
+          f"{strong_keys == expected}  ({strong_result.levels} level(s), {strong_result.rows_fetched} rows fetched)")
 
     with conn.cursor() as cur:  # put the 10 rows back: in sync
         cur.execute(f"DELETE FROM `{DB}`.target WHERE id IN {UPDATED + INSERTED}")
@@ -127,6 +132,10 @@ def main(rows: int) -> int:
     print(f"  COUNT(*) over both tables {count_s:6.2f} s")
     print(f"  cdc-sync                  {in_s:6.2f} s  differences {len(insync[0][0])}  "
           f"→ {in_s / count_s:.1f}× COUNT(*) (target ≤ 3×)")
+    strong = [_ours(side("source", "sha256"), side("target", "sha256")) for _ in range(3)]
+    strong_s = min(s for _, s, _ in strong)
+    print(f"  cdc-sync, strong checksums {strong_s:5.2f} s  differences {len(strong[0][0])}  "
+          f"→ {strong_s / count_s:.1f}× COUNT(*), {strong_s / in_s:.1f}× the fast mode")
     _in_memory(conn, side)
     _bigquery(conn, rows, side)
     with conn.cursor() as cur:
@@ -152,9 +161,13 @@ def _in_memory(conn, side, rows: int = 250_000) -> None:
     count_s = min(_timed(count_both)[1] for _ in range(3))
     insync = [_ours(side("source_small"), side("target_small")) for _ in range(3)]
     in_s = min(s for _, s, _ in insync)
+    strong = [_ours(side("source_small", "sha256"), side("target_small", "sha256")) for _ in range(3)]
+    strong_s = min(s for _, s, _ in strong)
     print(f"\nMariaDB ↔ MariaDB in sync, {rows:,} rows in the buffer pool (best of 3)")
     print(f"  COUNT(*) over both tables {count_s:6.3f} s")
     print(f"  cdc-sync                  {in_s:6.3f} s  differences {len(insync[0][0])}  → {in_s / count_s:.1f}× COUNT(*)")
+    print(f"  cdc-sync, strong          {strong_s:6.3f} s  differences {len(strong[0][0])}  "
+          f"→ {strong_s / count_s:.1f}× COUNT(*)")
     # what single pieces cost on one table, against COUNT(*) on it
     from cdc_sync.reconcile.dialects import HashColumn, MySqlDialect
 
@@ -210,10 +223,16 @@ def _bigquery(conn, rows: int, side) -> None:
         print(f"MariaDB ↔ BigQuery emulator in sync: cdc-sync {in_s:.2f} s, status {result.status}, "
               f"{result.rows_fetched} rows fetched"
               + (f" — {result.summary()}" if result.status != "in_sync" else ""))
+        bq_strong = BigQuerySide("bigquery", client, "local", "bench_reconcile", "target", hash_function="sha256")
+        _, strong_s, result = _ours(side("source", "sha256"), bq_strong)
+        print(f"MariaDB ↔ BigQuery emulator in sync, strong checksums: cdc-sync {strong_s:.2f} s, status {result.status}")
         client.query("UPDATE `local.bench_reconcile.target` SET name = 'changed' WHERE id IN (17, 250000)").result()
         client.query("DELETE FROM `local.bench_reconcile.target` WHERE id IN (3, 400000, 777777)").result()
         keys, drift_s, result = _ours(side("source", "md5"), bq)
         print(f"MariaDB ↔ BigQuery emulator, 5 differences: cdc-sync {drift_s:.2f} s, keys "
+              f"{sorted(keys)} ({result.levels} level(s), {result.rows_fetched} rows fetched)")
+        keys, drift_s, result = _ours(side("source", "sha256"), bq_strong)
+        print(f"MariaDB ↔ BigQuery emulator, 5 differences, strong checksums: cdc-sync {drift_s:.2f} s, keys "
               f"{sorted(keys)} ({result.levels} level(s), {result.rows_fetched} rows fetched)")
 
 

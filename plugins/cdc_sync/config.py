@@ -175,6 +175,7 @@ class Reconcile:
     reports_prefix: str = "cdc-sync/reports/"  # in the landing bucket
     results_table: str = "_cdc_sync_reconcile"  # in each target
     pool: str | None = None  # default: the Aurora target's pool, else options.pool
+    checksum: str = "fast"  # fast: CRC32/MD5 sums (chance); strong: SHA-256 digests (crafted values)
 
 
 @dataclass(frozen=True)

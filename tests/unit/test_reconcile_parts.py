@@ -75,3 +75,66 @@ def test_keys_to_repair_are_each_key_that_drifted_in_any_target_once():
         Difference({"id": 1}, "changed"), Difference({"id": 2}, "missing"), Difference({"id": 3}, "changed", lag=True)])
     bigquery = Comparison(table="shop.t", target="bigquery", differences=[Difference({"id": 2}, "missing")])
     assert keys_to_repair([aurora, bigquery]) == [{"id": 1}, {"id": 2}]  # lag is not repaired
+
+
+def test_lag_is_decided_at_the_precision_of_the_commit_times():
+    from cdc_sync.reconcile.diff import is_lag
+
+    whole = dt.datetime(2026, 11, 23, 8, 0, 0, tzinfo=dt.UTC)  # binlog commit times: whole seconds
+    changed = dt.datetime(2026, 11, 23, 8, 0, 0, 400000)
+    assert not is_lag(changed, row_commit=whole, watermark=whole)  # its change (commit 08:00:00) is loaded
+    assert is_lag(changed, row_commit=whole - dt.timedelta(seconds=5), watermark=whole)  # not loaded yet
+    assert not is_lag(changed - dt.timedelta(seconds=1), row_commit=None, watermark=whole)  # older than the watermark
+    fine = whole + dt.timedelta(microseconds=5)  # microsecond commit times: the fraction counts
+    assert is_lag(fine + dt.timedelta(microseconds=1), row_commit=None, watermark=fine)
+    assert not is_lag(fine - dt.timedelta(microseconds=1), row_commit=None, watermark=fine)
+    assert not is_lag(None, row_commit=None, watermark=fine) and not is_lag(changed, row_commit=None, watermark=None)
+
+
+def test_repair_stamps_follow_what_the_target_holds_by_one_step():
+    from cdc_sync.reconcile.diff import repair_stamp
+
+    whole = dt.datetime(2026, 11, 23, 8, 0, 0, tzinfo=dt.UTC)
+    row = dt.datetime(2026, 11, 23, 7, 0, 0)  # naive from MySQL: UTC
+    assert repair_stamp(row, whole) == dt.datetime(2026, 11, 23, 7, 0, 1, tzinfo=dt.UTC)
+    assert repair_stamp(None, whole) == whole + dt.timedelta(seconds=1)  # no row: after the watermark (tombstones)
+    fine = whole + dt.timedelta(microseconds=7)
+    assert repair_stamp(None, fine) == fine + dt.timedelta(microseconds=1)
+    assert repair_stamp(None, None) is None  # nothing known: the source's clock
+
+
+def test_keys_to_repair_carry_the_latest_stamp_any_target_needs():
+    early, late = dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    aurora = Comparison(table="shop.t", target="aurora", differences=[Difference({"id": 1}, "changed", stamp=early)])
+    bigquery = Comparison(table="shop.t", target="bigquery", differences=[Difference({"id": 1}, "missing", stamp=late)])
+    (key,) = keys_to_repair([aurora, bigquery])
+    assert key == {"id": 1} and key.stamp == late
+    assert "stamp" not in json.dumps(aurora.to_dict())  # not part of the stored sample
+
+
+def test_time_keys_and_keys_beyond_int64_compare_and_bind_exactly():
+    from decimal import Decimal
+
+    from cdc_sync.reconcile.sides import bigquery_parameter, key_token
+
+    assert key_token(dt.timedelta(hours=-838, minutes=-59, seconds=-59)) == "-838:59:59"
+    assert key_token(dt.timedelta(hours=838, minutes=59, seconds=59, microseconds=1)) == "838:59:59.000001"
+    assert key_token(dt.timedelta(seconds=-1, microseconds=500000)) == "-00:00:00.500000"
+    big = bigquery_parameter("p0", 2**64 - 1)
+    assert (big.type_, big.value) == ("NUMERIC", Decimal(2**64 - 1))
+    assert bigquery_parameter("p1", 2**63 - 1).type_ == "INT64"
+
+
+def test_a_source_column_missing_in_the_target_is_drift_and_float_keys_are_refused():
+    import pytest
+
+    from cdc_sync.reconcile.diff import ReconcileError, hash_columns
+
+    source = {"id": ("integer", "int"), "name": ("text", "varchar(10)"), "extra": ("integer", "int")}
+    target = {"id": ("integer", "INT64"), "name": ("text", "STRING")}
+    missing: list[str] = []
+    _, columns, ignored = hash_columns("shop.t", source, target, ["id"], set(), False, missing_columns=missing)
+    assert missing == ["extra"] and [c.name for c in columns] == ["id", "name"]
+    assert Comparison(table="t", target="bigquery", missing_columns=missing).status == "drift"
+    with pytest.raises(ReconcileError, match="primary key column k is double, an approximate number"):
+        hash_columns("shop.t", {"k": ("float", "double")}, {"k": ("float", "FLOAT64")}, ["k"], set(), False)

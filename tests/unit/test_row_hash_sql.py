@@ -46,3 +46,24 @@ def test_float_digits_that_round_up_to_a_power_of_ten_drop_a_digit():
     # 999999.97 → 1000000 (7 digits) would print as 1000000e-11 where 1e-05 prints 100000e-10
     assert ">= 1000000)" in MySqlDialect().value(HashColumn("r", "float", digits=6))
     assert ">= 1000000000000)" in BigQueryDialect().value(HashColumn("r", "float"))
+
+
+def test_text_is_framed_by_its_byte_length_in_both_engines():
+    assert "CONCAT(LENGTH(CAST(`a` AS CHAR CHARACTER SET utf8mb4)), ':', " in MySqlDialect().row_hash(
+        [HashColumn("a", "text")])
+    assert "CONCAT(CAST(BYTE_LENGTH(CAST(`a` AS STRING)) AS STRING), ':', " in BigQueryDialect().row_hash(
+        [HashColumn("a", "text")])
+    native = MySqlDialect("crc32").row_hash([HashColumn("a", "text", native=True)])
+    assert "CONCAT(LENGTH(`a`), ':', `a`)" in native
+    assert "CAST(`n` AS CHAR)" in MySqlDialect().row_hash([HashColumn("n", "integer")])  # numbers hold no separator
+    assert "LENGTH(" not in MySqlDialect().row_hash([HashColumn("n", "integer")])
+
+
+def test_zero_dates_count_as_null_and_strong_mode_digests_sorted_row_hashes():
+    assert "IF(LEFT(DATE_FORMAT(`d`, '%Y-%m-%d'), 10) = '0000-00-00', NULL" in MySqlDialect().value(
+        HashColumn("d", "date"))
+    assert MySqlDialect("crc32").native(HashColumn("d", "date", native=True)) == "NULLIF(`d`, 0)"
+    assert MySqlDialect("sha256").checksum("h") == "SHA2(GROUP_CONCAT(h ORDER BY h SEPARATOR ''), 256)"
+    assert BigQueryDialect("sha256").checksum("h") == "TO_HEX(SHA256(STRING_AGG(h, '' ORDER BY h)))"
+    assert MySqlDialect("sha256").row_hash([HashColumn("a", "text")]).startswith("SHA2(")
+    assert "MD5(" in MySqlDialect("sha256").key_hash([HashColumn("a", "text")])  # buckets by key: MD5 still

@@ -24,6 +24,10 @@ Every value is first normalised to text the same way in both engines:
   bytes               lower-case hex
   NULL                a marker that no value can produce ("n", values get a "v" prefix),
                       so NULL and '' differ
+Text (and whatever either side holds as text: MySQL TIME) is framed by its length in UTF-8
+bytes ("v3:abc"), so a value holding the separator cannot shift into its neighbour:
+('x\x1fy', 'z') and ('x', 'y\x1fz') hash differently. MySQL's zero date ('0000-00-00…'),
+which the loaders store as NULL, counts as NULL.
 The parts are joined with U+001F (unit separator) and hashed:
   md5    the first 15 hex digits of MD5 as an integer (60 bits; fits INT64 and BIGINT
          UNSIGNED) — every pair of engines, BigQuery included;
@@ -31,6 +35,11 @@ The parts are joined with U+001F (unit separator) and hashed:
          where it costs about half of MD5 (bench_reconcile prints both). CRC32 catches every change confined to 32
          consecutive bits (a digit, a microsecond) for certain; a bucket with several
          changed rows escapes with probability 2^-32, and row counts are compared too.
+  sha256 the strong mode (reconcile.checksum: strong), against someone who crafts values to
+         hide a change: SHA-256 of the row text as 64 hex digits, and a bucket's checksum is
+         SHA-256 of its row hashes sorted and concatenated (not a sum, which a compensating
+         pair of rows cancels): hiding a change takes a SHA-256 collision. Buckets of a hash
+         of the key still use the 60-bit MD5 (where a row lands is no proof of anything).
 Between two MySQL servers, a column of the same declared type on both sides is "native":
 hashed as the server prints it (a double as its binary exponent and mantissa, exact), with
 no per-value normalisation, plus a bitmap of which of them are NULL.
@@ -44,7 +53,7 @@ from dataclasses import dataclass
 from cdc_sync.sql import bigquery_ident, mysql_ident
 
 KINDS = ("integer", "boolean", "decimal", "float", "timestamp", "datetime", "date", "time", "text", "bytes")
-HASHES = ("md5", "crc32")
+HASHES = ("md5", "crc32", "sha256")
 FLOAT_DIGITS = 12
 SINGLE_FLOAT_DIGITS = 6  # FLT_DIG: every float32 survives 6 significant digits
 
@@ -55,10 +64,21 @@ class HashColumn:
     kind: str  # one of KINDS
     native: bool = False  # both sides MySQL with the same column type: hash the value as the server prints it
     digits: int = FLOAT_DIGITS  # floats: significant digits compared (6 when either side is single precision)
+    framed: bool | None = None  # length-prefix the text; None: for text kinds (both sides must agree)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"column {self.name}: cannot hash kind {self.kind!r} across engines")
+
+    @property
+    def is_framed(self) -> bool:
+        """Whether the value's text is prefixed with its byte length (text may hold the separator)."""
+        if self.framed is not None:
+            return self.framed
+        return self.kind == "text" or (self.native and self.kind == "bytes")
+
+
+ZERO_DATE_KINDS = ("date", "datetime", "timestamp")
 
 
 _MYSQL_KINDS = {
@@ -130,10 +150,9 @@ class MySqlDialect:
             carry = f"({digits} >= {10 ** column.digits})"  # rounded up to the next power of ten
             return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), IF({carry}, {digits} DIV 10, {digits}), 'e', "
                     f"CAST({shift} + {carry} AS SIGNED)))")
-        if column.kind in ("timestamp", "datetime"):
-            return f"DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')"
-        if column.kind == "date":
-            return f"DATE_FORMAT({c}, '%Y-%m-%d')"
+        if column.kind in ZERO_DATE_KINDS:  # the zero date is NULL in every target (the loaders' rule)
+            text = f"DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')" if column.kind != "date" else f"DATE_FORMAT({c}, '%Y-%m-%d')"
+            return f"IF(LEFT({text}, 10) = '0000-00-00', NULL, {text})"
         if column.kind == "time":  # as DMS files carry it: [-]HH:MM:SS, .ffffff only when not zero
             return (f"CONCAT(TIME_FORMAT({c}, '%H:%i:%s'), "
                     f"IF(MICROSECOND({c}) = 0, '', CONCAT('.', LPAD(MICROSECOND({c}), 6, '0'))))")
@@ -146,6 +165,8 @@ class MySqlDialect:
         values are: as the server prints it; a double as its binary exponent and 53-bit
         mantissa in integers (exact, and about a third cheaper than printing it)."""
         c = mysql_ident(column.name)
+        if column.kind in ZERO_DATE_KINDS:  # a zero date (0 as a number) is NULL, as the loaders store it
+            return f"NULLIF({c}, 0)"
         if column.kind != "float":
             return c
         exponent = f"FLOOR(LOG2(ABS({c})))"  # off by one near powers of two: the mantissa is still integral
@@ -157,24 +178,48 @@ class MySqlDialect:
         """What names a differing column: the text that was hashed."""
         return self.native(column) if column.native else self.value(column)
 
+    def _part(self, column: HashColumn) -> str:
+        """One column's part of the row text: native as printed (NULL skipped), else 'v' + value or 'n'."""
+        text = self.native(column) if column.native else self.value(column)
+        if column.is_framed:  # the byte length first: a separator inside the value cannot shift a boundary
+            text = f"CONCAT(LENGTH({text}), ':', {text})"
+        return text if column.native else f"COALESCE(CONCAT('v', {text}), 'n')"
+
     def _text(self, columns: list[HashColumn]) -> str:
-        parts = [self.native(c) if c.native else f"COALESCE(CONCAT('v', {self.value(c)}), 'n')" for c in columns]
+        parts = [self._part(c) for c in columns]
         # CONCAT_WS skips NULLs; for native columns a bitmap of which were NULL keeps NULL apart
         # from '' and ('x', NULL) from (NULL, 'x'). Counting non-NULL values per bucket would cost
         # less, but two rows' opposite shifts would cancel out.
         native = [c for c in columns if c.native]
         for start in range(0, len(native), 60):
-            bits = " + ".join(f"({mysql_ident(c.name)} IS NULL) * {1 << i}" for i, c in enumerate(native[start:start + 60]))
+            bits = " + ".join(f"({self.native(c)} IS NULL) * {1 << i}" for i, c in enumerate(native[start:start + 60]))
             parts.append(f"CAST({bits} AS CHAR)")
         return f"CONCAT_WS(CHAR(31 USING utf8mb4), {', '.join(parts)})"
+
+    @property
+    def digest(self) -> bool:
+        """Whether buckets are digests of their sorted row hashes (strong mode), not sums."""
+        return self.hash_function == "sha256"
 
     def row_hash(self, columns: list[HashColumn]) -> str:
         if self.hash_function == "crc32":
             return f"CRC32({self._text(columns)})"
+        if self.hash_function == "sha256":
+            return f"SHA2({self._text(columns)}, 256)"
+        return self.key_hash(columns)
+
+    def key_hash(self, columns: list[HashColumn]) -> str:
+        """An integer hash of the key columns, for buckets by residue (the same in every mode but
+        crc32, whose keys hash as its rows do)."""
+        if self.hash_function == "crc32":
+            return self.row_hash(columns)
         return f"CAST(CONV(SUBSTRING(MD5({self._text(columns)}), 1, 15), 16, 10) AS UNSIGNED)"
 
     def checksum(self, row_hash: str) -> str:
-        """Sum of row hashes over a group (exact: MySQL sums integers as DECIMAL)."""
+        """Sum of row hashes over a group (exact: MySQL sums integers as DECIMAL); in strong mode
+        SHA-256 of the sorted row hashes (`row_hash` is then the name of a derived column)."""
+        if self.digest:
+            return f"SHA2(GROUP_CONCAT({row_hash} ORDER BY {row_hash} SEPARATOR ''), 256)"
         return f"SUM({row_hash})"
 
     def bucket(self, expression: str, origin: int, width: int) -> str:
@@ -187,7 +232,15 @@ class MySqlDialect:
 
 class BigQueryDialect:
     engine = "bigquery"
-    hash_function = "md5"
+
+    def __init__(self, hash_function: str = "md5"):
+        if hash_function not in ("md5", "sha256"):
+            raise ValueError(f"hash function {hash_function!r} is not available against BigQuery")
+        self.hash_function = hash_function
+
+    @property
+    def digest(self) -> bool:
+        return self.hash_function == "sha256"
 
     def ident(self, name: str) -> str:
         return bigquery_ident(name)
@@ -221,11 +274,26 @@ class BigQueryDialect:
     def compared(self, column: HashColumn) -> str:
         return self.value(column)
 
+    def _part(self, column: HashColumn) -> str:
+        text = self.value(column)
+        if column.is_framed:
+            text = f"CONCAT(CAST(BYTE_LENGTH({text}) AS STRING), ':', {text})"
+        return f"COALESCE(CONCAT('v', {text}), 'n')"
+
+    def _text(self, columns: list[HashColumn]) -> str:
+        return "CONCAT(" + ", '\\x1f', ".join(self._part(c) for c in columns) + ")"
+
     def row_hash(self, columns: list[HashColumn]) -> str:
-        parts = ", '\\x1f', ".join(f"COALESCE(CONCAT('v', {self.value(c)}), 'n')" for c in columns)
-        return f"CAST(CONCAT('0x', SUBSTR(TO_HEX(MD5(CONCAT({parts}))), 1, 15)) AS INT64)"
+        if self.hash_function == "sha256":
+            return f"TO_HEX(SHA256({self._text(columns)}))"
+        return self.key_hash(columns)
+
+    def key_hash(self, columns: list[HashColumn]) -> str:
+        return f"CAST(CONCAT('0x', SUBSTR(TO_HEX(MD5({self._text(columns)})), 1, 15)) AS INT64)"
 
     def checksum(self, row_hash: str) -> str:
+        if self.digest:
+            return f"TO_HEX(SHA256(STRING_AGG({row_hash}, '' ORDER BY {row_hash})))"
         # NUMERIC holds 29 integer digits: 60-bit hashes of up to 10^11 rows sum exactly
         return f"SUM(CAST({row_hash} AS NUMERIC))"
 

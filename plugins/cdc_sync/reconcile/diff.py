@@ -13,13 +13,17 @@ The data-diff method, with one query per level and side instead of one per segme
      the source are missing in the target, keys only in the target are extra, equal keys
      with other hashes changed; for those, each column's canonical text names the columns.
 
-Differences that may be replication lag are not drift: a source row whose update time is
-newer than the newest change the target has loaded is lag; after `recheck_seconds` the
-remaining keys are compared again and those that agree by then were lag too.
+Differences that may be replication lag are not drift: a source row whose update time (at
+the precision the commit times have: whole seconds when the newest has no fraction) is not
+older than the newest change the target has loaded, and whose change the target's row does
+not already hold, is lag; after `recheck_seconds` the remaining keys are compared again and
+those that agree by then were lag too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import math
 import re
 import time
@@ -31,6 +35,8 @@ from typing import Any
 
 from cdc_sync.reconcile.dialects import FLOAT_DIGITS, SINGLE_FLOAT_DIGITS, HashColumn, native_text_equal
 from cdc_sync.reconcile.sides import AbsentSide, KeyTuple, Side, key_token
+
+log = logging.getLogger(__name__)
 
 _SINGLE_FLOAT = re.compile(r"^float(\(|\s|$)", re.IGNORECASE)  # MySQL FLOAT, not BigQuery's FLOAT64
 
@@ -55,6 +61,7 @@ class Difference:
     kind: str  # missing (in the target) | extra (in the target) | changed
     columns: list[str] = field(default_factory=list)
     lag: bool = False
+    stamp: dt.datetime | None = None  # commit time a repair row needs to win in the target (repair.py)
 
 
 @dataclass
@@ -70,6 +77,7 @@ class Comparison:
     sample: list[Difference] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    missing_columns: list[str] = field(default_factory=list)  # source columns the target lacks: drift
     watermark: str | None = None
     seconds: float = 0.0
     levels: int = 0
@@ -81,7 +89,7 @@ class Comparison:
 
     @property
     def status(self) -> str:
-        if self.partial or self.missing or self.extra or self.changed:
+        if self.partial or self.missing or self.extra or self.changed or self.missing_columns:
             return "drift"
         return "lag" if self.lag else "in_sync"
 
@@ -90,6 +98,7 @@ class Comparison:
         out = asdict(self)
         del out["differences"]
         for d in out["sample"]:
+            d.pop("stamp", None)
             d["key"] = {k: v if isinstance(v, (int, str)) else str(v) for k, v in d["key"].items()}
         out["status"] = self.status
         return out
@@ -104,6 +113,8 @@ class Comparison:
                 f"lag {self.lag} ({self.seconds:.2f}s, {self.levels} level(s), {self.rows_fetched} row(s) fetched)")
         if self.partial:
             text += "; more rows differ than are listed (max_fetch_rows reached): counts are lower bounds"
+        if self.missing_columns:
+            text += f"; source column(s) missing in the target: {', '.join(self.missing_columns)}"
         drift = [d for d in self.sample if not d.lag]
         if drift:
             text += "; first differing keys: " + ", ".join(
@@ -168,18 +179,40 @@ def _both(source_call: Callable[[], Any], target_call: Callable[[], Any]) -> tup
         return a.result(), b.result()
 
 
+APPROXIMATE_KEY = ("{table}: primary key column {column} is {type}, an approximate number: its values cannot be "
+                   "looked up or compared exactly across engines, so reconcile and repair refuse this table")
+
+
+def check_key_types(table: str, key_columns: list[str], source_kinds: dict) -> None:
+    """Refuse keys that cannot be compared exactly: floats (approximate), types without a hash kind."""
+    for name in key_columns:
+        if name not in source_kinds:
+            continue
+        kind, column_type = source_kinds[name]
+        if kind == "float":
+            raise ReconcileError(APPROXIMATE_KEY.format(table=table, column=name, type=column_type))
+        if kind is None:
+            raise ReconcileError(f"{table}: primary key column {name} has type {column_type}, which cannot be "
+                                 "compared across engines")
+
+
 def hash_columns(table: str, source_kinds: dict, target_kinds: dict, key_columns: list[str], exclude: set[str],
-                 same_engine: bool, same_server: bool = False) -> tuple[list[HashColumn], list[HashColumn], list[str]]:
-    """The columns both sides have, as each side's own kind; and the ones left out (why)."""
+                 same_engine: bool, same_server: bool = False,
+                 missing_columns: list[str] | None = None) -> tuple[list[HashColumn], list[HashColumn], list[str]]:
+    """The columns both sides have, as each side's own kind; and the ones left out (why).
+    Source columns the target lacks are appended to `missing_columns` (a difference)."""
     missing = [k for k in key_columns if k not in source_kinds or k not in target_kinds]
     if missing:
         raise ReconcileError(f"{table}: primary key column(s) {missing} not found on both sides")
+    check_key_types(table, key_columns, source_kinds)
     source_cols, target_cols, ignored = [], [], []
     for name, (kind, source_type) in source_kinds.items():
         if name in exclude or name.startswith("_cdc_"):
             continue
         if name not in target_kinds:
             ignored.append(f"{name} (not in target)")
+            if missing_columns is not None:
+                missing_columns.append(name)
             continue
         other, target_type = target_kinds[name]
         if kind is None or other is None:
@@ -188,8 +221,10 @@ def hash_columns(table: str, source_kinds: dict, target_kinds: dict, key_columns
         native = same_engine and native_text_equal(kind, source_type, target_type, same_server)
         single = any(_SINGLE_FLOAT.match(t) for t in (source_type, target_type))
         digits = SINGLE_FLOAT_DIGITS if single else FLOAT_DIGITS
-        source_cols.append(HashColumn(name, kind, native, digits))
-        target_cols.append(HashColumn(name, other, native, digits))
+        # both sides frame a value alike: when either holds it as text (MySQL TIME is text in the targets)
+        framed = bool({kind, other} & {"text", "time"}) or (native and kind == "bytes")
+        source_cols.append(HashColumn(name, kind, native, digits, framed))
+        target_cols.append(HashColumn(name, other, native, digits, framed))
     return source_cols, target_cols, ignored
 
 
@@ -202,18 +237,19 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
     if not source_kinds:
         raise ReconcileError(f"{table}: source table {source.relation} not found")
     if not target_kinds:  # nothing loaded yet: every source row is missing there
-        print(f"{table}: {target.label} has no {target.relation} yet; comparing with an empty table")
+        log.info("%s: %s has no %s yet; comparing with an empty table", table, target.label, target.relation)
         target, target_kinds = AbsentSide(target), _same_kinds_for(target, source_kinds)
     same_engine = source.dialect.engine == target.dialect.engine
     same_server = same_engine and source.server() == target.server()
     source_cols, target_cols, result.ignored_columns = hash_columns(table, source_kinds, target_kinds, key_columns,
-                                                                    set(exclude), same_engine, same_server)
+                                                                    set(exclude), same_engine, same_server,
+                                                                    result.missing_columns)
     result.columns = [c.name for c in source_cols]
     result.method = source.dialect.hash_function
     key_kinds = {c.name: c for c in source_cols if c.name in key_columns}
     source_hash, target_hash = source.dialect.row_hash(source_cols), target.dialect.row_hash(target_cols)
-    source_key = source.dialect.row_hash([key_kinds[k] for k in key_columns])
-    target_key = target.dialect.row_hash([c for c in target_cols if c.name in key_columns])
+    source_key = source.dialect.key_hash([key_kinds[k] for k in key_columns])
+    target_key = target.dialect.key_hash([c for c in target_cols if c.name in key_columns])
 
     lead = key_columns[0]
     if key_kinds[lead].kind == "integer" and dict((c.name, c.kind) for c in target_cols)[lead] == "integer":
@@ -259,8 +295,8 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
         level = level.split(factor, large)
 
     # level 3: rows of the small differing segments
-    source_rows: dict[KeyTuple, int] = {}
-    target_rows: dict[KeyTuple, int] = {}
+    source_rows: dict[KeyTuple, Any] = {}
+    target_rows: dict[KeyTuple, Any] = {}
     for leaf_level, buckets in leaves:
         s_rows, t_rows = _both(
             partial(source.row_hashes, key_columns, source_hash, leaf_level.where(source, source_key, buckets)),
@@ -270,8 +306,9 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
         target_rows.update(t_rows)
     result.rows_fetched = len(source_rows) + len(target_rows)
     found = _differences(source_rows, target_rows)
+    commit_column = "_cdc_commit_ts" if "_cdc_commit_ts" in target_kinds else None  # the target row's position
     differences = _explain(found, key_columns, source_cols, target_cols, source, target, settings,
-                           updated_at_column, result, sleep)
+                           updated_at_column, result, sleep, commit_column)
 
     for d in differences:
         if d.lag:
@@ -309,19 +346,53 @@ def _differences(source_rows: dict, target_rows: dict) -> dict[KeyTuple, str]:
     return out
 
 
+def commit_step(watermark: dt.datetime | None) -> dt.timedelta:
+    """The precision commit times have: whole seconds when the newest one has no fraction (binlog
+    and DMS commit times), else microseconds."""
+    whole = watermark is not None and watermark.microsecond == 0
+    return dt.timedelta(seconds=1) if whole else dt.timedelta(microseconds=1)
+
+
+def _truncated(value: dt.datetime, step: dt.timedelta) -> dt.datetime:
+    return value.replace(microsecond=0) if step == dt.timedelta(seconds=1) else value
+
+
+def is_lag(updated_at: Any, row_commit: Any, watermark: dt.datetime | None) -> bool:
+    """Whether a differing row may be replication lag: its source update time, at the precision
+    the commit times have, is not older than the target's watermark, and the target's row does
+    not already hold a change of that time (then its change was loaded: a difference is drift)."""
+    if updated_at is None or watermark is None:
+        return False
+    changed = _truncated(key_token(updated_at), commit_step(watermark))
+    if changed < watermark:
+        return False
+    return row_commit is None or key_token(row_commit) < changed
+
+
+def repair_stamp(row_commit: Any, watermark: dt.datetime | None) -> dt.datetime | None:
+    """The commit time a repair row for this key needs: one step of the commit times' precision
+    after what the target holds for it (its row, else the watermark, which covers a tombstone),
+    so it wins there without moving the watermark past changes still in flight."""
+    base = key_token(row_commit) if row_commit is not None else watermark
+    return base + commit_step(watermark) if base is not None else None
+
+
 def _explain(found: dict[KeyTuple, str], key_columns: list[str], source_cols: list[HashColumn],
              target_cols: list[HashColumn], source: Side, target: Side, settings: Settings,
-             updated_at_column: str | None, result: Comparison, sleep: Callable[[float], None]) -> list[Difference]:
+             updated_at_column: str | None, result: Comparison, sleep: Callable[[float], None],
+             commit_column: str | None = None) -> list[Difference]:
     """Name the changed columns; tell lag from drift (update time vs watermark, then a re-check)."""
     watermark = target.watermark()
     result.watermark = watermark.isoformat() if watermark else None
     keys = list(found)[:settings.max_detail_keys]
-    details = _column_details(keys, key_columns, source_cols, target_cols, source, target, updated_at_column)
+    details = _column_details(keys, key_columns, source_cols, target_cols, source, target, updated_at_column,
+                              commit_column=commit_column)
     differences = []
     for key, kind in found.items():
-        columns, updated_at, _ = details.get(key, ([], None, kind))
+        columns, updated_at, _, row_commit = details.get(key, ([], None, kind, None))
         differences.append(Difference(dict(zip(key_columns, key, strict=True)), kind, columns,
-                                      lag=_newer(updated_at, watermark)))
+                                      lag=is_lag(updated_at, row_commit, watermark),
+                                      stamp=repair_stamp(row_commit, watermark)))
 
     pending = [d for d in differences if not d.lag]
     if pending and settings.recheck_seconds > 0:
@@ -329,42 +400,41 @@ def _explain(found: dict[KeyTuple, str], key_columns: list[str], source_cols: li
         watermark = target.watermark()
         keys = [tuple(d.key.values()) for d in pending]
         again = _column_details(keys, key_columns, source_cols, target_cols, source, target, updated_at_column,
-                                recheck=True)
+                                recheck=True, commit_column=commit_column)
         for d in pending:
             state = again.get(tuple(d.key.values()))
             if state is None:  # equal now: it was lag, and the target has caught up
                 d.lag = True
             else:
                 d.kind, d.columns = state[2], state[0]
-                d.lag = _newer(state[1], watermark)
+                d.lag = is_lag(state[1], state[3], watermark)
+                d.stamp = repair_stamp(state[3], watermark)
     return differences
-
-
-def _newer(updated_at, watermark) -> bool:
-    return updated_at is not None and watermark is not None and key_token(updated_at) > watermark
 
 
 def _column_details(keys: list[KeyTuple], key_columns: list[str], source_cols: list[HashColumn],
                     target_cols: list[HashColumn], source: Side, target: Side, updated_at_column: str | None,
-                    recheck: bool = False) -> dict[KeyTuple, tuple]:
-    """Per key that still differs: (differing column names, source update time, kind). When
-    re-checking, keys that agree now are left out."""
+                    recheck: bool = False, commit_column: str | None = None) -> dict[KeyTuple, tuple]:
+    """Per key that still differs: (differing column names, source update time, kind, commit time
+    of the target's row). When re-checking, keys that agree now are left out."""
     if not keys:
         return {}
     extra = [updated_at_column] if updated_at_column else []
+    target_extra = [commit_column] if commit_column else []
     s, t = _both(lambda: source.row_values(key_columns, source_cols, keys, extra),
-                 lambda: target.row_values(key_columns, target_cols, keys))
+                 lambda: target.row_values(key_columns, target_cols, keys, target_extra))
     out: dict[KeyTuple, tuple] = {}
     names = [c.name for c in source_cols]
     for key in keys:
         s_row, t_row = s.get(key), t.get(key)
         updated_at = s_row[len(names)] if (s_row is not None and extra) else None
+        row_commit = t_row[len(names)] if (t_row is not None and target_extra) else None
         if s_row is None and t_row is None:
             continue
         if s_row is None or t_row is None:
-            out[key] = ([], updated_at, "extra" if s_row is None else "missing")
+            out[key] = ([], updated_at, "extra" if s_row is None else "missing", row_commit)
             continue
         columns = [n for n, a, b in zip(names, s_row, t_row, strict=False) if a != b]
         if columns or not recheck:
-            out[key] = (columns, updated_at, "changed")
+            out[key] = (columns, updated_at, "changed", row_commit)
     return out

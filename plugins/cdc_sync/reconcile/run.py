@@ -7,6 +7,7 @@ Each target keeps its own results table (`reconcile.results_table`, default
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +17,8 @@ from cdc_sync.mysql_catalog import table_exists
 from cdc_sync.reconcile.diff import Comparison, Settings, compare
 from cdc_sync.reconcile.sides import BigQuerySide, MySqlSide, bigquery_parameter
 from cdc_sync.sql import bigquery_table, mysql_ident, render
+
+log = logging.getLogger(__name__)
 
 AURORA, BIGQUERY = "aurora", "bigquery"
 
@@ -39,17 +42,27 @@ def source_side(table: TableSpec, connect: Callable, hash_function: str) -> MySq
     return MySqlSide("source", connect, table.schema, table.name, hash_function=hash_function)
 
 
+def hash_function_for(reconcile: Reconcile, target: str) -> str:
+    """The row hash for a target: strong mode SHA-256 everywhere; else CRC32 MySQL to MySQL
+    (about half the cost) and MD5 when BigQuery is on the other side."""
+    if reconcile.checksum == "strong":
+        return "sha256"
+    return "crc32" if target == AURORA else "md5"
+
+
 def target_side(pipeline: Pipeline, table: TableSpec, target: str, *, bigquery_client=None,
                 aurora_connect: Callable | None = None):
+    assert pipeline.reconcile is not None
+    hash_function = hash_function_for(pipeline.reconcile, target)
     if target == AURORA:
         aurora = pipeline.aurora
         assert aurora is not None and aurora_connect is not None
-        return MySqlSide(AURORA, aurora_connect, aurora.database, aurora.view(table), hash_function="crc32",
+        return MySqlSide(AURORA, aurora_connect, aurora.database, aurora.view(table), hash_function=hash_function,
                          watermark_column="_cdc_commit_ts", state_relation=aurora.state_table(table))
     bq = pipeline.bigquery
     assert bq is not None and bigquery_client is not None
     return BigQuerySide(BIGQUERY, bigquery_client, bq.project, bq.dataset, bq.latest_view(table),
-                        changelog=bq.changelog_table(table))
+                        changelog=bq.changelog_table(table), hash_function=hash_function)
 
 
 def reconcile_table(pipeline: Pipeline, table_name: str, *, source_connect: Callable, run_id: str,
@@ -62,8 +75,7 @@ def reconcile_table(pipeline: Pipeline, table_name: str, *, source_connect: Call
     exclude = set(table.reconcile_exclude) | ({table.commit_timestamp_column} if table.commit_timestamp_column else set())
     out = []
     for target in targets or targets_of(pipeline):
-        # MD5 when BigQuery is on the other side; CRC32 (about half the cost) MySQL to MySQL
-        source = source_side(table, source_connect, "crc32" if target == AURORA else "md5")
+        source = source_side(table, source_connect, hash_function_for(pipeline.reconcile, target))
         other = target_side(pipeline, table, target, bigquery_client=bigquery_client, aurora_connect=aurora_connect)
         try:
             comparison = compare(table.qualified_name, source, other, list(table.primary_key), settings=settings,
@@ -71,7 +83,7 @@ def reconcile_table(pipeline: Pipeline, table_name: str, *, source_connect: Call
         finally:
             source.close()
             other.close()
-        print(comparison.summary())
+        log.info("%s", comparison.summary())
         store_result(pipeline, comparison, run_id, bigquery_client=bigquery_client, aurora_connect=aurora_connect)
         out.append(comparison)
     return out
@@ -79,7 +91,7 @@ def reconcile_table(pipeline: Pipeline, table_name: str, *, source_connect: Call
 
 def _row(pipeline: Pipeline, c: Comparison, run_id: str) -> dict:
     fields = c.to_dict()
-    detail = {k: fields[k] for k in ("columns", "ignored_columns", "levels", "buckets", "rows_fetched", "method",
+    detail = {k: fields[k] for k in ("columns", "ignored_columns", "missing_columns", "levels", "buckets", "rows_fetched", "method",
                                      "partial")}
     return {
         "run_id": run_id, "checked_at": datetime.now(UTC), "pipeline": pipeline.name, "table_name": c.table,

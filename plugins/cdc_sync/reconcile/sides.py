@@ -18,9 +18,19 @@ from cdc_sync.sql import bigquery_table, mysql_ident, render
 KeyTuple = tuple  # a primary key as Python values, normalised by key_token
 
 
+def time_text(value: dt.timedelta) -> str:
+    """A MySQL TIME (pymysql's timedelta) as the loaders keep it: [-]HH:MM:SS[.ffffff]."""
+    micros = abs(value) // dt.timedelta(microseconds=1)
+    seconds, fraction = divmod(micros, 1_000_000)
+    text = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" + (f".{fraction:06d}" if fraction else "")
+    return ("-" if value < dt.timedelta(0) else "") + text
+
+
 def key_token(value: Any) -> Any:
     """A key value as it compares across engines (BigQuery returns aware datetimes, NUMERIC
-    as Decimal; MySQL naive datetimes)."""
+    as Decimal, TIME kept as text; MySQL naive datetimes, TIME as timedelta)."""
+    if isinstance(value, dt.timedelta):
+        return time_text(value)
     if isinstance(value, dt.datetime):
         return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
     if isinstance(value, Decimal):
@@ -42,10 +52,20 @@ _BIGQUERY_TYPES = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", 
 
 
 def bigquery_parameter(name: str, value: Any):
-    """A named query parameter typed after the Python value."""
+    """A named query parameter typed after the Python value (an integer beyond INT64, such as
+    a BIGINT UNSIGNED key, as NUMERIC)."""
     from google.cloud import bigquery
 
+    if type(value) is int and not -2**63 <= value < 2**63:
+        return bigquery.ScalarQueryParameter(name, "NUMERIC" if abs(value) < 10**29 else "BIGNUMERIC", Decimal(value))
     return bigquery.ScalarQueryParameter(name, _BIGQUERY_TYPES[type(value)], value)
+
+
+def _hash_value(value: Any) -> Any:
+    """A hash or checksum as compared: integers (sums) as int, digests as lower-case hex text."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii")
+    return value.lower() if isinstance(value, str) else int(value)
 
 
 class Side:
@@ -80,16 +100,17 @@ class Side:
         low, high = self.run(render("reconcile/bounds.sql", column=self.dialect.ident(column), relation=self.relation))[0]
         return low, high
 
-    def checksums(self, bucket: str, row_hash: str, where: str) -> dict[int, tuple[int, int]]:
-        sql = render("reconcile/checksums.sql", bucket=bucket, checksum=self.dialect.checksum(row_hash),
-                     relation=self.relation, where=where)
-        return {int(b): (int(n), int(s)) for b, n, s in self.run(sql)}
+    def checksums(self, bucket: str, row_hash: str, where: str) -> dict[int, tuple[int, Any]]:
+        digest = self.dialect.digest
+        sql = render("reconcile/checksums.sql", bucket=bucket, row_hash=row_hash, relation=self.relation, where=where,
+                     checksum=self.dialect.checksum("h" if digest else row_hash), digest=digest)
+        return {int(b): (int(n), _hash_value(s)) for b, n, s in self.run(sql)}
 
-    def row_hashes(self, key_columns: list[str], row_hash: str, where: str) -> dict[KeyTuple, int]:
+    def row_hashes(self, key_columns: list[str], row_hash: str, where: str) -> dict[KeyTuple, Any]:
         sql = render("reconcile/row_hashes.sql", key_columns=[self.dialect.ident(c) for c in key_columns],
                      row_hash=row_hash, relation=self.relation, where=where)
         width = len(key_columns)
-        return {tuple(key_token(v) for v in row[:width]): int(row[width]) for row in self.run(sql)}
+        return {tuple(key_token(v) for v in row[:width]): _hash_value(row[width]) for row in self.run(sql)}
 
     def row_values(self, key_columns: list[str], columns: list[HashColumn], keys: list[KeyTuple],
                    extra: Sequence[str] = ()) -> dict[KeyTuple, tuple]:
@@ -142,6 +163,8 @@ class MySqlSide(Side):
             with self._conn.cursor() as cur:
                 # TIMESTAMP columns are read in UTC, like DMS reads them
                 cur.execute("SET SESSION time_zone = '+00:00'")
+                if self.dialect.digest:  # a bucket's row hashes are concatenated: never truncated
+                    cur.execute("SET SESSION group_concat_max_len = 4294967295")
         return self._conn
 
     def close(self) -> None:
@@ -193,13 +216,13 @@ class BigQuerySide(Side):
     """A BigQuery table or view (the latest-state view of a changelog)."""
 
     def __init__(self, label: str, client, project: str, dataset: str, relation: str, *,
-                 changelog: str | None = None):
+                 changelog: str | None = None, hash_function: str = "md5"):
         self.label = label
         self.client = client
         self.project, self.dataset, self.relation_name = project, dataset, relation
         self.relation = bigquery_table(project, dataset, relation)
         self.changelog = changelog
-        self.dialect = BigQueryDialect()
+        self.dialect = BigQueryDialect(hash_function)
 
     def close(self) -> None:
         pass
@@ -240,10 +263,10 @@ class AbsentSide(Side):
     def bounds(self, column: str) -> tuple[Any, Any]:
         return None, None
 
-    def checksums(self, bucket: str, row_hash: str, where: str) -> dict[int, tuple[int, int]]:
+    def checksums(self, bucket: str, row_hash: str, where: str) -> dict[int, tuple[int, Any]]:
         return {}
 
-    def row_hashes(self, key_columns: list[str], row_hash: str, where: str) -> dict[KeyTuple, int]:
+    def row_hashes(self, key_columns: list[str], row_hash: str, where: str) -> dict[KeyTuple, Any]:
         return {}
 
     def row_values(self, key_columns, columns, keys, extra=()) -> dict[KeyTuple, tuple]:
