@@ -31,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pymysql
 from botocore.exceptions import ClientError
 
 from cdc_sync import sql
@@ -49,6 +50,9 @@ META_IN_STATE = ["_cdc_position", "_cdc_deleted", "_cdc_loaded_at"]  # and _cdc_
 DUPLICATE_KEY = 1062
 LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT = 1213, 1205
 _LOCK_ATTEMPTS = 3
+# what MySQL says when a table cannot have the columns asked for: too many columns or keys, a
+# row or key too large, a name too long or given twice, a type it refuses
+_SCHEMA_REFUSED = {1005, 1059, 1060, 1067, 1069, 1070, 1071, 1074, 1101, 1117, 1118, 1166, 1170, 1425, 1426, 1427}
 _LOCK_WAIT_SECONDS = 60  # one wait for another load of the same file; logged, then waited again
 _MAX_CHUNK_ID = 2**31 - 1  # the ledger's chunk column (INT) holds a chunk's first row
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
@@ -365,21 +369,30 @@ class AuroraMergeLoader(AuroraLoaderBase):
             for name, kind in widened:  # a source DECIMAL that grew: its values would not fit
                 log.warning("%s: widening column %s of %s from %s to %s (the source's type grew; the table is "
                             "rebuilt)", self.table.qualified_name, name, state, known[name], kind)
-                cur.execute(f"ALTER TABLE {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(state)} "
-                            f"MODIFY COLUMN {sql.mysql_ident(name)} {kind} "
-                            f"{'NOT NULL' if name in self.table.primary_key else 'NULL'}")
-            if not existing:
-                cur.execute(self._render(
-                    "state_table.sql", table=state, view=view, columns=new,
-                    primary_key=self.table.primary_key, source_table=self.table.qualified_name,
-                ))
-            else:
-                for name, kind in new:  # DDL commits on its own: done before any chunk's transaction
-                    log.info("%s: adding column %s %s to %s", self.table.qualified_name, name, kind, state)
-                    cur.execute(f"ALTER TABLE {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(state)} "
-                                f"ADD COLUMN {sql.mysql_ident(name)} {kind} NULL")
+            if new and existing:
+                log.info("%s: adding %d column(s) to %s: %s%s", self.table.qualified_name, len(new), state,
+                         ", ".join(f"{name} {kind}" for name, kind in new[:20]), ", …" if len(new) > 20 else "")
+            try:  # DDL commits on its own: done before any chunk's transaction, in one statement
+                if not existing:
+                    cur.execute(self._render(
+                        "state_table.sql", table=state, view=view, columns=new,
+                        primary_key=self.table.primary_key, source_table=self.table.qualified_name,
+                    ))
+                elif new or widened:
+                    cur.execute(self._render("alter_state_table.sql", table=state, widened=widened, added=new,
+                                             primary_key=self.table.primary_key))
+            except pymysql.err.MySQLError as error:
+                if not error.args or error.args[0] not in _SCHEMA_REFUSED:
+                    raise
+                change = "be created with" if not existing else "take"
+                what = [f"{len(new)} column(s) to add"] if new else []
+                what += [f"{len(widened)} to widen"] if widened else []
+                raise ChangeFileError("", f"the state table {self.target.database}.{state} cannot {change} the "
+                                          f"file's columns ({', '.join(what)}) and is left as it was: MySQL error "
+                                          f"{error.args[0]}: {error.args[-1]}") from error
             columns = [n for n, _ in existing] + [n for n, _ in new]
-            if new or not existing or (derived and derived not in {c.name for c in catalog.get(view, [])}):
+            in_view = {c.name for c in catalog.get(view, [])}
+            if new or not existing or (derived and derived not in in_view) or not in_view.issuperset(columns):
                 derived_kind = types.get(derived) if derived else None
                 cur.execute(self._render(
                     "live_view.sql", view=view, table=state, columns=columns, commit_ts_column=derived,
@@ -473,7 +486,6 @@ class AuroraMergeLoader(AuroraLoaderBase):
         the staging copy; if that meets any warning (a key already there, one key twice) it is
         rolled back and applied through staging, which is always correct. Two chunks of one
         file that change the same keys can deadlock each other: the loser is redone."""
-        import pymysql
 
         s3_uri = None
         if self.target.method == "aurora_s3":  # Aurora reads the chunk from S3 itself: put it there once
