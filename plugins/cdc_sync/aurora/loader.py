@@ -423,6 +423,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                         skip = next(ranges, None)
                     if skip is not None and skip[0] <= row:  # applied before: pass over it
                         if chunk is not None:  # a chunk is consecutive rows: it ends here
+                            assert writer is not None
                             writer.close()
                             writer = None
                             chunk.finish()
