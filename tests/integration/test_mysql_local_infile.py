@@ -95,3 +95,19 @@ def test_a_ca_in_the_extras_requires_tls(monkeypatch):
         assert server.statements == []
         # without TLS settings the same server is reachable (pymysql's unverified PREFERRED mode)
         _hook(monkeypatch, server).get_conn().close()
+
+
+def test_statements_pymysql_sends_as_bytes_pass_the_guard(monkeypatch, secret):
+    """executemany sends its batch as bytes: it runs, and a request in answer is refused."""
+    rows = [(n, f"name {n}") for n in range(2000)]
+    with FakeMySqlServer(lambda s: secret if "'name 1999')" in s else None) as server:
+        conn = _hook(monkeypatch, server).get_conn(local_infile=True)
+        try:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO t (id, name) VALUES (%s, %s)", rows[:10])
+                with pytest.raises(LocalFileRefused):
+                    cur.executemany("INSERT INTO t (id, name) VALUES (%s, %s)", rows)
+        finally:
+            conn.close()
+    assert server.statements[-2].endswith("(9, 'name 9')")
+    assert [t.sent for t in server.transfers] == [b""]

@@ -25,7 +25,7 @@ from pymysql.protocol import LoadLocalPacketWrapper
 
 log = logging.getLogger(__name__)
 CR_LOAD_DATA_LOCAL_INFILE_REJECTED = 2068  # libmysqlclient's code for the same refusal
-TLS_EXTRAS = ("ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
+_HEAD_CHARS = 16384  # of a statement, searched for its LOCAL INFILE path
 
 # The statement's own file: comments, then LOAD DATA [LOW_PRIORITY|CONCURRENT] LOCAL INFILE
 # '<path>'. Only literals without quotes or backslashes are recognised (sql.mysql_string
@@ -83,7 +83,8 @@ class LocalFileGuard(Connection):
     _local_file_in_flight: str | None = None
 
     def query(self, sql, unbuffered: bool = False):
-        text = sql.decode(self.encoding, "replace") if isinstance(sql, bytes) else sql
+        head = sql[:_HEAD_CHARS]  # the path comes first, after any comments; a batch of rows may be megabytes
+        text = bytes(head).decode(self.encoding, "replace") if isinstance(head, (bytes, bytearray)) else head
         self._local_file_in_flight = local_file_of(text)
         try:
             return super().query(sql, unbuffered=unbuffered)
