@@ -487,7 +487,6 @@ class AuroraMergeLoader(AuroraLoaderBase):
         the staging copy; if that meets any warning (a key already there, one key twice) it is
         rolled back and applied through staging, which is always correct. Two chunks of one
         file that change the same keys can deadlock each other: the loser is redone."""
-
         s3_uri = None
         if self.target.method == "aurora_s3":  # Aurora reads the chunk from S3 itself: put it there once
             assert chunk.finished, "only LOAD DATA LOCAL reads a chunk while it is written"
@@ -514,8 +513,6 @@ class AuroraMergeLoader(AuroraLoaderBase):
 
     def _apply_once(self, conn, f: DmsFile, first_row: int, chunk: ChunkFile, layout: _StateLayout,
                     s3_uri: str | None, gate: CommitGate, direct: bool) -> int:
-        import pymysql
-
         state = self.target.state_table(self.table)
         database = sql.mysql_ident(self.target.database)
         ledger_key = (self.pipeline.name, self.table.qualified_name, object_hash(f), first_row)
