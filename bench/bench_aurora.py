@@ -126,8 +126,12 @@ def _round(stack, admin, data: pa.Table, files: dict, tmpdir: Path, n: int) -> d
 
     s3 = stack.boto3_client("s3")
 
-    def connect():
-        return stack.mariadb.connect(local_infile=True, autocommit=False)
+    def connect():  # as the DAG connects: the hook's LocalFileGuard
+        from cdc_sync.hooks.mysql import connect as guarded
+
+        server = stack.mariadb
+        return guarded(host=server.host, port=server.port, user=server.user, password=server.password,
+                       charset="utf8mb4", local_infile=True, autocommit=False)
 
     def pipeline(doc: dict):
         config = tmpdir / "p.yaml"

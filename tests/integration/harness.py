@@ -200,8 +200,16 @@ class World:
             from tests.integration.aurora_s3_standin import cursor_class_for
 
             cursor_class = cursor_class_for(self.s3, self.aurora_s3_loads)
-            return self.stack.mariadb.connect(autocommit=False, local_infile=True, cursorclass=cursor_class)
-        return self.stack.mariadb.connect(autocommit=False, local_infile=True)
+            return self._guarded_connection(cursorclass=cursor_class)
+        return self._guarded_connection()
+
+    def _guarded_connection(self, **kwargs):
+        """A LOCAL INFILE connection as the hook makes it (cdc_sync.hooks.mysql.LocalFileGuard)."""
+        from cdc_sync.hooks.mysql import connect
+
+        server = self.stack.mariadb
+        return connect(host=server.host, port=server.port, user=server.user, password=server.password,
+                       charset="utf8mb4", autocommit=False, local_infile=True, **kwargs)
 
     def aurora_rows(self, table: str = "customers") -> dict:
         """The live view in the Aurora stand-in, keyed by primary key, data columns only."""

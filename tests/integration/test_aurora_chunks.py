@@ -39,7 +39,7 @@ def _land(world: World, name: str, changes: list[Change]) -> str:
 
 
 def _applied_chunks(world: World, key: str) -> dict[int, int]:
-    """chunk number → rows, as the ledger records them"""
+    """chunk (its first row) → rows, as the ledger records them"""
     with world.mysql.cursor() as cur:
         cur.execute(f"SELECT chunk, row_count FROM `{world.target_db}`.`_cdc_sync_ledger` "
                     "WHERE object_key = %s AND status = 'applied'", (key,))
@@ -65,7 +65,7 @@ def test_chunks_changing_the_same_keys_converge_on_the_latest_change(world, conn
     (report,) = world.run_aurora()
     assert report.loaded == {first: len(changes)} and not report.quarantined
     assert world.aurora_rows() == expected
-    assert _applied_chunks(world, first) == {0: 1000, 1: 1000, 2: 1000, 3: 600}  # chunk 0 streamed
+    assert _applied_chunks(world, first) == {0: 1000, 1000: 1000, 2000: 1000, 3000: 600}  # chunk 0 streamed
 
     # a second file over a full table (staged upserts on several connections), again with
     # keys in several chunks: re-inserts of the deleted keys, then later updates of all
@@ -78,7 +78,7 @@ def test_chunks_changing_the_same_keys_converge_on_the_latest_change(world, conn
     (report,) = world.run_aurora()
     assert report.loaded == {second: len(changes)}
     assert world.aurora_rows() == expected
-    assert _applied_chunks(world, second) == {0: 1000, 1: 1000, 2: 100}
+    assert _applied_chunks(world, second) == {0: 1000, 1000: 1000, 2000: 100}
     if method == "aurora_s3":  # every chunk was put under the staging prefix once and read from there
         staged = world.s3.list_objects_v2(Bucket=world.bucket, Prefix="cdc-sync/staging/")["Contents"]
         staged_uris = {f"s3://{world.bucket}/{o['Key']}" for o in staged}
@@ -166,4 +166,68 @@ def _inserts_go_straight_in(world: World, caplog) -> None:
     assert report.loaded == {mixed: 1002} and not report.quarantined
     assert world.aurora_rows() == expected
     assert paths(mixed)[0] == "staged"
-    assert any(f"chunk 0 of {mixed} meets keys already in" in r.getMessage() for r in caplog.records)
+    assert any(f"the chunk from row 0 of {mixed} meets keys already in" in r.getMessage() for r in caplog.records)
+
+
+def _ledger_ranges(world: World, key: str) -> list[tuple[int, int]]:
+    """(first row, rows) of every applied chunk of a file, as the ledger records them"""
+    with world.mysql.cursor() as cur:
+        cur.execute(f"SELECT first_row, row_count FROM `{world.target_db}`.`_cdc_sync_ledger` "
+                    "WHERE object_key = %s AND status = 'applied' ORDER BY first_row", (key,))
+        return list(cur.fetchall())
+
+
+def _file_outcome(world: World, key: str) -> tuple[str, int]:
+    with world.mysql.cursor() as cur:
+        cur.execute(f"SELECT status, row_count FROM `{world.target_db}`.`_cdc_sync_ledger` "
+                    "WHERE object_key = %s AND chunk = -1", (key,))
+        return cur.fetchone()
+
+
+@pytest.mark.parametrize(("rerun_chunk_rows", "ledger_version"), [
+    (2500, "current"), (1500, "current"),  # chunks across the old bounds
+    (2500, "numbered"),  # the crashed load was by a version that numbered chunks 0, 1, ...
+])
+def test_a_load_crashed_after_some_chunks_resumes_with_other_chunk_rows(world, rerun_chunk_rows, ledger_version):
+    """A file of 6,000 changes, chunk_rows 1,000: the load fails after chunks 0-1 committed
+    (the ledger refuses a third chunk, as a killed worker would leave it); the rerun, with
+    other chunk_rows, applies rows 2,000-5,999 exactly once and records 6,000 rows."""
+    world.write_config(aurora={"chunk_rows": CHUNK_ROWS, "load_connections": 1})
+    expected = world.seed(range(1, 3))
+    world.run_aurora()  # the state table and the ledger exist
+    at = dt.datetime(2026, 11, 23, 7, tzinfo=UTC)
+    # updates of the two seeded keys first (staged), then 5,998 new keys: every row counts
+    changes = [Change("U", customer(k, qty=-k), at) for k in (1, 2)]
+    changes += [Change("I", customer(k), at) for k in range(10, 6008)]
+    key = _land(world, "20261123-070000000.parquet", changes)
+    expected.update({k: expected_row(customer(k, qty=-k)) for k in (1, 2)})
+    expected.update({k: expected_row(customer(k)) for k in range(10, 6008)})
+
+    ledger = f"`{world.target_db}`.`_cdc_sync_ledger`"
+    with world.mysql.cursor() as cur:  # the crash: a third chunk of the file cannot be recorded
+        cur.execute(f"CREATE TRIGGER `{world.target_db}`.crash_after_two BEFORE INSERT ON {ledger} FOR EACH ROW "
+                    f"IF NEW.chunk >= 0 AND (SELECT COUNT(*) FROM {ledger} WHERE object_hash = NEW.object_hash "
+                    "AND chunk >= 0) >= 2 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'worker killed'; END IF")
+    with pytest.raises(Exception, match="worker killed"):
+        world.run_aurora()
+    with world.mysql.cursor() as cur:
+        cur.execute(f"DROP TRIGGER `{world.target_db}`.crash_after_two")
+        cur.execute(f"SELECT COUNT(*) FROM `{world.target_db}`.`{world.db}_customers`")
+        assert cur.fetchone()[0] == 2 + 1998  # chunks 0 and 1: the seeded keys and 1,998 new ones
+        if ledger_version == "numbered":  # the ledger as that version left it: no first_row, chunks 0 and 1
+            cur.execute(f"UPDATE {ledger} SET chunk = first_row DIV 1000 WHERE chunk >= 0")
+            cur.execute(f"ALTER TABLE {ledger} DROP COLUMN first_row")
+
+    world.write_config(aurora={"chunk_rows": rerun_chunk_rows, "load_connections": 2})
+    (report,) = world.run_aurora()
+    assert report.loaded == {key: 4000} and not report.quarantined
+    assert world.aurora_rows() == expected
+    ranges = _ledger_ranges(world, key)
+    if ledger_version == "numbered":  # those two chunks: first_row NULL, read as rows 0-1,999
+        assert ranges[:2] == [(None, 1000), (None, 1000)]
+        ranges = [(0, 1000), (1000, 1000), *ranges[2:]]
+    # every row of the file in exactly one committed chunk
+    assert [row for first, rows in ranges for row in range(first, first + rows)] == list(range(6000))
+    assert ranges[:2] == [(0, 1000), (1000, 1000)]
+    assert all(rows <= rerun_chunk_rows for _, rows in ranges[2:])
+    assert _file_outcome(world, key) == ("loaded", 6000)

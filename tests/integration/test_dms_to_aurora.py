@@ -145,7 +145,7 @@ def test_bad_files_are_quarantined_for_aurora_and_nothing_of_them_is_applied(wor
         staged = {f"s3://{world.bucket}/{o['Key']}" for o in world.s3.list_objects_v2(
             Bucket=world.bucket, Prefix="cdc-sync/staging/")["Contents"]}
         assert set(world.aurora_s3_loads) == staged
-        assert f"s3://{world.bucket}/cdc-sync/staging/p_{world.uid}/{prefix}20261123-080000000.parquet.00000.csv" in staged
+        assert f"s3://{world.bucket}/cdc-sync/staging/p_{world.uid}/{prefix}20261123-080000000.parquet.000000000000.csv" in staged
 
 
 def test_crash_between_staging_and_apply_and_after_commit_leave_no_partial_state(world, monkeypatch):
@@ -324,3 +324,34 @@ def test_cdc_files_in_date_folders_load_once_including_a_late_one_in_the_folder_
     assert world.aurora_rows() == world.source_rows(world.customers)
     assert 2 not in world.aurora_rows() and world.aurora_rows()[1]["qty"] == 11
     assert world.run_aurora() == []  # nothing new: no batch
+
+
+def test_a_file_whose_columns_the_table_cannot_take_is_quarantined_and_the_table_left_as_it_was(world):
+    """1,100 new BIGINT columns are more than an InnoDB table takes: the file is quarantined
+    with MySQL's message, the state table keeps exactly its columns (none added one by one),
+    and the next file of the batch loads."""
+    expected = world.seed(range(1, 3))
+    world.run_aurora()
+    state = f"{world.db}_customers_state"
+    before = catalog_columns(world.mysql, world.target_db, [state])[state]
+    prefix = f"dms/{world.db}/customers/"
+    columns = [*world.dms.tables[world.customers].columns, *((f"c{n:04d}", pa.int64()) for n in range(1100))]
+    wide = write_change_file(columns, [Change("U", {**customer(1, qty=-1), **{f"c{n:04d}": n for n in range(1100)}},
+                                              dt.datetime(2026, 11, 23, 8, tzinfo=UTC))],
+                             timestamp_column="cdc_commit_ts", include_op=True)
+    world.s3.put_object(Bucket=world.bucket, Key=prefix + "20261123-080000000.parquet", Body=wide)
+    world.dms.update(world.customers, {"id": 2}, {"qty": 22})
+    world.dms.flush(world.customers, file_time=dt.datetime(2026, 11, 23, 8, 2, tzinfo=UTC))
+    expected[2]["qty"] = 22
+
+    (report,) = world.run_aurora()
+    reason = report.quarantined[prefix + "20261123-080000000.parquet"]
+    assert f"the state table {world.target_db}.{state} cannot take the file's columns (1100 column(s) to add)" in reason
+    assert "MySQL error" in reason and "olumns" in reason.split("MySQL error", 1)[1]  # the server's own words
+    assert list(report.loaded) == [prefix + "20261123-080200000.parquet"]
+    assert catalog_columns(world.mysql, world.target_db, [state])[state] == before
+    assert world.aurora_rows() == expected  # key 1's change in the refused file is not applied
+    with world.mysql.cursor() as cur:
+        cur.execute(f"SELECT reason FROM `{world.target_db}`.`_cdc_sync_ledger` WHERE chunk = -1 "
+                    "AND status = 'quarantined' AND object_key = %s", (prefix + "20261123-080000000.parquet",))
+        assert cur.fetchone() == (reason,)

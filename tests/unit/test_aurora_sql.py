@@ -95,3 +95,26 @@ def test_the_view_shows_the_timestamp_column_from_the_commit_time(as_text, expre
 ])
 def test_widened_decimal_holds_the_column_and_the_file_never_narrower(column, kind, wider):
     assert widened_decimal(column, kind) == wider
+
+
+def test_every_schema_change_of_a_file_is_one_alter_table():
+    text = " ".join(sql.render(
+        "aurora/alter_state_table.sql", database="replica", table="shop_t_state", primary_key=["id"],
+        widened=[("amount", "DECIMAL(30,8)")], added=[("note", "LONGTEXT"), ("points", "BIGINT")],
+    ).split())
+    assert text.endswith("ALTER TABLE `replica`.`shop_t_state` MODIFY COLUMN `amount` DECIMAL(30,8) NULL, "
+                         "ADD COLUMN `note` LONGTEXT NULL, ADD COLUMN `points` BIGINT NULL")
+    with pytest.raises(sql.UnsafeIdentifier):
+        sql.render("aurora/alter_state_table.sql", database="replica", table="t", primary_key=["id"], widened=[],
+                   added=[("x`; DROP TABLE t; --", "BIGINT")])
+
+
+def test_the_loaders_connection_sends_only_the_file_its_load_statement_names():
+    from cdc_sync.hooks.mysql import local_file_of
+
+    load = _load("local_infile", "/tmp/cdc-sync-aurora-x/aurora-000000-000000001000.csv")
+    assert local_file_of(load) == "/tmp/cdc-sync-aurora-x/aurora-000000-000000001000.csv"
+    assert local_file_of(_load("aurora_s3", "s3://landing/x.csv")) is None
+    assert local_file_of("SET SESSION time_zone = '+00:00'") is None
+    assert local_file_of("SELECT 1; LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t") is None
+    assert local_file_of("/* c */ load data concurrent local infile '/dev/fd/7' into table t") == "/dev/fd/7"

@@ -3,8 +3,10 @@
 Per file: the changes are rewritten as CSV chunks of at most `chunk_rows` rows (streamed).
 Per chunk, one transaction: ledger row → LOAD DATA into a per-connection staging table →
 INSERT … ON DUPLICATE KEY UPDATE into the state table, where a change wins only over an
-older `_cdc_position` → COMMIT. A retry finds the chunk's ledger row and skips it; applying
-a change twice is a no-op anyway (equal positions do not update). Chunks are applied on
+older `_cdc_position` → COMMIT. A chunk is a run of consecutive rows of the file, recorded
+by its first row and row count; a rerun (under the file's lock) reads which rows committed
+chunks applied and applies exactly the others, whatever `chunk_rows` is now. Applying a
+change twice would be a no-op anyway (equal positions do not update). Chunks are applied on
 `load_connections` connections while the file is still being converted, and none commits
 before the whole file is checked (aurora.parallel_apply).
 
@@ -20,8 +22,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Generator
-from contextlib import nullcontext
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pymysql
 from botocore.exceptions import ClientError
 
 from cdc_sync import sql
@@ -47,6 +50,11 @@ META_IN_STATE = ["_cdc_position", "_cdc_deleted", "_cdc_loaded_at"]  # and _cdc_
 DUPLICATE_KEY = 1062
 LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT = 1213, 1205
 _LOCK_ATTEMPTS = 3
+# what MySQL says when a table cannot have the columns asked for: too many columns or keys, a
+# row or key too large, a name too long or given twice, a type it refuses
+_SCHEMA_REFUSED = {1005, 1059, 1060, 1067, 1069, 1070, 1071, 1074, 1101, 1117, 1118, 1166, 1170, 1425, 1426, 1427}
+_LOCK_WAIT_SECONDS = 60  # one wait for another load of the same file; logged, then waited again
+_MAX_CHUNK_ID = 2**31 - 1  # the ledger's chunk column (INT) holds a chunk's first row
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
 
 
@@ -125,6 +133,7 @@ class AuroraLoaderBase:
         try:
             with conn.cursor() as cur:
                 cur.execute(self._render("ledger_table.sql", ledger=self.target.ledger_table))
+            self._add_first_row_to_ledger(conn)
             conn.commit()
             outcomes = self.outcomes(conn, files)
             for index, f in enumerate(sorted(set(files))):
@@ -138,6 +147,14 @@ class AuroraLoaderBase:
         finally:
             conn.close()
         return report
+
+    def _add_first_row_to_ledger(self, conn) -> None:
+        """A ledger made by a version that numbered chunks gets the column of a chunk's first row."""
+        columns = catalog_columns(conn, self.target.database, [self.target.ledger_table]).get(self.target.ledger_table, [])
+        if columns and "first_row" not in {c.name for c in columns}:
+            log.info("adding column first_row to the ledger %s", self._ledger())
+            with conn.cursor() as cur:
+                cur.execute(f"ALTER TABLE {self._ledger()} ADD COLUMN first_row BIGINT NULL AFTER chunk")
 
     def _open(self):
         """A connection set up as every load statement expects (strict, UTC)."""
@@ -231,29 +248,90 @@ class AuroraMergeLoader(AuroraLoaderBase):
         if self._state_is_empty(conn) or change_file.inserts_only():
             direct.set()
 
-        def apply(connection, number: int, chunk: ChunkFile, gate: CommitGate) -> int | None:
-            return self._apply_chunk(connection, f, number, chunk, layout, direct, gate)
+        def apply(connection, first_row: int, chunk: ChunkFile, gate: CommitGate) -> int:
+            return self._apply_chunk(connection, f, first_row, chunk, layout, direct, gate)
 
-        try:
-            outcome = apply_in_parallel(
-                self._chunk_files(change_file, layout.columns, index), apply,
-                first_connection=conn, open_connection=self._open, connections=self.target.load_connections,
-            )
-        except ChangeFileError as error:
-            return self._quarantine(report, f, error.problem, conn)
-        report.database_seconds += outcome.database_seconds
-        if outcome.refused is not None:
-            number, reason = outcome.refused
-            return self._quarantine(
-                report, f, "; ".join([f"chunk {number} (rows from {number * self.target.chunk_rows}): {reason}",
-                                      *layout.hints]), conn)
-        applied = sum(rows for rows in outcome.rows.values() if rows is not None)
-        if outcome.rows and all(rows is None for rows in outcome.rows.values()):
-            report.already_loaded.append(f.key)
-        else:
-            report.loaded[f.key] = applied
-        self._record_outcome(conn, f, "loaded", applied)
+        # One load of a file at a time: the rows not yet applied are read from the ledger and
+        # applied under the file's lock, so two loads of one file (overlapping runs, with
+        # other settings) cannot each take the other's rows for applied.
+        with self._file_lock(conn, f):
+            if self.outcomes(conn, [f]).get((f.key, f.etag)) == "loaded":  # by the load we waited for
+                report.already_loaded.append(f.key)
+                return None
+            done = self._applied_rows(conn, f)
+            progress = _Progress()
+            try:
+                outcome = apply_in_parallel(
+                    self._chunk_files(change_file, layout.columns, index, done, progress), apply,
+                    first_connection=conn, open_connection=self._open, connections=self.target.load_connections,
+                )
+            except ChangeFileError as error:
+                return self._quarantine(report, f, error.problem, conn)
+            report.database_seconds += outcome.database_seconds
+            if outcome.refused is not None:
+                first_row, reason = outcome.refused
+                return self._quarantine(
+                    report, f, "; ".join([f"the chunk from row {first_row}: {reason}", *layout.hints]), conn)
+            applied = sum(rows for rows in outcome.rows.values() if rows is not None)
+            if not outcome.rows and done:
+                report.already_loaded.append(f.key)  # every row applied before (a crash before its outcome)
+            else:
+                report.loaded[f.key] = applied  # what this load applied (a resumed one: the rest)
+            self._record_outcome(conn, f, "loaded", progress.rows)  # the ledger: every row of the file
         return None
+
+    @contextmanager
+    def _file_lock(self, conn, f: DmsFile) -> Iterator[None]:
+        """The server's named lock of this file's load in this ledger, held by `conn`."""
+        ident = f"{self.target.database}|{self.target.ledger_table}|{self.pipeline.name}|{self.table.qualified_name}|" \
+                f"{object_hash(f)}"
+        name = "cdc_sync:" + hashlib.sha256(ident.encode()).hexdigest()[:48]  # GET_LOCK takes 64 characters
+        waited = 0
+        while True:
+            with conn.cursor() as cur:
+                cur.execute("SELECT GET_LOCK(%s, %s)", (name, _LOCK_WAIT_SECONDS))
+                (got,) = cur.fetchone()
+            if got == 1:
+                break
+            if got is None:
+                raise RuntimeError(f"{self.table.qualified_name}: GET_LOCK for {f.key} failed")
+            waited += _LOCK_WAIT_SECONDS
+            log.warning("%s: another load of %s is running; waited %d s for it", self.table.qualified_name,
+                        f.key, waited)
+        try:
+            yield
+        finally:
+            with conn.cursor() as cur:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
+                cur.fetchall()
+
+    def _applied_rows(self, conn, f: DmsFile) -> list[tuple[int, int]]:
+        """The row ranges [first, end) of the file that committed chunks applied, merged, in
+        order. A chunk is identified by its first row; one recorded by a version that
+        numbered chunks (first_row NULL) covers its number times the length of its file's
+        longest such chunk (every chunk but a file's last is full)."""
+        with conn.cursor() as cur:
+            cur.execute(
+                f"SELECT chunk, first_row, row_count FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
+                "AND object_hash = %s AND chunk >= 0 AND status = 'applied'",
+                (self.pipeline.name, self.table.qualified_name, object_hash(f)),
+            )
+            rows = cur.fetchall()
+        conn.commit()
+        numbered = [(chunk, count) for chunk, first, count in rows if first is None]
+        size = max((count for _, count in numbered), default=0)
+        ranges = sorted([(first, first + count) for _, first, count in rows if first is not None]
+                        + [(chunk * size, chunk * size + count) for chunk, count in numbered])
+        merged: list[tuple[int, int]] = []
+        for start, end in ranges:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            elif end > start:
+                merged.append((start, end))
+        if merged:
+            log.info("%s: %s was partly applied before (rows %s): applying the rest", self.table.qualified_name,
+                     f.key, ", ".join(f"{a}-{b - 1}" for a, b in merged))
+        return merged
 
     def _prepare_table(self, conn, types: dict[str, ColumnType | None]) -> _StateLayout:
         """Create or extend the state table (and its view) for a file's columns."""
@@ -291,21 +369,30 @@ class AuroraMergeLoader(AuroraLoaderBase):
             for name, kind in widened:  # a source DECIMAL that grew: its values would not fit
                 log.warning("%s: widening column %s of %s from %s to %s (the source's type grew; the table is "
                             "rebuilt)", self.table.qualified_name, name, state, known[name], kind)
-                cur.execute(f"ALTER TABLE {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(state)} "
-                            f"MODIFY COLUMN {sql.mysql_ident(name)} {kind} "
-                            f"{'NOT NULL' if name in self.table.primary_key else 'NULL'}")
-            if not existing:
-                cur.execute(self._render(
-                    "state_table.sql", table=state, view=view, columns=new,
-                    primary_key=self.table.primary_key, source_table=self.table.qualified_name,
-                ))
-            else:
-                for name, kind in new:  # DDL commits on its own: done before any chunk's transaction
-                    log.info("%s: adding column %s %s to %s", self.table.qualified_name, name, kind, state)
-                    cur.execute(f"ALTER TABLE {sql.mysql_ident(self.target.database)}.{sql.mysql_ident(state)} "
-                                f"ADD COLUMN {sql.mysql_ident(name)} {kind} NULL")
+            if new and existing:
+                log.info("%s: adding %d column(s) to %s: %s%s", self.table.qualified_name, len(new), state,
+                         ", ".join(f"{name} {kind}" for name, kind in new[:20]), ", …" if len(new) > 20 else "")
+            try:  # DDL commits on its own: done before any chunk's transaction, in one statement
+                if not existing:
+                    cur.execute(self._render(
+                        "state_table.sql", table=state, view=view, columns=new,
+                        primary_key=self.table.primary_key, source_table=self.table.qualified_name,
+                    ))
+                elif new or widened:
+                    cur.execute(self._render("alter_state_table.sql", table=state, widened=widened, added=new,
+                                             primary_key=self.table.primary_key))
+            except pymysql.err.MySQLError as error:
+                if not error.args or error.args[0] not in _SCHEMA_REFUSED:
+                    raise
+                change = "be created with" if not existing else "take"
+                what = [f"{len(new)} column(s) to add"] if new else []
+                what += [f"{len(widened)} to widen"] if widened else []
+                raise ChangeFileError("", f"the state table {self.target.database}.{state} cannot {change} the "
+                                          f"file's columns ({', '.join(what)}) and is left as it was: MySQL error "
+                                          f"{error.args[0]}: {error.args[-1]}") from error
             columns = [n for n, _ in existing] + [n for n, _ in new]
-            if new or not existing or (derived and derived not in {c.name for c in catalog.get(view, [])}):
+            in_view = {c.name for c in catalog.get(view, [])}
+            if new or not existing or (derived and derived not in in_view) or not in_view.issuperset(columns):
                 derived_kind = types.get(derived) if derived else None
                 cur.execute(self._render(
                     "live_view.sql", view=view, table=state, columns=columns, commit_ts_column=derived,
@@ -315,21 +402,45 @@ class AuroraMergeLoader(AuroraLoaderBase):
         binary = [n for n, t in existing if _family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
         return _StateLayout(columns, binary, stored_commit_ts, hints)
 
-    def _chunk_files(self, change_file: ChangeFile, columns: list[str], index: int) -> Generator[tuple[int, ChunkFile], None, None]:
-        """The file as CSV chunks for LOAD DATA, each given out as soon as it is written (for
-        LOAD DATA LOCAL as soon as it is started: see aurora.chunk_file); a bad file raises
+    def _chunk_files(self, change_file: ChangeFile, columns: list[str], index: int, done: list[tuple[int, int]],
+                     progress: _Progress) -> Generator[tuple[int, ChunkFile], None, None]:
+        """The file's rows not in `done` (ranges [first, end), in order) as CSV chunks for
+        LOAD DATA, each a run of consecutive rows named by its first row, given out as soon
+        as it is written (for LOAD DATA LOCAL as soon as it is started: see
+        aurora.chunk_file); `progress` counts the file's rows. A bad file raises
         ChangeFileError where it is found bad."""
         chunk: ChunkFile | None = None
+        first_row = 0  # of `chunk`
         writer = None
-        number = 0
+        ranges = iter(done)
+        skip = next(ranges, None)  # the next applied range not yet passed
         try:
             for batch in change_file.changes(datetime.now(UTC), with_position=False):
                 start = 0
                 while start < batch.num_rows:
+                    row = progress.rows + start  # in the file
+                    while skip is not None and skip[1] <= row:
+                        skip = next(ranges, None)
+                    if skip is not None and skip[0] <= row:  # applied before: pass over it
+                        if chunk is not None:  # a chunk is consecutive rows: it ends here
+                            assert writer is not None
+                            writer.close()
+                            writer = None
+                            chunk.finish()
+                            if not chunk.streamed:
+                                yield first_row, chunk
+                            chunk = None
+                        start += min(skip[1] - row, batch.num_rows - start)
+                        continue
                     if chunk is None:
+                        if row > _MAX_CHUNK_ID:
+                            raise ChangeFileError(change_file.key, f"more than {_MAX_CHUNK_ID} rows: too many to "
+                                                                   "record in the ledger")
                         streamed = self.target.method == "local_infile"
-                        chunk = ChunkFile(self.workdir / f"aurora-{index:06d}-{number:05d}.csv", streamed=streamed)
-                    take = min(batch.num_rows - start, self.target.chunk_rows - chunk.rows)
+                        chunk = ChunkFile(self.workdir / f"aurora-{index:06d}-{row:012d}.csv", streamed=streamed)
+                        first_row = row
+                    take = min(batch.num_rows - start, self.target.chunk_rows - chunk.rows,
+                               skip[0] - row if skip is not None else batch.num_rows)
                     table = _csv_table(batch.slice(start, take), columns)
                     writer = writer or pacsv.CSVWriter(str(chunk.path), table.schema, write_options=_CSV_OPTIONS)
                     writer.write_table(table)
@@ -337,22 +448,22 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     chunk.grew(take)
                     start += take
                     if chunk.streamed and started:
-                        yield number, chunk
+                        yield first_row, chunk
                     if chunk.rows == self.target.chunk_rows:
                         writer.close()
                         writer = None
                         chunk.finish()
                         if not chunk.streamed:
-                            yield number, chunk
+                            yield first_row, chunk
                         chunk = None
-                        number += 1
+                progress.rows += batch.num_rows
             if chunk is not None:
                 assert writer is not None
                 writer.close()
                 writer = None
                 chunk.finish()
                 if not chunk.streamed:
-                    yield number, chunk
+                    yield first_row, chunk
         finally:
             if writer is not None:
                 writer.close()
@@ -367,61 +478,60 @@ class AuroraMergeLoader(AuroraLoaderBase):
         conn.commit()
         return empty
 
-    def _apply_chunk(self, conn, f: DmsFile, number: int, chunk: ChunkFile, layout: _StateLayout,
-                     direct: threading.Event, gate: CommitGate) -> int | None:
-        """One transaction, committed once `gate` opens. Returns rows applied, or None when
-        the ledger says it was applied before.
+    def _apply_chunk(self, conn, f: DmsFile, first_row: int, chunk: ChunkFile, layout: _StateLayout,
+                     direct: threading.Event, gate: CommitGate) -> int:
+        """One transaction, committed once `gate` opens, recording the chunk by its first row
+        in the ledger. Returns rows applied.
 
         While `direct` is set, the chunk is loaded straight into the state table, without
         the staging copy; if that meets any warning (a key already there, one key twice) it is
         rolled back and applied through staging, which is always correct. Two chunks of one
         file that change the same keys can deadlock each other: the loser is redone."""
-        import pymysql
-
         s3_uri = None
         if self.target.method == "aurora_s3":  # Aurora reads the chunk from S3 itself: put it there once
             assert chunk.finished, "only LOAD DATA LOCAL reads a chunk while it is written"
-            key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{number:05d}.csv"
+            key = f"{self.target.staging_prefix.rstrip('/')}/{self.pipeline.name}/{f.key}.{first_row:012d}.csv"
             self.s3.upload_file(str(chunk.path), self.pipeline.source.bucket, key)
             s3_uri = f"s3://{self.pipeline.source.bucket}/{key}"
         if direct.is_set():
             try:
-                return self._apply_once(conn, f, number, chunk, layout, s3_uri, gate, direct=True)
+                return self._apply_once(conn, f, first_row, chunk, layout, s3_uri, gate, direct=True)
             except _DirectLoadRefused:
                 direct.clear()
-                log.info("%s: chunk %d of %s meets keys already in %s: applied through staging, as the file's "
-                         "chunks not yet started will be", self.table.qualified_name, number, f.key,
+                log.info("%s: the chunk from row %d of %s meets keys already in %s: applied through staging, as the file's "
+                         "chunks not yet started will be", self.table.qualified_name, first_row, f.key,
                          self.target.state_table(self.table))
         for attempt in range(1, _LOCK_ATTEMPTS + 1):
             try:
-                return self._apply_once(conn, f, number, chunk, layout, s3_uri, gate, direct=False)
+                return self._apply_once(conn, f, first_row, chunk, layout, s3_uri, gate, direct=False)
             except pymysql.err.OperationalError as error:
                 if error.args[0] not in (LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT) or attempt == _LOCK_ATTEMPTS:
                     raise
-                log.warning("%s: chunk %d of %s: %s; applying it again (attempt %d)", self.table.qualified_name,
-                            number, f.key, error.args[-1], attempt + 1)
+                log.warning("%s: the chunk from row %d of %s: %s; applying it again (attempt %d)", self.table.qualified_name,
+                            first_row, f.key, error.args[-1], attempt + 1)
         raise AssertionError("unreachable")
 
-    def _apply_once(self, conn, f: DmsFile, number: int, chunk: ChunkFile, layout: _StateLayout,
-                    s3_uri: str | None, gate: CommitGate, direct: bool) -> int | None:
-        import pymysql
-
+    def _apply_once(self, conn, f: DmsFile, first_row: int, chunk: ChunkFile, layout: _StateLayout,
+                    s3_uri: str | None, gate: CommitGate, direct: bool) -> int:
         state = self.target.state_table(self.table)
         database = sql.mysql_ident(self.target.database)
-        ledger_key = (self.pipeline.name, self.table.qualified_name, object_hash(f), number)
+        ledger_key = (self.pipeline.name, self.table.qualified_name, object_hash(f), first_row)
         try:
             with conn.cursor() as cur:
                 counted = chunk.finished  # a chunk still being written gets its row count after the load
                 try:
                     cur.execute(
-                        f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
-                        "status, row_count, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, 'applied', %s, UTC_TIMESTAMP(6))",
-                        (*ledger_key, f.key, f.etag, chunk.rows if counted else 0),
+                        f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, first_row, object_key, "
+                        "etag, status, row_count, loaded_at) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, 'applied', %s, UTC_TIMESTAMP(6))",
+                        (*ledger_key, first_row, f.key, f.etag, chunk.rows if counted else 0),
                     )
                 except pymysql.err.IntegrityError as error:
-                    if error.args[0] == DUPLICATE_KEY:
-                        conn.rollback()
-                        return None
+                    if error.args[0] == DUPLICATE_KEY:  # the rows were read under the file's lock: not applied
+                        raise RuntimeError(
+                            f"{self.table.qualified_name}: the ledger {self.target.ledger_table} already has a chunk "
+                            f"{first_row} of {f.key} that does not cover row {first_row} (one an earlier version "
+                            "numbered?): neither applying it twice nor skipping it") from error
                     raise
                 into = state if direct else STAGE
                 if not direct:
@@ -447,7 +557,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                         raise _DirectLoadRefused()
                     raise ChunkRefused("; ".join(warnings))
                 if loaded != chunk.rows:  # e.g. a stream that ended early: never commit part of a chunk
-                    raise RuntimeError(f"chunk {number} of {f.key}: LOAD DATA read {loaded} rows, "
+                    raise RuntimeError(f"the chunk from row {first_row} of {f.key}: LOAD DATA read {loaded} rows, "
                                        f"the chunk has {chunk.rows}")
                 if not counted:
                     cur.execute(f"UPDATE {self._ledger()} SET row_count = %s WHERE pipeline = %s AND table_name = %s "
@@ -459,8 +569,8 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     ))
             gate.wait()  # the whole file checked, no other chunk refused
             conn.commit()
-            log.info("%s: chunk %d of %s: %d rows %s in %.2fs, committed in %.2fs", self.table.qualified_name,
-                     number, f.key, chunk.rows, "loaded directly" if direct else "staged", staged - began,
+            log.info("%s: the chunk from row %d of %s: %d rows %s in %.2fs, committed in %.2fs", self.table.qualified_name,
+                     first_row, f.key, chunk.rows, "loaded directly" if direct else "staged", staged - began,
                      time.perf_counter() - staged)
         except GateClosed:
             conn.rollback()
@@ -495,6 +605,13 @@ class _StateLayout:
     def applied_columns(self) -> list[str]:
         """What the staged upsert writes into the state table."""
         return self.columns + META_IN_STATE + (["_cdc_commit_ts"] if self.stored_commit_ts else [])
+
+
+@dataclass
+class _Progress:
+    """Rows of a file read so far by its conversion (all of them once it ended)."""
+
+    rows: int = 0
 
 
 class _DirectLoadRefused(RuntimeError):

@@ -60,7 +60,7 @@ class CommitGate:
 
 @dataclass
 class ParallelOutcome:
-    rows: dict[int, int | None] = field(default_factory=dict)  # chunk number → rows, None: applied before
+    rows: dict[int, int | None] = field(default_factory=dict)  # chunk id → rows, None: applied before
     refused: tuple[int, str] | None = None  # the first refused chunk and why
     database_seconds: float = 0.0  # time any connection was busy with the file (waits for the gate excluded)
 
