@@ -121,13 +121,13 @@ def _batch(stack, landed: dict, table: str) -> dict:
 def _round(stack, admin, data: pa.Table, files: dict, tmpdir: Path, n: int) -> dict[str, float]:
     """One measurement of every rate (rows/s), into a database of its own that is dropped
     at the end, so every round starts from the same server state."""
-    from cdc_sync import to_aurora
     from cdc_sync.config import load_pipelines
+    from cdc_sync.targets.aurora import batch as to_aurora
 
     s3 = stack.boto3_client("s3")
 
     def connect():  # as the DAG connects: the hook's LocalFileGuard
-        from cdc_sync.hooks.mysql import connect as guarded
+        from cdc_sync.orchestration.hooks.mysql import connect as guarded
 
         server = stack.mariadb
         return guarded(host=server.host, port=server.port, user=server.user, password=server.password,

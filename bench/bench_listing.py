@@ -15,8 +15,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
-from cdc_sync.dms.writer import cdc_file_name  # noqa: E402
-from cdc_sync.listing import ListingStats, Watermark, list_new_files, table_cursors  # noqa: E402
+from cdc_sync.sources.dms.writer import cdc_file_name  # noqa: E402
+from cdc_sync.sources.listing import ListingStats, Watermark, list_new_files, table_cursors  # noqa: E402
 from tools.local_stack import LocalStack  # noqa: E402
 
 EXISTING, NEW = 100_000, 10

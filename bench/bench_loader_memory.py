@@ -89,8 +89,8 @@ def write_change_file_csv(path: Path, target_bytes: int) -> int:
 
 def child(config: str, batch: str, workdir: str) -> None:
     """Runs in its own process: one load_batch, then print peak RSS."""
-    from cdc_sync import dms_to_bigquery
     from cdc_sync.config import load_pipelines
+    from cdc_sync.targets.bigquery import batch as dms_to_bigquery
     from tools.local_stack import LocalStack
 
     stack = LocalStack(moto_port=int(os.environ["BENCH_MOTO_PORT"]), bigquery_port=int(os.environ["BENCH_BQ_PORT"]),

@@ -242,7 +242,7 @@ def firehose_to_aurora(stack, conn, s3, env: dict) -> bool:
 
     import pymysql
 
-    from cdc_sync.firehose.transform import TransformSpec, transform_records
+    from cdc_sync.sources.firehose.transform import TransformSpec, transform_records
     from tools.firehose_standin import (
         create_delivery_stream,
         dynamodb_stream_record,

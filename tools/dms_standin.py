@@ -3,7 +3,7 @@
 Changes go to the source database for real; each one is also recorded with its commit
 time and row image, and `flush()` writes them as one DMS CDC file (Op, commit timestamp
 column, typed columns) under `<prefix>/<schema>/<table>/`. `full_load()` writes the
-table as DMS full-load files. Both use cdc_sync.dms.writer, the project's DMS format.
+table as DMS full-load files. Both use cdc_sync.sources.dms.writer, the project's DMS format.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from cdc_sync.config import DmsCsvSettings
-from cdc_sync.dms.mysql_types import arrow_type_for_mysql
-from cdc_sync.dms.writer import Change, cdc_file_name, load_file_name, write_dms_file
+from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.sources.dms.writer import Change, cdc_file_name, load_file_name, write_dms_file
 
 
 @dataclass

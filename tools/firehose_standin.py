@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import uuid
 
-from cdc_sync.firehose.transform import TransformSpec, transform_records
+from cdc_sync.sources.firehose.transform import TransformSpec, transform_records
 
 
 def lambda_event(documents: list[dict | bytes]) -> dict:

@@ -361,7 +361,7 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
         if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
             raise ConfigError(f"{where} field targets.aurora.mode: a dms source is applied with mode merge")
         return
-    from cdc_sync.firehose.layout import PrefixError, delivery_layout
+    from cdc_sync.sources.firehose.layout import PrefixError, delivery_layout
 
     for name, prefix in (("prefix", pipeline.source.table_prefix(pipeline.tables[0])),
                          ("error_prefix", pipeline.source.error_prefix)):
@@ -420,7 +420,7 @@ def _check_derived_names(pipeline: Pipeline, source_name: str) -> None:
 
 def _check_csv_columns(table: TableSpec, where: str) -> None:
     """DMS CSV files carry no names (by default) and no types: the table declares both."""
-    from cdc_sync.dms.mysql_types import check_mysql_type
+    from cdc_sync.sources.dms.mysql_types import check_mysql_type
 
     if not table.columns:
         raise ConfigError(f"{where}: required for file_format csv: every source column as 'name type', "

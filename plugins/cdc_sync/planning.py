@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.layout import DmsFile, dated_folders_of
-from cdc_sync.listing import ListingStats, Watermark, grace_floor, list_new_files, table_cursors, window_cursors
+from cdc_sync.sources.dms.layout import DmsFile, dated_folders_of
+from cdc_sync.sources.listing import ListingStats, Watermark, grace_floor, list_new_files, table_cursors, window_cursors
 
 log = logging.getLogger(__name__)
 

@@ -77,7 +77,7 @@ def test_dagbag_has_no_import_errors_and_every_dag_is_tagged_with_retries(monkey
 
 def test_dag_shape_follows_the_targets_and_source_kind():
     from cdc_sync.config import parse_pipelines
-    from cdc_sync.dag_factory import build_pipeline_dag
+    from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
     def tasks(targets: dict, source: dict | None = None, table: dict | None = None) -> set[str]:
         (pipeline,) = parse_pipelines({"pipelines": [{
@@ -98,7 +98,7 @@ def test_dag_shape_follows_the_targets_and_source_kind():
 
 def test_aurora_load_takes_a_pool_slot_per_connection():
     from cdc_sync.config import parse_pipelines
-    from cdc_sync.dag_factory import build_pipeline_dag
+    from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
     def load_task(source: dict, table: dict, aurora: dict):
         (pipeline,) = parse_pipelines({"pipelines": [{
@@ -115,7 +115,7 @@ def test_aurora_load_takes_a_pool_slot_per_connection():
 
 def test_reconcile_dag_maps_one_task_per_table_and_reports_after_all():
     from cdc_sync.config import parse_pipelines
-    from cdc_sync.dag_factory import build_reconcile_dag
+    from cdc_sync.orchestration.dag_factory import build_reconcile_dag
 
     (pipeline,) = parse_pipelines({"pipelines": [{
         "name": "p", "source": {"kind": "dms", "bucket": "landing"},
@@ -131,7 +131,7 @@ def test_reconcile_dag_maps_one_task_per_table_and_reports_after_all():
     assert dag.get_task("write_report").trigger_rule == "all_done"  # a report also when tables drifted
     assert set(dag.params.keys()) == {"tables", "repair"}
     # "assets": after any load that changed one of the tables, in either target
-    from cdc_sync.dag_factory import _reconcile_schedule
+    from cdc_sync.orchestration.dag_factory import _reconcile_schedule
 
     condition = _reconcile_schedule(pipeline)
     assert type(condition).__name__ == "AssetAny"
@@ -149,7 +149,7 @@ def test_no_plugin_file_runs_when_airflow_imports_the_plugins_folder():
 
 def test_dag_description_and_tags_name_the_actual_source_and_targets():
     from cdc_sync.config import parse_pipelines
-    from cdc_sync.dag_factory import build_pipeline_dag
+    from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
     def dag(targets: dict, source: dict, table: dict):
         (pipeline,) = parse_pipelines({"pipelines": [{
@@ -172,7 +172,7 @@ def test_dag_description_and_tags_name_the_actual_source_and_targets():
 def test_a_failed_load_fails_the_run_and_the_watermarks_still_advance():
     """The run's state is its leaves': one_failed after every load and advance_watermarks."""
     from cdc_sync.config import parse_pipelines
-    from cdc_sync.dag_factory import build_pipeline_dag
+    from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
     (pipeline,) = parse_pipelines({"pipelines": [{
         "name": "p", "source": {"kind": "dms", "bucket": "landing"},

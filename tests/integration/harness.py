@@ -11,9 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from cdc_sync import dms_to_bigquery, planning
+from cdc_sync import planning
 from cdc_sync.config import DmsCsvSettings, Pipeline, load_pipelines
-from cdc_sync.listing import Watermark
+from cdc_sync.sources.listing import Watermark
+from cdc_sync.targets.bigquery import batch as dms_to_bigquery
 from tools.dms_standin import DmsStandIn
 
 CUSTOMERS_DDL = """
@@ -183,7 +184,7 @@ class World:
 
     def run_aurora(self, **plan_kwargs) -> list:
         """Plan as the DAG does, then apply every batch to the Aurora stand-in (MariaDB)."""
-        from cdc_sync import to_aurora
+        from cdc_sync.targets.aurora import batch as to_aurora
 
         pipeline = self.pipeline
         checks = [to_aurora.finished_in_aurora(pipeline, self.aurora_connection)]
@@ -204,8 +205,8 @@ class World:
         return self._guarded_connection()
 
     def _guarded_connection(self, **kwargs):
-        """A LOCAL INFILE connection as the hook makes it (cdc_sync.hooks.mysql.LocalFileGuard)."""
-        from cdc_sync.hooks.mysql import connect
+        """A LOCAL INFILE connection as the hook makes it (cdc_sync.orchestration.hooks.mysql.LocalFileGuard)."""
+        from cdc_sync.orchestration.hooks.mysql import connect
 
         server = self.stack.mariadb
         return connect(host=server.host, port=server.port, user=server.user, password=server.password,

@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from cdc_sync.changes import READ_BATCH_ROWS
-from cdc_sync.dms.writer import Change, write_change_file
+from cdc_sync.sources.change_files import READ_BATCH_ROWS
+from cdc_sync.sources.dms.writer import Change, write_change_file
 from tests.integration.harness import World, customer, expected_row
 
 pytestmark = pytest.mark.services
@@ -120,7 +120,7 @@ def test_files_of_inserts_go_straight_into_a_table_with_rows_and_fall_back_where
 
 def _inserts_go_straight_in(world: World, caplog) -> None:
     world.write_config(aurora={"chunk_rows": CHUNK_ROWS, "load_connections": 2})
-    caplog.set_level(logging.INFO, logger="cdc_sync.aurora.loader")
+    caplog.set_level(logging.INFO, logger="cdc_sync.targets.aurora.loader")
 
     def paths(key: str) -> list[str]:
         """How each chunk of a file went in, from the loader's log, in chunk order."""

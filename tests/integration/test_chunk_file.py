@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from cdc_sync.aurora.chunk_file import ChunkFile
+from cdc_sync.targets.aurora.chunk_file import ChunkFile
 
 pytestmark = pytest.mark.services
 

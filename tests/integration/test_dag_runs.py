@@ -161,7 +161,7 @@ def test_a_late_file_alone_wakes_the_sensor_and_is_loaded(world):
 def test_sensor_defers_until_a_file_lands_then_loads_it(world, monkeypatch):
     import threading
 
-    from cdc_sync.triggers.dms_files import DmsNewFilesTrigger
+    from cdc_sync.orchestration.trigger import DmsNewFilesTrigger
 
     world.seed(range(1, 3), full_load=False)
     deferred = threading.Event()
@@ -259,7 +259,7 @@ def _asset_events(uri: str) -> int:
 
 def test_merge_mode_without_its_database_says_which_and_what_to_run(stack, airflow_db, unique_name, tmp_path,
                                                                     monkeypatch, capfd):
-    from cdc_sync.to_aurora import AuroraDatabaseMissing
+    from cdc_sync.targets.aurora.batch import AuroraDatabaseMissing
 
     w = World(stack, unique_name, tmp_path, aurora=True)
     try:

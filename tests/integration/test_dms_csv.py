@@ -83,7 +83,7 @@ def test_declare_columns_prints_entries_a_csv_pipeline_accepts(make_world, stack
     import yaml
 
     from cdc_sync.config import parse_pipelines
-    from cdc_sync.dms import declare_columns
+    from cdc_sync.sources.dms import declare_columns
 
     world = make_world()
     monkeypatch.setenv("AIRFLOW_CONN_CDC_SOURCE", stack.mariadb.airflow_conn(world.db))

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from cdc_sync.dms.writer import Change, format_commit_ts, write_change_file
 from cdc_sync.mysql_catalog import catalog_columns
+from cdc_sync.sources.dms.writer import Change, format_commit_ts, write_change_file
 from tests.integration.harness import World, customer, expected_row
 
 pytestmark = pytest.mark.services
@@ -89,7 +89,7 @@ def test_merge_is_order_independent_and_exactly_once(world):
     second = world.dms.flush(world.customers)
     expected[1]["qty"] = 2
     del expected[2]
-    from cdc_sync import to_aurora
+    from cdc_sync.targets.aurora import batch as to_aurora
 
     def file_of(key):
         head = world.s3.head_object(Bucket=world.bucket, Key=key)
@@ -150,7 +150,7 @@ def test_bad_files_are_quarantined_for_aurora_and_nothing_of_them_is_applied(wor
 
 def test_crash_between_staging_and_apply_and_after_commit_leave_no_partial_state(world, monkeypatch):
     from cdc_sync import sql as sql_module
-    from cdc_sync.aurora import loader as loader_module
+    from cdc_sync.targets.aurora import loader as loader_module
 
     expected = world.seed(range(1, 4))
     world.run_aurora()

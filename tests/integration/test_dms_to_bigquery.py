@@ -19,10 +19,10 @@ import pytest
 from google.api_core.exceptions import Conflict
 from google.cloud import bigquery
 
-from cdc_sync import dms_to_bigquery
-from cdc_sync.bigquery import ledger as ledger_module
-from cdc_sync.bigquery import loader as loader_module
-from cdc_sync.dms.writer import Change, write_change_file
+from cdc_sync.sources.dms.writer import Change, write_change_file
+from cdc_sync.targets.bigquery import batch as dms_to_bigquery
+from cdc_sync.targets.bigquery import ledger as ledger_module
+from cdc_sync.targets.bigquery import loader as loader_module
 from tests.integration.harness import World, customer, expected_row
 
 pytestmark = pytest.mark.services
@@ -149,7 +149,7 @@ def test_files_landing_out_of_order_converge(world):
     # the later file lands and is loaded first ...
     world.run_library()
     # ... then the earlier one arrives, with an older name (inside the late-file grace)
-    from cdc_sync.dms.writer import cdc_file_name
+    from cdc_sync.sources.dms.writer import cdc_file_name
 
     early_key = late_key.rsplit("/", 1)[0] + "/" + cdc_file_name(early_time)
     assert early_key < late_key

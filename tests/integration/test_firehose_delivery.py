@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from cdc_sync.firehose.transform import TransformSpec, transform_records
+from cdc_sync.sources.firehose.transform import TransformSpec, transform_records
 from tools.firehose_standin import create_delivery_stream, lambda_event
 
 pytestmark = pytest.mark.services

@@ -17,11 +17,12 @@ from datetime import datetime, timedelta
 import pytest
 import yaml
 
-from cdc_sync import planning, to_aurora
+from cdc_sync import planning
 from cdc_sync.config import load_pipelines
-from cdc_sync.firehose.failures import read_failed_records
-from cdc_sync.firehose.transform import TransformSpec
-from cdc_sync.to_aurora import finished_in_aurora
+from cdc_sync.sources.firehose.failures import read_failed_records
+from cdc_sync.sources.firehose.transform import TransformSpec
+from cdc_sync.targets.aurora import batch as to_aurora
+from cdc_sync.targets.aurora.batch import finished_in_aurora
 from tests.integration.aurora_s3_standin import cursor_class_for
 from tests.integration.harness import InMemoryWatermarks
 from tools.firehose_standin import create_delivery_stream, dynamodb_stream_record, transformed_lines, typed_image
@@ -547,7 +548,7 @@ def test_refused_records_are_counted_and_sampled(fh):
 
 
 def test_missing_target_table_is_a_clear_setup_error(fh):
-    from cdc_sync.aurora.append import AppendTargetMissing
+    from cdc_sync.targets.aurora.append import AppendTargetMissing
 
     fh.deliver(_clicks(0, 1))
     with fh.mysql.cursor() as cur:

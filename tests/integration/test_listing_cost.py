@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from cdc_sync import planning
-from cdc_sync.dms.writer import cdc_file_name
-from cdc_sync.listing import ListingStats, Watermark, grace_floor, list_new_files, table_cursors
+from cdc_sync.sources.dms.writer import cdc_file_name
+from cdc_sync.sources.listing import ListingStats, Watermark, grace_floor, list_new_files, table_cursors
 from tests.integration.harness import World
 
 pytestmark = pytest.mark.services

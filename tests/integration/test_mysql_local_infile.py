@@ -12,7 +12,7 @@ import certifi
 import pymysql
 import pytest
 
-from cdc_sync.hooks.mysql import CdcMySqlHook, LocalFileRefused
+from cdc_sync.orchestration.hooks.mysql import CdcMySqlHook, LocalFileRefused
 from tests.integration.fake_mysql import FakeMySqlServer
 
 SECRET = b"[core]\nfernet_key = not-for-the-database\n"

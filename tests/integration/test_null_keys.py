@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from cdc_sync.dms.writer import Change, write_change_file
+from cdc_sync.sources.dms.writer import Change, write_change_file
 from tests.integration.harness import World, customer
 
 pytestmark = pytest.mark.services

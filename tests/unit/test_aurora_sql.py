@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from cdc_sync import sql
-from cdc_sync.aurora.loader import widened_decimal
-from cdc_sync.bigquery.schema import ColumnType
+from cdc_sync.targets.aurora.loader import widened_decimal
+from cdc_sync.targets.bigquery.schema import ColumnType
 
 
 def _load(method: str, source: str, stored_commit_ts: bool = False) -> str:
@@ -110,7 +110,7 @@ def test_every_schema_change_of_a_file_is_one_alter_table():
 
 
 def test_the_loaders_connection_sends_only_the_file_its_load_statement_names():
-    from cdc_sync.hooks.mysql import local_file_of
+    from cdc_sync.orchestration.hooks.mysql import local_file_of
 
     load = _load("local_infile", "/tmp/cdc-sync-aurora-x/aurora-000000-000000001000.csv")
     assert local_file_of(load) == "/tmp/cdc-sync-aurora-x/aurora-000000-000000001000.csv"

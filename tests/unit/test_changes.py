@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cdc_sync.bigquery.schema import ColumnType, column_type, conflicts
-from cdc_sync.changes import ChangeFile, ChangeFileError
-from cdc_sync.dms.mysql_types import arrow_type_for_mysql
-from cdc_sync.dms.writer import Change, write_change_file
+from cdc_sync.sources.change_files import ChangeFile, ChangeFileError
+from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.sources.dms.writer import Change, write_change_file
 from cdc_sync.sql import UnsafeIdentifier, bigquery_table, check_identifier
+from cdc_sync.targets.bigquery.schema import ColumnType, column_type, conflicts
 
 UTC = dt.UTC
 LOADED_AT = dt.datetime(2026, 11, 23, tzinfo=UTC)

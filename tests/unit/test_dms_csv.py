@@ -9,11 +9,11 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from cdc_sync.changes import ChangeFile, ChangeFileError
 from cdc_sync.config import DmsCsvSettings
-from cdc_sync.dms.csv_files import DmsCsvLayout
-from cdc_sync.dms.mysql_types import arrow_type_for_mysql
-from cdc_sync.dms.writer import Change, write_change_file, write_change_file_csv
+from cdc_sync.sources.change_files import ChangeFile, ChangeFileError
+from cdc_sync.sources.dms.csv_files import DmsCsvLayout
+from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.sources.dms.writer import Change, write_change_file, write_change_file_csv
 
 UTC = dt.UTC
 LOADED_AT = dt.datetime(2026, 11, 23, tzinfo=UTC)
@@ -170,7 +170,7 @@ def test_null_spelled_as_the_word_null_in_columns_that_are_not_text(tmp_path):
 def test_records_longer_than_a_read_block_are_read_with_larger_blocks(tmp_path, monkeypatch):
     """A LOB of several MiB (DMS's full LOB mode) does not fit pyarrow's block: the file is read
     again with larger blocks from the first record not yet given out; nothing twice, nothing lost."""
-    from cdc_sync.dms import csv_files
+    from cdc_sync.sources.dms import csv_files
 
     monkeypatch.setattr(csv_files, "_BLOCK_BYTES", (1 << 16, 1 << 22))
     big = "x" * (3 << 20)
@@ -215,7 +215,7 @@ def test_hostile_text_survives_the_round_trip(tmp_path, settings):
 @pytest.mark.parametrize("settings", [DmsCsvSettings(), DmsCsvSettings(add_column_name=True, delimiter="|")])
 @pytest.mark.parametrize("gzipped", [False, True])
 def test_inserts_only_is_found_by_one_scan_of_the_op_fields(tmp_path, settings, gzipped, monkeypatch):
-    import cdc_sync.dms.csv_files as csv_files
+    import cdc_sync.sources.dms.csv_files as csv_files
 
     layout = DmsCsvLayout(settings, tuple(COLUMNS), "ts")
 

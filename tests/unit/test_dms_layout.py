@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cdc_sync.dms.layout import FileKind, classify, grace_start_after, time_key
-from cdc_sync.listing import Cursor, Watermark, accept, table_cursors
+from cdc_sync.sources.dms.layout import FileKind, classify, grace_start_after, time_key
+from cdc_sync.sources.listing import Cursor, Watermark, accept, table_cursors
 
 PREFIX = "dms/shop/orders/"
 

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from cdc_sync.config import ConfigError, parse_pipelines
-from cdc_sync.firehose.dialects import DialectError, rfc4180_to_escaped
+from cdc_sync.sources.firehose.dialects import DialectError, rfc4180_to_escaped
 from tests.unit.test_config import FIREHOSE, VALID
 
 

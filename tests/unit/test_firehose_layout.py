@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from cdc_sync.firehose.layout import PrefixError, delivery_layout, grace_start_after, is_delivered_object
-from cdc_sync.listing import Watermark, accept, table_cursors
+from cdc_sync.sources.firehose.layout import PrefixError, delivery_layout, grace_start_after, is_delivered_object
+from cdc_sync.sources.listing import Watermark, accept, table_cursors
 
 KEY = "processed/2026/11/23/07/webAnalytics-1-2026-11-23-07-50-52-0f0e3c9a-6a43-4c5e-a7b6-1d2e3f4a5b6c"
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from cdc_sync.firehose.transform import TransformSpec, handler, transform_records
+from cdc_sync.sources.firehose.transform import TransformSpec, handler, transform_records
 from tools.firehose_standin import dynamodb_stream_record
 
 SPEC = TransformSpec.from_dict({
@@ -86,7 +86,7 @@ def test_a_bad_record_does_not_affect_the_others():
 
 
 def test_handler_reads_its_spec_from_the_environment(tmp_path, monkeypatch):
-    from cdc_sync.firehose import transform
+    from cdc_sync.sources.firehose import transform
 
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps({"columns": ["a"], "schema": {"type": "object"}}))

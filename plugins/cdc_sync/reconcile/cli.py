@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"pipeline {pipeline.name!r} has no reconcile section (source_conn_id)")
     table = pipeline.table(args.table)
     # the connections exactly as the DAG's tasks open them
-    from cdc_sync.dag_factory import _aurora_plain_connect, _bigquery, _s3, _source_connect
+    from cdc_sync.orchestration.dag_factory import _aurora_plain_connect, _bigquery, _s3, _source_connect
 
     connect = _source_connect(pipeline)
     if args.command == "compare":

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.csv_files import csv_layout
-from cdc_sync.dms.mysql_types import arrow_type_for_mysql
-from cdc_sync.dms.writer import Change, cdc_file_name, write_dms_file
 from cdc_sync.mysql_catalog import column_types
 from cdc_sync.reconcile.dialects import mysql_kind
 from cdc_sync.reconcile.diff import APPROXIMATE_KEY, Comparison, ReconcileError
 from cdc_sync.reconcile.sides import key_token, mysql_param
+from cdc_sync.sources.dms.csv_files import csv_layout
+from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.sources.dms.writer import Change, cdc_file_name, write_dms_file
 from cdc_sync.sql import mysql_ident
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from cdc_sync.config import DmsCsvSettings, LandingSource, TableSpec
-from cdc_sync.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
 
 OP_COLUMN = "Op"
 _OPS = ("I", "U", "D")

@@ -35,14 +35,14 @@ import pymysql
 from botocore.exceptions import ClientError
 
 from cdc_sync import sql
-from cdc_sync.aurora.chunk_file import ChunkFile
-from cdc_sync.aurora.parallel_apply import ChunkRefused, CommitGate, GateClosed, apply_in_parallel
-from cdc_sync.bigquery.schema import ColumnType, UnsupportedType, column_type
-from cdc_sync.changes import ChangeFile, ChangeFileError, landed_change_file
 from cdc_sync.config import AuroraTarget, Pipeline, TableSpec
-from cdc_sync.dms.layout import DmsFile
-from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
 from cdc_sync.mysql_catalog import catalog_columns
+from cdc_sync.sources.change_files import ChangeFile, ChangeFileError, landed_change_file
+from cdc_sync.sources.dms.layout import DmsFile
+from cdc_sync.sources.landed import LoadReport, download_exact, write_quarantine_marker
+from cdc_sync.targets.aurora.chunk_file import ChunkFile
+from cdc_sync.targets.aurora.parallel_apply import ChunkRefused, CommitGate, GateClosed, apply_in_parallel
+from cdc_sync.targets.bigquery.schema import ColumnType, UnsupportedType, column_type
 
 log = logging.getLogger(__name__)
 STAGE = "_cdc_stage"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.layout import DmsFile
+from cdc_sync.sources.dms.layout import DmsFile
 
 log = logging.getLogger(__name__)
 DOWNLOAD_CHUNK_BYTES = 8 * 1024 * 1024

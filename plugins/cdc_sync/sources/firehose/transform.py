@@ -17,7 +17,7 @@ base64), and the columns `_event_id` / `_event_name` take the record's `eventID`
 `eventName` (a unique key on `_event_id` makes repeated deliveries harmless). A REMOVE has no
 new image: it is `Dropped`.
 
-Deploy `handler` as the Lambda entry point (`cdc_sync.firehose.transform.handler`) with
+Deploy `handler` as the Lambda entry point (`cdc_sync.sources.firehose.transform.handler`) with
 the environment variable CDC_SYNC_TRANSFORM_SPEC naming a JSON file
 `{"columns": [...], "schema": {...}}` packaged with it.
 """
@@ -35,7 +35,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from cdc_sync.firehose.dialects import ESCAPED_NULL, escaped_line
+from cdc_sync.sources.firehose.dialects import ESCAPED_NULL, escaped_line
 
 NULL = ESCAPED_NULL  # how LOAD DATA (ESCAPED BY '\\') reads NULL
 

@@ -11,13 +11,13 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from cdc_sync.aurora.append import AuroraAppendLoader
-from cdc_sync.aurora.loader import AuroraLoaderBase, AuroraMergeLoader
 from cdc_sync.config import Pipeline
-from cdc_sync.dms.layout import DmsFile
-from cdc_sync.landed import LoadReport
 from cdc_sync.mysql_catalog import table_exists
 from cdc_sync.planning import FinishedCheck
+from cdc_sync.sources.dms.layout import DmsFile
+from cdc_sync.sources.landed import LoadReport
+from cdc_sync.targets.aurora.append import AuroraAppendLoader
+from cdc_sync.targets.aurora.loader import AuroraLoaderBase, AuroraMergeLoader
 
 
 class AuroraDatabaseMissing(RuntimeError):

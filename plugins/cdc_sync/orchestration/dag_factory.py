@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Asset, AssetAlias, Param, get_current_context, task
 
 from cdc_sync.config import Pipeline
-from cdc_sync.sensors.dms_files import DmsNewFilesSensor
+from cdc_sync.orchestration.sensor import DmsNewFilesSensor
 
 
 def _s3(pipeline: Pipeline):
@@ -27,7 +27,7 @@ def _s3(pipeline: Pipeline):
 
 
 def _bigquery(pipeline: Pipeline):
-    from cdc_sync.hooks.bigquery import CdcBigQueryHook
+    from cdc_sync.orchestration.hooks.bigquery import CdcBigQueryHook
 
     target = pipeline.bigquery
     assert target is not None
@@ -37,7 +37,7 @@ def _bigquery(pipeline: Pipeline):
 
 
 def _aurora_connect(pipeline: Pipeline):
-    from cdc_sync.hooks.mysql import CdcMySqlHook
+    from cdc_sync.orchestration.hooks.mysql import CdcMySqlHook
 
     target = pipeline.aurora
     assert target is not None
@@ -49,11 +49,11 @@ def _aurora_connect(pipeline: Pipeline):
 def _finished_checks(pipeline: Pipeline) -> list:
     checks = []
     if pipeline.bigquery is not None:
-        from cdc_sync.dms_to_bigquery import finished_in_bigquery
+        from cdc_sync.targets.bigquery.batch import finished_in_bigquery
 
         checks.append(finished_in_bigquery(pipeline, _bigquery(pipeline)))
     if pipeline.aurora is not None:
-        from cdc_sync.to_aurora import finished_in_aurora
+        from cdc_sync.targets.aurora.batch import finished_in_aurora
 
         checks.append(finished_in_aurora(pipeline, _aurora_connect(pipeline)))
     return checks
@@ -97,7 +97,7 @@ def _targets(pipeline: Pipeline) -> list[str]:
 
 def _describe(pipeline: Pipeline) -> str:
     """The default description, from the pipeline's actual source and targets."""
-    from cdc_sync.sensors.dms_files import landed_files
+    from cdc_sync.orchestration.sensor import landed_files
 
     names = {"bigquery": "BigQuery", "aurora": "Aurora MySQL"}
     aurora = pipeline.aurora
@@ -151,7 +151,8 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 
         @task
         def plan_batches(tables: list[str]) -> list[dict]:
-            from cdc_sync import planning, watermarks
+            from cdc_sync import planning
+            from cdc_sync.sources import watermarks
 
             context = get_current_context()
             params = context["params"]
@@ -181,7 +182,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
             # multiple_outputs=False: a `-> dict` annotation would make Airflow push every key as its own XCom
             @task(pool=options.pool, outlets=[bigquery_alias], map_index_template="{{ cdc_table }}", multiple_outputs=False)
             def load_to_bigquery(batch: dict) -> dict:
-                from cdc_sync import dms_to_bigquery
+                from cdc_sync.targets.bigquery import batch as dms_to_bigquery
 
                 context = _name_mapped_task(batch)
                 report = dms_to_bigquery.load_batch(
@@ -200,7 +201,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
             @task(pool=pipeline.aurora.pool, pool_slots=pipeline.aurora.task_pool_slots, outlets=[aurora_alias],
                   map_index_template="{{ cdc_table }}", multiple_outputs=False)
             def load_to_aurora(batch: dict) -> dict:
-                from cdc_sync import to_aurora
+                from cdc_sync.targets.aurora import batch as to_aurora
 
                 context = _name_mapped_task(batch)
                 report = to_aurora.load_batch(
@@ -223,7 +224,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
                 from airflow.sdk import Variable
 
                 from cdc_sync._compat import AirflowFailException
-                from cdc_sync.firehose.failures import read_failed_records
+                from cdc_sync.sources.firehose.failures import read_failed_records
 
                 key = f"cdc_sync.{pipeline.name}.failed_records.watermark"
                 after = Variable.get(key, default=None)
@@ -241,7 +242,8 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
         @task(trigger_rule="all_done", multiple_outputs=False)
         def advance_watermarks(*reports_per_target) -> dict:
             """Past the files every target handled; a table that failed somewhere keeps its mark."""
-            from cdc_sync import planning, watermarks
+            from cdc_sync import planning
+            from cdc_sync.sources import watermarks
 
             # a slice reads a mapped task's XComs in one call; iterating would ask for one index
             # past the end, which the API server logs as an error ("XCom not found") in a healthy run
@@ -272,7 +274,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 
 
 def _mysql_connect(mysql_conn_id: str):
-    from cdc_sync.hooks.mysql import CdcMySqlHook
+    from cdc_sync.orchestration.hooks.mysql import CdcMySqlHook
 
     hook = CdcMySqlHook(mysql_conn_id=mysql_conn_id)
     return lambda: hook.get_conn()

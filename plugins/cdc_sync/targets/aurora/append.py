@@ -32,12 +32,12 @@ from pathlib import Path, PurePosixPath
 from botocore.exceptions import ClientError
 
 from cdc_sync import sql
-from cdc_sync.aurora.chunk_file import ChunkFile
-from cdc_sync.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, object_hash
-from cdc_sync.aurora.parallel_apply import ChunkRefused
-from cdc_sync.dms.layout import DmsFile
-from cdc_sync.firehose.dialects import BACKSLASH_ESCAPED, DialectError, rfc4180_to_escaped
-from cdc_sync.landed import LoadReport
+from cdc_sync.sources.dms.layout import DmsFile
+from cdc_sync.sources.firehose.dialects import BACKSLASH_ESCAPED, DialectError, rfc4180_to_escaped
+from cdc_sync.sources.landed import LoadReport
+from cdc_sync.targets.aurora.chunk_file import ChunkFile
+from cdc_sync.targets.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, object_hash
+from cdc_sync.targets.aurora.parallel_apply import ChunkRefused
 
 log = logging.getLogger(__name__)
 

@@ -42,12 +42,19 @@ from google.api_core.exceptions import Conflict, GoogleAPICallError, NotFound
 from google.cloud import bigquery
 
 from cdc_sync import sql
-from cdc_sync.bigquery.ledger import LOADED, PENDING, QUARANTINED, BigQueryLedger, LedgerEntry
-from cdc_sync.bigquery.schema import ColumnType, UnsupportedType, column_type, conflicts, metadata_types, table_types
-from cdc_sync.changes import META_COLUMNS, ChangeFile, ChangeFileError, landed_change_file
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.layout import DmsFile
-from cdc_sync.landed import LoadReport, download_exact, write_quarantine_marker
+from cdc_sync.sources.change_files import META_COLUMNS, ChangeFile, ChangeFileError, landed_change_file
+from cdc_sync.sources.dms.layout import DmsFile
+from cdc_sync.sources.landed import LoadReport, download_exact, write_quarantine_marker
+from cdc_sync.targets.bigquery.ledger import LOADED, PENDING, QUARANTINED, BigQueryLedger, LedgerEntry
+from cdc_sync.targets.bigquery.schema import (
+    ColumnType,
+    UnsupportedType,
+    column_type,
+    conflicts,
+    metadata_types,
+    table_types,
+)
 
 log = logging.getLogger(__name__)
 

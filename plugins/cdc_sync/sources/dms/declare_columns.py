@@ -1,7 +1,7 @@
 """Print the `tables:` entries a DMS CSV pipeline needs, read from the source database's
 catalog, so that nobody types a hundred column types by hand.
 
-    python -m cdc_sync.dms.declare_columns --conn mysql_source shop.customers shop.orders
+    python -m cdc_sync.sources.dms.declare_columns --conn mysql_source shop.customers shop.orders
 
 Connects with the Airflow connection named by `--conn` (as the reconcile DAG does) and
 prints, per table, its primary key and its columns in table order with their MySQL types,
@@ -38,12 +38,12 @@ def table_entry(conn, schema: str, table: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cdc_sync.dms.declare_columns", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m cdc_sync.sources.dms.declare_columns", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conn", required=True, help="Airflow connection to the source database (type mysql)")
     parser.add_argument("tables", nargs="+", metavar="schema.table")
     args = parser.parse_args(argv)
-    from cdc_sync.hooks.mysql import CdcMySqlHook
+    from cdc_sync.orchestration.hooks.mysql import CdcMySqlHook
 
     conn = CdcMySqlHook(mysql_conn_id=args.conn).get_conn()
     entries, missing = [], []

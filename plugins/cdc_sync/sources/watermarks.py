@@ -7,7 +7,7 @@ the ledger decides what is loaded.
 
 from __future__ import annotations
 
-from cdc_sync.listing import Watermark
+from cdc_sync.sources.listing import Watermark
 
 
 def variable_key(pipeline: str, table: str) -> str:

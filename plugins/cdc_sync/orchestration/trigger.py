@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from cdc_sync.listing import Cursor, any_new_file
+from cdc_sync.sources.listing import Cursor, any_new_file
 
 
 class DmsNewFilesTrigger(BaseTrigger):

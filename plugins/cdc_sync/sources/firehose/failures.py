@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from cdc_sync.firehose.layout import delivery_layout, is_delivered_object
+from cdc_sync.sources.firehose.layout import delivery_layout, is_delivered_object
 
 SAMPLES = 5
 

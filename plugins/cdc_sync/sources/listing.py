@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from cdc_sync.dms.layout import DmsFile, FileKind, classify, grace_start_after, load_region_start, time_key
-from cdc_sync.firehose.layout import delivery_layout, is_delivered_object
-from cdc_sync.firehose.layout import grace_start_after as firehose_grace_start
+from cdc_sync.sources.dms.layout import DmsFile, FileKind, classify, grace_start_after, load_region_start, time_key
+from cdc_sync.sources.firehose.layout import delivery_layout, is_delivered_object
+from cdc_sync.sources.firehose.layout import grace_start_after as firehose_grace_start
 
 FIREHOSE = "firehose"  # the file_format of a Firehose source
 

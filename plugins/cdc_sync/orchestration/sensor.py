@@ -9,8 +9,8 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from cdc_sync._compat import AirflowSkipException
 from cdc_sync.config import get_pipeline
-from cdc_sync.listing import Cursor, list_new_files, table_cursors
-from cdc_sync.triggers.dms_files import DmsNewFilesTrigger
+from cdc_sync.orchestration.trigger import DmsNewFilesTrigger
+from cdc_sync.sources.listing import Cursor, list_new_files, table_cursors
 
 
 class DmsNewFilesSensor(BaseSensorOperator):
@@ -31,7 +31,7 @@ class DmsNewFilesSensor(BaseSensorOperator):
         self.deferrable = deferrable
 
     def _cursors(self) -> tuple[Any, list[Cursor], dict[str, str]]:
-        from cdc_sync import watermarks
+        from cdc_sync.sources import watermarks
 
         pipeline = get_pipeline(self.pipeline_name, self.config_path)
         cursors: list[Cursor] = []

@@ -10,12 +10,12 @@ import logging
 import tempfile
 from pathlib import Path
 
-from cdc_sync.bigquery.ledger import LOADED, QUARANTINED, BigQueryLedger
-from cdc_sync.bigquery.loader import ChangelogLoader
 from cdc_sync.config import Pipeline
-from cdc_sync.dms.layout import DmsFile
-from cdc_sync.landed import LoadReport
 from cdc_sync.planning import FinishedCheck
+from cdc_sync.sources.dms.layout import DmsFile
+from cdc_sync.sources.landed import LoadReport
+from cdc_sync.targets.bigquery.ledger import LOADED, QUARANTINED, BigQueryLedger
+from cdc_sync.targets.bigquery.loader import ChangelogLoader
 
 log = logging.getLogger(__name__)
 _warned_no_commit_ts: set[tuple[str, str]] = set()

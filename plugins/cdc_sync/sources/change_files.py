@@ -33,8 +33,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.csv_files import CsvFileError, DmsCsvFile, DmsCsvLayout, csv_layout
-from cdc_sync.dms.layout import DmsFile
+from cdc_sync.sources.dms.csv_files import CsvFileError, DmsCsvFile, DmsCsvLayout, csv_layout
+from cdc_sync.sources.dms.layout import DmsFile
 
 OP_COLUMN = "Op"
 VALID_OPS = ("I", "U", "D")
