@@ -18,11 +18,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from cdc_sync.errors import SetupError
+
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "pipelines.schema.json"
 CONFIG_ENV = "CDC_SYNC_CONFIG"
 
 
-class ConfigError(ValueError):
+class ConfigError(SetupError, ValueError):
     """The pipeline configuration is invalid; the message names file, pipeline and field."""
 
 

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import jinja2
 
+from cdc_sync.errors import BadInput
+
 SQL_DIR_ENV = "CDC_SYNC_SQL_DIR"
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^local$")
 
 
-class UnsafeIdentifier(ValueError):
+class UnsafeIdentifier(BadInput):
     pass
 
 

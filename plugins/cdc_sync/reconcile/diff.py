@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
+from cdc_sync.errors import SetupError
 from cdc_sync.reconcile.dialects import FLOAT_DIGITS, SINGLE_FLOAT_DIGITS, HashColumn, native_text_equal
 from cdc_sync.reconcile.sides import AbsentSide, KeyTuple, Side, key_token
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 _SINGLE_FLOAT = re.compile(r"^float(\(|\s|$)", re.IGNORECASE)  # MySQL FLOAT, not BigQuery's FLOAT64
 
 
-class ReconcileError(RuntimeError):
+class ReconcileError(SetupError):
     """The comparison cannot run (a table or column is missing, a key type is unsupported)."""
 
 

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cdc_sync.config import Pipeline, TableSpec
+from cdc_sync.errors import BadInput
 from cdc_sync.sources.dms.csv_files import CsvFileError, DmsCsvFile, DmsCsvLayout, csv_layout
 from cdc_sync.sources.dms.layout import DmsFile
 
@@ -53,7 +54,7 @@ _NO_TIMESTAMP = "0" * 20
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
-class ChangeFileError(ValueError):
+class ChangeFileError(BadInput):
     """A change file cannot be used; the message names the object and what is wrong."""
 
     def __init__(self, key: str, problem: str):

@@ -23,6 +23,8 @@ from airflow.providers.common.sql.hooks.sql import DbApiHook
 from pymysql.connections import Connection, MySQLResult
 from pymysql.protocol import LoadLocalPacketWrapper
 
+from cdc_sync.errors import SetupError
+
 log = logging.getLogger(__name__)
 CR_LOAD_DATA_LOCAL_INFILE_REJECTED = 2068  # libmysqlclient's code for the same refusal
 _HEAD_CHARS = 16384  # of a statement, searched for its LOCAL INFILE path
@@ -37,7 +39,7 @@ _LOAD_LOCAL = re.compile(
 )
 
 
-class LocalFileRefused(pymysql.err.OperationalError):
+class LocalFileRefused(pymysql.err.OperationalError, SetupError):
     """The server asked for a local file that the statement in flight did not name."""
 
 

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from cdc_sync.config import DmsCsvSettings, LandingSource, TableSpec
+from cdc_sync.errors import BadInput
 from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
 
 OP_COLUMN = "Op"
@@ -48,7 +49,7 @@ _SCAN_BYTES = 1 << 20  # one read of the Op scan
 _BLOCK_BYTES = (1 << 20, 64 << 20, 1 << 30)
 
 
-class CsvFileError(ValueError):
+class CsvFileError(BadInput):
     """The file cannot be read as the declared DMS CSV; the message says where and why."""
 
 

@@ -25,13 +25,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
+from cdc_sync.errors import BadInput
+
 RFC4180 = "rfc4180"
 BACKSLASH_ESCAPED = "backslash_escaped"
 DIALECTS = (RFC4180, BACKSLASH_ESCAPED)
 ESCAPED_NULL = "\\N"  # NULL for LOAD DATA … ESCAPED BY '\\'
 
 
-class DialectError(ValueError):
+class DialectError(BadInput):
     """The object is not CSV of its declared dialect, or holds what the table cannot take."""
 
 

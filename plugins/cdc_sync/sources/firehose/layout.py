@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+from cdc_sync.errors import SetupError
+
 _SUFFIX = (r"(?P<stream>[A-Za-z0-9_.-]+)-\d+-"
            r"\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-[0-9a-fA-F-]+(\.[a-z0-9]+)?$")
 _EXPRESSION = re.compile(r"!\{([A-Za-z]+):([^}]*)\}")
@@ -29,7 +31,7 @@ _FIREHOSE_VALUES = {"error-output-type": r"[A-Za-z0-9-]+", "random-string": r"[A
 DEFAULT_TIME_FOLDERS = "!{timestamp:yyyy/MM/dd/HH}/"
 
 
-class PrefixError(ValueError):
+class PrefixError(SetupError, ValueError):
     """A delivery prefix this project cannot list in time order."""
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from cdc_sync.errors import BadInput
 from cdc_sync.sources.firehose.dialects import ESCAPED_NULL, escaped_line
 
 NULL = ESCAPED_NULL  # how LOAD DATA (ESCAPED BY '\\') reads NULL
@@ -51,7 +52,7 @@ class TransformSpec:
         return cls(columns=tuple(data["columns"]), schema=data["schema"])
 
 
-class RecordError(ValueError):
+class RecordError(BadInput):
     pass
 
 

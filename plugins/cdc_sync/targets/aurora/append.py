@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from botocore.exceptions import ClientError
 
 from cdc_sync import sql
+from cdc_sync.errors import SetupError
 from cdc_sync.sources.dms.layout import DmsFile
 from cdc_sync.sources.firehose.dialects import BACKSLASH_ESCAPED, DialectError, rfc4180_to_escaped
 from cdc_sync.sources.landed import LoadReport
@@ -136,7 +137,7 @@ def refusal(dialect: str, error: DialectError) -> str:
     return f"not CSV as source.csv_dialect {dialect} says: {error}"
 
 
-class AppendTargetMissing(RuntimeError):
+class AppendTargetMissing(SetupError):
     """The append target table (or one of its columns) does not exist: a setup problem."""
 
 

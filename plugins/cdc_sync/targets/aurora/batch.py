@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cdc_sync.config import Pipeline
+from cdc_sync.errors import SetupError
 from cdc_sync.mysql_catalog import table_exists
 from cdc_sync.planning import FinishedCheck
 from cdc_sync.sources.dms.layout import DmsFile
@@ -20,7 +21,7 @@ from cdc_sync.targets.aurora.append import AuroraAppendLoader
 from cdc_sync.targets.aurora.loader import AuroraLoaderBase, AuroraMergeLoader
 
 
-class AuroraDatabaseMissing(RuntimeError):
+class AuroraDatabaseMissing(SetupError):
     """The target database of a pipeline does not exist: cdc-sync creates tables, not databases."""
 
 

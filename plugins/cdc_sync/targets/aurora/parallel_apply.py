@@ -18,16 +18,18 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from cdc_sync.errors import BadInput, CdcSyncError
+
 log = logging.getLogger(__name__)
 Chunk = TypeVar("Chunk")
 _DONE = object()
 
 
-class ChunkRefused(RuntimeError):
+class ChunkRefused(BadInput):
     """The database refused the data of a chunk (a value that does not fit, a bad line)."""
 
 
-class GateClosed(RuntimeError):
+class GateClosed(CdcSyncError):
     """The chunk's transaction must not commit: the file is bad or another chunk was refused."""
 
 

@@ -43,6 +43,7 @@ from google.cloud import bigquery
 
 from cdc_sync import sql
 from cdc_sync.config import Pipeline, TableSpec
+from cdc_sync.errors import BadInput
 from cdc_sync.sources.change_files import META_COLUMNS, ChangeFile, ChangeFileError, landed_change_file
 from cdc_sync.sources.dms.layout import DmsFile
 from cdc_sync.sources.landed import LoadReport, download_exact, write_quarantine_marker
@@ -65,7 +66,7 @@ CLUSTERABLE = {"INTEGER", "STRING", "DATE", "TIMESTAMP", "BOOLEAN", "NUMERIC", "
 _MAX_JOB_ATTEMPTS = 20
 
 
-class LoadJobFailed(RuntimeError):
+class LoadJobFailed(BadInput):
     """BigQuery ran the load job and refused it; the message is BigQuery's reason."""
 
 

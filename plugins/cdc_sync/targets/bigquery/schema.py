@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from cdc_sync.errors import BadInput
 from cdc_sync.sources.change_files import META_SCHEMA
 
 # BigQuery NUMERIC: 29 integer digits, 9 fractional; BIGNUMERIC: 38 fractional digits.
 NUMERIC_INTEGER_DIGITS, NUMERIC_SCALE = 29, 9
 
 
-class UnsupportedType(ValueError):
+class UnsupportedType(BadInput):
     pass
 
 
