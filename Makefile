@@ -76,4 +76,4 @@ bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconcilia
 	$(VENV)/bin/python bench/bench_reconcile.py
 
 clean: ## Remove the virtualenvs and caches
-	rm -rf $(VENV) $(VENV_BQ) $(VENV_AF30) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_BQ) $(VENV_AF30) .pytest_cache .ruff_cache .coverage

@@ -18,6 +18,7 @@ raises; docs/configuration.md must be what tools/config_reference.py generates n
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shlex
@@ -296,3 +297,39 @@ def test_configuration_reference_is_generated_from_the_schema_as_it_is():
     for name in ("stream", "max_fetch_rows", "widen_decimals", "csv_null_value", "load_connections"):
         assert name in documented
     assert "description" in schema["$defs"]["reconcile"]["properties"]["max_fetch_rows"]
+
+
+def _marks(node: ast.AST) -> set[str]:
+    """The names X of every `pytest.mark.X` inside the node."""
+    return {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute)
+            and n.value.attr == "mark"}
+
+
+def test_tests_that_need_the_stack_or_dag_runs_carry_their_markers():
+    """What docs/testing.md promises `make test-unit` (-m "not services and not airflow"): a test
+    that uses the local stack is marked `services`, one that runs DAGs (`airflow_db`) `airflow`."""
+    needs = {"stack": "services", "airflow_db": "airflow"}
+    unmarked = []
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        module_marks = set().union(*(_marks(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                                     and any(getattr(t, "id", "") == "pytestmark" for t in n.targets)))
+        functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+        uses = {f.name: {a.arg for a in f.args.args} for f in functions}
+        changed = True
+        while changed:  # a fixture of the module that uses `stack` passes the need on
+            changed = False
+            for name, args in uses.items():
+                inherited = set().union(*(uses[a] for a in args if a in uses and a != name)) & set(needs)
+                if not inherited <= args:
+                    args |= inherited
+                    changed = True
+        for function in functions:
+            if not function.name.startswith("test_"):
+                continue
+            marks = module_marks | set().union(*(_marks(d) for d in function.decorator_list))
+            for fixture, mark in needs.items():
+                if fixture in uses[function.name] and mark not in marks:
+                    unmarked.append(f"{path.relative_to(REPO)}::{function.name} uses {fixture} without "
+                                    f"pytest.mark.{mark}")
+    assert not unmarked, "\n".join(unmarked)
