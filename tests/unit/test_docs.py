@@ -101,10 +101,11 @@ def test_every_fence_names_its_language():
 
 
 def test_no_table_row_renders_as_a_paragraph():
-    """A row separated from its table by a blank line becomes a paragraph with literal pipes."""
+    """A row separated from its table by a blank line becomes a paragraph with literal pipes,
+    and a row with more cells than its header loses the rest."""
     for path in DOCS:
         lines = path.read_text().splitlines()
-        inside = False
+        inside, columns = False, 0
         for number, line in enumerate(lines, 1):
             if line.strip().startswith("```"):
                 inside = not inside
@@ -115,6 +116,15 @@ def test_no_table_row_renders_as_a_paragraph():
             starts_table = re.match(r"^\|[-:| ]+\|$", following.strip()) is not None
             assert previous.startswith("|") or starts_table, (
                 f"{path.relative_to(REPO)}:{number}: a table row outside a table (a blank line before it?)")
+            if starts_table:
+                columns = _cells(line)
+            assert _cells(line) == columns, (
+                f"{path.relative_to(REPO)}:{number}: {_cells(line)} cells where the header has {columns} "
+                "(a `|` inside a cell must be written `\\|`)")
+
+
+def _cells(row: str) -> int:
+    return len(re.findall(r"(?<!\\)\|", row.strip())) - 1
 
 
 @pytest.mark.parametrize("block", _of("yaml"))
