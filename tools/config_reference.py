@@ -91,8 +91,14 @@ def _type_of(schema: dict, node: dict) -> str:
 
 def _limits(node: dict) -> str:
     parts = []
-    for key, word in (("minimum", "≥"), ("maximum", "≤"), ("exclusiveMinimum", ">"), ("minItems", "items ≥"),
-                      ("minLength", "length ≥"), ("maxLength", "length ≤")):
+    for key, word in (
+        ("minimum", "≥"),
+        ("maximum", "≤"),
+        ("exclusiveMinimum", ">"),
+        ("minItems", "items ≥"),
+        ("minLength", "length ≥"),
+        ("maxLength", "length ≤"),
+    ):
         if key in node:
             parts.append(f"{word} {node[key]}")
     return ", ".join(parts)
@@ -108,7 +114,8 @@ def _defaults(path: str) -> dict[str, Any]:
     if cls is None:
         return {}
     return {
-        f.name: f.default for f in dataclasses.fields(cls)
+        f.name: f.default
+        for f in dataclasses.fields(cls)
         if f.default is not dataclasses.MISSING and f.default not in (None, (), "")
     }
 
@@ -144,11 +151,19 @@ def _section(schema: dict, path: str, node: dict, out: list[str]) -> None:
         limits = _limits(child_resolved)
         if limits:
             meaning = f"{meaning} ({limits})" if meaning else limits
-        shown = f"[`{key}`](#{_anchor(f'{path}.{key}')})" if child_resolved.get("properties") or (
-            isinstance(child_resolved.get("items"), dict) and _resolve(schema, child_resolved["items"]).get("properties")
-        ) else f"`{key}`"
-        out.append(f"| {shown} | {_cell(_type_of(schema, child))} | {'yes' if key in required else ''} "
-                   f"| {_cell(default)} | {_cell(meaning)} |")
+        shown = (
+            f"[`{key}`](#{_anchor(f'{path}.{key}')})"
+            if child_resolved.get("properties")
+            or (
+                isinstance(child_resolved.get("items"), dict)
+                and _resolve(schema, child_resolved["items"]).get("properties")
+            )
+            else f"`{key}`"
+        )
+        out.append(
+            f"| {shown} | {_cell(_type_of(schema, child))} | {'yes' if key in required else ''} "
+            f"| {_cell(default)} | {_cell(meaning)} |"
+        )
         nested.append((f"{path}.{key}", child))
     for child_path, child in nested:
         _section(schema, child_path, child, out)

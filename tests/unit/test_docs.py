@@ -115,12 +115,14 @@ def test_no_table_row_renders_as_a_paragraph():
             following = lines[number] if number < len(lines) else ""
             starts_table = re.match(r"^\|[-:| ]+\|$", following.strip()) is not None
             assert previous.startswith("|") or starts_table, (
-                f"{path.relative_to(REPO)}:{number}: a table row outside a table (a blank line before it?)")
+                f"{path.relative_to(REPO)}:{number}: a table row outside a table (a blank line before it?)"
+            )
             if starts_table:
                 columns = _cells(line)
             assert _cells(line) == columns, (
                 f"{path.relative_to(REPO)}:{number}: {_cells(line)} cells where the header has {columns} "
-                "(a `|` inside a cell must be written `\\|`)")
+                "(a `|` inside a cell must be written `\\|`)"
+            )
 
 
 def _cells(row: str) -> int:
@@ -181,8 +183,14 @@ def _check_airflow(words: list[str], where: str) -> None:
 
 @cache
 def _help_of(*module_and_subcommand: str) -> str:
-    result = subprocess.run([sys.executable, "-m", *module_and_subcommand, "--help"], capture_output=True,
-                            text=True, cwd=REPO, env={**_env(), "PYTHONPATH": str(REPO / "plugins")}, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", *module_and_subcommand, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**_env(), "PYTHONPATH": str(REPO / "plugins")},
+        timeout=120,
+    )
     assert result.returncode == 0, f"python -m {' '.join(module_and_subcommand)} --help: {result.stderr[-2000:]}"
     return result.stdout
 
@@ -201,7 +209,8 @@ def _check_python_module(words: list[str], where: str) -> None:
         assert subcommand in text, f"{where}: {words[2]} has no subcommand {subcommand!r}"
     for option in (w.split("=", 1)[0] for w in words[3:] if w.startswith("--")):
         assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), (
-            f"{where}: {words[2]} --help does not know {option}")
+            f"{where}: {words[2]} --help does not know {option}"
+        )
 
 
 def _check_make(words: list[str], cwd: Path, where: str) -> None:
@@ -240,8 +249,10 @@ def test_shell_blocks_run_as_dry_runs(block: Block, tmp_path):
         elif program == "zip":
             _check_zip(words, cwd, tmp_path, block.where)
         else:
-            pytest.fail(f"{block.where}: no rule to check {program!r}; add one to tests/unit/test_docs.py or "
-                        "show the block as text")
+            pytest.fail(
+                f"{block.where}: no rule to check {program!r}; add one to tests/unit/test_docs.py or "
+                "show the block as text"
+            )
 
 
 def _headings(path: Path) -> set[str]:
@@ -281,9 +292,10 @@ def _library_text() -> str:
 
 def test_troubleshooting_quotes_messages_the_code_raises():
     page = (REPO / "docs" / "operations.md").read_text()
-    table = page[page.index("## Troubleshooting"):]
-    first_cells = [re.sub(r"\(e\.g\..*?\)", "", row.split(" | ")[0]) for row in table.splitlines()[1:]
-                   if row.startswith("| `")]
+    table = page[page.index("## Troubleshooting") :]
+    first_cells = [
+        re.sub(r"\(e\.g\..*?\)", "", row.split(" | ")[0]) for row in table.splitlines()[1:] if row.startswith("| `")
+    ]
     messages = [message for cell in first_cells for message in re.findall(r"`([^`]+)`", cell)]
     assert len(messages) >= 20, "the troubleshooting table is keyed by messages in backquotes"
     source = _library_text()
@@ -301,7 +313,8 @@ def test_configuration_reference_is_generated_from_the_schema_as_it_is():
 
     current = (REPO / "docs" / "configuration.md").read_text()
     assert current == config_reference.render(), (
-        "docs/configuration.md is stale: run `python tools/config_reference.py` (make docs)")
+        "docs/configuration.md is stale: run `python tools/config_reference.py` (make docs)"
+    )
     documented = set(re.findall(r"^\| (?:\[)?`(\w+)`", current, flags=re.M))
     schema = json.loads((REPO / "plugins" / "cdc_sync" / "schemas" / "pipelines.schema.json").read_text())
     for name in ("stream", "max_fetch_rows", "widen_decimals", "csv_null_value", "load_connections"):
@@ -311,8 +324,11 @@ def test_configuration_reference_is_generated_from_the_schema_as_it_is():
 
 def _marks(node: ast.AST) -> set[str]:
     """The names X of every `pytest.mark.X` inside the node."""
-    return {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute)
-            and n.value.attr == "mark"}
+    return {
+        n.attr
+        for n in ast.walk(node)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and n.value.attr == "mark"
+    }
 
 
 def test_tests_that_need_the_stack_or_dag_runs_carry_their_markers():
@@ -322,8 +338,13 @@ def test_tests_that_need_the_stack_or_dag_runs_carry_their_markers():
     unmarked = []
     for path in sorted((REPO / "tests").rglob("test_*.py")):
         tree = ast.parse(path.read_text())
-        module_marks = set().union(*(_marks(n.value) for n in tree.body if isinstance(n, ast.Assign)
-                                     and any(getattr(t, "id", "") == "pytestmark" for t in n.targets)))
+        module_marks = set().union(
+            *(
+                _marks(n.value)
+                for n in tree.body
+                if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in n.targets)
+            )
+        )
         functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
         uses = {f.name: {a.arg for a in f.args.args} for f in functions}
         changed = True
@@ -340,6 +361,7 @@ def test_tests_that_need_the_stack_or_dag_runs_carry_their_markers():
             marks = module_marks | set().union(*(_marks(d) for d in function.decorator_list))
             for fixture, mark in needs.items():
                 if fixture in uses[function.name] and mark not in marks:
-                    unmarked.append(f"{path.relative_to(REPO)}::{function.name} uses {fixture} without "
-                                    f"pytest.mark.{mark}")
+                    unmarked.append(
+                        f"{path.relative_to(REPO)}::{function.name} uses {fixture} without pytest.mark.{mark}"
+                    )
     assert not unmarked, "\n".join(unmarked)
