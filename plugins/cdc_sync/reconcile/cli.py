@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
+from cdc_sync import connections
 from cdc_sync.config import get_pipeline
 from cdc_sync.sql import mysql_ident
+
+log = logging.getLogger(__name__)
 
 
 def _keys_in_range(pipeline, table, connect, low: int, high: int) -> list[dict]:
@@ -45,21 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="low", type=int, help="repair: first value of the leading key")
     parser.add_argument("--to", dest="high", type=int, help="repair: last value of the leading key")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     pipeline = get_pipeline(args.pipeline, args.config)
     if pipeline.reconcile is None:
         parser.error(f"pipeline {pipeline.name!r} has no reconcile section (source_conn_id)")
     table = pipeline.table(args.table)
     # the connections exactly as the DAG's tasks open them
-    from cdc_sync.orchestration.dag_factory import _aurora_plain_connect, _bigquery, _s3, _source_connect
-
-    connect = _source_connect(pipeline)
+    connect = connections.source_connect(pipeline)
     if args.command == "compare":
         from cdc_sync.reconcile.run import reconcile_table
 
         comparisons = reconcile_table(pipeline, table.qualified_name, source_connect=connect, run_id="cli",
-                                      bigquery_client=_bigquery(pipeline) if pipeline.bigquery else None,
-                                      aurora_connect=_aurora_plain_connect(pipeline))
+                                      bigquery_client=connections.bigquery_client(pipeline) if pipeline.bigquery else None,
+                                      aurora_connect=connections.aurora_plain_connect(pipeline))
         return 1 if any(c.status == "drift" for c in comparisons) else 0
 
     from cdc_sync.reconcile.repair import emit_repair_file
@@ -73,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         if set(key) != set(table.primary_key):
             parser.error(f"key {key} does not name exactly the primary key {list(table.primary_key)}")
     if not keys:
-        print("no keys to repair")
+        log.info("no keys to repair")
         return 0
-    emit_repair_file(pipeline, table, connect, _s3(pipeline), keys)
+    emit_repair_file(pipeline, table, connect, connections.s3_client(pipeline), keys)
     return 0
 
 
