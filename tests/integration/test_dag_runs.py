@@ -161,17 +161,17 @@ def test_a_late_file_alone_wakes_the_sensor_and_is_loaded(world):
 def test_sensor_defers_until_a_file_lands_then_loads_it(world, monkeypatch):
     import threading
 
-    from cdc_sync.orchestration.trigger import DmsNewFilesTrigger
+    from cdc_sync.orchestration.trigger import NewObjectsTrigger
 
     world.seed(range(1, 3), full_load=False)
     deferred = threading.Event()
-    real_run = DmsNewFilesTrigger.run
+    real_run = NewObjectsTrigger.run
 
     def spied_run(self):  # calls straight through; only tells the test the trigger started
         deferred.set()
         return real_run(self)
 
-    monkeypatch.setattr(DmsNewFilesTrigger, "run", spied_run)
+    monkeypatch.setattr(NewObjectsTrigger, "run", spied_run)
 
     def land_once_deferred():
         if deferred.wait(timeout=50):  # nothing lands before the sensor handed over to its trigger
