@@ -17,11 +17,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from cdc_sync import connections
 from cdc_sync.config import Pipeline
 from cdc_sync.errors import BadInput, SetupError
+
+if TYPE_CHECKING:
+    from cdc_sync.sources.landed import LoadReport
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +131,7 @@ def load(pipeline: Pipeline, target: str, batch: dict, context: Mapping[str, Any
     return finish(pipeline, report)
 
 
-def finish(pipeline: Pipeline, report) -> dict:
+def finish(pipeline: Pipeline, report: LoadReport) -> dict:
     """Log what a load did; fail (without retries) when files were quarantined."""
     from cdc_sync._compat import AirflowFailException
 
