@@ -20,24 +20,10 @@ if TYPE_CHECKING:
     from cdc_sync.config import Pipeline
 
 
-class Cursor(Protocol):
-    """The DB-API cursor methods cdc-sync uses."""
-
-    def execute(self, query: str, args: Any = ..., /) -> Any: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> Any: ...
-
-    def __enter__(self) -> Any: ...
-
-    def __exit__(self, *exc: object) -> Any: ...
-
-
 class MySqlConnection(Protocol):
     """A DB-API connection to MySQL/Aurora (pymysql's, as the hook opens it)."""
 
-    def cursor(self, *args: Any, **kwargs: Any) -> Any: ...
+    def cursor(self, *args: Any, **kwargs: Any) -> Any: ...  # a DB-API cursor, usable in `with`
 
     def commit(self) -> None: ...
 
@@ -60,7 +46,7 @@ class S3Client(Protocol):
     def list_objects_v2(self, **kwargs: Any) -> Any: ...
 
 
-def s3_client(pipeline: Pipeline) -> Any:
+def s3_client(pipeline: Pipeline) -> S3Client:
     """The boto3 S3 client of the pipeline's `source.aws_conn_id`."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 

@@ -19,13 +19,15 @@ import logging
 import sys
 
 from cdc_sync import connections
-from cdc_sync.config import get_pipeline
+from cdc_sync.config import TableSpec, get_pipeline
+from cdc_sync.connections import Connect
 from cdc_sync.sql import mysql_ident
 
 log = logging.getLogger(__name__)
 
 
-def _keys_in_range(pipeline, table, connect, low: int, high: int) -> list[dict]:
+def _keys_in_range(table: TableSpec, connect: Connect, low: int, high: int) -> list[dict]:
+    """The primary keys of the source rows whose leading key column is in [low, high]."""
     columns = list(table.primary_key)
     conn = connect()
     try:
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.low is not None or args.high is not None:
         if args.low is None or args.high is None:
             parser.error("--from and --to go together")
-        keys += _keys_in_range(pipeline, table, connect, args.low, args.high)
+        keys += _keys_in_range(table, connect, args.low, args.high)
     for key in keys:
         if set(key) != set(table.primary_key):
             parser.error(f"key {key} does not name exactly the primary key {list(table.primary_key)}")
