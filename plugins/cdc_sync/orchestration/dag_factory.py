@@ -138,7 +138,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
     return dag
 
 
-def _reconcile_schedule(pipeline: Pipeline):
+def reconcile_schedule(pipeline: Pipeline):
     """A cron or preset; "assets": after every load that changed one of the tables."""
     assert pipeline.reconcile is not None
     if pipeline.reconcile.schedule != "assets":
@@ -164,7 +164,7 @@ def build_reconcile_dag(pipeline: Pipeline) -> DAG:
     with DAG(
         dag_id=pipeline.reconcile_dag_id,
         description=f"Reconcile the targets of cdc-sync pipeline {pipeline.name} with its source database",
-        schedule=_reconcile_schedule(pipeline),
+        schedule=reconcile_schedule(pipeline),
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,
