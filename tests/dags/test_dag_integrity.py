@@ -131,9 +131,9 @@ def test_reconcile_dag_maps_one_task_per_table_and_reports_after_all():
     assert dag.get_task("write_report").trigger_rule == "all_done"  # a report also when tables drifted
     assert set(dag.params.keys()) == {"tables", "repair"}
     # "assets": after any load that changed one of the tables, in either target
-    from cdc_sync.orchestration.dag_factory import _reconcile_schedule
+    from cdc_sync.orchestration.dag_factory import reconcile_schedule
 
-    condition = _reconcile_schedule(pipeline)
+    condition = reconcile_schedule(pipeline)
     assert type(condition).__name__ == "AssetAny"
     uris = {a.uri for a in condition.objects}
     assert uris == {"mysql://aurora_default/r/s_t", "bigquery://local/d/s_t"}

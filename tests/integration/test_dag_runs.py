@@ -161,17 +161,17 @@ def test_a_late_file_alone_wakes_the_sensor_and_is_loaded(world):
 def test_sensor_defers_until_a_file_lands_then_loads_it(world, monkeypatch):
     import threading
 
-    from cdc_sync.orchestration.trigger import DmsNewFilesTrigger
+    from cdc_sync.orchestration.trigger import NewObjectsTrigger
 
     world.seed(range(1, 3), full_load=False)
     deferred = threading.Event()
-    real_run = DmsNewFilesTrigger.run
+    real_run = NewObjectsTrigger.run
 
     def spied_run(self):  # calls straight through; only tells the test the trigger started
         deferred.set()
         return real_run(self)
 
-    monkeypatch.setattr(DmsNewFilesTrigger, "run", spied_run)
+    monkeypatch.setattr(NewObjectsTrigger, "run", spied_run)
 
     def land_once_deferred():
         if deferred.wait(timeout=50):  # nothing lands before the sensor handed over to its trigger
@@ -281,5 +281,55 @@ def test_merge_mode_without_its_database_says_which_and_what_to_run(stack, airfl
         out, err = capfd.readouterr()
         assert str(run.state) == "failed", _task_states(run)
         assert expected in out + err and create in out + err
+    finally:
+        w.close()
+
+
+def _tries(dag_run) -> dict[str, tuple[str, int]]:
+    return {ti.task_id: (str(ti.state), ti.try_number) for ti in dag_run.get_task_instances() if ti.map_index == -1}
+
+
+def test_a_setup_error_fails_the_task_at_once_and_a_transient_error_is_retried(stack, airflow_db, unique_name,
+                                                                               tmp_path, monkeypatch, capfd):
+    """The DAG decides from the error family: a lost connection may pass (retried up to
+    options.retries), a missing database will not (failed on the first try, in its own words)."""
+    import json
+    import socket
+    from datetime import timedelta
+
+    w = World(stack, unique_name, tmp_path, aurora=True)
+    try:
+        w.write_config(retries=2)
+        w.seed(range(1, 4))
+        dag = w.dag()
+        for operator in dag.tasks:  # retry at once: the test is about whether, not when
+            operator.retry_delay, operator.retry_exponential_backoff = timedelta(0), False
+
+        # transient: nothing listens on the Aurora port (connection refused) → tried 1 + 2 times
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed_port = probe.getsockname()[1]
+        refused = json.loads(stack.mariadb.airflow_conn(w.target_db)) | {"port": closed_port}
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", json.dumps(refused))
+        run = dag.test()
+        assert str(run.state) == "failed" and _tries(run)["plan_batches"] == ("failed", 3), _tries(run)
+
+        # setup: the target database does not exist → failed on the first try, with what to run
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.target_db))
+        with w.mysql.cursor() as cur:
+            cur.execute(f"DROP DATABASE `{w.target_db}`")
+        capfd.readouterr()
+        run = dag.test()
+        out, err = capfd.readouterr()
+        assert str(run.state) == "failed" and _tries(run)["plan_batches"] == ("failed", 1), _tries(run)
+        assert f"CREATE DATABASE `{w.target_db}` CHARACTER SET utf8mb4;" in out + err
+        assert not _dataset_exists(w)  # nothing was loaded anywhere
+
+        # the person acts; the next run loads both targets
+        with w.mysql.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{w.target_db}` CHARACTER SET utf8mb4")
+        run = dag.test()
+        assert str(run.state) == "success", _task_states(run)
+        assert w.aurora_rows() == w.source_rows(w.customers) == w.view_rows()
     finally:
         w.close()

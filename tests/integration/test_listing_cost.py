@@ -57,7 +57,7 @@ def test_a_poke_costs_one_call_per_cursor_with_thousands_of_old_files(stack, uni
 
 
 def _sensor_sees(w: World, watermark: Watermark) -> list[str]:
-    """The keys the sensor's walks count as new for customers (as DmsNewFilesSensor builds them)."""
+    """The keys the sensor's walks count as new for customers (as NewObjectsSensor builds them)."""
     prefix = f"dms/{w.db}/customers/"
     grace = dt.timedelta(minutes=w.pipeline.options.late_file_grace_minutes)
     return [f.key for cursor in table_cursors(w.customers, prefix, watermark, grace, skip_recent=True)

@@ -9,11 +9,11 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from cdc_sync._compat import AirflowSkipException
 from cdc_sync.config import get_pipeline
-from cdc_sync.orchestration.trigger import DmsNewFilesTrigger
+from cdc_sync.orchestration.trigger import NewObjectsTrigger
 from cdc_sync.sources.listing import Cursor, list_new_files, table_cursors
 
 
-class DmsNewFilesSensor(BaseSensorOperator):
+class NewObjectsSensor(BaseSensorOperator):
     """Lists each table folder from its watermark (StartAfter), so a poke costs one or two
     ListObjectsV2 calls per table however many files the folder already holds.
 
@@ -47,9 +47,9 @@ class DmsNewFilesSensor(BaseSensorOperator):
         return pipeline, cursors, prefixes
 
     def _tables_with_new_files(self, pipeline, cursors: list[Cursor], prefixes: dict[str, str]) -> list[str]:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from cdc_sync.connections import s3_client
 
-        client = S3Hook(aws_conn_id=pipeline.source.aws_conn_id).get_conn()
+        client = s3_client(pipeline)
         tables: list[str] = []
         for cursor in cursors:
             if cursor.table in tables:
@@ -75,7 +75,7 @@ class DmsNewFilesSensor(BaseSensorOperator):
             return tables
         deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
         self.defer(
-            trigger=DmsNewFilesTrigger(
+            trigger=NewObjectsTrigger(
                 aws_conn_id=pipeline.source.aws_conn_id, bucket=pipeline.source.bucket,
                 file_format=pipeline.source.file_format,
                 cursors=[c.__dict__ for c in cursors], table_prefixes=prefixes,

@@ -1,4 +1,4 @@
-"""Trigger that waits, in the triggerer, until a DMS table folder has a file past its watermark."""
+"""Trigger that waits, in the triggerer, until a table folder has a landed object past its watermark."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from cdc_sync.sources.listing import Cursor, any_new_file
 
 
-class DmsNewFilesTrigger(BaseTrigger):
+class NewObjectsTrigger(BaseTrigger):
     """Polls the listing cursors of a pipeline's tables; one ListObjectsV2 call per cursor
     and poke when nothing is new. Fires `found` with the tables that have new files, or
     `timeout` at the deadline."""
