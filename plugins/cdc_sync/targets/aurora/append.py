@@ -33,9 +33,8 @@ from botocore.exceptions import ClientError
 
 from cdc_sync import sql
 from cdc_sync.errors import SetupError
-from cdc_sync.sources.dms.layout import DmsFile
 from cdc_sync.sources.firehose.dialects import BACKSLASH_ESCAPED, DialectError, rfc4180_to_escaped
-from cdc_sync.sources.landed import LoadReport
+from cdc_sync.sources.landed import LandedObject, LoadReport
 from cdc_sync.targets.aurora.chunk_file import ChunkFile
 from cdc_sync.targets.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, object_hash
 from cdc_sync.targets.aurora.parallel_apply import ChunkRefused
@@ -93,7 +92,7 @@ def _refuse_unless_duplicates(cur, *, accept_duplicates: bool, all_shown: bool =
     return total
 
 
-def _content_hash(f: DmsFile) -> str:
+def _content_hash(f: LandedObject) -> str:
     """The ledger key of a content claim: the ETag alone (the object's own rows key key and ETag)."""
     return hashlib.sha256(f"content\n{f.etag}".encode()).hexdigest()
 
@@ -142,7 +141,7 @@ class AppendTargetMissing(SetupError):
 
 
 class AuroraAppendLoader(AuroraLoaderBase):
-    def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
+    def _load_file(self, conn, f: LandedObject, index: int, report: LoadReport) -> None:
         table = self.target.append_table(self.table)
         self._check_target(conn, table)
         with conn.cursor() as cur:  # cheap early answer; the transaction decides (see _claim_content)
@@ -172,7 +171,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         report.loaded[f.key] = rows  # its outcome row committed with the rows
         return None
 
-    def _append_redoing_lock_waits(self, conn, f: DmsFile, source: str | _Converting, table: str) -> tuple[int, int]:
+    def _append_redoing_lock_waits(self, conn, f: LandedObject, source: str | _Converting, table: str) -> tuple[int, int]:
         """_append, redone when it waited too long for a lock (another load of the same
         content or object still running, `innodb_lock_wait_timeout`) or was picked as a
         deadlock's victim: it rolled back, so redoing it is safe. It then finds the other
@@ -193,14 +192,14 @@ class AuroraAppendLoader(AuroraLoaderBase):
                             LOCK_RETRIES)
         raise AssertionError("unreachable")
 
-    def _repeated_delivery(self, conn, f: DmsFile, original: str, report: LoadReport) -> None:
+    def _repeated_delivery(self, conn, f: LandedObject, original: str, report: LoadReport) -> None:
         log.warning("%s: s3://%s/%s has the same content (ETag %s) as %s, loaded before: a repeated "
                     "delivery, not appended again", self.table.qualified_name, self.pipeline.source.bucket,
                     f.key, f.etag, original)
         report.already_loaded.append(f.key)
         self._record_outcome(conn, f, "loaded", 0, f"repeated delivery of {original}")
 
-    def _applied_rows(self, conn, f: DmsFile) -> int:
+    def _applied_rows(self, conn, f: LandedObject) -> int:
         """The rows the object's committed transaction appended (its chunk 0 ledger row)."""
         with conn.cursor() as cur:
             cur.execute(f"SELECT row_count FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
@@ -210,7 +209,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         conn.commit()
         return int(row[0]) if row else 0
 
-    def _claim_content(self, cur, f: DmsFile) -> None:
+    def _claim_content(self, cur, f: LandedObject) -> None:
         """Inside the object's transaction: claim its ETag for this table, or raise
         _RepeatedDelivery naming the object that has it. The claim is a ledger row whose key
         is the ETag, so a concurrent load of an equal object waits on it until this one
@@ -237,7 +236,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         if original is not None:
             raise _RepeatedDelivery(original)
 
-    def _append(self, conn, f: DmsFile, source: str | _Converting, table: str, *, staged: bool) -> tuple[int, int]:
+    def _append(self, conn, f: LandedObject, source: str | _Converting, table: str, *, staged: bool) -> tuple[int, int]:
         """One transaction: ledger row, `LOAD DATA … IGNORE` into the table, commit. Returns
         (rows appended, records skipped because their unique key is already in the table).
 
@@ -293,7 +292,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
             conn.rollback()
             raise
 
-    def _loaded_with_same_content(self, cur, f: DmsFile) -> str | None:
+    def _loaded_with_same_content(self, cur, f: LandedObject) -> str | None:
         """The key of another object of this table already loaded with the same ETag (the
         MD5 of the bytes): Firehose delivers at least once, and a repeated delivery gets a
         new name. Objects that are byte for byte equal are taken as one delivery."""
@@ -305,7 +304,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         row = cur.fetchone()
         return row[0] if row else None
 
-    def _source(self, conn, f: DmsFile, index: int, report: LoadReport) -> str | _Converting | None:
+    def _source(self, conn, f: LandedObject, index: int, report: LoadReport) -> str | _Converting | None:
         """What LOAD DATA reads: the object itself for aurora_s3 (nothing passes through the
         worker) when it is in the `backslash_escaped` dialect and not gzip-compressed; else a
         local, uncompressed copy, an `rfc4180` object converted to that dialect
@@ -353,7 +352,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
             return f"s3://{self.pipeline.source.bucket}/{key}"
         return str(path)
 
-    def _starts_as_gzip_in_s3(self, f: DmsFile) -> bool:
+    def _starts_as_gzip_in_s3(self, f: LandedObject) -> bool:
         """The object's first two bytes are GZIP's magic number (one ranged GET)."""
         try:
             head = self.s3.get_object(Bucket=self.pipeline.source.bucket, Key=f.key, Range="bytes=0-1",

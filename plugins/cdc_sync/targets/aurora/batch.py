@@ -15,8 +15,7 @@ from cdc_sync.config import Pipeline
 from cdc_sync.errors import SetupError
 from cdc_sync.mysql_catalog import table_exists
 from cdc_sync.planning import FinishedCheck
-from cdc_sync.sources.dms.layout import DmsFile
-from cdc_sync.sources.landed import LoadReport
+from cdc_sync.sources.landed import LandedObject, LoadReport
 from cdc_sync.targets.aurora.append import AuroraAppendLoader
 from cdc_sync.targets.aurora.loader import AuroraLoaderBase, AuroraMergeLoader
 
@@ -63,7 +62,7 @@ def _require_database(conn, pipeline: Pipeline) -> None:
 def finished_in_aurora(pipeline: Pipeline, connect: Callable) -> FinishedCheck:
     connect = checked_connect(pipeline, connect)
 
-    def check(table_name: str, files: list[DmsFile], replay: set[str]) -> set[tuple[str, str]]:
+    def check(table_name: str, files: list[LandedObject], replay: set[str]) -> set[tuple[str, str]]:
         loader = AuroraLoaderBase(pipeline, pipeline.table(table_name), connect, None, Path("."))
         conn = connect()
         try:
@@ -82,7 +81,7 @@ def load_batch(
     pipeline: Pipeline, batch: dict, s3_client, connect: Callable, *, replay: bool = False, workdir: Path | None = None,
 ) -> LoadReport:
     table = pipeline.table(batch["table"])
-    files = [DmsFile.from_dict(f) for f in batch["files"]]
+    files = [LandedObject.from_dict(f) for f in batch["files"]]
     connect = checked_connect(pipeline, connect)
     conn = connect()
     try:

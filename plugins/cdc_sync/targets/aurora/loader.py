@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -38,11 +37,11 @@ from cdc_sync import sql
 from cdc_sync.config import AuroraTarget, Pipeline, TableSpec
 from cdc_sync.mysql_catalog import catalog_columns
 from cdc_sync.sources.change_files import ChangeFile, ChangeFileError, landed_change_file
-from cdc_sync.sources.dms.layout import DmsFile
-from cdc_sync.sources.landed import LoadReport, download_exact, write_quarantine_marker
+from cdc_sync.sources.column_types import ColumnType, UnsupportedType, column_type
+from cdc_sync.sources.landed import LandedObject, LoadReport, download_exact, write_quarantine_marker
 from cdc_sync.targets.aurora.chunk_file import ChunkFile
 from cdc_sync.targets.aurora.parallel_apply import ChunkRefused, CommitGate, GateClosed, apply_in_parallel
-from cdc_sync.targets.bigquery.schema import ColumnType, UnsupportedType, column_type
+from cdc_sync.targets.aurora.schema import column_family, mysql_type, type_family, widened_decimal
 
 log = logging.getLogger(__name__)
 STAGE = "_cdc_stage"
@@ -56,57 +55,6 @@ _SCHEMA_REFUSED = {1005, 1059, 1060, 1067, 1069, 1070, 1071, 1074, 1101, 1117, 1
 _LOCK_WAIT_SECONDS = 60  # one wait for another load of the same file; logged, then waited again
 _MAX_CHUNK_ID = 2**31 - 1  # the ledger's chunk column (INT) holds a chunk's first row
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
-
-
-def mysql_type(kind: ColumnType, in_primary_key: bool) -> str:
-    if kind.bigquery in ("NUMERIC", "BIGNUMERIC"):
-        scale = min(kind.decimal_scale, 30)
-        return f"DECIMAL({min(kind.decimal_integer_digits + scale, 65)},{scale})"
-    if kind.bigquery == "STRING":
-        return "VARCHAR(255)" if in_primary_key else "LONGTEXT"
-    if kind.bigquery == "BYTES":
-        return "VARBINARY(255)" if in_primary_key else "LONGBLOB"
-    return {
-        "INTEGER": "BIGINT", "FLOAT": "DOUBLE", "BOOLEAN": "TINYINT(1)", "DATE": "DATE",
-        "TIME": "TIME(6)", "DATETIME": "DATETIME(6)", "TIMESTAMP": "DATETIME(6)",
-    }[kind.bigquery]
-
-
-def _family(mysql_column_type: str) -> str:
-    """Coarse type family of an existing MySQL column, to spot drift."""
-    t = mysql_column_type.lower()
-    for prefix, family in (("tinyint(1)", "BOOLEAN"), ("decimal", "NUMERIC"), ("datetime", "DATETIME"),
-                           ("timestamp", "DATETIME"), ("date", "DATE"), ("time", "TIME"), ("double", "FLOAT"),
-                           ("float", "FLOAT"), ("varbinary", "BYTES"), ("blob", "BYTES"), ("longblob", "BYTES")):
-        if t.startswith(prefix) or t == prefix:
-            return family
-    if any(t.startswith(x) for x in ("bigint", "int", "smallint", "mediumint", "tinyint")):
-        return "INTEGER"
-    return "STRING"
-
-
-_DECIMAL = re.compile(r"decimal\((\d+),(\d+)\)")
-
-
-def widened_decimal(column_type: str, kind: ColumnType) -> str | None:
-    """The DECIMAL that holds both a column's values and a file's (a source column whose
-    precision or scale grew), or None when the column already holds the file's. Never
-    narrower in integer digits or in scale than the column; capped at MySQL's DECIMAL(65,30)
-    as mysql_type caps it."""
-    match = _DECIMAL.match(column_type.lower())
-    if not match or kind.bigquery not in ("NUMERIC", "BIGNUMERIC"):
-        return None
-    precision, scale = int(match[1]), int(match[2])
-    wider = ColumnType(kind.bigquery, max(precision - scale, kind.decimal_integer_digits), max(scale, kind.decimal_scale))
-    new_scale = min(wider.decimal_scale, 30)
-    new_precision = min(wider.decimal_integer_digits + new_scale, 65)
-    if new_precision - new_scale < precision - scale or (new_precision, new_scale) == (precision, scale):
-        return None
-    return mysql_type(wider, in_primary_key=False)
-
-
-def _kind_family(kind: ColumnType) -> str:
-    return {"BIGNUMERIC": "NUMERIC", "TIMESTAMP": "DATETIME"}.get(kind.bigquery, kind.bigquery)
 
 
 class AuroraLoaderBase:
@@ -127,7 +75,7 @@ class AuroraLoaderBase:
         return sql.render(f"aurora/{template}", database=self.target.database, **params)
 
     # ------------------------------------------------------------------ public
-    def load(self, files: list[DmsFile], *, replay_quarantined: bool = False) -> LoadReport:
+    def load(self, files: list[LandedObject], *, replay_quarantined: bool = False) -> LoadReport:
         report = LoadReport(self.table.qualified_name, target="aurora")
         conn = self._open()
         try:
@@ -165,7 +113,7 @@ class AuroraLoaderBase:
         conn.commit()
         return conn
 
-    def outcomes(self, conn, files: list[DmsFile]) -> dict[tuple[str, str], str]:
+    def outcomes(self, conn, files: list[LandedObject]) -> dict[tuple[str, str], str]:
         """'loaded' / 'quarantined' per (key, etag) that has an outcome in the ledger."""
         by_hash = {object_hash(f): (f.key, f.etag) for f in files}
         if not by_hash:
@@ -184,7 +132,7 @@ class AuroraLoaderBase:
     def _ledger(self) -> str:
         return f"{sql.mysql_ident(self.target.database)}.{sql.mysql_ident(self.target.ledger_table)}"
 
-    def _record_outcome(self, conn, f: DmsFile, status: str, rows: int, reason: str | None = None) -> None:
+    def _record_outcome(self, conn, f: LandedObject, status: str, rows: int, reason: str | None = None) -> None:
         with conn.cursor() as cur:
             cur.execute(
                 f"REPLACE INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
@@ -193,7 +141,7 @@ class AuroraLoaderBase:
             )
         conn.commit()
 
-    def _download(self, conn, f: DmsFile, path: Path, report: LoadReport) -> bool:
+    def _download(self, conn, f: LandedObject, path: Path, report: LoadReport) -> bool:
         """True when the listed version is on local disk; a vanished object is quarantined,
         a changed one left for the next run; any other S3 error fails the task (retried)."""
         try:
@@ -209,7 +157,7 @@ class AuroraLoaderBase:
                 return False
             raise
 
-    def _quarantine(self, report: LoadReport, f: DmsFile, reason: str, conn) -> None:
+    def _quarantine(self, report: LoadReport, f: LandedObject, reason: str, conn) -> None:
         reason = reason.removeprefix(": ")
         self._record_outcome(conn, f, "quarantined", 0, reason)
         log.error("%s: quarantined s3://%s/%s for Aurora: %s", self.table.qualified_name,
@@ -217,14 +165,14 @@ class AuroraLoaderBase:
         report.quarantined[f.key] = reason
         write_quarantine_marker(self.s3, self.pipeline, self.table, "aurora", f, reason)
 
-    def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
+    def _load_file(self, conn, f: LandedObject, index: int, report: LoadReport) -> None:
         raise NotImplementedError
 
 
 class AuroraMergeLoader(AuroraLoaderBase):
     """DMS change files → the state table, position-guarded (see module docstring)."""
 
-    def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
+    def _load_file(self, conn, f: LandedObject, index: int, report: LoadReport) -> None:
         path = self.workdir / f"aurora-source-{index:06d}.dms"
         if not self._download(conn, f, path, report):
             return None
@@ -281,7 +229,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         return None
 
     @contextmanager
-    def _file_lock(self, conn, f: DmsFile) -> Iterator[None]:
+    def _file_lock(self, conn, f: LandedObject) -> Iterator[None]:
         """The server's named lock of this file's load in this ledger, held by `conn`."""
         ident = f"{self.target.database}|{self.target.ledger_table}|{self.pipeline.name}|{self.table.qualified_name}|" \
                 f"{object_hash(f)}"
@@ -305,7 +253,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
                 cur.fetchall()
 
-    def _applied_rows(self, conn, f: DmsFile) -> list[tuple[int, int]]:
+    def _applied_rows(self, conn, f: LandedObject) -> list[tuple[int, int]]:
         """The row ranges [first, end) of the file that committed chunks applied, merged, in
         order. A chunk is identified by its first row; one recorded by a version that
         numbered chunks (first_row NULL) covers its number times the length of its file's
@@ -342,9 +290,9 @@ class AuroraMergeLoader(AuroraLoaderBase):
         stored_commit_ts = any(c.name == "_cdc_commit_ts" and not c.generated for c in catalog.get(state, []))
         known = dict(existing)
         problems = [
-            f"column {name} has type {kind.bigquery} in the file but {known[name]} in the table"
+            f"column {name} has type {kind.name} in the file but {known[name]} in the table"
             for name, kind in types.items()
-            if kind is not None and name in known and _family(known[name]) != _kind_family(kind)
+            if kind is not None and name in known and column_family(known[name]) != type_family(kind)
         ]
         if problems:
             raise ChangeFileError("", "schema cannot be applied: " + "; ".join(problems))
@@ -396,10 +344,10 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 derived_kind = types.get(derived) if derived else None
                 cur.execute(self._render(
                     "live_view.sql", view=view, table=state, columns=columns, commit_ts_column=derived,
-                    commit_ts_as_text=derived_kind is None or derived_kind.bigquery == "STRING",
+                    commit_ts_as_text=derived_kind is None or derived_kind.name == "STRING",
                 ))
         conn.commit()
-        binary = [n for n, t in existing if _family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
+        binary = [n for n, t in existing if column_family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
         return _StateLayout(columns, binary, stored_commit_ts, hints)
 
     def _chunk_files(self, change_file: ChangeFile, columns: list[str], index: int, done: list[tuple[int, int]],
@@ -478,7 +426,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         conn.commit()
         return empty
 
-    def _apply_chunk(self, conn, f: DmsFile, first_row: int, chunk: ChunkFile, layout: _StateLayout,
+    def _apply_chunk(self, conn, f: LandedObject, first_row: int, chunk: ChunkFile, layout: _StateLayout,
                      direct: threading.Event, gate: CommitGate) -> int:
         """One transaction, committed once `gate` opens, recording the chunk by its first row
         in the ledger. Returns rows applied.
@@ -511,7 +459,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                             first_row, f.key, error.args[-1], attempt + 1)
         raise AssertionError("unreachable")
 
-    def _apply_once(self, conn, f: DmsFile, first_row: int, chunk: ChunkFile, layout: _StateLayout,
+    def _apply_once(self, conn, f: LandedObject, first_row: int, chunk: ChunkFile, layout: _StateLayout,
                     s3_uri: str | None, gate: CommitGate, direct: bool) -> int:
         state = self.target.state_table(self.table)
         database = sql.mysql_ident(self.target.database)
@@ -588,7 +536,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         return chunk.rows
 
 
-def object_hash(f: DmsFile) -> str:
+def object_hash(f: LandedObject) -> str:
     return hashlib.sha256(f"{f.key}\n{f.etag}".encode()).hexdigest()
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from cdc_sync.config import Pipeline
 from cdc_sync.planning import FinishedCheck
-from cdc_sync.sources.dms.layout import DmsFile
-from cdc_sync.sources.landed import LoadReport
+from cdc_sync.sources.landed import LandedObject, LoadReport
 from cdc_sync.targets.bigquery.ledger import LOADED, QUARANTINED, BigQueryLedger
 from cdc_sync.targets.bigquery.loader import ChangelogLoader
 
@@ -27,7 +26,7 @@ def finished_in_bigquery(pipeline: Pipeline, bq_client) -> FinishedCheck:
     ledger = BigQueryLedger(bq_client, target, pipeline.name)
     ledger_ready = _ledger_exists(bq_client, target)
 
-    def check(table_name: str, files: list[DmsFile], replay: set[str]) -> set[tuple[str, str]]:
+    def check(table_name: str, files: list[LandedObject], replay: set[str]) -> set[tuple[str, str]]:
         if not ledger_ready:
             return set()
         state = ledger.current(table_name, [f.key for f in files])
@@ -43,7 +42,7 @@ def load_batch(
     pipeline: Pipeline, batch: dict, s3_client, bq_client, *, replay: bool = False, workdir: Path | None = None,
 ) -> LoadReport:
     table = pipeline.table(batch["table"])
-    files = [DmsFile.from_dict(f) for f in batch["files"]]
+    files = [LandedObject.from_dict(f) for f in batch["files"]]
     if not table.commit_timestamp_column and (pipeline.name, table.qualified_name) not in _warned_no_commit_ts:
         _warned_no_commit_ts.add((pipeline.name, table.qualified_name))
         log.warning(

@@ -45,17 +45,10 @@ from cdc_sync import sql
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.errors import BadInput
 from cdc_sync.sources.change_files import META_COLUMNS, ChangeFile, ChangeFileError, landed_change_file
-from cdc_sync.sources.dms.layout import DmsFile
-from cdc_sync.sources.landed import LoadReport, download_exact, write_quarantine_marker
+from cdc_sync.sources.column_types import ColumnType, UnsupportedType, column_type, metadata_types
+from cdc_sync.sources.landed import LandedObject, LoadReport, download_exact, write_quarantine_marker
 from cdc_sync.targets.bigquery.ledger import LOADED, PENDING, QUARANTINED, BigQueryLedger, LedgerEntry
-from cdc_sync.targets.bigquery.schema import (
-    ColumnType,
-    UnsupportedType,
-    column_type,
-    conflicts,
-    metadata_types,
-    table_types,
-)
+from cdc_sync.targets.bigquery.schema import conflicts, table_types
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +71,7 @@ class _ClaimedElsewhere(Exception):
         self.keys = keys
 
 
-def job_id_for(pipeline: str, table: TableSpec, files: list[DmsFile], attempt: int = 0) -> str:
+def job_id_for(pipeline: str, table: TableSpec, files: list[LandedObject], attempt: int = 0) -> str:
     digest = hashlib.sha256(
         json.dumps(sorted((f.key, f.etag) for f in files)).encode()
     ).hexdigest()[:40]
@@ -88,7 +81,7 @@ def job_id_for(pipeline: str, table: TableSpec, files: list[DmsFile], attempt: i
 
 @dataclass
 class _Prepared:
-    file: DmsFile
+    file: LandedObject
     change_file: ChangeFile
     types: dict[str, ColumnType | None]
 
@@ -107,7 +100,7 @@ class ChangelogLoader:
         self.changelog_id = f"{self.target.project}.{self.target.dataset}.{self.target.changelog_table(table)}"
 
     # ------------------------------------------------------------------ public
-    def load(self, files: list[DmsFile], *, replay_quarantined: bool = False) -> LoadReport:
+    def load(self, files: list[LandedObject], *, replay_quarantined: bool = False) -> LoadReport:
         report = LoadReport(self.table.qualified_name)
         self._ensure_dataset()
         self.ledger.ensure()
@@ -135,10 +128,10 @@ class ChangelogLoader:
         self.client.query(statement, location=self.target.location).result()
 
     # ------------------------------------------------------------ ledger state
-    def _not_yet_loaded(self, files: list[DmsFile], report: LoadReport, replay: bool) -> list[DmsFile]:
+    def _not_yet_loaded(self, files: list[LandedObject], report: LoadReport, replay: bool) -> list[LandedObject]:
         state = self.ledger.current(self.table.qualified_name, [f.key for f in files])
-        todo: list[DmsFile] = []
-        pending_by_job: dict[str | None, list[tuple[DmsFile, LedgerEntry]]] = {}
+        todo: list[LandedObject] = []
+        pending_by_job: dict[str | None, list[tuple[LandedObject, LedgerEntry]]] = {}
         for f in files:
             entry = state.get((f.key, f.etag))
             if entry is None or (entry.status == QUARANTINED and replay):
@@ -187,7 +180,7 @@ class ChangelogLoader:
         return job.error_result is None
 
     # ----------------------------------------------------------------- loading
-    def _load_new(self, files: list[DmsFile], report: LoadReport) -> None:
+    def _load_new(self, files: list[LandedObject], report: LoadReport) -> None:
         prepared = self._prepare(files, report)
         while prepared:
             table_schema = self._evolve_schema(prepared, report)
@@ -217,7 +210,7 @@ class ChangelogLoader:
             ])
             return
 
-    def _prepare(self, files: list[DmsFile], report: LoadReport) -> list[_Prepared]:
+    def _prepare(self, files: list[LandedObject], report: LoadReport) -> list[_Prepared]:
         prepared = []
         for index, f in enumerate(files):
             path = self.workdir / f"source-{index:06d}.dms"
@@ -262,8 +255,8 @@ class ChangelogLoader:
                     continue
                 if name in known:
                     problem = conflicts(known[name], kind)
-                elif name in batch_types and batch_types[name].bigquery != kind.bigquery:
-                    problem = f"has type {kind.bigquery} here but {batch_types[name].bigquery} in an earlier file"
+                elif name in batch_types and batch_types[name].name != kind.name:
+                    problem = f"has type {kind.name} here but {batch_types[name].name} in an earlier file"
                 else:
                     problem = None
                 if problem:
@@ -287,7 +280,7 @@ class ChangelogLoader:
         fields = []
         for name in data_columns:
             kind = batch_types.get(name) or known[name]
-            if name not in batch_types and kind.bigquery == "BIGNUMERIC":
+            if name not in batch_types and kind.name == "BIGNUMERIC":
                 kind = ColumnType("BIGNUMERIC", 29, 9)  # absent from every file: NULLs only
             fields.append(pa.field(name, kind.parquet_type()))
         fields += [pa.field(name, meta[name].parquet_type()) for name in META_COLUMNS]
@@ -295,11 +288,11 @@ class ChangelogLoader:
 
     def _apply_schema(self, existing, data_columns, new_columns, batch_types, meta) -> None:
         if existing is None:
-            schema = [bigquery.SchemaField(n, batch_types[n].bigquery, mode="NULLABLE") for n in data_columns]
-            schema += [bigquery.SchemaField(n, meta[n].bigquery, mode="NULLABLE") for n in META_COLUMNS]
+            schema = [bigquery.SchemaField(n, batch_types[n].name, mode="NULLABLE") for n in data_columns]
+            schema += [bigquery.SchemaField(n, meta[n].name, mode="NULLABLE") for n in META_COLUMNS]
             table = bigquery.Table(self.changelog_id, schema=schema)
             table.time_partitioning = bigquery.TimePartitioning(field="_cdc_loaded_at")
-            clustering = [c for c in self.table.primary_key if batch_types[c].bigquery in CLUSTERABLE][:4]
+            clustering = [c for c in self.table.primary_key if batch_types[c].name in CLUSTERABLE][:4]
             table.clustering_fields = clustering or ["_cdc_source_key"]
             table.description = (
                 f"cdc-sync changelog of {self.table.qualified_name} (pipeline {self.pipeline.name}); "
@@ -309,7 +302,7 @@ class ChangelogLoader:
         elif new_columns:
             log.info("%s: adding column(s) %s to %s", self.table.qualified_name, ", ".join(new_columns), self.changelog_id)
             existing.schema = list(existing.schema) + [
-                bigquery.SchemaField(n, batch_types[n].bigquery, mode="NULLABLE") for n in new_columns
+                bigquery.SchemaField(n, batch_types[n].name, mode="NULLABLE") for n in new_columns
             ]
             self.client.update_table(existing, ["schema"])
 
@@ -329,7 +322,7 @@ class ChangelogLoader:
                 counts[p.file.key] = rows
         return counts
 
-    def _run_job(self, files: list[DmsFile], combined: Path, row_counts: dict[str, int]) -> str:
+    def _run_job(self, files: list[LandedObject], combined: Path, row_counts: dict[str, int]) -> str:
         """Insert (or find) the load job for exactly these files; returns its id once it succeeded."""
         fenced = 0
         for attempt in range(_MAX_JOB_ATTEMPTS):
@@ -370,7 +363,7 @@ class ChangelogLoader:
             return job_id
         raise RuntimeError(f"{self.table.qualified_name}: {_MAX_JOB_ATTEMPTS} failed load attempts for one batch")
 
-    def _settle_other_claims(self, files: list[DmsFile], job_id: str) -> None:
+    def _settle_other_claims(self, files: list[LandedObject], job_id: str) -> None:
         """Fence or wait on every other load job that claimed one of `files`; raises
         _ClaimedElsewhere (after recording them) when one appended some of them."""
         wanted = {(f.key, f.etag) for f in files}
@@ -419,13 +412,13 @@ class ChangelogLoader:
             )
 
     # ------------------------------------------------------------- quarantine
-    def _quarantine(self, report: LoadReport, f: DmsFile, reason: str) -> None:
+    def _quarantine(self, report: LoadReport, f: LandedObject, reason: str) -> None:
         log.error("%s: quarantined s3://%s/%s: %s", self.table.qualified_name, self.pipeline.source.bucket, f.key, reason)
         report.quarantined[f.key] = reason
         self.ledger.record(self.table.qualified_name, [LedgerEntry(f.key, f.etag, QUARANTINED, None, None, reason)])
         self._write_quarantine_marker(f, reason)
 
-    def _write_quarantine_marker(self, f: DmsFile, reason: str) -> None:
+    def _write_quarantine_marker(self, f: LandedObject, reason: str) -> None:
         write_quarantine_marker(self.s3, self.pipeline, self.table, "bigquery", f, reason)
 
     # ---------------------------------------------------------------- helpers
