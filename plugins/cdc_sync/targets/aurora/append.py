@@ -22,7 +22,6 @@ worker first, exactly as Python's csv module reads it (firehose.dialects).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import shutil
 import threading
@@ -32,12 +31,14 @@ from pathlib import Path, PurePosixPath
 from botocore.exceptions import ClientError
 
 from cdc_sync import sql
-from cdc_sync.errors import SetupError
+from cdc_sync.errors import BadInput, SetupError
 from cdc_sync.sources.firehose.dialects import BACKSLASH_ESCAPED, DialectError, rfc4180_to_escaped
 from cdc_sync.sources.landed import LandedObject, LoadReport
 from cdc_sync.targets.aurora.chunk_file import ChunkFile
-from cdc_sync.targets.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, object_hash
+from cdc_sync.targets.aurora.ledger import LOADED
+from cdc_sync.targets.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase
 from cdc_sync.targets.aurora.parallel_apply import ChunkRefused
+from cdc_sync.targets.base import what_is_wrong
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,6 @@ class _RepeatedDelivery(Exception):
 
 LOCK_WAIT_TIMEOUT, DEADLOCK = 1205, 1213
 LOCK_RETRIES = 20  # each waits innodb_lock_wait_timeout (50 s by default)
-CONTENT_CLAIM = -2  # the ledger's chunk number of a row claiming an ETag (a content) for one object
 
 
 class _WarningsNotAllShown(Exception):
@@ -90,11 +90,6 @@ def _refuse_unless_duplicates(cur, *, accept_duplicates: bool, all_shown: bool =
     if all_shown and total > len(shown):
         raise _WarningsNotAllShown()
     return total
-
-
-def _content_hash(f: LandedObject) -> str:
-    """The ledger key of a content claim: the ETag alone (the object's own rows key key and ETag)."""
-    return hashlib.sha256(f"content\n{f.etag}".encode()).hexdigest()
 
 
 class _Converting:
@@ -145,7 +140,9 @@ class AuroraAppendLoader(AuroraLoaderBase):
         table = self.target.append_table(self.table)
         self._check_target(conn, table)
         with conn.cursor() as cur:  # cheap early answer; the transaction decides (see _claim_content)
-            original = self._loaded_with_same_content(cur, f)
+            # Firehose delivers at least once, and a repeated delivery gets a new name: objects
+            # byte for byte equal (the same ETag, the MD5 of the bytes) are taken as one delivery
+            original = self.ledger.loaded_with_same_content(cur, f)
         conn.commit()
         if original is not None:
             return self._repeated_delivery(conn, f, original, report)
@@ -156,11 +153,11 @@ class AuroraAppendLoader(AuroraLoaderBase):
             rows, skipped = self._append_redoing_lock_waits(conn, f, source, table)
         except _AlreadyLoaded:
             report.already_loaded.append(f.key)
-            return self._record_outcome(conn, f, "loaded", self._applied_rows(conn, f))
+            return self._record_outcome(conn, f, LOADED, self.ledger.chunk_rows(conn, f, 0) or 0)
         except _RepeatedDelivery as repeated:
             return self._repeated_delivery(conn, f, repeated.original, report)
-        except ChunkRefused as refused:
-            return self._quarantine(report, f, str(refused), conn)
+        except BadInput as refused:  # the object cannot be appended as it is: quarantined, the rest goes on
+            return self._quarantine(report, f, what_is_wrong(refused), conn)
         finally:
             if isinstance(source, _Converting):
                 source.wait()
@@ -197,17 +194,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
                     "delivery, not appended again", self.table.qualified_name, self.pipeline.source.bucket,
                     f.key, f.etag, original)
         report.already_loaded.append(f.key)
-        self._record_outcome(conn, f, "loaded", 0, f"repeated delivery of {original}")
-
-    def _applied_rows(self, conn, f: LandedObject) -> int:
-        """The rows the object's committed transaction appended (its chunk 0 ledger row)."""
-        with conn.cursor() as cur:
-            cur.execute(f"SELECT row_count FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
-                        "AND object_hash = %s AND chunk = 0", (self.pipeline.name, self.table.qualified_name,
-                                                               object_hash(f)))
-            row = cur.fetchone()
-        conn.commit()
-        return int(row[0]) if row else 0
+        self._record_outcome(conn, f, LOADED, 0, f"repeated delivery of {original}")
 
     def _claim_content(self, cur, f: LandedObject) -> None:
         """Inside the object's transaction: claim its ETag for this table, or raise
@@ -219,20 +206,12 @@ class AuroraAppendLoader(AuroraLoaderBase):
         import pymysql
 
         try:
-            cur.execute(
-                f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
-                "status, row_count, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, 'content', 0, UTC_TIMESTAMP(6))",
-                (self.pipeline.name, self.table.qualified_name, _content_hash(f), CONTENT_CLAIM, f.key, f.etag),
-            )
+            self.ledger.write_content_claim(cur, f)
         except pymysql.err.IntegrityError as error:
             if error.args[0] != DUPLICATE_KEY:
                 raise
-            cur.execute(f"SELECT object_key FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
-                        "AND object_hash = %s AND chunk = %s",
-                        (self.pipeline.name, self.table.qualified_name, _content_hash(f), CONTENT_CLAIM))
-            row = cur.fetchone()
-            raise _RepeatedDelivery(row[0] if row else f"an object with ETag {f.etag}") from error
-        original = self._loaded_with_same_content(cur, f)
+            raise _RepeatedDelivery(self.ledger.content_owner(cur, f) or f"an object with ETag {f.etag}") from error
+        original = self.ledger.loaded_with_same_content(cur, f)
         if original is not None:
             raise _RepeatedDelivery(original)
 
@@ -250,11 +229,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         try:
             with conn.cursor() as cur:
                 try:
-                    cur.execute(
-                        f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
-                        "status, row_count, loaded_at) VALUES (%s, %s, %s, 0, %s, %s, 'applied', 0, UTC_TIMESTAMP(6))",
-                        (self.pipeline.name, self.table.qualified_name, object_hash(f), f.key, f.etag),
-                    )
+                    self.ledger.write_chunk(cur, f, 0, None, 0)
                 except pymysql.err.IntegrityError as error:
                     if error.args[0] == DUPLICATE_KEY:
                         raise _AlreadyLoaded() from error
@@ -277,32 +252,13 @@ class AuroraAppendLoader(AuroraLoaderBase):
                     # the stage has the table's column types: only duplicates are possible here
                     _refuse_unless_duplicates(cur, accept_duplicates=True, all_shown=False)
                     skipped = read - rows
-                cur.execute(f"UPDATE {self._ledger()} SET row_count = %s WHERE pipeline = %s AND table_name = %s "
-                            "AND object_hash = %s AND chunk = 0",
-                            (rows, self.pipeline.name, self.table.qualified_name, object_hash(f)))
-                cur.execute(
-                    f"REPLACE INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
-                    "status, row_count, reason, loaded_at) VALUES (%s, %s, %s, -1, %s, %s, 'loaded', %s, NULL, "
-                    "UTC_TIMESTAMP(6))",
-                    (self.pipeline.name, self.table.qualified_name, object_hash(f), f.key, f.etag, rows),
-                )
+                self.ledger.set_chunk_rows(cur, f, 0, rows)
+                self.ledger.write_outcome(cur, f, LOADED, rows)
             conn.commit()
             return rows, skipped
         except BaseException:
             conn.rollback()
             raise
-
-    def _loaded_with_same_content(self, cur, f: LandedObject) -> str | None:
-        """The key of another object of this table already loaded with the same ETag (the
-        MD5 of the bytes): Firehose delivers at least once, and a repeated delivery gets a
-        new name. Objects that are byte for byte equal are taken as one delivery."""
-        cur.execute(
-            f"SELECT object_key FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s AND etag = %s "
-            "AND chunk = -1 AND status = 'loaded' AND row_count > 0 AND object_key <> %s LIMIT 1",
-            (self.pipeline.name, self.table.qualified_name, f.etag, f.key),
-        )
-        row = cur.fetchone()
-        return row[0] if row else None
 
     def _source(self, conn, f: LandedObject, index: int, report: LoadReport) -> str | _Converting | None:
         """What LOAD DATA reads: the object itself for aurora_s3 (nothing passes through the
@@ -322,7 +278,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         if self.target.method == "aurora_s3" and as_is and not compressed and not self._starts_as_gzip_in_s3(f):
             return f"s3://{self.pipeline.source.bucket}/{f.key}"
         path = self.workdir / f"firehose-{index:06d}.csv"
-        if not self._download(conn, f, path, report):
+        if not self._fetch(f, path, report, conn):
             return None
         with path.open("rb") as head:
             compressed = compressed or head.read(2) == GZIP_MAGIC

@@ -33,20 +33,21 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from botocore.exceptions import ClientError
 from google.api_core.exceptions import Conflict, GoogleAPICallError, NotFound
 from google.cloud import bigquery
 
 from cdc_sync import sql
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.errors import BadInput
+from cdc_sync.protocols import S3Client
 from cdc_sync.sources.change_files import META_COLUMNS, ChangeFile, ChangeFileError, landed_change_file
-from cdc_sync.sources.column_types import ColumnType, UnsupportedType, column_type, metadata_types
-from cdc_sync.sources.landed import LandedObject, LoadReport, download_exact, write_quarantine_marker
+from cdc_sync.sources.column_types import ColumnType, metadata_types
+from cdc_sync.sources.landed import LandedObject, LoadReport
+from cdc_sync.targets.base import ObjectLoader, what_is_wrong
 from cdc_sync.targets.bigquery.ledger import LOADED, PENDING, QUARANTINED, BigQueryLedger, LedgerEntry
 from cdc_sync.targets.bigquery.schema import conflicts, table_types
 
@@ -86,16 +87,18 @@ class _Prepared:
     types: dict[str, ColumnType | None]
 
 
-class ChangelogLoader:
-    def __init__(self, pipeline: Pipeline, table: TableSpec, bq_client: bigquery.Client, s3_client, workdir: Path):
+class ChangelogLoader(ObjectLoader):
+    """Loads one table's batches into its BigQuery changelog and keeps its latest-state view."""
+
+    target_name = "bigquery"
+
+    def __init__(self, pipeline: Pipeline, table: TableSpec, bq_client: bigquery.Client, s3_client: S3Client,
+                 workdir: Path):
         if pipeline.bigquery is None:
             raise ValueError(f"pipeline {pipeline.name} has no BigQuery target")
-        self.pipeline = pipeline
-        self.table = table
+        super().__init__(pipeline, table, s3_client, workdir)
         self.target = pipeline.bigquery
         self.client = bq_client
-        self.s3 = s3_client
-        self.workdir = Path(workdir)
         self.ledger = BigQueryLedger(bq_client, self.target, pipeline.name)
         self.changelog_id = f"{self.target.project}.{self.target.dataset}.{self.target.changelog_table(table)}"
 
@@ -214,30 +217,13 @@ class ChangelogLoader:
         prepared = []
         for index, f in enumerate(files):
             path = self.workdir / f"source-{index:06d}.dms"
-            try:
-                download_exact(self.s3, self.pipeline.source.bucket, f, path)
-            except ClientError as error:
-                code = str(error.response.get("Error", {}).get("Code", ""))
-                if code in ("404", "NoSuchKey"):
-                    self._quarantine(report, f, "object no longer exists in S3")
-                elif code in ("412", "PreconditionFailed"):
-                    log.warning("%s: s3://%s/%s changed since it was listed; its new version is loaded by a "
-                                "later run", self.table.qualified_name, self.pipeline.source.bucket, f.key)
-                    report.changed_since_listing.append(f.key)
-                else:
-                    raise  # throttling, permissions, network: the task fails and retries; nothing quarantined
+            if not self._fetch(f, path, report):
                 continue
             change_file = landed_change_file(self.pipeline, self.table, f, str(path))
             try:
-                schema = change_file.data_schema()
-                types = {}
-                for fld in schema:
-                    try:
-                        types[fld.name] = column_type(fld.type)
-                    except UnsupportedType as error:
-                        raise ChangeFileError(f.key, f"column {fld.name}: {error}") from error
-            except ChangeFileError as error:
-                self._quarantine(report, f, error.problem)
+                types = self._column_types(change_file)
+            except BadInput as error:  # this file cannot be loaded as it is: quarantined, the rest goes on
+                self._quarantine(report, f, what_is_wrong(error))
                 continue
             prepared.append(_Prepared(f, change_file, types))
         return prepared
@@ -316,8 +302,8 @@ class ChangelogLoader:
                     for batch in p.change_file.changes(loaded_at):
                         writer.write_batch(_project(batch, schema, p.file.key))
                         rows += batch.num_rows
-                except ChangeFileError as error:
-                    self._quarantine(report, p.file, error.problem)
+                except BadInput as error:  # this file cannot be loaded as it is: quarantined, the rest goes on
+                    self._quarantine(report, p.file, what_is_wrong(error))
                     return None
                 counts[p.file.key] = rows
         return counts
@@ -412,14 +398,8 @@ class ChangelogLoader:
             )
 
     # ------------------------------------------------------------- quarantine
-    def _quarantine(self, report: LoadReport, f: LandedObject, reason: str) -> None:
-        log.error("%s: quarantined s3://%s/%s: %s", self.table.qualified_name, self.pipeline.source.bucket, f.key, reason)
-        report.quarantined[f.key] = reason
+    def _record_quarantine(self, f: LandedObject, reason: str, conn: Any) -> None:
         self.ledger.record(self.table.qualified_name, [LedgerEntry(f.key, f.etag, QUARANTINED, None, None, reason)])
-        self._write_quarantine_marker(f, reason)
-
-    def _write_quarantine_marker(self, f: LandedObject, reason: str) -> None:
-        write_quarantine_marker(self.s3, self.pipeline, self.table, "bigquery", f, reason)
 
     # ---------------------------------------------------------------- helpers
     def _ensure_dataset(self) -> None:
