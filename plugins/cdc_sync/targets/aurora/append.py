@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 
 from cdc_sync import sql
 from cdc_sync.errors import BadInput, SetupError
+from cdc_sync.protocols import Connection, Cursor
 from cdc_sync.sources.firehose.dialects import BACKSLASH_ESCAPED, DialectError, rfc4180_to_escaped
 from cdc_sync.sources.landed import LandedObject, LoadReport
 from cdc_sync.targets.aurora.chunk_file import ChunkFile
@@ -74,7 +75,7 @@ class _WarningsNotAllShown(Exception):
     """More warnings than MySQL keeps: which of them are duplicates cannot be told."""
 
 
-def _refuse_unless_duplicates(cur, *, accept_duplicates: bool, all_shown: bool = True) -> int:
+def _refuse_unless_duplicates(cur: Cursor, *, accept_duplicates: bool, all_shown: bool = True) -> int:
     """The number of duplicate-key warnings of the last statement (records skipped); raises
     ChunkRefused naming the first problems if it warned of anything else (or of anything,
     without `accept_duplicates`). SHOW statements do not clear the warnings they show."""
@@ -136,7 +137,7 @@ class AppendTargetMissing(SetupError):
 
 
 class AuroraAppendLoader(AuroraLoaderBase):
-    def _load_file(self, conn, f: LandedObject, index: int, report: LoadReport) -> None:
+    def _load_file(self, conn: Connection, f: LandedObject, index: int, report: LoadReport) -> None:
         table = self.target.append_table(self.table)
         self._check_target(conn, table)
         with conn.cursor() as cur:  # cheap early answer; the transaction decides (see _claim_content)
@@ -168,7 +169,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         report.loaded[f.key] = rows  # its outcome row committed with the rows
         return None
 
-    def _append_redoing_lock_waits(self, conn, f: LandedObject, source: str | _Converting, table: str) -> tuple[int, int]:
+    def _append_redoing_lock_waits(self, conn: Connection, f: LandedObject, source: str | _Converting, table: str) -> tuple[int, int]:
         """_append, redone when it waited too long for a lock (another load of the same
         content or object still running, `innodb_lock_wait_timeout`) or was picked as a
         deadlock's victim: it rolled back, so redoing it is safe. It then finds the other
@@ -189,14 +190,14 @@ class AuroraAppendLoader(AuroraLoaderBase):
                             LOCK_RETRIES)
         raise AssertionError("unreachable")
 
-    def _repeated_delivery(self, conn, f: LandedObject, original: str, report: LoadReport) -> None:
+    def _repeated_delivery(self, conn: Connection, f: LandedObject, original: str, report: LoadReport) -> None:
         log.warning("%s: s3://%s/%s has the same content (ETag %s) as %s, loaded before: a repeated "
                     "delivery, not appended again", self.table.qualified_name, self.pipeline.source.bucket,
                     f.key, f.etag, original)
         report.already_loaded.append(f.key)
         self._record_outcome(conn, f, LOADED, 0, f"repeated delivery of {original}")
 
-    def _claim_content(self, cur, f: LandedObject) -> None:
+    def _claim_content(self, cur: Cursor, f: LandedObject) -> None:
         """Inside the object's transaction: claim its ETag for this table, or raise
         _RepeatedDelivery naming the object that has it. The claim is a ledger row whose key
         is the ETag, so a concurrent load of an equal object waits on it until this one
@@ -215,7 +216,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         if original is not None:
             raise _RepeatedDelivery(original)
 
-    def _append(self, conn, f: LandedObject, source: str | _Converting, table: str, *, staged: bool) -> tuple[int, int]:
+    def _append(self, conn: Connection, f: LandedObject, source: str | _Converting, table: str, *, staged: bool) -> tuple[int, int]:
         """One transaction: ledger row, `LOAD DATA … IGNORE` into the table, commit. Returns
         (rows appended, records skipped because their unique key is already in the table).
 
@@ -260,7 +261,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
             conn.rollback()
             raise
 
-    def _source(self, conn, f: LandedObject, index: int, report: LoadReport) -> str | _Converting | None:
+    def _source(self, conn: Connection, f: LandedObject, index: int, report: LoadReport) -> str | _Converting | None:
         """What LOAD DATA reads: the object itself for aurora_s3 (nothing passes through the
         worker) when it is in the `backslash_escaped` dialect and not gzip-compressed; else a
         local, uncompressed copy, an `rfc4180` object converted to that dialect
@@ -317,7 +318,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
             return False
         return head == GZIP_MAGIC
 
-    def _unique_key(self, conn, table: str) -> list[str] | None:
+    def _unique_key(self, conn: Connection, table: str) -> list[str] | None:
         """The columns of a unique index of the table made only of loaded columns (an
         AUTO_INCREMENT id the load does not fill does not count), or None."""
         with conn.cursor() as cur:
@@ -333,7 +334,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         loaded = {c.lower() for c in self.table.columns}
         return next((cols for cols in indexes.values() if {c.lower() for c in cols} <= loaded), None)
 
-    def _check_target(self, conn, table: str) -> None:
+    def _check_target(self, conn: Connection, table: str) -> None:
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",

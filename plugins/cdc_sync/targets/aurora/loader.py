@@ -114,14 +114,14 @@ class AuroraLoaderBase(ObjectLoader):
     def _record_quarantine(self, f: LandedObject, reason: str, conn: Any) -> None:
         self._record_outcome(conn, f, QUARANTINED, 0, reason)
 
-    def _load_file(self, conn, f: LandedObject, index: int, report: LoadReport) -> None:
+    def _load_file(self, conn: Connection, f: LandedObject, index: int, report: LoadReport) -> None:
         raise NotImplementedError
 
 
 class AuroraMergeLoader(AuroraLoaderBase):
     """DMS change files → the state table, position-guarded (see module docstring)."""
 
-    def _load_file(self, conn, f: LandedObject, index: int, report: LoadReport) -> None:
+    def _load_file(self, conn: Connection, f: LandedObject, index: int, report: LoadReport) -> None:
         path = self.workdir / f"aurora-source-{index:06d}.dms"
         if not self._fetch(f, path, report, conn):
             return None
@@ -140,7 +140,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         if self._state_is_empty(conn) or change_file.inserts_only():
             direct.set()
 
-        def apply(connection, first_row: int, chunk: ChunkFile, gate: CommitGate) -> int:
+        def apply(connection: Connection, first_row: int, chunk: ChunkFile, gate: CommitGate) -> int:
             return self._apply_chunk(connection, f, first_row, chunk, layout, direct, gate)
 
         # One load of a file at a time: the rows not yet applied are read from the ledger and
@@ -173,7 +173,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         return None
 
     @contextmanager
-    def _file_lock(self, conn, f: LandedObject) -> Iterator[None]:
+    def _file_lock(self, conn: Connection, f: LandedObject) -> Iterator[None]:
         """The server's named lock of this file's load in this ledger, held by `conn`."""
         ident = f"{self.target.database}|{self.target.ledger_table}|{self.pipeline.name}|{self.table.qualified_name}|" \
                 f"{object_hash(f)}"
@@ -197,7 +197,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
                 cur.fetchall()
 
-    def _applied_rows(self, conn, f: LandedObject) -> list[tuple[int, int]]:
+    def _applied_rows(self, conn: Connection, f: LandedObject) -> list[tuple[int, int]]:
         """The row ranges [first, end) of the file that committed chunks applied, merged, in
         order. A chunk is identified by its first row; one recorded by a version that
         numbered chunks (first_row NULL) covers its number times the length of its file's
@@ -218,7 +218,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                      f.key, ", ".join(f"{a}-{b - 1}" for a, b in merged))
         return merged
 
-    def _prepare_table(self, conn, types: dict[str, ColumnType | None]) -> _StateLayout:
+    def _prepare_table(self, conn: Connection, types: dict[str, ColumnType | None]) -> _StateLayout:
         """Create or extend the state table (and its view) for a file's columns."""
         state, view = self.target.state_table(self.table), self.target.view(self.table)
         catalog = catalog_columns(conn, self.target.database, [state, view])  # one read for both
@@ -363,7 +363,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         conn.commit()
         return empty
 
-    def _apply_chunk(self, conn, f: LandedObject, first_row: int, chunk: ChunkFile, layout: _StateLayout,
+    def _apply_chunk(self, conn: Connection, f: LandedObject, first_row: int, chunk: ChunkFile, layout: _StateLayout,
                      direct: threading.Event, gate: CommitGate) -> int:
         """One transaction, committed once `gate` opens, recording the chunk by its first row
         in the ledger. Returns rows applied.
@@ -396,7 +396,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                             first_row, f.key, error.args[-1], attempt + 1)
         raise AssertionError("unreachable")
 
-    def _apply_once(self, conn, f: LandedObject, first_row: int, chunk: ChunkFile, layout: _StateLayout,
+    def _apply_once(self, conn: Connection, f: LandedObject, first_row: int, chunk: ChunkFile, layout: _StateLayout,
                     s3_uri: str | None, gate: CommitGate, direct: bool) -> int:
         state = self.target.state_table(self.table)
         database = sql.mysql_ident(self.target.database)
