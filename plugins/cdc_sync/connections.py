@@ -13,37 +13,12 @@ here opens a connection at import time; the Airflow providers are imported on fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+from cdc_sync.protocols import Connect, S3Client
 
 if TYPE_CHECKING:
     from cdc_sync.config import Pipeline
-
-
-class MySqlConnection(Protocol):
-    """A DB-API connection to MySQL/Aurora (pymysql's, as the hook opens it)."""
-
-    def cursor(self, *args: Any, **kwargs: Any) -> Any: ...  # a DB-API cursor, usable in `with`
-
-    def commit(self) -> None: ...
-
-    def rollback(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-Connect = Callable[[], MySqlConnection]
-"""Opens a new connection each call: loaders open several (parallel apply, chunks)."""
-
-
-class S3Client(Protocol):
-    """The boto3 S3 client calls cdc-sync makes."""
-
-    def get_object(self, **kwargs: Any) -> Any: ...
-
-    def put_object(self, **kwargs: Any) -> Any: ...
-
-    def list_objects_v2(self, **kwargs: Any) -> Any: ...
 
 
 def s3_client(pipeline: Pipeline) -> S3Client:

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.sources.dms.layout import DmsFile, dated_folders_of
+from cdc_sync.sources.dms.layout import dated_folders_of
+from cdc_sync.sources.landed import LandedObject
 from cdc_sync.sources.listing import ListingStats, Watermark, grace_floor, list_new_files, table_cursors, window_cursors
 
 log = logging.getLogger(__name__)
@@ -16,13 +17,13 @@ log = logging.getLogger(__name__)
 WatermarkReader = Callable[[str, str], Watermark]
 WatermarkWriter = Callable[[str, str, Watermark], None]
 # (table, files, replay keys) -> {(key, etag)} the target has finished with
-FinishedCheck = Callable[[str, list[DmsFile], set[str]], set[tuple[str, str]]]
+FinishedCheck = Callable[[str, list[LandedObject], set[str]], set[tuple[str, str]]]
 
 
 def candidate_files(
     pipeline: Pipeline, table: TableSpec, s3_client, watermark: Watermark, *,
     rescan: bool = False, window: tuple[datetime, datetime] | None = None, stats: ListingStats | None = None,
-) -> list[DmsFile]:
+) -> list[LandedObject]:
     """New files of one table: LOAD files past the LOAD watermark, CDC files past the CDC
     watermark moved back by the late-file grace (the ledger drops what is already loaded).
     With `window` (a backfill run's data interval): every LOAD file and the CDC files
@@ -38,7 +39,7 @@ def candidate_files(
         cursors = table_cursors(table.qualified_name, prefix, Watermark() if rescan else watermark, grace,
                                 pipeline.source.file_format, pipeline.source.file_time_zone)
     listing = ListingStats()
-    found: dict[str, DmsFile] = {}
+    found: dict[str, LandedObject] = {}
     for cursor in cursors:
         for f in list_new_files(s3_client, pipeline.source.bucket, cursor, prefix, pipeline.source.file_format,
                                 stats=listing):
@@ -81,7 +82,7 @@ def plan_batches(
             files = [f for f in files if f.key not in finished_keys]
             if write_watermark is not None:
                 _remember_finished(pipeline, table, watermark, finished_keys, write_watermark)
-        chosen: list[DmsFile] = []
+        chosen: list[LandedObject] = []
         size = 0
         for f in files:
             if chosen and (len(chosen) >= pipeline.options.max_batch_files

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from cdc_sync import sql
-from cdc_sync.targets.aurora.loader import widened_decimal
-from cdc_sync.targets.bigquery.schema import ColumnType
+from cdc_sync.sources.column_types import ColumnType
+from cdc_sync.targets.aurora.schema import widened_decimal
 
 
 def _load(method: str, source: str, stored_commit_ts: bool = False) -> str:

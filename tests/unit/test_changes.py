@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from cdc_sync.sources.change_files import ChangeFile, ChangeFileError
+from cdc_sync.sources.column_types import ColumnType, column_type
 from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
 from cdc_sync.sources.dms.writer import Change, write_change_file
 from cdc_sync.sql import UnsafeIdentifier, bigquery_table, check_identifier
-from cdc_sync.targets.bigquery.schema import ColumnType, column_type, conflicts
+from cdc_sync.targets.bigquery.schema import conflicts
 
 UTC = dt.UTC
 LOADED_AT = dt.datetime(2026, 11, 23, tzinfo=UTC)
@@ -108,7 +109,7 @@ def test_commit_timestamp_text_is_parsed_as_utc(tmp_path):
     ],
 )
 def test_bigquery_types(arrow_type, bigquery):
-    assert column_type(arrow_type).bigquery == bigquery
+    assert column_type(arrow_type).name == bigquery
 
 
 def test_type_conflicts():

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.errors import BadInput
 from cdc_sync.sources.dms.csv_files import CsvFileError, DmsCsvFile, DmsCsvLayout, csv_layout
-from cdc_sync.sources.dms.layout import DmsFile
+from cdc_sync.sources.landed import LandedObject
 
 OP_COLUMN = "Op"
 VALID_OPS = ("I", "U", "D")
@@ -73,7 +73,7 @@ def _parquet_ops_are_inserts(parquet: pq.ParquetFile) -> bool:
     return ops.null_count == 0 and pc.all(pc.equal(pc.cast(ops, pa.string()), "I")).as_py() is True
 
 
-def landed_change_file(pipeline: Pipeline, table: TableSpec, f: DmsFile, path: str) -> "ChangeFile":
+def landed_change_file(pipeline: Pipeline, table: TableSpec, f: LandedObject, path: str) -> "ChangeFile":
     """The ChangeFile of a landed object downloaded to `path`, read as the source lands it."""
     return ChangeFile(key=f.key, path=path, phase=f.phase, commit_timestamp_column=table.commit_timestamp_column,
                       primary_key=table.primary_key, position_name=pipeline.source.object_name(table, f.key),

@@ -1,4 +1,4 @@
-"""Landed objects as the loaders handle them: exact downloads, quarantine markers, reports."""
+"""Landed objects as the loaders handle them: what was listed, exact downloads, quarantine markers, reports."""
 
 from __future__ import annotations
 
@@ -9,14 +9,33 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.sources.dms.layout import DmsFile
+from cdc_sync.protocols import S3Client
 
 log = logging.getLogger(__name__)
 DOWNLOAD_CHUNK_BYTES = 8 * 1024 * 1024
 
 
+@dataclass(frozen=True, order=True)
+class LandedObject:
+    """One landed object as it was listed. Ordered as it must be applied: full load (phase 0) first, then by key."""
+
+    phase: int
+    key: str
+    etag: str
+    size: int
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "etag": self.etag, "size": self.size, "phase": self.phase}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LandedObject:
+        return cls(phase=int(data["phase"]), key=data["key"], etag=data["etag"], size=int(data["size"]))
+
+
 @dataclass
 class LoadReport:
+    """What one load of one table's batch did with each object, for the task's result and the watermark."""
+
     table: str
     target: str = "bigquery"
     job_id: str | None = None
@@ -46,9 +65,11 @@ class LoadReport:
         }
 
 
-def download_exact(s3_client, bucket: str, f: DmsFile, path: Path) -> None:
-    """Stream the object to local disk in fixed-size chunks. IfMatch: exactly the version
-    that was listed, and that the ledger will name, is loaded (412 if it changed since)."""
+def download_exact(s3_client: S3Client, bucket: str, f: LandedObject, path: Path) -> None:
+    """Stream the object to local disk in fixed-size chunks.
+
+    IfMatch: exactly the version that was listed, and that the ledger will name, is loaded
+    (412 if it changed since)."""
     response = s3_client.get_object(Bucket=bucket, Key=f.key, IfMatch=f.etag)
     body = response["Body"]
     with path.open("wb") as out:
@@ -56,7 +77,9 @@ def download_exact(s3_client, bucket: str, f: DmsFile, path: Path) -> None:
             out.write(chunk)
 
 
-def write_quarantine_marker(s3_client, pipeline: Pipeline, table: TableSpec, target: str, f: DmsFile, reason: str) -> None:
+def write_quarantine_marker(
+    s3_client: S3Client, pipeline: Pipeline, table: TableSpec, target: str, f: LandedObject, reason: str,
+) -> None:
     """The file stays where it landed; a marker under the quarantine prefix says why."""
     source = pipeline.source
     marker = f"{source.quarantine_prefix.rstrip('/')}/{pipeline.name}/{f.key}.json"

@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from cdc_sync.sources.dms.layout import DmsFile, FileKind, classify, grace_start_after, load_region_start, time_key
+from cdc_sync.sources.dms.layout import FileKind, classify, grace_start_after, load_region_start, time_key
 from cdc_sync.sources.firehose.layout import delivery_layout, is_delivered_object
 from cdc_sync.sources.firehose.layout import grace_start_after as firehose_grace_start
+from cdc_sync.sources.landed import LandedObject
 
 FIREHOSE = "firehose"  # the file_format of a Firehose source
 
@@ -143,10 +144,10 @@ def window_cursors(
 
 
 def accept(page_items: list[dict], cursor: Cursor, table_prefix: str, file_format: str,
-           stats: ListingStats | None = None) -> tuple[list[DmsFile], bool]:
+           stats: ListingStats | None = None) -> tuple[list[LandedObject], bool]:
     """Turn one ListObjectsV2 page into DMS files; the flag says the walk reached StopAt.
     Objects not named as the source names its files are counted in `stats`."""
-    files: list[DmsFile] = []
+    files: list[LandedObject] = []
     for item in page_items:
         key = item["Key"]
         if cursor.stops_at(key):
@@ -159,7 +160,7 @@ def accept(page_items: list[dict], cursor: Cursor, table_prefix: str, file_forma
             kind = classify(key, table_prefix, file_format)
             phase = kind.phase if kind is not None else None
         if phase is not None:
-            files.append(DmsFile(phase=phase, key=key, etag=item["ETag"].strip('"'), size=int(item["Size"])))
+            files.append(LandedObject(phase=phase, key=key, etag=item["ETag"].strip('"'), size=int(item["Size"])))
         elif stats is not None and not key.endswith("/"):  # a "folder" made in the console is no file
             stats.unrecognised += 1
             if len(stats.unrecognised_examples) < 3:
@@ -177,7 +178,7 @@ class ListingStats:
 def list_new_files(
     s3_client, bucket: str, cursor: Cursor, table_prefix: str, file_format: str,
     *, page_size: int = 1000, stats: ListingStats | None = None,
-) -> Iterator[DmsFile]:
+) -> Iterator[LandedObject]:
     """Walk one cursor with a boto3 S3 client."""
     continuation = None
     while True:
@@ -193,7 +194,7 @@ def list_new_files(
 
 async def any_new_file(
     async_client, bucket: str, cursor: Cursor, table_prefix: str, file_format: str, page_size: int = 1000
-) -> DmsFile | None:
+) -> LandedObject | None:
     """Walk one cursor with an aiobotocore client until the first new DMS file."""
     continuation = None
     while True:

@@ -1,1 +1,1 @@
-"""Where change data goes: one folder per target (Aurora MySQL, BigQuery), each with its loader and ledger."""
+"""Where change data goes: one folder per target (Aurora MySQL, BigQuery) with its loader, ledger and schema; base.py is their contract."""

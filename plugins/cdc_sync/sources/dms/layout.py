@@ -17,7 +17,6 @@ LOAD files (Prefix `.../LOAD`) and one over the CDC files that stops at the LOAD
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 
@@ -37,27 +36,6 @@ class FileKind(StrEnum):
     def phase(self) -> int:
         """Every full-load row sorts before every CDC change of its table."""
         return 0 if self is FileKind.FULL_LOAD else 1
-
-
-@dataclass(frozen=True, order=True)
-class DmsFile:
-    """One landed object. Ordered as it must be applied: full load first, then by key."""
-
-    phase: int
-    key: str
-    etag: str
-    size: int
-
-    @property
-    def kind(self) -> FileKind:
-        return FileKind.FULL_LOAD if self.phase == 0 else FileKind.CDC
-
-    def to_dict(self) -> dict:
-        return {"key": self.key, "etag": self.etag, "size": self.size, "phase": self.phase}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DmsFile":
-        return cls(phase=int(data["phase"]), key=data["key"], etag=data["etag"], size=int(data["size"]))
 
 
 def classify(key: str, table_prefix: str, file_format: str = "parquet") -> FileKind | None:

@@ -22,7 +22,6 @@ worker first, exactly as Python's csv module reads it (firehose.dialects).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import shutil
 import threading
@@ -32,13 +31,15 @@ from pathlib import Path, PurePosixPath
 from botocore.exceptions import ClientError
 
 from cdc_sync import sql
-from cdc_sync.errors import SetupError
-from cdc_sync.sources.dms.layout import DmsFile
+from cdc_sync.errors import BadInput, SetupError
+from cdc_sync.protocols import Connection, Cursor
 from cdc_sync.sources.firehose.dialects import BACKSLASH_ESCAPED, DialectError, rfc4180_to_escaped
-from cdc_sync.sources.landed import LoadReport
+from cdc_sync.sources.landed import LandedObject, LoadReport
 from cdc_sync.targets.aurora.chunk_file import ChunkFile
-from cdc_sync.targets.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase, object_hash
+from cdc_sync.targets.aurora.ledger import LOADED
+from cdc_sync.targets.aurora.loader import DUPLICATE_KEY, AuroraLoaderBase
 from cdc_sync.targets.aurora.parallel_apply import ChunkRefused
+from cdc_sync.targets.base import what_is_wrong
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,13 @@ class _RepeatedDelivery(Exception):
 
 LOCK_WAIT_TIMEOUT, DEADLOCK = 1205, 1213
 LOCK_RETRIES = 20  # each waits innodb_lock_wait_timeout (50 s by default)
-CONTENT_CLAIM = -2  # the ledger's chunk number of a row claiming an ETag (a content) for one object
 
 
 class _WarningsNotAllShown(Exception):
     """More warnings than MySQL keeps: which of them are duplicates cannot be told."""
 
 
-def _refuse_unless_duplicates(cur, *, accept_duplicates: bool, all_shown: bool = True) -> int:
+def _refuse_unless_duplicates(cur: Cursor, *, accept_duplicates: bool, all_shown: bool = True) -> int:
     """The number of duplicate-key warnings of the last statement (records skipped); raises
     ChunkRefused naming the first problems if it warned of anything else (or of anything,
     without `accept_duplicates`). SHOW statements do not clear the warnings they show."""
@@ -91,11 +91,6 @@ def _refuse_unless_duplicates(cur, *, accept_duplicates: bool, all_shown: bool =
     if all_shown and total > len(shown):
         raise _WarningsNotAllShown()
     return total
-
-
-def _content_hash(f: DmsFile) -> str:
-    """The ledger key of a content claim: the ETag alone (the object's own rows key key and ETag)."""
-    return hashlib.sha256(f"content\n{f.etag}".encode()).hexdigest()
 
 
 class _Converting:
@@ -142,11 +137,13 @@ class AppendTargetMissing(SetupError):
 
 
 class AuroraAppendLoader(AuroraLoaderBase):
-    def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
+    def _load_file(self, conn: Connection, f: LandedObject, index: int, report: LoadReport) -> None:
         table = self.target.append_table(self.table)
         self._check_target(conn, table)
         with conn.cursor() as cur:  # cheap early answer; the transaction decides (see _claim_content)
-            original = self._loaded_with_same_content(cur, f)
+            # Firehose delivers at least once, and a repeated delivery gets a new name: objects
+            # byte for byte equal (the same ETag, the MD5 of the bytes) are taken as one delivery
+            original = self.ledger.loaded_with_same_content(cur, f)
         conn.commit()
         if original is not None:
             return self._repeated_delivery(conn, f, original, report)
@@ -157,11 +154,11 @@ class AuroraAppendLoader(AuroraLoaderBase):
             rows, skipped = self._append_redoing_lock_waits(conn, f, source, table)
         except _AlreadyLoaded:
             report.already_loaded.append(f.key)
-            return self._record_outcome(conn, f, "loaded", self._applied_rows(conn, f))
+            return self._record_outcome(conn, f, LOADED, self.ledger.chunk_rows(conn, f, 0) or 0)
         except _RepeatedDelivery as repeated:
             return self._repeated_delivery(conn, f, repeated.original, report)
-        except ChunkRefused as refused:
-            return self._quarantine(report, f, str(refused), conn)
+        except BadInput as refused:  # the object cannot be appended as it is: quarantined, the rest goes on
+            return self._quarantine(report, f, what_is_wrong(refused), conn)
         finally:
             if isinstance(source, _Converting):
                 source.wait()
@@ -172,7 +169,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         report.loaded[f.key] = rows  # its outcome row committed with the rows
         return None
 
-    def _append_redoing_lock_waits(self, conn, f: DmsFile, source: str | _Converting, table: str) -> tuple[int, int]:
+    def _append_redoing_lock_waits(self, conn: Connection, f: LandedObject, source: str | _Converting, table: str) -> tuple[int, int]:
         """_append, redone when it waited too long for a lock (another load of the same
         content or object still running, `innodb_lock_wait_timeout`) or was picked as a
         deadlock's victim: it rolled back, so redoing it is safe. It then finds the other
@@ -193,24 +190,14 @@ class AuroraAppendLoader(AuroraLoaderBase):
                             LOCK_RETRIES)
         raise AssertionError("unreachable")
 
-    def _repeated_delivery(self, conn, f: DmsFile, original: str, report: LoadReport) -> None:
+    def _repeated_delivery(self, conn: Connection, f: LandedObject, original: str, report: LoadReport) -> None:
         log.warning("%s: s3://%s/%s has the same content (ETag %s) as %s, loaded before: a repeated "
                     "delivery, not appended again", self.table.qualified_name, self.pipeline.source.bucket,
                     f.key, f.etag, original)
         report.already_loaded.append(f.key)
-        self._record_outcome(conn, f, "loaded", 0, f"repeated delivery of {original}")
+        self._record_outcome(conn, f, LOADED, 0, f"repeated delivery of {original}")
 
-    def _applied_rows(self, conn, f: DmsFile) -> int:
-        """The rows the object's committed transaction appended (its chunk 0 ledger row)."""
-        with conn.cursor() as cur:
-            cur.execute(f"SELECT row_count FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
-                        "AND object_hash = %s AND chunk = 0", (self.pipeline.name, self.table.qualified_name,
-                                                               object_hash(f)))
-            row = cur.fetchone()
-        conn.commit()
-        return int(row[0]) if row else 0
-
-    def _claim_content(self, cur, f: DmsFile) -> None:
+    def _claim_content(self, cur: Cursor, f: LandedObject) -> None:
         """Inside the object's transaction: claim its ETag for this table, or raise
         _RepeatedDelivery naming the object that has it. The claim is a ledger row whose key
         is the ETag, so a concurrent load of an equal object waits on it until this one
@@ -220,24 +207,16 @@ class AuroraAppendLoader(AuroraLoaderBase):
         import pymysql
 
         try:
-            cur.execute(
-                f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
-                "status, row_count, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, 'content', 0, UTC_TIMESTAMP(6))",
-                (self.pipeline.name, self.table.qualified_name, _content_hash(f), CONTENT_CLAIM, f.key, f.etag),
-            )
+            self.ledger.write_content_claim(cur, f)
         except pymysql.err.IntegrityError as error:
             if error.args[0] != DUPLICATE_KEY:
                 raise
-            cur.execute(f"SELECT object_key FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
-                        "AND object_hash = %s AND chunk = %s",
-                        (self.pipeline.name, self.table.qualified_name, _content_hash(f), CONTENT_CLAIM))
-            row = cur.fetchone()
-            raise _RepeatedDelivery(row[0] if row else f"an object with ETag {f.etag}") from error
-        original = self._loaded_with_same_content(cur, f)
+            raise _RepeatedDelivery(self.ledger.content_owner(cur, f) or f"an object with ETag {f.etag}") from error
+        original = self.ledger.loaded_with_same_content(cur, f)
         if original is not None:
             raise _RepeatedDelivery(original)
 
-    def _append(self, conn, f: DmsFile, source: str | _Converting, table: str, *, staged: bool) -> tuple[int, int]:
+    def _append(self, conn: Connection, f: LandedObject, source: str | _Converting, table: str, *, staged: bool) -> tuple[int, int]:
         """One transaction: ledger row, `LOAD DATA … IGNORE` into the table, commit. Returns
         (rows appended, records skipped because their unique key is already in the table).
 
@@ -251,11 +230,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         try:
             with conn.cursor() as cur:
                 try:
-                    cur.execute(
-                        f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
-                        "status, row_count, loaded_at) VALUES (%s, %s, %s, 0, %s, %s, 'applied', 0, UTC_TIMESTAMP(6))",
-                        (self.pipeline.name, self.table.qualified_name, object_hash(f), f.key, f.etag),
-                    )
+                    self.ledger.write_chunk(cur, f, 0, None, 0)
                 except pymysql.err.IntegrityError as error:
                     if error.args[0] == DUPLICATE_KEY:
                         raise _AlreadyLoaded() from error
@@ -278,34 +253,15 @@ class AuroraAppendLoader(AuroraLoaderBase):
                     # the stage has the table's column types: only duplicates are possible here
                     _refuse_unless_duplicates(cur, accept_duplicates=True, all_shown=False)
                     skipped = read - rows
-                cur.execute(f"UPDATE {self._ledger()} SET row_count = %s WHERE pipeline = %s AND table_name = %s "
-                            "AND object_hash = %s AND chunk = 0",
-                            (rows, self.pipeline.name, self.table.qualified_name, object_hash(f)))
-                cur.execute(
-                    f"REPLACE INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
-                    "status, row_count, reason, loaded_at) VALUES (%s, %s, %s, -1, %s, %s, 'loaded', %s, NULL, "
-                    "UTC_TIMESTAMP(6))",
-                    (self.pipeline.name, self.table.qualified_name, object_hash(f), f.key, f.etag, rows),
-                )
+                self.ledger.set_chunk_rows(cur, f, 0, rows)
+                self.ledger.write_outcome(cur, f, LOADED, rows)
             conn.commit()
             return rows, skipped
         except BaseException:
             conn.rollback()
             raise
 
-    def _loaded_with_same_content(self, cur, f: DmsFile) -> str | None:
-        """The key of another object of this table already loaded with the same ETag (the
-        MD5 of the bytes): Firehose delivers at least once, and a repeated delivery gets a
-        new name. Objects that are byte for byte equal are taken as one delivery."""
-        cur.execute(
-            f"SELECT object_key FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s AND etag = %s "
-            "AND chunk = -1 AND status = 'loaded' AND row_count > 0 AND object_key <> %s LIMIT 1",
-            (self.pipeline.name, self.table.qualified_name, f.etag, f.key),
-        )
-        row = cur.fetchone()
-        return row[0] if row else None
-
-    def _source(self, conn, f: DmsFile, index: int, report: LoadReport) -> str | _Converting | None:
+    def _source(self, conn: Connection, f: LandedObject, index: int, report: LoadReport) -> str | _Converting | None:
         """What LOAD DATA reads: the object itself for aurora_s3 (nothing passes through the
         worker) when it is in the `backslash_escaped` dialect and not gzip-compressed; else a
         local, uncompressed copy, an `rfc4180` object converted to that dialect
@@ -323,7 +279,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         if self.target.method == "aurora_s3" and as_is and not compressed and not self._starts_as_gzip_in_s3(f):
             return f"s3://{self.pipeline.source.bucket}/{f.key}"
         path = self.workdir / f"firehose-{index:06d}.csv"
-        if not self._download(conn, f, path, report):
+        if not self._fetch(f, path, report, conn):
             return None
         with path.open("rb") as head:
             compressed = compressed or head.read(2) == GZIP_MAGIC
@@ -353,7 +309,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
             return f"s3://{self.pipeline.source.bucket}/{key}"
         return str(path)
 
-    def _starts_as_gzip_in_s3(self, f: DmsFile) -> bool:
+    def _starts_as_gzip_in_s3(self, f: LandedObject) -> bool:
         """The object's first two bytes are GZIP's magic number (one ranged GET)."""
         try:
             head = self.s3.get_object(Bucket=self.pipeline.source.bucket, Key=f.key, Range="bytes=0-1",
@@ -362,7 +318,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
             return False
         return head == GZIP_MAGIC
 
-    def _unique_key(self, conn, table: str) -> list[str] | None:
+    def _unique_key(self, conn: Connection, table: str) -> list[str] | None:
         """The columns of a unique index of the table made only of loaded columns (an
         AUTO_INCREMENT id the load does not fill does not count), or None."""
         with conn.cursor() as cur:
@@ -378,7 +334,7 @@ class AuroraAppendLoader(AuroraLoaderBase):
         loaded = {c.lower() for c in self.table.columns}
         return next((cols for cols in indexes.values() if {c.lower() for c in cols} <= loaded), None)
 
-    def _check_target(self, conn, table: str) -> None:
+    def _check_target(self, conn: Connection, table: str) -> None:
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",

@@ -1,4 +1,4 @@
-"""Aurora as a target, as plain functions: what it has finished, load one table's batch.
+"""Aurora as a target (targets.base.Target): what it has finished, load one table's batch.
 
 DMS change files are merged (aurora.loader), Firehose objects appended (aurora.append).
 Planning is shared with the BigQuery flow (listing, watermarks); the Aurora ledger decides
@@ -8,30 +8,30 @@ what is applied, so the same batch can feed BigQuery and Aurora at once.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from cdc_sync.config import Pipeline
 from cdc_sync.errors import SetupError
-from cdc_sync.mysql_catalog import table_exists
 from cdc_sync.planning import FinishedCheck
-from cdc_sync.sources.dms.layout import DmsFile
-from cdc_sync.sources.landed import LoadReport
+from cdc_sync.protocols import Connect, Connection, S3Client
+from cdc_sync.sources.landed import LandedObject, LoadReport
 from cdc_sync.targets.aurora.append import AuroraAppendLoader
-from cdc_sync.targets.aurora.loader import AuroraLoaderBase, AuroraMergeLoader
+from cdc_sync.targets.aurora.ledger import LOADED, AuroraLedger
+from cdc_sync.targets.aurora.loader import AuroraMergeLoader
+from cdc_sync.targets.base import Target
 
 
 class AuroraDatabaseMissing(SetupError):
     """The target database of a pipeline does not exist: cdc-sync creates tables, not databases."""
 
 
-def checked_connect(pipeline: Pipeline, connect: Callable) -> Callable:
+def checked_connect(pipeline: Pipeline, connect: Connect) -> Connect:
     """Wrap `connect` so that "Unknown database" says what to do.
 
     The server answers 1049 at connect time when the connection names the missing database."""
     import pymysql
 
-    def opened():
+    def opened() -> Connection:
         try:
             return connect()
         except pymysql.err.OperationalError as error:
@@ -52,7 +52,7 @@ def _database_missing(pipeline: Pipeline) -> AuroraDatabaseMissing:
     )
 
 
-def _require_database(conn, pipeline: Pipeline) -> None:
+def _require_database(conn: Connection, pipeline: Pipeline) -> None:
     assert pipeline.aurora is not None
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (pipeline.aurora.database,))
@@ -60,42 +60,54 @@ def _require_database(conn, pipeline: Pipeline) -> None:
             raise _database_missing(pipeline)
 
 
-def finished_in_aurora(pipeline: Pipeline, connect: Callable) -> FinishedCheck:
-    connect = checked_connect(pipeline, connect)
+class Aurora(Target):
+    """Aurora MySQL as a pipeline's target: its ledger says what is finished; merge or append loads."""
 
-    def check(table_name: str, files: list[DmsFile], replay: set[str]) -> set[tuple[str, str]]:
-        loader = AuroraLoaderBase(pipeline, pipeline.table(table_name), connect, None, Path("."))
-        conn = connect()
+    name = "aurora"
+
+    def __init__(self, pipeline: Pipeline, connect: Connect):
+        if pipeline.aurora is None:
+            raise ValueError(f"pipeline {pipeline.name} has no Aurora target")
+        super().__init__(pipeline)
+        self.target = pipeline.aurora
+        self.connect = checked_connect(pipeline, connect)
+
+    def finished(self, table_name: str, files: list[LandedObject], replay: set[str]) -> set[tuple[str, str]]:
+        ledger = AuroraLedger(self.target, self.pipeline.name, self.pipeline.table(table_name).qualified_name)
+        conn = self.connect()
         try:
-            if not _ledger_exists(conn, pipeline):
-                _require_database(conn, pipeline)
+            if not ledger.exists(conn):
+                _require_database(conn, self.pipeline)
                 return set()
-            outcomes = loader.outcomes(conn, files)
+            outcomes = ledger.outcomes(conn, files)
         finally:
             conn.close()
-        return {pair for pair, status in outcomes.items() if status == "loaded" or pair[0] not in replay}
+        return {pair for pair, status in outcomes.items() if status == LOADED or pair[0] not in replay}
 
-    return check
+    def load_batch(self, batch: dict, s3_client: S3Client, *, replay: bool = False,
+                   workdir: Path | None = None) -> LoadReport:
+        table = self.pipeline.table(batch["table"])
+        files = [LandedObject.from_dict(f) for f in batch["files"]]
+        conn = self.connect()
+        try:
+            _require_database(conn, self.pipeline)
+        finally:
+            conn.close()
+        loader = AuroraAppendLoader if self.pipeline.source.kind == "firehose" else AuroraMergeLoader
+        with tempfile.TemporaryDirectory(prefix="cdc-sync-aurora-", dir=workdir) as scratch:
+            return loader(self.pipeline, table, self.connect, s3_client, Path(scratch)).load(
+                files, replay_quarantined=replay
+            )
+
+
+def finished_in_aurora(pipeline: Pipeline, connect: Connect) -> FinishedCheck:
+    """What the pipeline's Aurora target has finished, as planning asks it (see Aurora.finished)."""
+    return Aurora(pipeline, connect).finished
 
 
 def load_batch(
-    pipeline: Pipeline, batch: dict, s3_client, connect: Callable, *, replay: bool = False, workdir: Path | None = None,
+    pipeline: Pipeline, batch: dict, s3_client: S3Client, connect: Connect, *, replay: bool = False,
+    workdir: Path | None = None,
 ) -> LoadReport:
-    table = pipeline.table(batch["table"])
-    files = [DmsFile.from_dict(f) for f in batch["files"]]
-    connect = checked_connect(pipeline, connect)
-    conn = connect()
-    try:
-        _require_database(conn, pipeline)
-    finally:
-        conn.close()
-    loader = AuroraAppendLoader if pipeline.source.kind == "firehose" else AuroraMergeLoader
-    with tempfile.TemporaryDirectory(prefix="cdc-sync-aurora-", dir=workdir) as scratch:
-        return loader(pipeline, table, connect, s3_client, Path(scratch)).load(
-            files, replay_quarantined=replay
-        )
-
-
-def _ledger_exists(conn, pipeline: Pipeline) -> bool:
-    assert pipeline.aurora is not None
-    return table_exists(conn, pipeline.aurora.database, pipeline.aurora.ledger_table)
+    """Load one table's batch into the pipeline's Aurora target (see Aurora.load_batch)."""
+    return Aurora(pipeline, connect).load_batch(batch, s3_client, replay=replay, workdir=workdir)

@@ -19,30 +19,33 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pymysql
-from botocore.exceptions import ClientError
 
 from cdc_sync import sql
 from cdc_sync.config import AuroraTarget, Pipeline, TableSpec
+from cdc_sync.errors import BadInput
 from cdc_sync.mysql_catalog import catalog_columns
+from cdc_sync.protocols import Connect, Connection, S3Client
 from cdc_sync.sources.change_files import ChangeFile, ChangeFileError, landed_change_file
-from cdc_sync.sources.dms.layout import DmsFile
-from cdc_sync.sources.landed import LoadReport, download_exact, write_quarantine_marker
+from cdc_sync.sources.column_types import ColumnType
+from cdc_sync.sources.landed import LandedObject, LoadReport
 from cdc_sync.targets.aurora.chunk_file import ChunkFile
+from cdc_sync.targets.aurora.ledger import LOADED, QUARANTINED, AuroraLedger, object_hash
 from cdc_sync.targets.aurora.parallel_apply import ChunkRefused, CommitGate, GateClosed, apply_in_parallel
-from cdc_sync.targets.bigquery.schema import ColumnType, UnsupportedType, column_type
+from cdc_sync.targets.aurora.schema import column_family, mysql_type, type_family, widened_decimal
+from cdc_sync.targets.base import ObjectLoader, what_is_wrong
 
 log = logging.getLogger(__name__)
 STAGE = "_cdc_stage"
@@ -58,89 +61,36 @@ _MAX_CHUNK_ID = 2**31 - 1  # the ledger's chunk column (INT) holds a chunk's fir
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
 
 
-def mysql_type(kind: ColumnType, in_primary_key: bool) -> str:
-    if kind.bigquery in ("NUMERIC", "BIGNUMERIC"):
-        scale = min(kind.decimal_scale, 30)
-        return f"DECIMAL({min(kind.decimal_integer_digits + scale, 65)},{scale})"
-    if kind.bigquery == "STRING":
-        return "VARCHAR(255)" if in_primary_key else "LONGTEXT"
-    if kind.bigquery == "BYTES":
-        return "VARBINARY(255)" if in_primary_key else "LONGBLOB"
-    return {
-        "INTEGER": "BIGINT", "FLOAT": "DOUBLE", "BOOLEAN": "TINYINT(1)", "DATE": "DATE",
-        "TIME": "TIME(6)", "DATETIME": "DATETIME(6)", "TIMESTAMP": "DATETIME(6)",
-    }[kind.bigquery]
+class AuroraLoaderBase(ObjectLoader):
+    """What the merge and append loaders share: connection setup, the ledger, walking a batch.
 
+    Subclasses implement `_load_file`."""
 
-def _family(mysql_column_type: str) -> str:
-    """Coarse type family of an existing MySQL column, to spot drift."""
-    t = mysql_column_type.lower()
-    for prefix, family in (("tinyint(1)", "BOOLEAN"), ("decimal", "NUMERIC"), ("datetime", "DATETIME"),
-                           ("timestamp", "DATETIME"), ("date", "DATE"), ("time", "TIME"), ("double", "FLOAT"),
-                           ("float", "FLOAT"), ("varbinary", "BYTES"), ("blob", "BYTES"), ("longblob", "BYTES")):
-        if t.startswith(prefix) or t == prefix:
-            return family
-    if any(t.startswith(x) for x in ("bigint", "int", "smallint", "mediumint", "tinyint")):
-        return "INTEGER"
-    return "STRING"
+    target_name = "aurora"
 
-
-_DECIMAL = re.compile(r"decimal\((\d+),(\d+)\)")
-
-
-def widened_decimal(column_type: str, kind: ColumnType) -> str | None:
-    """The DECIMAL that holds both a column's values and a file's (a source column whose
-    precision or scale grew), or None when the column already holds the file's. Never
-    narrower in integer digits or in scale than the column; capped at MySQL's DECIMAL(65,30)
-    as mysql_type caps it."""
-    match = _DECIMAL.match(column_type.lower())
-    if not match or kind.bigquery not in ("NUMERIC", "BIGNUMERIC"):
-        return None
-    precision, scale = int(match[1]), int(match[2])
-    wider = ColumnType(kind.bigquery, max(precision - scale, kind.decimal_integer_digits), max(scale, kind.decimal_scale))
-    new_scale = min(wider.decimal_scale, 30)
-    new_precision = min(wider.decimal_integer_digits + new_scale, 65)
-    if new_precision - new_scale < precision - scale or (new_precision, new_scale) == (precision, scale):
-        return None
-    return mysql_type(wider, in_primary_key=False)
-
-
-def _kind_family(kind: ColumnType) -> str:
-    return {"BIGNUMERIC": "NUMERIC", "TIMESTAMP": "DATETIME"}.get(kind.bigquery, kind.bigquery)
-
-
-class AuroraLoaderBase:
-    """What the merge and append loaders share: connection setup, the ledger, downloads,
-    quarantine. Subclasses implement `_load_file`."""
-
-    def __init__(self, pipeline: Pipeline, table: TableSpec, connect: Callable, s3_client, workdir: Path):
+    def __init__(self, pipeline: Pipeline, table: TableSpec, connect: Connect, s3_client: S3Client, workdir: Path):
         if pipeline.aurora is None:
             raise ValueError(f"pipeline {pipeline.name} has no Aurora target")
-        self.pipeline = pipeline
-        self.table = table
+        super().__init__(pipeline, table, s3_client, workdir)
         self.target: AuroraTarget = pipeline.aurora
         self.connect = connect  # () -> pymysql connection with local_infile as the method needs
-        self.s3 = s3_client
-        self.workdir = Path(workdir)
+        self.ledger = AuroraLedger(self.target, pipeline.name, table.qualified_name)
 
     def _render(self, template: str, **params) -> str:
         return sql.render(f"aurora/{template}", database=self.target.database, **params)
 
     # ------------------------------------------------------------------ public
-    def load(self, files: list[DmsFile], *, replay_quarantined: bool = False) -> LoadReport:
+    def load(self, files: list[LandedObject], *, replay_quarantined: bool = False) -> LoadReport:
         report = LoadReport(self.table.qualified_name, target="aurora")
         conn = self._open()
         try:
-            with conn.cursor() as cur:
-                cur.execute(self._render("ledger_table.sql", ledger=self.target.ledger_table))
-            self._add_first_row_to_ledger(conn)
-            conn.commit()
-            outcomes = self.outcomes(conn, files)
+            self.ledger.ensure(conn)
+            outcomes = self.ledger.outcomes(conn, files)
             for index, f in enumerate(sorted(set(files))):
                 outcome = outcomes.get((f.key, f.etag))
-                if outcome == "loaded":
+                if outcome == LOADED:
                     report.already_loaded.append(f.key)
-                elif outcome == "quarantined" and not replay_quarantined:
+                elif outcome == QUARANTINED and not replay_quarantined:
                     report.previously_quarantined.append(f.key)
                 else:
                     self._load_file(conn, f, index, report)
@@ -148,15 +98,7 @@ class AuroraLoaderBase:
             conn.close()
         return report
 
-    def _add_first_row_to_ledger(self, conn) -> None:
-        """A ledger made by a version that numbered chunks gets the column of a chunk's first row."""
-        columns = catalog_columns(conn, self.target.database, [self.target.ledger_table]).get(self.target.ledger_table, [])
-        if columns and "first_row" not in {c.name for c in columns}:
-            log.info("adding column first_row to the ledger %s", self._ledger())
-            with conn.cursor() as cur:
-                cur.execute(f"ALTER TABLE {self._ledger()} ADD COLUMN first_row BIGINT NULL AFTER chunk")
-
-    def _open(self):
+    def _open(self) -> Connection:
         """A connection set up as every load statement expects (strict, UTC)."""
         conn = self.connect()
         with conn.cursor() as cur:
@@ -165,80 +107,30 @@ class AuroraLoaderBase:
         conn.commit()
         return conn
 
-    def outcomes(self, conn, files: list[DmsFile]) -> dict[tuple[str, str], str]:
-        """'loaded' / 'quarantined' per (key, etag) that has an outcome in the ledger."""
-        by_hash = {object_hash(f): (f.key, f.etag) for f in files}
-        if not by_hash:
-            return {}
-        placeholders = ", ".join(["%s"] * len(by_hash))
-        with conn.cursor() as cur:
-            cur.execute(
-                f"SELECT object_hash, status FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
-                f"AND chunk = -1 AND object_hash IN ({placeholders})",
-                (self.pipeline.name, self.table.qualified_name, *by_hash),
-            )
-            rows = cur.fetchall()
-        conn.commit()
-        return {by_hash[h]: status for h, status in rows}
+    def _record_outcome(self, conn: Connection, f: LandedObject, status: str, rows: int,
+                        reason: str | None = None) -> None:
+        self.ledger.record_outcome(conn, f, status, rows, reason)
 
-    def _ledger(self) -> str:
-        return f"{sql.mysql_ident(self.target.database)}.{sql.mysql_ident(self.target.ledger_table)}"
+    def _record_quarantine(self, f: LandedObject, reason: str, conn: Any) -> None:
+        self._record_outcome(conn, f, QUARANTINED, 0, reason)
 
-    def _record_outcome(self, conn, f: DmsFile, status: str, rows: int, reason: str | None = None) -> None:
-        with conn.cursor() as cur:
-            cur.execute(
-                f"REPLACE INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, object_key, etag, "
-                "status, row_count, reason, loaded_at) VALUES (%s, %s, %s, -1, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
-                (self.pipeline.name, self.table.qualified_name, object_hash(f), f.key, f.etag, status, rows, reason),
-            )
-        conn.commit()
-
-    def _download(self, conn, f: DmsFile, path: Path, report: LoadReport) -> bool:
-        """True when the listed version is on local disk; a vanished object is quarantined,
-        a changed one left for the next run; any other S3 error fails the task (retried)."""
-        try:
-            download_exact(self.s3, self.pipeline.source.bucket, f, path)
-            return True
-        except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey"):
-                self._quarantine(report, f, "object no longer exists in S3", conn)
-                return False
-            if code in ("412", "PreconditionFailed"):
-                report.changed_since_listing.append(f.key)
-                return False
-            raise
-
-    def _quarantine(self, report: LoadReport, f: DmsFile, reason: str, conn) -> None:
-        reason = reason.removeprefix(": ")
-        self._record_outcome(conn, f, "quarantined", 0, reason)
-        log.error("%s: quarantined s3://%s/%s for Aurora: %s", self.table.qualified_name,
-                  self.pipeline.source.bucket, f.key, reason)
-        report.quarantined[f.key] = reason
-        write_quarantine_marker(self.s3, self.pipeline, self.table, "aurora", f, reason)
-
-    def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
+    def _load_file(self, conn: Connection, f: LandedObject, index: int, report: LoadReport) -> None:
         raise NotImplementedError
 
 
 class AuroraMergeLoader(AuroraLoaderBase):
     """DMS change files → the state table, position-guarded (see module docstring)."""
 
-    def _load_file(self, conn, f: DmsFile, index: int, report: LoadReport) -> None:
+    def _load_file(self, conn: Connection, f: LandedObject, index: int, report: LoadReport) -> None:
         path = self.workdir / f"aurora-source-{index:06d}.dms"
-        if not self._download(conn, f, path, report):
+        if not self._fetch(f, path, report, conn):
             return None
         change_file = landed_change_file(self.pipeline, self.table, f, str(path))
         try:
-            types = {}
-            for fld in change_file.data_schema():
-                try:
-                    types[fld.name] = column_type(fld.type)
-                except UnsupportedType as error:
-                    raise ChangeFileError(f.key, f"column {fld.name}: {error}") from error
+            types = self._column_types(change_file)
             layout = self._prepare_table(conn, types)
-        except ChangeFileError as error:
-            return self._quarantine(report, f, error.problem, conn)
+        except BadInput as error:  # this file cannot be loaded as it is: quarantined, the rest goes on
+            return self._quarantine(report, f, what_is_wrong(error), conn)
         # A file of inserts only (full-load files, insert-only CDC files), or any file into a
         # state table that was empty when it started, goes in directly: new keys need no
         # staging copy and no upsert. A chunk that meets a key already there (a tombstone, a
@@ -248,14 +140,14 @@ class AuroraMergeLoader(AuroraLoaderBase):
         if self._state_is_empty(conn) or change_file.inserts_only():
             direct.set()
 
-        def apply(connection, first_row: int, chunk: ChunkFile, gate: CommitGate) -> int:
+        def apply(connection: Connection, first_row: int, chunk: ChunkFile, gate: CommitGate) -> int:
             return self._apply_chunk(connection, f, first_row, chunk, layout, direct, gate)
 
         # One load of a file at a time: the rows not yet applied are read from the ledger and
         # applied under the file's lock, so two loads of one file (overlapping runs, with
         # other settings) cannot each take the other's rows for applied.
         with self._file_lock(conn, f):
-            if self.outcomes(conn, [f]).get((f.key, f.etag)) == "loaded":  # by the load we waited for
+            if self.ledger.outcomes(conn, [f]).get((f.key, f.etag)) == LOADED:  # by the load we waited for
                 report.already_loaded.append(f.key)
                 return None
             done = self._applied_rows(conn, f)
@@ -265,8 +157,8 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     self._chunk_files(change_file, layout.columns, index, done, progress), apply,
                     first_connection=conn, open_connection=self._open, connections=self.target.load_connections,
                 )
-            except ChangeFileError as error:
-                return self._quarantine(report, f, error.problem, conn)
+            except BadInput as error:  # this file cannot be loaded as it is: quarantined, the rest goes on
+                return self._quarantine(report, f, what_is_wrong(error), conn)
             report.database_seconds += outcome.database_seconds
             if outcome.refused is not None:
                 first_row, reason = outcome.refused
@@ -277,11 +169,11 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 report.already_loaded.append(f.key)  # every row applied before (a crash before its outcome)
             else:
                 report.loaded[f.key] = applied  # what this load applied (a resumed one: the rest)
-            self._record_outcome(conn, f, "loaded", progress.rows)  # the ledger: every row of the file
+            self._record_outcome(conn, f, LOADED, progress.rows)  # the ledger: every row of the file
         return None
 
     @contextmanager
-    def _file_lock(self, conn, f: DmsFile) -> Iterator[None]:
+    def _file_lock(self, conn: Connection, f: LandedObject) -> Iterator[None]:
         """The server's named lock of this file's load in this ledger, held by `conn`."""
         ident = f"{self.target.database}|{self.target.ledger_table}|{self.pipeline.name}|{self.table.qualified_name}|" \
                 f"{object_hash(f)}"
@@ -305,19 +197,12 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
                 cur.fetchall()
 
-    def _applied_rows(self, conn, f: DmsFile) -> list[tuple[int, int]]:
+    def _applied_rows(self, conn: Connection, f: LandedObject) -> list[tuple[int, int]]:
         """The row ranges [first, end) of the file that committed chunks applied, merged, in
         order. A chunk is identified by its first row; one recorded by a version that
         numbered chunks (first_row NULL) covers its number times the length of its file's
         longest such chunk (every chunk but a file's last is full)."""
-        with conn.cursor() as cur:
-            cur.execute(
-                f"SELECT chunk, first_row, row_count FROM {self._ledger()} WHERE pipeline = %s AND table_name = %s "
-                "AND object_hash = %s AND chunk >= 0 AND status = 'applied'",
-                (self.pipeline.name, self.table.qualified_name, object_hash(f)),
-            )
-            rows = cur.fetchall()
-        conn.commit()
+        rows = self.ledger.applied_chunks(conn, f)
         numbered = [(chunk, count) for chunk, first, count in rows if first is None]
         size = max((count for _, count in numbered), default=0)
         ranges = sorted([(first, first + count) for _, first, count in rows if first is not None]
@@ -333,7 +218,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                      f.key, ", ".join(f"{a}-{b - 1}" for a, b in merged))
         return merged
 
-    def _prepare_table(self, conn, types: dict[str, ColumnType | None]) -> _StateLayout:
+    def _prepare_table(self, conn: Connection, types: dict[str, ColumnType | None]) -> _StateLayout:
         """Create or extend the state table (and its view) for a file's columns."""
         state, view = self.target.state_table(self.table), self.target.view(self.table)
         catalog = catalog_columns(conn, self.target.database, [state, view])  # one read for both
@@ -342,9 +227,9 @@ class AuroraMergeLoader(AuroraLoaderBase):
         stored_commit_ts = any(c.name == "_cdc_commit_ts" and not c.generated for c in catalog.get(state, []))
         known = dict(existing)
         problems = [
-            f"column {name} has type {kind.bigquery} in the file but {known[name]} in the table"
+            f"column {name} has type {kind.name} in the file but {known[name]} in the table"
             for name, kind in types.items()
-            if kind is not None and name in known and _family(known[name]) != _kind_family(kind)
+            if kind is not None and name in known and column_family(known[name]) != type_family(kind)
         ]
         if problems:
             raise ChangeFileError("", "schema cannot be applied: " + "; ".join(problems))
@@ -396,10 +281,10 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 derived_kind = types.get(derived) if derived else None
                 cur.execute(self._render(
                     "live_view.sql", view=view, table=state, columns=columns, commit_ts_column=derived,
-                    commit_ts_as_text=derived_kind is None or derived_kind.bigquery == "STRING",
+                    commit_ts_as_text=derived_kind is None or derived_kind.name == "STRING",
                 ))
         conn.commit()
-        binary = [n for n, t in existing if _family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
+        binary = [n for n, t in existing if column_family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
         return _StateLayout(columns, binary, stored_commit_ts, hints)
 
     def _chunk_files(self, change_file: ChangeFile, columns: list[str], index: int, done: list[tuple[int, int]],
@@ -478,7 +363,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
         conn.commit()
         return empty
 
-    def _apply_chunk(self, conn, f: DmsFile, first_row: int, chunk: ChunkFile, layout: _StateLayout,
+    def _apply_chunk(self, conn: Connection, f: LandedObject, first_row: int, chunk: ChunkFile, layout: _StateLayout,
                      direct: threading.Event, gate: CommitGate) -> int:
         """One transaction, committed once `gate` opens, recording the chunk by its first row
         in the ledger. Returns rows applied.
@@ -511,21 +396,15 @@ class AuroraMergeLoader(AuroraLoaderBase):
                             first_row, f.key, error.args[-1], attempt + 1)
         raise AssertionError("unreachable")
 
-    def _apply_once(self, conn, f: DmsFile, first_row: int, chunk: ChunkFile, layout: _StateLayout,
+    def _apply_once(self, conn: Connection, f: LandedObject, first_row: int, chunk: ChunkFile, layout: _StateLayout,
                     s3_uri: str | None, gate: CommitGate, direct: bool) -> int:
         state = self.target.state_table(self.table)
         database = sql.mysql_ident(self.target.database)
-        ledger_key = (self.pipeline.name, self.table.qualified_name, object_hash(f), first_row)
         try:
             with conn.cursor() as cur:
                 counted = chunk.finished  # a chunk still being written gets its row count after the load
                 try:
-                    cur.execute(
-                        f"INSERT INTO {self._ledger()} (pipeline, table_name, object_hash, chunk, first_row, object_key, "
-                        "etag, status, row_count, loaded_at) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, 'applied', %s, UTC_TIMESTAMP(6))",
-                        (*ledger_key, first_row, f.key, f.etag, chunk.rows if counted else 0),
-                    )
+                    self.ledger.write_chunk(cur, f, first_row, first_row, chunk.rows if counted else 0)
                 except pymysql.err.IntegrityError as error:
                     if error.args[0] == DUPLICATE_KEY:  # the rows were read under the file's lock: not applied
                         raise RuntimeError(
@@ -560,8 +439,7 @@ class AuroraMergeLoader(AuroraLoaderBase):
                     raise RuntimeError(f"the chunk from row {first_row} of {f.key}: LOAD DATA read {loaded} rows, "
                                        f"the chunk has {chunk.rows}")
                 if not counted:
-                    cur.execute(f"UPDATE {self._ledger()} SET row_count = %s WHERE pipeline = %s AND table_name = %s "
-                                "AND object_hash = %s AND chunk = %s", (chunk.rows, *ledger_key))
+                    self.ledger.set_chunk_rows(cur, f, first_row, chunk.rows)
                 if not direct:
                     cur.execute(self._render(
                         "apply_merge.sql", table=state, stage=STAGE, columns=layout.applied_columns,
@@ -586,10 +464,6 @@ class AuroraMergeLoader(AuroraLoaderBase):
             conn.rollback()
             raise
         return chunk.rows
-
-
-def object_hash(f: DmsFile) -> str:
-    return hashlib.sha256(f"{f.key}\n{f.etag}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)

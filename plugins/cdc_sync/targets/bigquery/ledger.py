@@ -51,17 +51,7 @@ class BigQueryLedger:
 
     def current(self, table_name: str, keys: Iterable[str]) -> dict[tuple[str, str], LedgerEntry]:
         """State of the given objects, keyed by (object_key, etag)."""
-        keys = sorted(set(keys))
-        if not keys:
-            return {}
-        config = bigquery.QueryJobConfig(query_parameters=[
-            bigquery.ScalarQueryParameter("pipeline", "STRING", self.pipeline),
-            bigquery.ScalarQueryParameter("table_name", "STRING", table_name),
-            bigquery.ArrayQueryParameter("keys", "STRING", keys),
-        ])
-        rows = self.client.query(
-            self._render("bigquery/ledger_status.sql"), job_config=config, location=self.target.location
-        ).result()
+        rows = self._rows_of("bigquery/ledger_status.sql", table_name, keys)
         return {
             (r["object_key"], r["etag"]): LedgerEntry(
                 r["object_key"], r["etag"], r["status"], r["job_id"], r["row_count"], r["reason"]
@@ -71,18 +61,20 @@ class BigQueryLedger:
 
     def claims(self, table_name: str, keys: Iterable[str]) -> list[LedgerEntry]:
         """Every pending row of the given objects: the load jobs that have claimed them."""
-        keys = sorted(set(keys))
-        if not keys:
+        rows = self._rows_of("bigquery/ledger_claims.sql", table_name, keys)
+        return [LedgerEntry(r["object_key"], r["etag"], PENDING, r["job_id"], r["row_count"]) for r in rows]
+
+    def _rows_of(self, template: str, table_name: str, keys: Iterable[str]) -> list:
+        """The rows a ledger query gives for some objects of one table (none without keys)."""
+        wanted = sorted(set(keys))
+        if not wanted:
             return []
         config = bigquery.QueryJobConfig(query_parameters=[
             bigquery.ScalarQueryParameter("pipeline", "STRING", self.pipeline),
             bigquery.ScalarQueryParameter("table_name", "STRING", table_name),
-            bigquery.ArrayQueryParameter("keys", "STRING", keys),
+            bigquery.ArrayQueryParameter("keys", "STRING", wanted),
         ])
-        rows = self.client.query(
-            self._render("bigquery/ledger_claims.sql"), job_config=config, location=self.target.location
-        ).result()
-        return [LedgerEntry(r["object_key"], r["etag"], PENDING, r["job_id"], r["row_count"]) for r in rows]
+        return list(self.client.query(self._render(template), job_config=config, location=self.target.location).result())
 
     def record(self, table_name: str, entries: list[LedgerEntry]) -> None:
         statement = self._render("bigquery/ledger_record.sql")

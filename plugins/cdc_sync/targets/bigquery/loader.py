@@ -33,29 +33,23 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from botocore.exceptions import ClientError
 from google.api_core.exceptions import Conflict, GoogleAPICallError, NotFound
 from google.cloud import bigquery
 
 from cdc_sync import sql
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.errors import BadInput
+from cdc_sync.protocols import S3Client
 from cdc_sync.sources.change_files import META_COLUMNS, ChangeFile, ChangeFileError, landed_change_file
-from cdc_sync.sources.dms.layout import DmsFile
-from cdc_sync.sources.landed import LoadReport, download_exact, write_quarantine_marker
+from cdc_sync.sources.column_types import ColumnType, metadata_types
+from cdc_sync.sources.landed import LandedObject, LoadReport
+from cdc_sync.targets.base import ObjectLoader, what_is_wrong
 from cdc_sync.targets.bigquery.ledger import LOADED, PENDING, QUARANTINED, BigQueryLedger, LedgerEntry
-from cdc_sync.targets.bigquery.schema import (
-    ColumnType,
-    UnsupportedType,
-    column_type,
-    conflicts,
-    metadata_types,
-    table_types,
-)
+from cdc_sync.targets.bigquery.schema import conflicts, table_types
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +72,7 @@ class _ClaimedElsewhere(Exception):
         self.keys = keys
 
 
-def job_id_for(pipeline: str, table: TableSpec, files: list[DmsFile], attempt: int = 0) -> str:
+def job_id_for(pipeline: str, table: TableSpec, files: list[LandedObject], attempt: int = 0) -> str:
     digest = hashlib.sha256(
         json.dumps(sorted((f.key, f.etag) for f in files)).encode()
     ).hexdigest()[:40]
@@ -88,26 +82,28 @@ def job_id_for(pipeline: str, table: TableSpec, files: list[DmsFile], attempt: i
 
 @dataclass
 class _Prepared:
-    file: DmsFile
+    file: LandedObject
     change_file: ChangeFile
     types: dict[str, ColumnType | None]
 
 
-class ChangelogLoader:
-    def __init__(self, pipeline: Pipeline, table: TableSpec, bq_client: bigquery.Client, s3_client, workdir: Path):
+class ChangelogLoader(ObjectLoader):
+    """Loads one table's batches into its BigQuery changelog and keeps its latest-state view."""
+
+    target_name = "bigquery"
+
+    def __init__(self, pipeline: Pipeline, table: TableSpec, bq_client: bigquery.Client, s3_client: S3Client,
+                 workdir: Path):
         if pipeline.bigquery is None:
             raise ValueError(f"pipeline {pipeline.name} has no BigQuery target")
-        self.pipeline = pipeline
-        self.table = table
+        super().__init__(pipeline, table, s3_client, workdir)
         self.target = pipeline.bigquery
         self.client = bq_client
-        self.s3 = s3_client
-        self.workdir = Path(workdir)
         self.ledger = BigQueryLedger(bq_client, self.target, pipeline.name)
         self.changelog_id = f"{self.target.project}.{self.target.dataset}.{self.target.changelog_table(table)}"
 
     # ------------------------------------------------------------------ public
-    def load(self, files: list[DmsFile], *, replay_quarantined: bool = False) -> LoadReport:
+    def load(self, files: list[LandedObject], *, replay_quarantined: bool = False) -> LoadReport:
         report = LoadReport(self.table.qualified_name)
         self._ensure_dataset()
         self.ledger.ensure()
@@ -135,10 +131,10 @@ class ChangelogLoader:
         self.client.query(statement, location=self.target.location).result()
 
     # ------------------------------------------------------------ ledger state
-    def _not_yet_loaded(self, files: list[DmsFile], report: LoadReport, replay: bool) -> list[DmsFile]:
+    def _not_yet_loaded(self, files: list[LandedObject], report: LoadReport, replay: bool) -> list[LandedObject]:
         state = self.ledger.current(self.table.qualified_name, [f.key for f in files])
-        todo: list[DmsFile] = []
-        pending_by_job: dict[str | None, list[tuple[DmsFile, LedgerEntry]]] = {}
+        todo: list[LandedObject] = []
+        pending_by_job: dict[str | None, list[tuple[LandedObject, LedgerEntry]]] = {}
         for f in files:
             entry = state.get((f.key, f.etag))
             if entry is None or (entry.status == QUARANTINED and replay):
@@ -187,7 +183,7 @@ class ChangelogLoader:
         return job.error_result is None
 
     # ----------------------------------------------------------------- loading
-    def _load_new(self, files: list[DmsFile], report: LoadReport) -> None:
+    def _load_new(self, files: list[LandedObject], report: LoadReport) -> None:
         prepared = self._prepare(files, report)
         while prepared:
             table_schema = self._evolve_schema(prepared, report)
@@ -217,34 +213,17 @@ class ChangelogLoader:
             ])
             return
 
-    def _prepare(self, files: list[DmsFile], report: LoadReport) -> list[_Prepared]:
+    def _prepare(self, files: list[LandedObject], report: LoadReport) -> list[_Prepared]:
         prepared = []
         for index, f in enumerate(files):
             path = self.workdir / f"source-{index:06d}.dms"
-            try:
-                download_exact(self.s3, self.pipeline.source.bucket, f, path)
-            except ClientError as error:
-                code = str(error.response.get("Error", {}).get("Code", ""))
-                if code in ("404", "NoSuchKey"):
-                    self._quarantine(report, f, "object no longer exists in S3")
-                elif code in ("412", "PreconditionFailed"):
-                    log.warning("%s: s3://%s/%s changed since it was listed; its new version is loaded by a "
-                                "later run", self.table.qualified_name, self.pipeline.source.bucket, f.key)
-                    report.changed_since_listing.append(f.key)
-                else:
-                    raise  # throttling, permissions, network: the task fails and retries; nothing quarantined
+            if not self._fetch(f, path, report):
                 continue
             change_file = landed_change_file(self.pipeline, self.table, f, str(path))
             try:
-                schema = change_file.data_schema()
-                types = {}
-                for fld in schema:
-                    try:
-                        types[fld.name] = column_type(fld.type)
-                    except UnsupportedType as error:
-                        raise ChangeFileError(f.key, f"column {fld.name}: {error}") from error
-            except ChangeFileError as error:
-                self._quarantine(report, f, error.problem)
+                types = self._column_types(change_file)
+            except BadInput as error:  # this file cannot be loaded as it is: quarantined, the rest goes on
+                self._quarantine(report, f, what_is_wrong(error))
                 continue
             prepared.append(_Prepared(f, change_file, types))
         return prepared
@@ -262,8 +241,8 @@ class ChangelogLoader:
                     continue
                 if name in known:
                     problem = conflicts(known[name], kind)
-                elif name in batch_types and batch_types[name].bigquery != kind.bigquery:
-                    problem = f"has type {kind.bigquery} here but {batch_types[name].bigquery} in an earlier file"
+                elif name in batch_types and batch_types[name].name != kind.name:
+                    problem = f"has type {kind.name} here but {batch_types[name].name} in an earlier file"
                 else:
                     problem = None
                 if problem:
@@ -287,7 +266,7 @@ class ChangelogLoader:
         fields = []
         for name in data_columns:
             kind = batch_types.get(name) or known[name]
-            if name not in batch_types and kind.bigquery == "BIGNUMERIC":
+            if name not in batch_types and kind.name == "BIGNUMERIC":
                 kind = ColumnType("BIGNUMERIC", 29, 9)  # absent from every file: NULLs only
             fields.append(pa.field(name, kind.parquet_type()))
         fields += [pa.field(name, meta[name].parquet_type()) for name in META_COLUMNS]
@@ -295,11 +274,11 @@ class ChangelogLoader:
 
     def _apply_schema(self, existing, data_columns, new_columns, batch_types, meta) -> None:
         if existing is None:
-            schema = [bigquery.SchemaField(n, batch_types[n].bigquery, mode="NULLABLE") for n in data_columns]
-            schema += [bigquery.SchemaField(n, meta[n].bigquery, mode="NULLABLE") for n in META_COLUMNS]
+            schema = [bigquery.SchemaField(n, batch_types[n].name, mode="NULLABLE") for n in data_columns]
+            schema += [bigquery.SchemaField(n, meta[n].name, mode="NULLABLE") for n in META_COLUMNS]
             table = bigquery.Table(self.changelog_id, schema=schema)
             table.time_partitioning = bigquery.TimePartitioning(field="_cdc_loaded_at")
-            clustering = [c for c in self.table.primary_key if batch_types[c].bigquery in CLUSTERABLE][:4]
+            clustering = [c for c in self.table.primary_key if batch_types[c].name in CLUSTERABLE][:4]
             table.clustering_fields = clustering or ["_cdc_source_key"]
             table.description = (
                 f"cdc-sync changelog of {self.table.qualified_name} (pipeline {self.pipeline.name}); "
@@ -309,7 +288,7 @@ class ChangelogLoader:
         elif new_columns:
             log.info("%s: adding column(s) %s to %s", self.table.qualified_name, ", ".join(new_columns), self.changelog_id)
             existing.schema = list(existing.schema) + [
-                bigquery.SchemaField(n, batch_types[n].bigquery, mode="NULLABLE") for n in new_columns
+                bigquery.SchemaField(n, batch_types[n].name, mode="NULLABLE") for n in new_columns
             ]
             self.client.update_table(existing, ["schema"])
 
@@ -323,13 +302,13 @@ class ChangelogLoader:
                     for batch in p.change_file.changes(loaded_at):
                         writer.write_batch(_project(batch, schema, p.file.key))
                         rows += batch.num_rows
-                except ChangeFileError as error:
-                    self._quarantine(report, p.file, error.problem)
+                except BadInput as error:  # this file cannot be loaded as it is: quarantined, the rest goes on
+                    self._quarantine(report, p.file, what_is_wrong(error))
                     return None
                 counts[p.file.key] = rows
         return counts
 
-    def _run_job(self, files: list[DmsFile], combined: Path, row_counts: dict[str, int]) -> str:
+    def _run_job(self, files: list[LandedObject], combined: Path, row_counts: dict[str, int]) -> str:
         """Insert (or find) the load job for exactly these files; returns its id once it succeeded."""
         fenced = 0
         for attempt in range(_MAX_JOB_ATTEMPTS):
@@ -370,7 +349,7 @@ class ChangelogLoader:
             return job_id
         raise RuntimeError(f"{self.table.qualified_name}: {_MAX_JOB_ATTEMPTS} failed load attempts for one batch")
 
-    def _settle_other_claims(self, files: list[DmsFile], job_id: str) -> None:
+    def _settle_other_claims(self, files: list[LandedObject], job_id: str) -> None:
         """Fence or wait on every other load job that claimed one of `files`; raises
         _ClaimedElsewhere (after recording them) when one appended some of them."""
         wanted = {(f.key, f.etag) for f in files}
@@ -419,14 +398,8 @@ class ChangelogLoader:
             )
 
     # ------------------------------------------------------------- quarantine
-    def _quarantine(self, report: LoadReport, f: DmsFile, reason: str) -> None:
-        log.error("%s: quarantined s3://%s/%s: %s", self.table.qualified_name, self.pipeline.source.bucket, f.key, reason)
-        report.quarantined[f.key] = reason
+    def _record_quarantine(self, f: LandedObject, reason: str, conn: Any) -> None:
         self.ledger.record(self.table.qualified_name, [LedgerEntry(f.key, f.etag, QUARANTINED, None, None, reason)])
-        self._write_quarantine_marker(f, reason)
-
-    def _write_quarantine_marker(self, f: DmsFile, reason: str) -> None:
-        write_quarantine_marker(self.s3, self.pipeline, self.table, "bigquery", f, reason)
 
     # ---------------------------------------------------------------- helpers
     def _ensure_dataset(self) -> None:
