@@ -123,7 +123,7 @@ def _round(stack, admin, data: pa.Table, files: dict, tmpdir: Path, n: int) -> d
     """One measurement of every rate (rows/s), into a database of its own that is dropped
     at the end, so every round starts from the same server state."""
     from cdc_sync.config import load_pipelines
-    from cdc_sync.targets.aurora import batch as to_aurora
+    from cdc_sync.targets.aurora import batch as aurora_target
 
     s3 = stack.boto3_client("s3")
 
@@ -141,7 +141,7 @@ def _round(stack, admin, data: pa.Table, files: dict, tmpdir: Path, n: int) -> d
 
     def timed_load(p, batch) -> tuple[float, object]:
         began = time.perf_counter()
-        report = to_aurora.load_batch(p, batch, s3, connect, workdir=tmpdir)
+        report = aurora_target.load_batch(p, batch, s3, connect, workdir=tmpdir)
         seconds = time.perf_counter() - began
         assert report.loaded == {batch["files"][0]["key"]: ROWS}, report
         return ROWS / seconds, report

@@ -90,14 +90,14 @@ def write_change_file_csv(path: Path, target_bytes: int) -> int:
 def child(config: str, batch: str, workdir: str) -> None:
     """Runs in its own process: one load_batch, then print peak RSS."""
     from cdc_sync.config import load_pipelines
-    from cdc_sync.targets.bigquery import batch as dms_to_bigquery
+    from cdc_sync.targets.bigquery import batch as bigquery_target
     from tools.local_stack import LocalStack
 
     stack = LocalStack(moto_port=int(os.environ["BENCH_MOTO_PORT"]), bigquery_port=int(os.environ["BENCH_BQ_PORT"]),
                        workdir=Path(workdir))
     pipeline = load_pipelines(config)[0]
     began = time.perf_counter()
-    report = dms_to_bigquery.load_batch(pipeline, json.loads(batch), stack.boto3_client("s3"),
+    report = bigquery_target.load_batch(pipeline, json.loads(batch), stack.boto3_client("s3"),
                                         stack.bigquery_client(), workdir=Path(workdir))
     seconds = time.perf_counter() - began
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -14,7 +14,7 @@ import yaml
 from cdc_sync import planning
 from cdc_sync.config import DmsCsvSettings, Pipeline, load_pipelines
 from cdc_sync.sources.listing import Watermark
-from cdc_sync.targets.bigquery import batch as dms_to_bigquery
+from cdc_sync.targets.bigquery import batch as bigquery_target
 from tools.dms_standin import DmsStandIn
 
 CUSTOMERS_DDL = """
@@ -165,11 +165,11 @@ class World:
 
     # ------------------------------------------------------------- running
     def plan(self, **plan_kwargs) -> list[dict]:
-        checks = [dms_to_bigquery.finished_in_bigquery(self.pipeline, self.bq)]
+        checks = [bigquery_target.finished_in_bigquery(self.pipeline, self.bq)]
         return planning.plan_batches(self.pipeline, self.s3, self.watermarks.read, checks, **plan_kwargs)
 
     def load_bigquery(self, batch: dict, replay: bool = False):
-        return dms_to_bigquery.load_batch(self.pipeline, batch, self.s3, self.bq, replay=replay, workdir=self.tmp_path)
+        return bigquery_target.load_batch(self.pipeline, batch, self.s3, self.bq, replay=replay, workdir=self.tmp_path)
 
     def advance(self, reports: list, targets: int = 1) -> None:
         planning.advance_watermarks(self.pipeline, [r.to_dict() for r in reports], targets,
@@ -184,13 +184,13 @@ class World:
 
     def run_aurora(self, **plan_kwargs) -> list:
         """Plan as the DAG does, then apply every batch to the Aurora stand-in (MariaDB)."""
-        from cdc_sync.targets.aurora import batch as to_aurora
+        from cdc_sync.targets.aurora import batch as aurora_target
 
         pipeline = self.pipeline
-        checks = [to_aurora.finished_in_aurora(pipeline, self.aurora_connection)]
+        checks = [aurora_target.finished_in_aurora(pipeline, self.aurora_connection)]
         batches = planning.plan_batches(pipeline, self.s3, self.watermarks.read, checks, **plan_kwargs)
         return [
-            to_aurora.load_batch(pipeline, batch, self.s3, self.aurora_connection, workdir=self.tmp_path)
+            aurora_target.load_batch(pipeline, batch, self.s3, self.aurora_connection, workdir=self.tmp_path)
             for batch in batches
         ]
 

@@ -89,7 +89,7 @@ def test_merge_is_order_independent_and_exactly_once(world):
     second = world.dms.flush(world.customers)
     expected[1]["qty"] = 2
     del expected[2]
-    from cdc_sync.targets.aurora import batch as to_aurora
+    from cdc_sync.targets.aurora import batch as aurora_target
 
     def file_of(key):
         head = world.s3.head_object(Bucket=world.bucket, Key=key)
@@ -99,7 +99,7 @@ def test_merge_is_order_independent_and_exactly_once(world):
     # newest first, then the older ones, then everything again (a cleared rerun)
     for keys in ([second], [first], load_keys, [second, first, *load_keys]):
         batch = {"table": world.customers, "files": [file_of(k) for k in keys]}
-        to_aurora.load_batch(world.pipeline, batch, world.s3, world.aurora_connection, workdir=world.tmp_path)
+        aurora_target.load_batch(world.pipeline, batch, world.s3, world.aurora_connection, workdir=world.tmp_path)
     assert world.aurora_rows() == expected
     with world.mysql.cursor() as cur:
         cur.execute(f"SELECT status, COUNT(*) FROM `{world.target_db}`.`_cdc_sync_ledger` GROUP BY status")
@@ -276,7 +276,7 @@ def test_commit_time_of_each_row_is_its_latest_change(stack, unique_name, tmp_pa
             assert live == {1: None, 3: None} and tombstone is None
         assert world.aurora_rows() == world.source_rows(world.customers)
         assert state_columns["_cdc_commit_ts"].generated == (state_table != "made by an earlier version")
-        # LOAD DATA builds each position as changes.py builds BigQuery's: the same in both engines
+        # LOAD DATA builds each position as change_files.py builds BigQuery's: the same in both engines
         world.run_library()
         bq_positions = {r["id"]: r["_cdc_position"] for r in world.bq.query(
             f"SELECT id, _cdc_position FROM `local.{world.dataset}.{world.db}_customers`").result()}

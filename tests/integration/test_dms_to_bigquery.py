@@ -20,7 +20,7 @@ from google.api_core.exceptions import Conflict
 from google.cloud import bigquery
 
 from cdc_sync.sources.dms.writer import Change, write_change_file
-from cdc_sync.targets.bigquery import batch as dms_to_bigquery
+from cdc_sync.targets.bigquery import batch as bigquery_target
 from cdc_sync.targets.bigquery import ledger as ledger_module
 from cdc_sync.targets.bigquery import loader as loader_module
 from tests.integration.harness import World, customer, expected_row
@@ -411,7 +411,7 @@ def test_concurrent_loads_of_overlapping_file_sets_append_each_file_once(world, 
     pipeline = world.pipeline
 
     def run(one_batch):
-        return dms_to_bigquery.load_batch(pipeline, one_batch, stack.boto3_client("s3"), stack.bigquery_client(),
+        return bigquery_target.load_batch(pipeline, one_batch, stack.boto3_client("s3"), stack.bigquery_client(),
                                           workdir=world.tmp_path)
 
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -21,7 +21,7 @@ from cdc_sync import planning
 from cdc_sync.config import load_pipelines
 from cdc_sync.sources.firehose.failures import read_failed_records
 from cdc_sync.sources.firehose.transform import TransformSpec
-from cdc_sync.targets.aurora import batch as to_aurora
+from cdc_sync.targets.aurora import batch as aurora_target
 from cdc_sync.targets.aurora.batch import finished_in_aurora
 from tests.integration.aurora_s3_standin import cursor_class_for
 from tests.integration.harness import InMemoryWatermarks
@@ -112,7 +112,7 @@ class FirehoseWorld:
         pipeline = self.pipeline
         batches = planning.plan_batches(pipeline, self.s3, self.watermarks.read,
                                         [finished_in_aurora(pipeline, self.connect)], **plan_kwargs)
-        reports = [to_aurora.load_batch(pipeline, b, self.s3, self.connect, workdir=self.tmp_path)
+        reports = [aurora_target.load_batch(pipeline, b, self.s3, self.connect, workdir=self.tmp_path)
                    for b in batches]
         planning.advance_watermarks(pipeline, [r.to_dict() for r in reports], 1,
                                     self.watermarks.read, self.watermarks.write)
@@ -170,7 +170,7 @@ def test_objects_over_several_hours_append_once_each(fh):
     batch = {"table": "web.clicks", "files": [
         {"key": first, "etag": fh.s3.head_object(Bucket=fh.bucket, Key=first)["ETag"].strip('"'),
          "size": len(body), "phase": 1}]}
-    again = to_aurora.load_batch(fh.pipeline, batch, fh.s3, fh.connect, workdir=fh.tmp_path)
+    again = aurora_target.load_batch(fh.pipeline, batch, fh.s3, fh.connect, workdir=fh.tmp_path)
     assert again.loaded == {} and again.already_loaded == [first]
     assert len(fh.rows()) == len(fh.sent) == 7
 
@@ -227,7 +227,7 @@ def test_concurrent_loads_of_overlapping_objects_append_each_delivery_once(fh):
 
     def load(n: int) -> None:
         try:
-            reports[n] = to_aurora.load_batch(fh.pipeline, batches[n], fh.s3, fh.connect, workdir=fh.tmp_path)
+            reports[n] = aurora_target.load_batch(fh.pipeline, batches[n], fh.s3, fh.connect, workdir=fh.tmp_path)
         except BaseException as error:  # noqa: BLE001 - shown by the test thread
             errors.append(error)
 
@@ -284,7 +284,7 @@ def test_a_load_that_waits_too_long_on_another_load_of_the_same_content_is_redon
 
     def load(name: str, key: str, connect) -> None:
         try:
-            reports[name] = to_aurora.load_batch(fh.pipeline, one_file(key), fh.s3, connect, workdir=fh.tmp_path)
+            reports[name] = aurora_target.load_batch(fh.pipeline, one_file(key), fh.s3, connect, workdir=fh.tmp_path)
         except BaseException as error:  # noqa: BLE001 - shown by the test thread
             errors.append(error)
 
