@@ -65,8 +65,10 @@ def sql_dir() -> Path:
 @cache
 def _environment(directory: str) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(directory), undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True, autoescape=False,
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
     )
     env.filters["bq_ident"] = bigquery_ident
     env.filters["my_ident"] = mysql_ident

@@ -80,20 +80,31 @@ def test_dag_shape_follows_the_targets_and_source_kind():
     from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
     def tasks(targets: dict, source: dict | None = None, table: dict | None = None) -> set[str]:
-        (pipeline,) = parse_pipelines({"pipelines": [{
-            "name": "p", "source": source or {"kind": "dms", "bucket": "landing"},
-            "tables": [table or {"schema": "s", "name": "t", "primary_key": ["id"]}], "targets": targets,
-        }]})
+        (pipeline,) = parse_pipelines(
+            {
+                "pipelines": [
+                    {
+                        "name": "p",
+                        "source": source or {"kind": "dms", "bucket": "landing"},
+                        "tables": [table or {"schema": "s", "name": "t", "primary_key": ["id"]}],
+                        "targets": targets,
+                    }
+                ]
+            }
+        )
         return set(build_pipeline_dag(pipeline).task_ids)
 
     common = {"wait_for_new_files", "plan_batches", "advance_watermarks", "fail_if_a_load_failed"}
     assert tasks({"bigquery": {"project": "local", "dataset": "d"}}) == common | {"load_to_bigquery"}
     assert tasks({"aurora": {"database": "r"}}) == common | {"load_to_aurora"}
     assert tasks({"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}}) == (
-        common | {"load_to_bigquery", "load_to_aurora"})
-    assert tasks({"aurora": {"database": "r", "mode": "append"}}, {"kind": "firehose", "bucket": "landing"},
-                 {"schema": "web", "name": "clicks", "columns": ["a"]}) == (
-        common | {"load_to_aurora", "report_failed_records"})
+        common | {"load_to_bigquery", "load_to_aurora"}
+    )
+    assert tasks(
+        {"aurora": {"database": "r", "mode": "append"}},
+        {"kind": "firehose", "bucket": "landing"},
+        {"schema": "web", "name": "clicks", "columns": ["a"]},
+    ) == (common | {"load_to_aurora", "report_failed_records"})
 
 
 def test_aurora_load_takes_a_pool_slot_per_connection():
@@ -101,15 +112,22 @@ def test_aurora_load_takes_a_pool_slot_per_connection():
     from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
     def load_task(source: dict, table: dict, aurora: dict):
-        (pipeline,) = parse_pipelines({"pipelines": [{
-            "name": "p", "source": source, "tables": [table], "targets": {"aurora": aurora}}]})
+        (pipeline,) = parse_pipelines(
+            {"pipelines": [{"name": "p", "source": source, "tables": [table], "targets": {"aurora": aurora}}]}
+        )
         return build_pipeline_dag(pipeline).get_task("load_to_aurora")
 
-    merge = load_task({"kind": "dms", "bucket": "landing"}, {"schema": "s", "name": "t", "primary_key": ["id"]},
-                      {"database": "r", "pool": "aurora_a", "load_connections": 3})
+    merge = load_task(
+        {"kind": "dms", "bucket": "landing"},
+        {"schema": "s", "name": "t", "primary_key": ["id"]},
+        {"database": "r", "pool": "aurora_a", "load_connections": 3},
+    )
     assert (merge.pool, merge.pool_slots) == ("aurora_a", 3)
-    append = load_task({"kind": "firehose", "bucket": "landing"}, {"schema": "web", "name": "clicks", "columns": ["a"]},
-                       {"database": "r", "mode": "append", "load_connections": 3})
+    append = load_task(
+        {"kind": "firehose", "bucket": "landing"},
+        {"schema": "web", "name": "clicks", "columns": ["a"]},
+        {"database": "r", "mode": "append", "load_connections": 3},
+    )
     assert (append.pool, append.pool_slots) == ("cdc_sync_aurora", 1)  # one connection whatever the setting
 
 
@@ -117,12 +135,19 @@ def test_reconcile_dag_maps_one_task_per_table_and_reports_after_all():
     from cdc_sync.config import parse_pipelines
     from cdc_sync.orchestration.dag_factory import build_reconcile_dag
 
-    (pipeline,) = parse_pipelines({"pipelines": [{
-        "name": "p", "source": {"kind": "dms", "bucket": "landing"},
-        "tables": [{"schema": "s", "name": "t", "primary_key": ["id"], "updated_at_column": "changed_at"}],
-        "targets": {"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}},
-        "reconcile": {"source_conn_id": "shop_source", "schedule": "assets"},
-    }]})
+    (pipeline,) = parse_pipelines(
+        {
+            "pipelines": [
+                {
+                    "name": "p",
+                    "source": {"kind": "dms", "bucket": "landing"},
+                    "tables": [{"schema": "s", "name": "t", "primary_key": ["id"], "updated_at_column": "changed_at"}],
+                    "targets": {"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}},
+                    "reconcile": {"source_conn_id": "shop_source", "schedule": "assets"},
+                }
+            ]
+        }
+    )
     dag = build_reconcile_dag(pipeline)
     assert dag.dag_id == "cdc_p_reconcile"
     assert set(dag.task_ids) == {"tables_to_check", "reconcile_table", "write_report", "all_in_sync"}
@@ -152,13 +177,17 @@ def test_dag_description_and_tags_name_the_actual_source_and_targets():
     from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
     def dag(targets: dict, source: dict, table: dict):
-        (pipeline,) = parse_pipelines({"pipelines": [{
-            "name": "p", "source": source, "tables": [table], "targets": targets}]})
+        (pipeline,) = parse_pipelines(
+            {"pipelines": [{"name": "p", "source": source, "tables": [table], "targets": targets}]}
+        )
         return build_pipeline_dag(pipeline)
 
     dms, row = {"kind": "dms", "bucket": "landing"}, {"schema": "s", "name": "t", "primary_key": ["id"]}
-    firehose = dag({"aurora": {"database": "r", "mode": "append"}}, {"kind": "firehose", "bucket": "clicks"},
-                   {"schema": "web", "name": "clicks", "columns": ["a"]})
+    firehose = dag(
+        {"aurora": {"database": "r", "mode": "append"}},
+        {"kind": "firehose", "bucket": "clicks"},
+        {"schema": "web", "name": "clicks", "columns": ["a"]},
+    )
     assert firehose.description == "Firehose objects on s3://clicks → Aurora MySQL (append)"
     assert sorted(firehose.tags) == ["aurora", "cdc-sync", "firehose"]
     both = dag({"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}}, dms, row)
@@ -166,7 +195,9 @@ def test_dag_description_and_tags_name_the_actual_source_and_targets():
     assert sorted(both.tags) == ["aurora", "bigquery", "cdc-sync", "dms"]
     bigquery = dag({"bigquery": {"project": "local", "dataset": "d"}}, dms, row)
     assert (bigquery.description, sorted(bigquery.tags)) == (
-        "DMS files on s3://landing → BigQuery", ["bigquery", "cdc-sync", "dms"])
+        "DMS files on s3://landing → BigQuery",
+        ["bigquery", "cdc-sync", "dms"],
+    )
 
 
 def test_a_failed_load_fails_the_run_and_the_watermarks_still_advance():
@@ -174,10 +205,18 @@ def test_a_failed_load_fails_the_run_and_the_watermarks_still_advance():
     from cdc_sync.config import parse_pipelines
     from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
-    (pipeline,) = parse_pipelines({"pipelines": [{
-        "name": "p", "source": {"kind": "dms", "bucket": "landing"},
-        "tables": [{"schema": "s", "name": "t", "primary_key": ["id"]}],
-        "targets": {"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}}}]})
+    (pipeline,) = parse_pipelines(
+        {
+            "pipelines": [
+                {
+                    "name": "p",
+                    "source": {"kind": "dms", "bucket": "landing"},
+                    "tables": [{"schema": "s", "name": "t", "primary_key": ["id"]}],
+                    "targets": {"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}},
+                }
+            ]
+        }
+    )
     dag = build_pipeline_dag(pipeline)
     verdict = dag.get_task("fail_if_a_load_failed")
     assert verdict.trigger_rule == "one_failed"

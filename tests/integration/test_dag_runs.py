@@ -50,8 +50,18 @@ def test_dag_loads_full_load_then_cdc_batches_into_latest_state(world, capfd):
     expected[1].update(name="Ådel 😀", qty=11)
     world.dms.delete(world.customers, {"id": 2})
     del expected[2]
-    nulls = customer(6, qty=None, amount=None, name=None, notes=None, updated_at=None, seen_at=None,
-                     birthday=None, active=None, attrs=None)
+    nulls = customer(
+        6,
+        qty=None,
+        amount=None,
+        name=None,
+        notes=None,
+        updated_at=None,
+        seen_at=None,
+        birthday=None,
+        active=None,
+        attrs=None,
+    )
     world.dms.insert(world.customers, nulls)
     expected[6] = expected_row(nulls)
     world.dms.flush(world.customers)
@@ -122,8 +132,12 @@ def test_airflow_dags_test_exits_non_zero_when_a_load_failed(world):
     world.seed(range(1, 3))
     _bad_file(world)
     world.dag()  # points CDC_SYNC_CONFIG at the world's config, as the dags folder reads it
-    result = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", world.pipeline.dag_id],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", world.pipeline.dag_id],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode != 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "DagRun failed" in result.stderr
     assert world.view_rows() == world.source_rows(world.customers)  # the good files loaded all the same
@@ -206,10 +220,10 @@ def _dataset_exists(world) -> bool:
         return False
 
 
-
 @pytest.mark.parametrize("file_format", ["parquet", "csv"])
-def test_dag_feeds_bigquery_and_aurora_from_the_same_files(stack, airflow_db, unique_name, tmp_path, monkeypatch,
-                                                           file_format):
+def test_dag_feeds_bigquery_and_aurora_from_the_same_files(
+    stack, airflow_db, unique_name, tmp_path, monkeypatch, file_format
+):
     w = World(stack, unique_name, tmp_path, aurora=True, file_format=file_format)
     try:
         monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.target_db))
@@ -237,8 +251,11 @@ def test_firehose_dag_appends_and_reports_refused_records(stack, airflow_db, uni
         monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(fh.db))
         fh.deliver(_clicks(0, 3))
         fh.deliver(_clicks(3, 2))
-        fh.s3.put_object(Bucket=fh.bucket, Key=f"processing-failed/2026/11/23/07/{fh.stream}-1-2026-11-23-07-50-52-ab",
-                         Body=json.dumps({"errorCode": "Lambda.ProcessingFailed", "errorMessage": "bad", "rawData": ""}))
+        fh.s3.put_object(
+            Bucket=fh.bucket,
+            Key=f"processing-failed/2026/11/23/07/{fh.stream}-1-2026-11-23-07-50-52-ab",
+            Body=json.dumps({"errorCode": "Lambda.ProcessingFailed", "errorMessage": "bad", "rawData": ""}),
+        )
         run = pipeline_dag(fh.config, fh.pipeline.dag_id).test()
         states = _task_states(run)
         assert states["load_to_aurora"] == ["success"], states
@@ -253,12 +270,17 @@ def _asset_events(uri: str) -> int:
     from airflow.models.asset import AssetEvent, AssetModel
 
     with settings.Session() as session:
-        return session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).filter(
-            AssetModel.uri == uri).count()
+        return (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.uri == uri)
+            .count()
+        )
 
 
-def test_merge_mode_without_its_database_says_which_and_what_to_run(stack, airflow_db, unique_name, tmp_path,
-                                                                    monkeypatch, capfd):
+def test_merge_mode_without_its_database_says_which_and_what_to_run(
+    stack, airflow_db, unique_name, tmp_path, monkeypatch, capfd
+):
     from cdc_sync.targets.aurora.batch import AuroraDatabaseMissing
 
     w = World(stack, unique_name, tmp_path, aurora=True)
@@ -266,8 +288,10 @@ def test_merge_mode_without_its_database_says_which_and_what_to_run(stack, airfl
         w.seed(range(1, 3))
         with w.mysql.cursor() as cur:
             cur.execute(f"DROP DATABASE `{w.target_db}`")
-        expected = (f"pipeline {w.pipeline.name}: the Aurora database `{w.target_db}` (targets.aurora.database, "
-                    "connection `mysql_target`) does not exist")
+        expected = (
+            f"pipeline {w.pipeline.name}: the Aurora database `{w.target_db}` (targets.aurora.database, "
+            "connection `mysql_target`) does not exist"
+        )
         create = f"CREATE DATABASE `{w.target_db}` CHARACTER SET utf8mb4;"
         # a connection without a default database: the first statement would meet the missing database
         with pytest.raises(AuroraDatabaseMissing) as refused:
@@ -289,8 +313,9 @@ def _tries(dag_run) -> dict[str, tuple[str, int]]:
     return {ti.task_id: (str(ti.state), ti.try_number) for ti in dag_run.get_task_instances() if ti.map_index == -1}
 
 
-def test_a_setup_error_fails_the_task_at_once_and_a_transient_error_is_retried(stack, airflow_db, unique_name,
-                                                                               tmp_path, monkeypatch, capfd):
+def test_a_setup_error_fails_the_task_at_once_and_a_transient_error_is_retried(
+    stack, airflow_db, unique_name, tmp_path, monkeypatch, capfd
+):
     """The DAG decides from the error family: a lost connection may pass (retried up to
     options.retries), a missing database will not (failed on the first try, in its own words)."""
     import json

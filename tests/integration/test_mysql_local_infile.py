@@ -26,10 +26,19 @@ def secret(tmp_path):
 
 
 def _hook(monkeypatch, server: FakeMySqlServer, **extra) -> CdcMySqlHook:
-    monkeypatch.setenv("AIRFLOW_CONN_ROGUE", json.dumps({
-        "conn_type": "mysql", "host": "127.0.0.1", "port": server.port, "login": "loader", "schema": "tgt",
-        "extra": extra,
-    }))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ROGUE",
+        json.dumps(
+            {
+                "conn_type": "mysql",
+                "host": "127.0.0.1",
+                "port": server.port,
+                "login": "loader",
+                "schema": "tgt",
+                "extra": extra,
+            }
+        ),
+    )
     return CdcMySqlHook(mysql_conn_id="rogue")
 
 

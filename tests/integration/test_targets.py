@@ -62,8 +62,10 @@ def test_both_targets_quarantine_an_object_gone_after_listing_and_load_a_changed
         listed = [LandedObject.from_dict(f) for f in batch["files"]]
         gone_etag = next(f.etag for f in listed if f.key == gone)
         assert target.finished(world.customers, listed, set()) == {(gone, gone_etag)}
-    markers = {"bigquery": f"cdc-sync/quarantine/p_{world.uid}/{gone}.json",
-               "aurora": f"cdc-sync/quarantine/p_{world.uid}/aurora/{gone}.json"}
+    markers = {
+        "bigquery": f"cdc-sync/quarantine/p_{world.uid}/{gone}.json",
+        "aurora": f"cdc-sync/quarantine/p_{world.uid}/aurora/{gone}.json",
+    }
     for name, marker_key in markers.items():
         marker = _marker(world, marker_key)
         assert (marker["target"], marker["key"], marker["reason"]) == (name, gone, "object no longer exists in S3")

@@ -14,11 +14,22 @@ from cdc_sync.sources.landed import LoadReport
 
 
 def _pipeline(**extra):
-    (pipeline,) = parse_pipelines({"pipelines": [{
-        "name": "p", "source": {"kind": "dms", "bucket": "landing"},
-        "tables": [{"schema": "s", "name": "t", "primary_key": ["id"]},
-                   {"schema": "s", "name": "u", "primary_key": ["id"]}],
-        "targets": {"bigquery": {"project": "local", "dataset": "d"}}, **extra}]})
+    (pipeline,) = parse_pipelines(
+        {
+            "pipelines": [
+                {
+                    "name": "p",
+                    "source": {"kind": "dms", "bucket": "landing"},
+                    "tables": [
+                        {"schema": "s", "name": "t", "primary_key": ["id"]},
+                        {"schema": "s", "name": "u", "primary_key": ["id"]},
+                    ],
+                    "targets": {"bigquery": {"project": "local", "dataset": "d"}},
+                    **extra,
+                }
+            ]
+        }
+    )
     return pipeline
 
 
@@ -64,24 +75,34 @@ def test_tables_to_check_takes_the_param_or_every_table_and_names_an_unknown_one
 
 
 def test_finish_logs_what_a_load_did_and_returns_the_report(caplog):
-    report = LoadReport(table="s.t", target="bigquery", job_id="job-1",
-                        loaded={"dms/s/t/LOAD00000001.parquet": 5, "dms/s/t/20261123-080000000.parquet": 2},
-                        already_loaded=["dms/s/t/20261122-080000000.parquet"])
+    report = LoadReport(
+        table="s.t",
+        target="bigquery",
+        job_id="job-1",
+        loaded={"dms/s/t/LOAD00000001.parquet": 5, "dms/s/t/20261123-080000000.parquet": 2},
+        already_loaded=["dms/s/t/20261122-080000000.parquet"],
+    )
     with caplog.at_level(logging.INFO, logger="cdc_sync.orchestration.tasks"):
         result = tasks.finish(_pipeline(), report)
     assert result == report.to_dict()
     assert caplog.messages == [
-        "s.t → bigquery: loaded 2 file(s), 7 change row(s) (job job-1); already loaded 1; quarantined 0"]
+        "s.t → bigquery: loaded 2 file(s), 7 change row(s) (job job-1); already loaded 1; quarantined 0"
+    ]
 
 
 def test_finish_fails_without_retry_naming_each_quarantined_file():
-    report = LoadReport(table="s.t", target="aurora", loaded={"dms/s/t/a.parquet": 1},
-                        quarantined={"dms/s/t/b.parquet": "not a readable Parquet file"})
+    report = LoadReport(
+        table="s.t",
+        target="aurora",
+        loaded={"dms/s/t/a.parquet": 1},
+        quarantined={"dms/s/t/b.parquet": "not a readable Parquet file"},
+    )
     with pytest.raises(AirflowFailException) as failed:
         tasks.finish(_pipeline(), report)
     assert str(failed.value) == (
         "s.t → aurora: 1 file(s) quarantined — s3://landing/dms/s/t/b.parquet: not a readable Parquet file. "
-        "Fix them and trigger the DAG with params.replay_keys to load them again.")
+        "Fix them and trigger the DAG with params.replay_keys to load them again."
+    )
 
 
 def test_all_in_sync_counts_the_comparisons(caplog):

@@ -34,8 +34,10 @@ def _describe(pipeline: Pipeline) -> str:
 
     names = {"bigquery": "BigQuery", "aurora": "Aurora MySQL"}
     aurora = pipeline.aurora
-    targets = [f"{names[t]} ({aurora.mode})" if t == "aurora" and aurora is not None else names[t]
-               for t in tasks.targets(pipeline)]
+    targets = [
+        f"{names[t]} ({aurora.mode})" if t == "aurora" and aurora is not None else names[t]
+        for t in tasks.targets(pipeline)
+    ]
     return f"{landed_files(pipeline)} on s3://{pipeline.source.bucket} → {' and '.join(targets)}"
 
 
@@ -53,9 +55,14 @@ def _load_task(pipeline: Pipeline, target: str):
 
     load.__name__ = load.__qualname__ = f"load_to_{target}"
     # multiple_outputs=False: a `-> dict` annotation would make Airflow push every key as its own XCom
-    return task(task_id=f"load_to_{target}", pool=pool, pool_slots=pool_slots,
-                outlets=[AssetAlias(tasks.asset_alias_name(pipeline, target))],
-                map_index_template="{{ cdc_table }}", multiple_outputs=False)(load)
+    return task(
+        task_id=f"load_to_{target}",
+        pool=pool,
+        pool_slots=pool_slots,
+        outlets=[AssetAlias(tasks.asset_alias_name(pipeline, target))],
+        map_index_template="{{ cdc_table }}",
+        multiple_outputs=False,
+    )(load)
 
 
 def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DAG:
@@ -78,17 +85,20 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
         tags=["cdc-sync", pipeline.source.kind, *tasks.targets(pipeline)],
         params={
             "replay_keys": Param(
-                [], type="array", items={"type": "string"},
+                [],
+                type="array",
+                items={"type": "string"},
                 description="Object keys to load again even if quarantined (after fixing them). Empty: normal run.",
             ),
             "rescan": Param(
-                False, type="boolean",
+                False,
+                type="boolean",
                 description="List every file under the table folders instead of from the watermark "
-                            "(the ledger still skips what is loaded).",
+                "(the ledger still skips what is loaded).",
             ),
         },
         doc_md=f"**cdc-sync pipeline `{pipeline.name}`** — tables: "
-               + ", ".join(f"`{t.qualified_name}`" for t in pipeline.tables),
+        + ", ".join(f"`{t.qualified_name}`" for t in pipeline.tables),
     ) as dag:
         wait = NewObjectsSensor(
             task_id="wait_for_new_files",
@@ -168,20 +178,32 @@ def build_reconcile_dag(pipeline: Pipeline) -> DAG:
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,
-        default_args={"owner": "cdc-sync", "retries": pipeline.options.retries, "retry_delay": timedelta(seconds=30),
-                      "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=10)},
+        default_args={
+            "owner": "cdc-sync",
+            "retries": pipeline.options.retries,
+            "retry_delay": timedelta(seconds=30),
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=10),
+        },
         tags=["cdc-sync", "reconcile"],
         params={
-            "tables": Param([], type="array", items={"type": "string"},
-                            description="Only these tables (schema.table). Empty: every table of the pipeline."),
-            "repair": Param(False, type="boolean",
-                            description="Re-emit the source rows of keys that differ as a change file in the landing "
-                                        "folder; the pipeline's next run loads it into every target."),
+            "tables": Param(
+                [],
+                type="array",
+                items={"type": "string"},
+                description="Only these tables (schema.table). Empty: every table of the pipeline.",
+            ),
+            "repair": Param(
+                False,
+                type="boolean",
+                description="Re-emit the source rows of keys that differ as a change file in the landing "
+                "folder; the pipeline's next run loads it into every target.",
+            ),
         },
         doc_md=f"**cdc-sync reconciliation of `{pipeline.name}`**: source (`{reconcile.source_conn_id}`) against "
-               + ", ".join(t for t in ("aurora", "bigquery") if getattr(pipeline, t) is not None)
-               + f". Results: table `{reconcile.results_table}` in each target; report: "
-               f"`s3://{pipeline.source.bucket}/{reconcile.reports_prefix}{pipeline.name}/<run_id>.html`.",
+        + ", ".join(t for t in ("aurora", "bigquery") if getattr(pipeline, t) is not None)
+        + f". Results: table `{reconcile.results_table}` in each target; report: "
+        f"`s3://{pipeline.source.bucket}/{reconcile.reports_prefix}{pipeline.name}/<run_id>.html`.",
     ) as dag:
 
         @task

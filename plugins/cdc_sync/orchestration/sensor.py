@@ -41,9 +41,15 @@ class NewObjectsSensor(BaseSensorOperator):
             prefixes[table.qualified_name] = prefix
             # the planner's walks, moved back by the late-file grace; handled keys there are passed
             # over, so a late file alone wakes the sensor (same calls per poke as from the watermark)
-            cursors += table_cursors(table.qualified_name, prefix, watermarks.read(pipeline.name, table.qualified_name),
-                                     timedelta(minutes=pipeline.options.late_file_grace_minutes),
-                                     pipeline.source.file_format, pipeline.source.file_time_zone, skip_recent=True)
+            cursors += table_cursors(
+                table.qualified_name,
+                prefix,
+                watermarks.read(pipeline.name, table.qualified_name),
+                timedelta(minutes=pipeline.options.late_file_grace_minutes),
+                pipeline.source.file_format,
+                pipeline.source.file_time_zone,
+                skip_recent=True,
+            )
         return pipeline, cursors, prefixes
 
     def _tables_with_new_files(self, pipeline, cursors: list[Cursor], prefixes: dict[str, str]) -> list[str]:
@@ -54,9 +60,14 @@ class NewObjectsSensor(BaseSensorOperator):
         for cursor in cursors:
             if cursor.table in tables:
                 continue
-            first = next(iter(list_new_files(
-                client, pipeline.source.bucket, cursor, prefixes[cursor.table], pipeline.source.file_format
-            )), None)
+            first = next(
+                iter(
+                    list_new_files(
+                        client, pipeline.source.bucket, cursor, prefixes[cursor.table], pipeline.source.file_format
+                    )
+                ),
+                None,
+            )
             if first is not None:
                 tables.append(cursor.table)
         return tables
@@ -76,10 +87,13 @@ class NewObjectsSensor(BaseSensorOperator):
         deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
         self.defer(
             trigger=NewObjectsTrigger(
-                aws_conn_id=pipeline.source.aws_conn_id, bucket=pipeline.source.bucket,
+                aws_conn_id=pipeline.source.aws_conn_id,
+                bucket=pipeline.source.bucket,
                 file_format=pipeline.source.file_format,
-                cursors=[c.__dict__ for c in cursors], table_prefixes=prefixes,
-                poke_interval=self.poke_interval, deadline=deadline.isoformat(),
+                cursors=[c.__dict__ for c in cursors],
+                table_prefixes=prefixes,
+                poke_interval=self.poke_interval,
+                deadline=deadline.isoformat(),
             ),
             method_name="execute_complete",
         )

@@ -94,8 +94,14 @@ def plan(pipeline: Pipeline, context: Mapping[str, Any], tables: list[str]) -> l
         window = (start, end)
         log.info("backfill run: CDC files written in [%s, %s)", start, end)
     batches = planning.plan_batches(
-        pipeline, connections.s3_client(pipeline), watermarks.read, finished_checks(pipeline), tables=tables,
-        replay_keys=params.get("replay_keys") or (), rescan=bool(params.get("rescan")), window=window,
+        pipeline,
+        connections.s3_client(pipeline),
+        watermarks.read,
+        finished_checks(pipeline),
+        tables=tables,
+        replay_keys=params.get("replay_keys") or (),
+        rescan=bool(params.get("rescan")),
+        window=window,
         write_watermark=watermarks.write,  # remembers finished files inside the grace for the sensor
     )
     for batch in batches:
@@ -138,8 +144,14 @@ def finish(pipeline: Pipeline, report: LoadReport) -> dict:
     rows = "record(s)" if pipeline.source.kind == "firehose" else "change row(s)"
     log.info(
         "%s → %s: loaded %d file(s), %d %s%s; already loaded %d; quarantined %d",
-        report.table, report.target, len(report.loaded), sum(report.loaded.values()), rows,
-        f" (job {report.job_id})" if report.job_id else "", len(report.already_loaded), len(report.quarantined),
+        report.table,
+        report.target,
+        len(report.loaded),
+        sum(report.loaded.values()),
+        rows,
+        f" (job {report.job_id})" if report.job_id else "",
+        len(report.already_loaded),
+        len(report.quarantined),
     )
     if report.quarantined:
         # The good files are loaded and recorded; fail without retries so a person looks.
@@ -161,8 +173,9 @@ def report_failed_records(pipeline: Pipeline) -> dict:
 
     key = f"cdc_sync.{pipeline.name}.failed_records.watermark"
     after = Variable.get(key, default=None)
-    found = read_failed_records(connections.s3_client(pipeline), pipeline.source.bucket, pipeline.source.error_prefix,
-                                after)
+    found = read_failed_records(
+        connections.s3_client(pipeline), pipeline.source.bucket, pipeline.source.error_prefix, after
+    )
     if found.objects:
         Variable.set(key, max(found.objects))  # each refused record is reported once
     summary = found.summary(pipeline.source.bucket)
@@ -217,14 +230,18 @@ def reconcile_table(pipeline: Pipeline, table: str, context: Mapping[str, Any]) 
 
     source_connect = connections.source_connect(pipeline)
     comparisons = run_reconcile(
-        pipeline, table, source_connect=source_connect, run_id=context["run_id"],
+        pipeline,
+        table,
+        source_connect=source_connect,
+        run_id=context["run_id"],
         bigquery_client=connections.bigquery_client(pipeline) if pipeline.bigquery is not None else None,
         aurora_connect=connections.aurora_plain_connect(pipeline),
     )
     drift = [c for c in comparisons if c.status == "drift"]
     if drift and context["params"].get("repair"):
-        emit_repair_file(pipeline, pipeline.table(table), source_connect, connections.s3_client(pipeline),
-                         keys_to_repair(drift))
+        emit_repair_file(
+            pipeline, pipeline.table(table), source_connect, connections.s3_client(pipeline), keys_to_repair(drift)
+        )
     if drift:
         raise AirflowFailException(" | ".join(c.summary() for c in drift))
     return [c.to_dict() for c in comparisons]
@@ -239,18 +256,27 @@ def write_report(pipeline: Pipeline, context: Mapping[str, Any]) -> dict:
     reconcile = pipeline.reconcile
     assert reconcile is not None
     run_id = context["run_id"]
-    rows = load_results(pipeline, run_id,
-                        bigquery_client=connections.bigquery_client(pipeline) if pipeline.bigquery else None,
-                        aurora_connect=connections.aurora_plain_connect(pipeline))
+    rows = load_results(
+        pipeline,
+        run_id,
+        bigquery_client=connections.bigquery_client(pipeline) if pipeline.bigquery else None,
+        aurora_connect=connections.aurora_plain_connect(pipeline),
+    )
     text = markdown(pipeline.name, run_id, rows)
     log.info("%s", text)
     s3 = connections.s3_client(pipeline)
     keys = {}
-    for extension, body, content_type in (("md", text, "text/markdown"),
-                                          ("html", html_page(pipeline.name, run_id, rows), "text/html")):
+    for extension, body, content_type in (
+        ("md", text, "text/markdown"),
+        ("html", html_page(pipeline.name, run_id, rows), "text/html"),
+    ):
         keys[extension] = report_key(reconcile.reports_prefix, pipeline.name, run_id, extension)
-        s3.put_object(Bucket=pipeline.source.bucket, Key=keys[extension], Body=body.encode("utf-8"),
-                      ContentType=f"{content_type}; charset=utf-8")
+        s3.put_object(
+            Bucket=pipeline.source.bucket,
+            Key=keys[extension],
+            Body=body.encode("utf-8"),
+            ContentType=f"{content_type}; charset=utf-8",
+        )
     log.info("report: %s", ", ".join(f"s3://{pipeline.source.bucket}/{k}" for k in keys.values()))
     return {"report": keys, "comparisons": len(rows), "drift": sum(r["status"] == "drift" for r in rows)}
 

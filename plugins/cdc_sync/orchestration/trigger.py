@@ -18,8 +18,15 @@ class NewObjectsTrigger(BaseTrigger):
     `timeout` at the deadline."""
 
     def __init__(
-        self, *, aws_conn_id: str | None, bucket: str, file_format: str, cursors: list[dict],
-        table_prefixes: dict[str, str], poke_interval: float, deadline: str,
+        self,
+        *,
+        aws_conn_id: str | None,
+        bucket: str,
+        file_format: str,
+        cursors: list[dict],
+        table_prefixes: dict[str, str],
+        poke_interval: float,
+        deadline: str,
     ):
         super().__init__()
         self.aws_conn_id = aws_conn_id
@@ -34,9 +41,13 @@ class NewObjectsTrigger(BaseTrigger):
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "aws_conn_id": self.aws_conn_id, "bucket": self.bucket, "file_format": self.file_format,
-                "cursors": self.cursors, "table_prefixes": self.table_prefixes,
-                "poke_interval": self.poke_interval, "deadline": self.deadline,
+                "aws_conn_id": self.aws_conn_id,
+                "bucket": self.bucket,
+                "file_format": self.file_format,
+                "cursors": self.cursors,
+                "table_prefixes": self.table_prefixes,
+                "poke_interval": self.poke_interval,
+                "deadline": self.deadline,
             },
         )
 

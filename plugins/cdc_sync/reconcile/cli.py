@@ -32,22 +32,28 @@ def _keys_in_range(table: TableSpec, connect: Connect, low: int, high: int) -> l
     conn = connect()
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(mysql_ident(c) for c in columns)} "
-                        f"FROM {mysql_ident(table.schema)}.{mysql_ident(table.name)} "
-                        f"WHERE {mysql_ident(columns[0])} BETWEEN %s AND %s", (low, high))
+            cur.execute(
+                f"SELECT {', '.join(mysql_ident(c) for c in columns)} "
+                f"FROM {mysql_ident(table.schema)}.{mysql_ident(table.name)} "
+                f"WHERE {mysql_ident(columns[0])} BETWEEN %s AND %s",
+                (low, high),
+            )
             return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
     finally:
         conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cdc_sync.reconcile.cli", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cdc_sync.reconcile.cli",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["compare", "repair"])
     parser.add_argument("--config", help="pipelines file (default: CDC_SYNC_CONFIG or config/pipelines.yaml)")
     parser.add_argument("--pipeline", required=True)
     parser.add_argument("--table", required=True, help="schema.table")
-    parser.add_argument("--key", action="append", default=[], help='a primary key as JSON, e.g. \'{"id": 3}\'')
+    parser.add_argument("--key", action="append", default=[], help="a primary key as JSON, e.g. '{\"id\": 3}'")
     parser.add_argument("--from", dest="low", type=int, help="repair: first value of the leading key")
     parser.add_argument("--to", dest="high", type=int, help="repair: last value of the leading key")
     args = parser.parse_args(argv)
@@ -62,9 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "compare":
         from cdc_sync.reconcile.run import reconcile_table
 
-        comparisons = reconcile_table(pipeline, table.qualified_name, source_connect=connect, run_id="cli",
-                                      bigquery_client=connections.bigquery_client(pipeline) if pipeline.bigquery else None,
-                                      aurora_connect=connections.aurora_plain_connect(pipeline))
+        comparisons = reconcile_table(
+            pipeline,
+            table.qualified_name,
+            source_connect=connect,
+            run_id="cli",
+            bigquery_client=connections.bigquery_client(pipeline) if pipeline.bigquery else None,
+            aurora_connect=connections.aurora_plain_connect(pipeline),
+        )
         return 1 if any(c.status == "drift" for c in comparisons) else 0
 
     from cdc_sync.reconcile.repair import emit_repair_file

@@ -21,27 +21,67 @@ def markdown(pipeline: str, run_id: str, rows: list[dict]) -> str:
     if not rows:
         return "\n".join(lines + ["No comparison stored for this run (see the task logs)."]) + "\n"
     drift = sum(r["status"] == "drift" for r in rows)
-    lines += [f"{len(rows)} comparison(s), {drift} with drift.", "",
-              "| table | target | status | source rows | target rows | missing | extra | changed | lag | watermark | seconds | differing keys |",
-              "|---|---|---|--:|--:|--:|--:|--:|--:|---|--:|---|"]
+    lines += [
+        f"{len(rows)} comparison(s), {drift} with drift.",
+        "",
+        "| table | target | status | source rows | target rows | missing | extra | changed | lag | watermark | seconds | differing keys |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|---|--:|---|",
+    ]
     for r in rows:
-        cells = [r["table_name"], r["target"], _STATUS_MARK.get(r["status"], r["status"]), r["source_rows"],
-                 r["target_rows"], r["missing_rows"], r["extra_rows"], r["changed_rows"], r["lag_rows"],
-                 r["watermark"] or "", f"{float(r['seconds']):.2f}", _keys(r)]
+        cells = [
+            r["table_name"],
+            r["target"],
+            _STATUS_MARK.get(r["status"], r["status"]),
+            r["source_rows"],
+            r["target_rows"],
+            r["missing_rows"],
+            r["extra_rows"],
+            r["changed_rows"],
+            r["lag_rows"],
+            r["watermark"] or "",
+            f"{float(r['seconds']):.2f}",
+            _keys(r),
+        ]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def html_page(pipeline: str, run_id: str, rows: list[dict]) -> str:
-    head = ("table", "target", "status", "source rows", "target rows", "missing", "extra", "changed", "lag",
-            "watermark", "seconds", "differing keys")
+    head = (
+        "table",
+        "target",
+        "status",
+        "source rows",
+        "target rows",
+        "missing",
+        "extra",
+        "changed",
+        "lag",
+        "watermark",
+        "seconds",
+        "differing keys",
+    )
     body = []
     for r in rows:
-        cells = [r["table_name"], r["target"], _STATUS_MARK.get(r["status"], r["status"]), r["source_rows"],
-                 r["target_rows"], r["missing_rows"], r["extra_rows"], r["changed_rows"], r["lag_rows"],
-                 r["watermark"] or "", f"{float(r['seconds']):.2f}", _keys(r, limit=50)]
-        body.append(f'<tr class="{html.escape(r["status"])}">'
-                    + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        cells = [
+            r["table_name"],
+            r["target"],
+            _STATUS_MARK.get(r["status"], r["status"]),
+            r["source_rows"],
+            r["target_rows"],
+            r["missing_rows"],
+            r["extra_rows"],
+            r["changed_rows"],
+            r["lag_rows"],
+            r["watermark"] or "",
+            f"{float(r['seconds']):.2f}",
+            _keys(r, limit=50),
+        ]
+        body.append(
+            f'<tr class="{html.escape(r["status"])}">'
+            + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+            + "</tr>"
+        )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>cdc-sync reconciliation {html.escape(pipeline)}</title>
 <style>body{{font-family:sans-serif}} td,th{{border:1px solid #ccc;padding:4px 8px}} table{{border-collapse:collapse}}

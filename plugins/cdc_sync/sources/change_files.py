@@ -40,14 +40,16 @@ from cdc_sync.sources.landed import LandedObject
 OP_COLUMN = "Op"
 VALID_OPS = ("I", "U", "D")
 META_COLUMNS = ("_cdc_op", "_cdc_commit_ts", "_cdc_position", "_cdc_source_key", "_cdc_row", "_cdc_loaded_at")
-META_SCHEMA = pa.schema([
-    pa.field("_cdc_op", pa.string()),
-    pa.field("_cdc_commit_ts", pa.timestamp("us", tz="UTC")),
-    pa.field("_cdc_position", pa.string()),
-    pa.field("_cdc_source_key", pa.string()),
-    pa.field("_cdc_row", pa.int64()),
-    pa.field("_cdc_loaded_at", pa.timestamp("us", tz="UTC")),
-])
+META_SCHEMA = pa.schema(
+    [
+        pa.field("_cdc_op", pa.string()),
+        pa.field("_cdc_commit_ts", pa.timestamp("us", tz="UTC")),
+        pa.field("_cdc_position", pa.string()),
+        pa.field("_cdc_source_key", pa.string()),
+        pa.field("_cdc_row", pa.int64()),
+        pa.field("_cdc_loaded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 READ_BATCH_ROWS = 65_536
 READ_BUFFER_BYTES = 1 << 20
 _NO_TIMESTAMP = "0" * 20
@@ -75,9 +77,15 @@ def _parquet_ops_are_inserts(parquet: pq.ParquetFile) -> bool:
 
 def landed_change_file(pipeline: Pipeline, table: TableSpec, f: LandedObject, path: str) -> "ChangeFile":
     """The ChangeFile of a landed object downloaded to `path`, read as the source lands it."""
-    return ChangeFile(key=f.key, path=path, phase=f.phase, commit_timestamp_column=table.commit_timestamp_column,
-                      primary_key=table.primary_key, position_name=pipeline.source.object_name(table, f.key),
-                      csv=csv_layout(pipeline.source, table))
+    return ChangeFile(
+        key=f.key,
+        path=path,
+        phase=f.phase,
+        commit_timestamp_column=table.commit_timestamp_column,
+        primary_key=table.primary_key,
+        position_name=pipeline.source.object_name(table, f.key),
+        csv=csv_layout(pipeline.source, table),
+    )
 
 
 @dataclass(frozen=True)
@@ -97,8 +105,9 @@ class ChangeFile:
             # pre_buffer (the default) would read every column chunk of the file up front.
             # INT96 timestamps (Hive/Spark rewrites of DMS files) would be read as ns, which
             # cannot hold MySQL's DATETIME range (9999-12-31): µs, as DMS writes them.
-            return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES,
-                                  coerce_int96_timestamp_unit="us")
+            return pq.ParquetFile(
+                self.path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES, coerce_int96_timestamp_unit="us"
+            )
         except (pa.ArrowException, OSError) as error:
             raise ChangeFileError(self.key, f"not a readable Parquet file ({error})") from error
 
@@ -147,11 +156,15 @@ class ChangeFile:
             )
         for name in schema.names:
             if not _PLAIN_NAME.match(name):
-                raise ChangeFileError(self.key, f"column name {name!r} is not a plain name (letters, digits, underscores)")
+                raise ChangeFileError(
+                    self.key, f"column name {name!r} is not a plain name (letters, digits, underscores)"
+                )
             if name.startswith("_cdc_"):
                 raise ChangeFileError(self.key, f"column {name} uses the reserved prefix _cdc_")
         if len(set(n.lower() for n in schema.names)) != len(schema.names):
-            raise ChangeFileError(self.key, "two columns have the same name (names are case-insensitive in the targets)")
+            raise ChangeFileError(
+                self.key, "two columns have the same name (names are case-insensitive in the targets)"
+            )
         return pa.schema([f for f in schema if f.name != OP_COLUMN])
 
     def inserts_only(self) -> bool:
@@ -184,8 +197,9 @@ class ChangeFile:
             yield self._normalise(batch, data_names, has_op, row, loaded_at, with_position)
             row += batch.num_rows
 
-    def _normalise(self, batch: pa.RecordBatch, data_names, has_op, first_row, loaded_at,
-                   with_position: bool) -> pa.RecordBatch:
+    def _normalise(
+        self, batch: pa.RecordBatch, data_names, has_op, first_row, loaded_at, with_position: bool
+    ) -> pa.RecordBatch:
         n = batch.num_rows
         self._check_keys(batch, first_row)
         ops = self._ops(batch, has_op, first_row)
@@ -196,12 +210,16 @@ class ChangeFile:
         else:
             ts_text = (
                 pc.fill_null(pc.utf8_lpad(pc.cast(pc.cast(commit_ts, pa.int64()), pa.string()), 20, "0"), _NO_TIMESTAMP)
-                if commit_ts is not None else pa.scalar(_NO_TIMESTAMP)
+                if commit_ts is not None
+                else pa.scalar(_NO_TIMESTAMP)
             )
             # constants are scalars: Arrow broadcasts them, no per-row Python objects
             position = pc.binary_join_element_wise(
-                pa.scalar(str(self.phase)), ts_text, pa.scalar(self.position_name or self.key),
-                pc.utf8_lpad(pc.cast(rows, pa.string()), 12, "0"), "|",
+                pa.scalar(str(self.phase)),
+                ts_text,
+                pa.scalar(self.position_name or self.key),
+                pc.utf8_lpad(pc.cast(rows, pa.string()), 12, "0"),
+                "|",
             )
         meta = [
             ops,

@@ -57,9 +57,13 @@ class LoadReport:
 
     def to_dict(self) -> dict:
         return {
-            "table": self.table, "target": self.target, "handled_keys": self.handled_keys,
-            "job_id": self.job_id, "loaded": self.loaded,
-            "quarantined": self.quarantined, "already_loaded": self.already_loaded,
+            "table": self.table,
+            "target": self.target,
+            "handled_keys": self.handled_keys,
+            "job_id": self.job_id,
+            "loaded": self.loaded,
+            "quarantined": self.quarantined,
+            "already_loaded": self.already_loaded,
             "previously_quarantined": self.previously_quarantined,
             "changed_since_listing": self.changed_since_listing,
         }
@@ -78,18 +82,31 @@ def download_exact(s3_client: S3Client, bucket: str, f: LandedObject, path: Path
 
 
 def write_quarantine_marker(
-    s3_client: S3Client, pipeline: Pipeline, table: TableSpec, target: str, f: LandedObject, reason: str,
+    s3_client: S3Client,
+    pipeline: Pipeline,
+    table: TableSpec,
+    target: str,
+    f: LandedObject,
+    reason: str,
 ) -> None:
     """The file stays where it landed; a marker under the quarantine prefix says why."""
     source = pipeline.source
     marker = f"{source.quarantine_prefix.rstrip('/')}/{pipeline.name}/{f.key}.json"
     if target != "bigquery":
         marker = f"{source.quarantine_prefix.rstrip('/')}/{pipeline.name}/{target}/{f.key}.json"
-    body = json.dumps({
-        "pipeline": pipeline.name, "table": table.qualified_name, "target": target,
-        "bucket": source.bucket, "key": f.key, "etag": f.etag, "reason": reason,
-        "quarantined_at": datetime.now(UTC).isoformat(),
-    }, indent=2)
+    body = json.dumps(
+        {
+            "pipeline": pipeline.name,
+            "table": table.qualified_name,
+            "target": target,
+            "bucket": source.bucket,
+            "key": f.key,
+            "etag": f.etag,
+            "reason": reason,
+            "quarantined_at": datetime.now(UTC).isoformat(),
+        },
+        indent=2,
+    )
     try:
         s3_client.put_object(Bucket=source.bucket, Key=marker, Body=body.encode(), ContentType="application/json")
     except Exception as error:  # noqa: BLE001 - the ledger row is the record; the marker is a convenience

@@ -66,11 +66,13 @@ class Watermark:
     @classmethod
     def from_dict(cls, data: dict | None) -> "Watermark":
         data = data or {}
-        return cls(cdc_after=data.get("cdc_after"), load_after=data.get("load_after"),
-                   recent=tuple(data.get("recent") or ()))
+        return cls(
+            cdc_after=data.get("cdc_after"), load_after=data.get("load_after"), recent=tuple(data.get("recent") or ())
+        )
 
-    def advanced(self, table_prefix: str, keys: list[str],
-                 grace_floor: Callable[[str | None], str | None] | None = None) -> "Watermark":
+    def advanced(
+        self, table_prefix: str, keys: list[str], grace_floor: Callable[[str | None], str | None] | None = None
+    ) -> "Watermark":
         """Move the marks past `keys`.
 
         With `grace_floor` (the grace walk's StartAfter for a CDC watermark), the handled CDC
@@ -82,8 +84,9 @@ class Watermark:
         recent: tuple[str, ...] = ()
         if grace_floor is not None and cdc_after is not None:
             floor = grace_floor(cdc_after)
-            recent = tuple(sorted(k for k in {*self.recent, *cdc_keys} if (floor is None or k > floor)
-                                  and k <= cdc_after))
+            recent = tuple(
+                sorted(k for k in {*self.recent, *cdc_keys} if (floor is None or k > floor) and k <= cdc_after)
+            )
         return Watermark(
             cdc_after=cdc_after,
             load_after=max([k for k in [self.load_after, *load_keys] if k], default=None),
@@ -101,8 +104,14 @@ class Watermark:
 
 
 def table_cursors(
-    table: str, table_prefix: str, watermark: Watermark, grace: timedelta = timedelta(0), file_format: str = "parquet",
-    zone: tzinfo = UTC, *, skip_recent: bool = False,
+    table: str,
+    table_prefix: str,
+    watermark: Watermark,
+    grace: timedelta = timedelta(0),
+    file_format: str = "parquet",
+    zone: tzinfo = UTC,
+    *,
+    skip_recent: bool = False,
 ) -> list[Cursor]:
     """The two walks of one DMS table folder (see dms.layout for why two); Firehose
     delivers in time order under one prefix, so there it is one walk. The CDC walk starts
@@ -119,8 +128,9 @@ def table_cursors(
     ]
 
 
-def grace_floor(table_prefix: str, grace: timedelta, file_format: str, zone: tzinfo = UTC
-                ) -> Callable[[str | None], str | None]:
+def grace_floor(
+    table_prefix: str, grace: timedelta, file_format: str, zone: tzinfo = UTC
+) -> Callable[[str | None], str | None]:
     """StartAfter of the CDC walk for a CDC watermark: the watermark moved back by `grace`."""
     if file_format == FIREHOSE:
         return lambda cdc_after: firehose_grace_start(cdc_after, table_prefix, grace)
@@ -128,23 +138,30 @@ def grace_floor(table_prefix: str, grace: timedelta, file_format: str, zone: tzi
 
 
 def window_cursors(
-    table: str, table_prefix: str, start: datetime, end: datetime, dated_folders: str | None,
-    grace: timedelta = timedelta(0), zone: tzinfo = UTC,
+    table: str,
+    table_prefix: str,
+    start: datetime,
+    end: datetime,
+    dated_folders: str | None,
+    grace: timedelta = timedelta(0),
+    zone: tzinfo = UTC,
 ) -> list[Cursor]:
     """A backfill run's walks: every LOAD file, and the CDC files written in [start − grace, end)."""
     load_region = load_region_start(table_prefix)
     return [
         Cursor(table, load_region),
         Cursor(
-            table, table_prefix,
+            table,
+            table_prefix,
             start_after=time_key(table_prefix, start - grace, dated_folders, zone),
             stop_at=min(load_region, time_key(table_prefix, end, dated_folders, zone)),
         ),
     ]
 
 
-def accept(page_items: list[dict], cursor: Cursor, table_prefix: str, file_format: str,
-           stats: ListingStats | None = None) -> tuple[list[LandedObject], bool]:
+def accept(
+    page_items: list[dict], cursor: Cursor, table_prefix: str, file_format: str, stats: ListingStats | None = None
+) -> tuple[list[LandedObject], bool]:
     """Turn one ListObjectsV2 page into DMS files; the flag says the walk reached StopAt.
     Objects not named as the source names its files are counted in `stats`."""
     files: list[LandedObject] = []
@@ -176,8 +193,14 @@ class ListingStats:
 
 
 def list_new_files(
-    s3_client, bucket: str, cursor: Cursor, table_prefix: str, file_format: str,
-    *, page_size: int = 1000, stats: ListingStats | None = None,
+    s3_client,
+    bucket: str,
+    cursor: Cursor,
+    table_prefix: str,
+    file_format: str,
+    *,
+    page_size: int = 1000,
+    stats: ListingStats | None = None,
 ) -> Iterator[LandedObject]:
     """Walk one cursor with a boto3 S3 client."""
     continuation = None

@@ -50,8 +50,9 @@ class Target(ABC):
         """The (key, etag) of `files` this target has loaded, or quarantined unless the key is in `replay`."""
 
     @abstractmethod
-    def load_batch(self, batch: dict, s3_client: S3Client, *, replay: bool = False,
-                   workdir: Path | None = None) -> LoadReport:
+    def load_batch(
+        self, batch: dict, s3_client: S3Client, *, replay: bool = False, workdir: Path | None = None
+    ) -> LoadReport:
         """Load one table's batch ({"table": ..., "files": [LandedObject.to_dict(), ...]}) exactly once."""
 
 
@@ -74,8 +75,14 @@ class ObjectLoader(ABC):
         """The object cannot be loaded as it is: ledger, report and marker say why; the rest goes on."""
         reason = reason.removeprefix(": ")
         self._record_quarantine(f, reason, conn)
-        log.error("%s: quarantined s3://%s/%s for %s: %s", self.table.qualified_name, self.pipeline.source.bucket,
-                  f.key, self.target_name, reason)
+        log.error(
+            "%s: quarantined s3://%s/%s for %s: %s",
+            self.table.qualified_name,
+            self.pipeline.source.bucket,
+            f.key,
+            self.target_name,
+            reason,
+        )
         report.quarantined[f.key] = reason
         write_quarantine_marker(self.s3, self.pipeline, self.table, self.target_name, f, reason)
 
@@ -92,8 +99,12 @@ class ObjectLoader(ABC):
             if code in _GONE:
                 self._quarantine(report, f, "object no longer exists in S3", conn)
             elif code in _CHANGED:
-                log.warning("%s: s3://%s/%s changed since it was listed; its new version is loaded by a later run",
-                            self.table.qualified_name, self.pipeline.source.bucket, f.key)
+                log.warning(
+                    "%s: s3://%s/%s changed since it was listed; its new version is loaded by a later run",
+                    self.table.qualified_name,
+                    self.pipeline.source.bucket,
+                    f.key,
+                )
                 report.changed_since_listing.append(f.key)
             else:
                 raise  # throttling, permissions, network: the task fails and retries; nothing quarantined

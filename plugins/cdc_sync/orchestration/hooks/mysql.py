@@ -69,8 +69,12 @@ class _GuardedResult(MySQLResult):
         except pymysql.err.MySQLError:
             pass  # whatever it said, the statement fails for the request below
         named = f"'{allowed}'" if allowed is not None else "no file"
-        log.error("MySQL server %s asked for local file %r; the statement in flight named %s: refused, nothing sent",
-                  conn.host, requested, named)
+        log.error(
+            "MySQL server %s asked for local file %r; the statement in flight named %s: refused, nothing sent",
+            conn.host,
+            requested,
+            named,
+        )
         raise LocalFileRefused(
             CR_LOAD_DATA_LOCAL_INFILE_REJECTED,
             f"server {conn.host}:{conn.port} asked for local file {requested!r}, but the statement in flight "

@@ -120,10 +120,15 @@ class DmsCsvFile:
             self._names = self._names_from_header(first, data, stamp)
         elif len(first) == len(stamp) + len(data) + 1:
             if first[0] not in _OPS:
-                hint = ("" if stamp else "; if the endpoint sets TimestampColumnName, name that column in "
-                        "commit_timestamp_column")
-                raise CsvFileError(f"line 1 has one field more than the declared columns, but its first field "
-                                   f"{first[0][:40]!r} is not an Op (I, U or D){hint}")
+                hint = (
+                    ""
+                    if stamp
+                    else "; if the endpoint sets TimestampColumnName, name that column in commit_timestamp_column"
+                )
+                raise CsvFileError(
+                    f"line 1 has one field more than the declared columns, but its first field "
+                    f"{first[0][:40]!r} is not an Op (I, U or D){hint}"
+                )
             self._names = [OP_COLUMN] + stamp + data
         elif len(first) == len(stamp) + len(data):
             self._names = stamp + data
@@ -212,15 +217,21 @@ class DmsCsvFile:
             # open_csv reads the first block already: a bad row there fails here
             reader = pacsv.open_csv(
                 pa.input_stream(self.path, compression=self._compression),
-                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if self._header else 0,
-                                               block_size=block_bytes, use_threads=False),
+                read_options=pacsv.ReadOptions(
+                    column_names=names, skip_rows=1 if self._header else 0, block_size=block_bytes, use_threads=False
+                ),
                 parse_options=pacsv.ParseOptions(
-                    delimiter=settings.delimiter, quote_char='"' if settings.rfc4180 else False,
-                    double_quote=True, newlines_in_values=settings.rfc4180, invalid_row_handler=refuse,
+                    delimiter=settings.delimiter,
+                    quote_char='"' if settings.rfc4180 else False,
+                    double_quote=True,
+                    newlines_in_values=settings.rfc4180,
+                    invalid_row_handler=refuse,
                 ),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={n: pa.string() for n in names}, null_values=[settings.null_value],
-                    strings_can_be_null=True, quoted_strings_can_be_null=False,
+                    column_types={n: pa.string() for n in names},
+                    null_values=[settings.null_value],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
                 ),
             )
             for batch in reader:

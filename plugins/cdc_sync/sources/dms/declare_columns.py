@@ -27,7 +27,8 @@ def table_entry(conn, schema: str, table: str) -> dict:
     with conn.cursor() as cur:
         cur.execute(
             "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
-            "AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION", (schema, table),
+            "AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+            (schema, table),
         )
         primary_key = [name for (name,) in cur.fetchall()]
     entry: dict = {"schema": schema, "name": table}
@@ -38,8 +39,11 @@ def table_entry(conn, schema: str, table: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cdc_sync.sources.dms.declare_columns", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cdc_sync.sources.dms.declare_columns",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--conn", required=True, help="Airflow connection to the source database (type mysql)")
     parser.add_argument("tables", nargs="+", metavar="schema.table")
     args = parser.parse_args(argv)

@@ -42,9 +42,9 @@ def classify(key: str, table_prefix: str, file_format: str = "parquet") -> FileK
     """FULL_LOAD, CDC, or None for anything else under the prefix (manifests, other formats)."""
     if not key.startswith(table_prefix):
         return None
-    relative = key[len(table_prefix):]
+    relative = key[len(table_prefix) :]
     if match := _DATE_FOLDERS.match(relative):
-        relative = relative[match.end():]
+        relative = relative[match.end() :]
     if "/" in relative:
         return None
     extension = _EXTENSIONS[file_format]
@@ -77,7 +77,7 @@ def time_key(table_prefix: str, when: datetime, dated_folders: str | None = None
 def dated_folders_of(key: str, table_prefix: str) -> str | None:
     """The strftime format of the DMS date folder `key` sits in ("%Y/%m/%d", "%Y-%m-%d-%H",
     "%Y%m", …), or None when it sits in none."""
-    match = _DATE_FOLDERS.match(key[len(table_prefix):]) if key.startswith(table_prefix) else None
+    match = _DATE_FOLDERS.match(key[len(table_prefix) :]) if key.startswith(table_prefix) else None
     if not match:
         return None
     fields = 1 + len(re.sub(r"\D", "", match["date"][4:])) // 2  # the year, then two digits a field
@@ -93,19 +93,23 @@ def grace_start_after(cdc_after: str | None, table_prefix: str, grace: timedelta
     """
     if not cdc_after or not grace:
         return cdc_after
-    relative = cdc_after[len(table_prefix):] if cdc_after.startswith(table_prefix) else None
+    relative = cdc_after[len(table_prefix) :] if cdc_after.startswith(table_prefix) else None
     if relative is None:
         return cdc_after
     folders = _DATE_FOLDERS.match(relative)
-    name = relative[folders.end():] if folders else relative
+    name = relative[folders.end() :] if folders else relative
     match = _CDC_NAME.match(name)
     if not match:
         return cdc_after
     named = datetime.strptime(match["ts"][:15], "%Y%m%d-%H%M%S") + timedelta(milliseconds=int(match["ts"][15:]))
     # in a zone with daylight saving, the hour repeated in autumn names files that sort before
     # ones written an hour earlier: the grace reaches back over that hour too
-    return time_key(table_prefix, named.replace(tzinfo=zone).astimezone(UTC) - grace - _repeated_hour(zone),
-                    dated_folders_of(cdc_after, table_prefix), zone)
+    return time_key(
+        table_prefix,
+        named.replace(tzinfo=zone).astimezone(UTC) - grace - _repeated_hour(zone),
+        dated_folders_of(cdc_after, table_prefix),
+        zone,
+    )
 
 
 def _repeated_hour(zone: tzinfo) -> timedelta:

@@ -51,8 +51,11 @@ def load_file_name(number: int, extension: str = "parquet") -> str:
 
 
 def write_change_file(
-    columns: list[tuple[str, pa.DataType]], changes: list[Change], *,
-    timestamp_column: str | None, include_op: bool,
+    columns: list[tuple[str, pa.DataType]],
+    changes: list[Change],
+    *,
+    timestamp_column: str | None,
+    include_op: bool,
 ) -> bytes:
     """One DMS-style Parquet file holding `changes` in order."""
     fields, arrays = [], []
@@ -72,19 +75,28 @@ def write_change_file(
 
 
 def write_dms_file(
-    columns: list[tuple[str, pa.DataType]], changes: list[Change], *,
-    timestamp_column: str | None, include_op: bool, csv: DmsCsvSettings | None = None,
+    columns: list[tuple[str, pa.DataType]],
+    changes: list[Change],
+    *,
+    timestamp_column: str | None,
+    include_op: bool,
+    csv: DmsCsvSettings | None = None,
 ) -> bytes:
     """One DMS-style file: Parquet, or CSV as an endpoint with the settings `csv` writes it."""
     if csv is None:
         return write_change_file(columns, changes, timestamp_column=timestamp_column, include_op=include_op)
-    return write_change_file_csv(columns, changes, timestamp_column=timestamp_column, include_op=include_op,
-                                 settings=csv)
+    return write_change_file_csv(
+        columns, changes, timestamp_column=timestamp_column, include_op=include_op, settings=csv
+    )
 
 
 def write_change_file_csv(
-    columns: list[tuple[str, pa.DataType]], changes: list[Change], *,
-    timestamp_column: str | None, include_op: bool, settings: DmsCsvSettings,
+    columns: list[tuple[str, pa.DataType]],
+    changes: list[Change],
+    *,
+    timestamp_column: str | None,
+    include_op: bool,
+    settings: DmsCsvSettings,
 ) -> bytes:
     """One DMS-style CSV file holding `changes` in order, as an endpoint with `settings` writes it."""
     null_value, delimiter = settings.null_value, settings.delimiter
@@ -92,7 +104,9 @@ def write_change_file_csv(
     names += [name for name, _ in columns]
     lines = [delimiter.join(names)] if settings.add_column_name else []
     for change in changes:
-        fields = ([change.op] if include_op else []) + ([format_commit_ts(change.commit_ts)] if timestamp_column else [])
+        fields = ([change.op] if include_op else []) + (
+            [format_commit_ts(change.commit_ts)] if timestamp_column else []
+        )
         fields += [_csv_text(change.row.get(name), null_value, delimiter) for name, _ in columns]
         lines.append(delimiter.join(fields))
     return "".join(line + "\n" for line in lines).encode("utf-8")

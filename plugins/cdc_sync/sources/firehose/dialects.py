@@ -74,8 +74,13 @@ class _Rfc4180(csv.Dialect):
     strict = True  # a quote inside an unquoted field, or text after a closing quote: refused
 
 
-def rfc4180_to_escaped(source: Path, target: Path, columns: Sequence[str], null_value: str | None = None,
-                       written: Callable[[int], None] | None = None) -> int:
+def rfc4180_to_escaped(
+    source: Path,
+    target: Path,
+    columns: Sequence[str],
+    null_value: str | None = None,
+    written: Callable[[int], None] | None = None,
+) -> int:
     """Reads an RFC 4180 object and writes it in the append load's form; returns the
     number of records. Raises DialectError naming the line of the first problem.
     `written(records)` is called after each block is flushed to `target` (a reader may
@@ -84,8 +89,10 @@ def rfc4180_to_escaped(source: Path, target: Path, columns: Sequence[str], null_
     record_number = 0
     pending: list[str] = []
     try:
-        with source.open(encoding="utf-8", errors="strict", newline="") as text, \
-                target.open("w", encoding="utf-8", newline="") as out:
+        with (
+            source.open(encoding="utf-8", errors="strict", newline="") as text,
+            target.open("w", encoding="utf-8", newline="") as out,
+        ):
             reader = csv.reader(text, _Rfc4180())
             for record in reader:
                 record_number += 1
@@ -93,7 +100,8 @@ def rfc4180_to_escaped(source: Path, target: Path, columns: Sequence[str], null_
                     shown = "an empty line" if not record else f"{len(record)} field(s)"
                     raise DialectError(
                         f"record {record_number} (ending on line {reader.line_num}) has {shown}, but the table's "
-                        f"columns are {expected} ({', '.join(columns)})")
+                        f"columns are {expected} ({', '.join(columns)})"
+                    )
                 if null_value is not None and null_value in record:
                     pending.append(escaped_line([None if v == null_value else v for v in record]))
                 else:

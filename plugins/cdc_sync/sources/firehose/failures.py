@@ -26,11 +26,15 @@ class FailedRecords:
     def summary(self, bucket: str) -> str:
         if not self.count:
             return "no records were refused by the transform Lambda"
-        lines = [f"{self.count} record(s) refused by the transform Lambda in {len(self.objects)} object(s) "
-                 f"under s3://{bucket}/…: " + ", ".join(f"{code} ×{n}" for code, n in self.by_error.most_common())]
+        lines = [
+            f"{self.count} record(s) refused by the transform Lambda in {len(self.objects)} object(s) "
+            f"under s3://{bucket}/…: " + ", ".join(f"{code} ×{n}" for code, n in self.by_error.most_common())
+        ]
         for sample in self.samples:
-            lines.append(f"  s3://{bucket}/{sample['key']}: {sample['errorCode']}: {sample['errorMessage']} — "
-                         f"data: {sample['data']!r}")
+            lines.append(
+                f"  s3://{bucket}/{sample['key']}: {sample['errorCode']}: {sample['errorMessage']} — "
+                f"data: {sample['data']!r}"
+            )
         return "\n".join(lines)
 
 
@@ -60,9 +64,14 @@ def read_failed_records(s3_client, bucket: str, error_prefix: str, after: str | 
                 code = str(document.get("errorCode", "Unknown"))
                 found.by_error[code] += 1
                 if len(found.samples) < SAMPLES:
-                    found.samples.append({"key": key, "errorCode": code,
-                                          "errorMessage": str(document.get("errorMessage", ""))[:300],
-                                          "data": _excerpt(document.get("rawData", ""))})
+                    found.samples.append(
+                        {
+                            "key": key,
+                            "errorCode": code,
+                            "errorMessage": str(document.get("errorMessage", ""))[:300],
+                            "data": _excerpt(document.get("rawData", "")),
+                        }
+                    )
     return found
 
 
@@ -70,7 +79,7 @@ def _in_error_folders(key: str, error_prefix: str) -> bool:
     # processing-failed/YYYY/MM/DD/HH/<stream>-… : the same naming as delivered objects
     if "!{" in error_prefix:  # with expressions: the layout's names only
         return False
-    rest = key[len(error_prefix):]
+    rest = key[len(error_prefix) :]
     return rest[:4].isdigit() and rest.count("/") >= 4
 
 

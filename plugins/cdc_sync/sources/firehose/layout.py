@@ -21,8 +21,10 @@ from functools import lru_cache
 
 from cdc_sync.errors import SetupError
 
-_SUFFIX = (r"(?P<stream>[A-Za-z0-9_.-]+)-\d+-"
-           r"\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-[0-9a-fA-F-]+(\.[a-z0-9]+)?$")
+_SUFFIX = (
+    r"(?P<stream>[A-Za-z0-9_.-]+)-\d+-"
+    r"\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-[0-9a-fA-F-]+(\.[a-z0-9]+)?$"
+)
 _EXPRESSION = re.compile(r"!\{([A-Za-z]+):([^}]*)\}")
 # Java DateTimeFormatter letters Firehose users put in folders, as strftime and as a field
 _TIME_LETTERS = {"yyyy": ("%Y", "year"), "MM": ("%m", "month"), "dd": ("%d", "day"), "HH": ("%H", "hour")}
@@ -47,8 +49,7 @@ class DeliveryLayout:
         if match is None or match.groupdict().get("year") is None:
             return None
         fields = {name: int(value) for name, value in match.groupdict().items() if name in _FIELD_ORDER and value}
-        return datetime(fields["year"], fields.get("month", 1), fields.get("day", 1), fields.get("hour", 0),
-                        tzinfo=UTC)
+        return datetime(fields["year"], fields.get("month", 1), fields.get("day", 1), fields.get("hour", 0), tzinfo=UTC)
 
     def folders_for(self, when: datetime) -> str | None:
         """The evaluated prefix of objects delivered at `when`; None when the prefix holds a
@@ -69,7 +70,7 @@ def delivery_layout(prefix: str) -> DeliveryLayout:
     fields_in_order: list[str] = []
     position = 0
     for expression in _EXPRESSION.finditer(prefix):
-        literal = prefix[position:expression.start()]
+        literal = prefix[position : expression.start()]
         if literal:
             parts.append(("text", literal))
             regex.append(re.escape(literal))
@@ -82,12 +83,16 @@ def delivery_layout(prefix: str) -> DeliveryLayout:
             parts.append(("firehose", value))
             regex.append(_FIREHOSE_VALUES[value])
         elif namespace in ("partitionKeyFromQuery", "partitionKeyFromLambda"):
-            raise PrefixError(f"{expression.group(0)}: with dynamic partitioning objects do not sort by delivery "
-                              "time under one prefix; configure one pipeline per partition value, with the value "
-                              "written into its prefix")
+            raise PrefixError(
+                f"{expression.group(0)}: with dynamic partitioning objects do not sort by delivery "
+                "time under one prefix; configure one pipeline per partition value, with the value "
+                "written into its prefix"
+            )
         else:
-            raise PrefixError(f"{expression.group(0)}: unknown expression (Firehose knows !{{timestamp:…}}, "
-                              "!{firehose:error-output-type} and !{firehose:random-string})")
+            raise PrefixError(
+                f"{expression.group(0)}: unknown expression (Firehose knows !{{timestamp:…}}, "
+                "!{firehose:error-output-type} and !{firehose:random-string})"
+            )
         position = expression.end()
     if "!{" in prefix[position:]:
         raise PrefixError(f"{prefix[position:]!r}: an expression that is not closed")
@@ -95,10 +100,12 @@ def delivery_layout(prefix: str) -> DeliveryLayout:
         parts.append(("text", prefix[position:]))
         regex.append(re.escape(prefix[position:]))
     distinct = list(dict.fromkeys(fields_in_order))
-    if distinct != _FIELD_ORDER[:len(distinct)]:
-        raise PrefixError("the timestamp expressions must run from the year down (yyyy, then MM, dd, HH), so that "
-                          f"keys sort by delivery time; this prefix has {', '.join(distinct)}")
-    static = prefix[:prefix.index("!{")]
+    if distinct != _FIELD_ORDER[: len(distinct)]:
+        raise PrefixError(
+            "the timestamp expressions must run from the year down (yyyy, then MM, dd, HH), so that "
+            f"keys sort by delivery time; this prefix has {', '.join(distinct)}"
+        )
+    static = prefix[: prefix.index("!{")]
     return DeliveryLayout(static, re.compile("^" + "".join(regex) + _SUFFIX), tuple(parts))
 
 
@@ -117,10 +124,11 @@ def _timestamp(value: str, fields_in_order: list[str]) -> tuple[str, str]:
             strftime.append(code)
             regex.append(digits if name in fields_in_order else f"(?P<{name}>{digits})")
             fields_in_order.append(name)
-            rest = rest[len(letters):]
+            rest = rest[len(letters) :]
         elif rest[0].isalpha() or rest[0] == "'":
-            raise PrefixError(f"!{{timestamp:{value}}}: only yyyy, MM, dd and HH (and separators) are followed here, "
-                              f"not {rest[0]!r}")
+            raise PrefixError(
+                f"!{{timestamp:{value}}}: only yyyy, MM, dd and HH (and separators) are followed here, not {rest[0]!r}"
+            )
         else:
             strftime.append(rest[0].replace("%", "%%"))
             regex.append(re.escape(rest[0]))

@@ -99,18 +99,27 @@ def transform_records(event: dict, spec: TransformSpec, log: Callable[[str], Non
                 where = "/".join(str(p) for p in errors[0].absolute_path) or "(record)"
                 raise RecordError(f"{where}: {errors[0].message}")
             line = to_csv_line({**document, **envelope}, spec.columns)
-            out.append({"recordId": record["recordId"], "result": "Ok",
-                        "data": base64.b64encode(line.encode("utf-8")).decode("ascii")})
+            out.append(
+                {
+                    "recordId": record["recordId"],
+                    "result": "Ok",
+                    "data": base64.b64encode(line.encode("utf-8")).decode("ascii"),
+                }
+            )
         except Dropped as dropped:
             log(json.dumps({"recordId": record.get("recordId"), "result": "Dropped", "reason": str(dropped)}))
             out.append({"recordId": record.get("recordId"), "result": "Dropped", "data": record.get("data", "")})
         except Exception as error:  # noqa: BLE001 - one record's failure must not fail the batch
             # Firehose takes recordId/result/data only; the reason goes to the Lambda's log
             # (CloudWatch), one JSON line per refused record.
-            log(json.dumps({"recordId": record.get("recordId"), "result": "ProcessingFailed",
-                            "reason": _reason(error)[:1000]}))
-            out.append({"recordId": record.get("recordId"), "result": "ProcessingFailed",
-                        "data": record.get("data", "")})
+            log(
+                json.dumps(
+                    {"recordId": record.get("recordId"), "result": "ProcessingFailed", "reason": _reason(error)[:1000]}
+                )
+            )
+            out.append(
+                {"recordId": record.get("recordId"), "result": "ProcessingFailed", "data": record.get("data", "")}
+            )
     return {"records": out}
 
 
@@ -147,8 +156,10 @@ def _item(document: dict) -> tuple[dict, dict]:
     if image is None:
         if event == "REMOVE":
             raise Dropped("a DynamoDB REMOVE: no new image to append")
-        raise RecordError(f"DynamoDB {event or 'stream'} record without NewImage: the table's stream view type "
-                          "must be NEW_IMAGE or NEW_AND_OLD_IMAGES")
+        raise RecordError(
+            f"DynamoDB {event or 'stream'} record without NewImage: the table's stream view type "
+            "must be NEW_IMAGE or NEW_AND_OLD_IMAGES"
+        )
     from boto3.dynamodb.types import TypeDeserializer  # in every Lambda Python runtime
 
     try:

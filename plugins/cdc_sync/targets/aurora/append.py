@@ -103,8 +103,12 @@ class _Converting:
         self.chunk = ChunkFile(target, streamed=True)
         self.dialect = dialect
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._convert, args=(source, target, columns, null_value),
-                                        name="cdc-sync-firehose-convert", daemon=True)
+        self._thread = threading.Thread(
+            target=self._convert,
+            args=(source, target, columns, null_value),
+            name="cdc-sync-firehose-convert",
+            daemon=True,
+        )
         self._thread.start()
 
     def _convert(self, source: Path, target: Path, columns: tuple[str, ...], null_value: str | None) -> None:
@@ -163,13 +167,22 @@ class AuroraAppendLoader(AuroraLoaderBase):
             if isinstance(source, _Converting):
                 source.wait()
         if skipped:
-            log.warning("%s: %d of %d record(s) of s3://%s/%s are already in %s (unique key %s): repeated "
-                        "deliveries, skipped", self.table.qualified_name, skipped, rows + skipped,
-                        self.pipeline.source.bucket, f.key, table, ", ".join(self._unique_key(conn, table) or []))
+            log.warning(
+                "%s: %d of %d record(s) of s3://%s/%s are already in %s (unique key %s): repeated deliveries, skipped",
+                self.table.qualified_name,
+                skipped,
+                rows + skipped,
+                self.pipeline.source.bucket,
+                f.key,
+                table,
+                ", ".join(self._unique_key(conn, table) or []),
+            )
         report.loaded[f.key] = rows  # its outcome row committed with the rows
         return None
 
-    def _append_redoing_lock_waits(self, conn: Connection, f: LandedObject, source: str | _Converting, table: str) -> tuple[int, int]:
+    def _append_redoing_lock_waits(
+        self, conn: Connection, f: LandedObject, source: str | _Converting, table: str
+    ) -> tuple[int, int]:
         """_append, redone when it waited too long for a lock (another load of the same
         content or object still running, `innodb_lock_wait_timeout`) or was picked as a
         deadlock's victim: it rolled back, so redoing it is safe. It then finds the other
@@ -185,15 +198,27 @@ class AuroraAppendLoader(AuroraLoaderBase):
             except pymysql.err.OperationalError as error:
                 if error.args[0] not in (LOCK_WAIT_TIMEOUT, DEADLOCK) or attempt == LOCK_RETRIES:
                     raise
-                log.warning("%s: s3://%s/%s: %s (another load holds its rows); attempt %d of %d, redone",
-                            self.table.qualified_name, self.pipeline.source.bucket, f.key, error.args[1], attempt,
-                            LOCK_RETRIES)
+                log.warning(
+                    "%s: s3://%s/%s: %s (another load holds its rows); attempt %d of %d, redone",
+                    self.table.qualified_name,
+                    self.pipeline.source.bucket,
+                    f.key,
+                    error.args[1],
+                    attempt,
+                    LOCK_RETRIES,
+                )
         raise AssertionError("unreachable")
 
     def _repeated_delivery(self, conn: Connection, f: LandedObject, original: str, report: LoadReport) -> None:
-        log.warning("%s: s3://%s/%s has the same content (ETag %s) as %s, loaded before: a repeated "
-                    "delivery, not appended again", self.table.qualified_name, self.pipeline.source.bucket,
-                    f.key, f.etag, original)
+        log.warning(
+            "%s: s3://%s/%s has the same content (ETag %s) as %s, loaded before: a repeated "
+            "delivery, not appended again",
+            self.table.qualified_name,
+            self.pipeline.source.bucket,
+            f.key,
+            f.etag,
+            original,
+        )
         report.already_loaded.append(f.key)
         self._record_outcome(conn, f, LOADED, 0, f"repeated delivery of {original}")
 
@@ -216,7 +241,9 @@ class AuroraAppendLoader(AuroraLoaderBase):
         if original is not None:
             raise _RepeatedDelivery(original)
 
-    def _append(self, conn: Connection, f: LandedObject, source: str | _Converting, table: str, *, staged: bool) -> tuple[int, int]:
+    def _append(
+        self, conn: Connection, f: LandedObject, source: str | _Converting, table: str, *, staged: bool
+    ) -> tuple[int, int]:
         """One transaction: ledger row, `LOAD DATA … IGNORE` into the table, commit. Returns
         (rows appended, records skipped because their unique key is already in the table).
 
@@ -238,18 +265,26 @@ class AuroraAppendLoader(AuroraLoaderBase):
                 self._claim_content(cur, f)
                 if staged:
                     cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {database}.{sql.mysql_ident(APPEND_STAGE)}")
-                    cur.execute(self._render("append_stage_table.sql", stage=APPEND_STAGE, table=table, columns=columns))
+                    cur.execute(
+                        self._render("append_stage_table.sql", stage=APPEND_STAGE, table=table, columns=columns)
+                    )
                 with nullcontext(source) if isinstance(source, str) else source.chunk.load_path() as path:
-                    read = cur.execute(self._render(
-                        "load_append.sql", method=self.target.method, source=path,
-                        table=APPEND_STAGE if staged else table, columns=columns,
-                    ))
+                    read = cur.execute(
+                        self._render(
+                            "load_append.sql",
+                            method=self.target.method,
+                            source=path,
+                            table=APPEND_STAGE if staged else table,
+                            columns=columns,
+                        )
+                    )
                 if isinstance(source, _Converting):
                     source.checked()  # before the warnings: a cut-short object warns of its last line
                 rows, skipped = read, _refuse_unless_duplicates(cur, accept_duplicates=not staged)
                 if staged:
-                    rows = cur.execute(self._render(
-                        "append_from_stage.sql", stage=APPEND_STAGE, table=table, columns=columns))
+                    rows = cur.execute(
+                        self._render("append_from_stage.sql", stage=APPEND_STAGE, table=table, columns=columns)
+                    )
                     # the stage has the table's column types: only duplicates are possible here
                     _refuse_unless_duplicates(cur, accept_duplicates=True, all_shown=False)
                     skipped = read - rows
@@ -270,9 +305,14 @@ class AuroraAppendLoader(AuroraLoaderBase):
         does not end its keys in `.gz`."""
         not_csv = _NOT_CSV.get(PurePosixPath(f.key).suffix.lower())
         if not_csv:
-            self._quarantine(report, f, f"{not_csv}, not CSV text: the append load reads the transform's CSV "
-                                        "lines, uncompressed or GZIP (set the delivery stream's CompressionFormat to "
-                                        "UNCOMPRESSED or GZIP, without record format conversion)", conn)
+            self._quarantine(
+                report,
+                f,
+                f"{not_csv}, not CSV text: the append load reads the transform's CSV "
+                "lines, uncompressed or GZIP (set the delivery stream's CompressionFormat to "
+                "UNCOMPRESSED or GZIP, without record format conversion)",
+                conn,
+            )
             return None
         compressed = f.key.endswith(".gz")
         as_is = self.pipeline.source.csv_dialect == BACKSLASH_ESCAPED  # what LOAD DATA reads; else converted
@@ -295,8 +335,13 @@ class AuroraAppendLoader(AuroraLoaderBase):
         if not as_is:
             converted = path.with_suffix(".escaped.csv")
             if self.target.method != "aurora_s3":  # LOAD DATA LOCAL reads it while it is written
-                return _Converting(path, converted, self.table.columns, self.pipeline.source.csv_null_value,
-                                   self.pipeline.source.csv_dialect)
+                return _Converting(
+                    path,
+                    converted,
+                    self.table.columns,
+                    self.pipeline.source.csv_null_value,
+                    self.pipeline.source.csv_dialect,
+                )
             try:
                 rfc4180_to_escaped(path, converted, self.table.columns, self.pipeline.source.csv_null_value)
             except DialectError as error:
@@ -312,8 +357,9 @@ class AuroraAppendLoader(AuroraLoaderBase):
     def _starts_as_gzip_in_s3(self, f: LandedObject) -> bool:
         """The object's first two bytes are GZIP's magic number (one ranged GET)."""
         try:
-            head = self.s3.get_object(Bucket=self.pipeline.source.bucket, Key=f.key, Range="bytes=0-1",
-                                      IfMatch=f.etag)["Body"].read()
+            head = self.s3.get_object(Bucket=self.pipeline.source.bucket, Key=f.key, Range="bytes=0-1", IfMatch=f.etag)[
+                "Body"
+            ].read()
         except ClientError:  # empty (no range to read), gone or changed: the load reports it
             return False
         return head == GZIP_MAGIC

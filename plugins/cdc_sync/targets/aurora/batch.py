@@ -84,8 +84,9 @@ class Aurora(Target):
             conn.close()
         return {pair for pair, status in outcomes.items() if status == LOADED or pair[0] not in replay}
 
-    def load_batch(self, batch: dict, s3_client: S3Client, *, replay: bool = False,
-                   workdir: Path | None = None) -> LoadReport:
+    def load_batch(
+        self, batch: dict, s3_client: S3Client, *, replay: bool = False, workdir: Path | None = None
+    ) -> LoadReport:
         table = self.pipeline.table(batch["table"])
         files = [LandedObject.from_dict(f) for f in batch["files"]]
         conn = self.connect()
@@ -106,7 +107,12 @@ def finished_in_aurora(pipeline: Pipeline, connect: Connect) -> FinishedCheck:
 
 
 def load_batch(
-    pipeline: Pipeline, batch: dict, s3_client: S3Client, connect: Connect, *, replay: bool = False,
+    pipeline: Pipeline,
+    batch: dict,
+    s3_client: S3Client,
+    connect: Connect,
+    *,
+    replay: bool = False,
     workdir: Path | None = None,
 ) -> LoadReport:
     """Load one table's batch into the pipeline's Aurora target (see Aurora.load_batch)."""

@@ -49,8 +49,9 @@ class AuroraLedger:
         self.table_name = table_name
 
     def _render(self, template: str, **params) -> str:
-        return sql.render(f"aurora/{template}", database=self.target.database, ledger=self.target.ledger_table,
-                          **params)
+        return sql.render(
+            f"aurora/{template}", database=self.target.database, ledger=self.target.ledger_table, **params
+        )
 
     @property
     def qualified_name(self) -> str:
@@ -65,7 +66,9 @@ class AuroraLedger:
         """Create the ledger, or bring one of an earlier version up to date; commits."""
         with conn.cursor() as cur:
             cur.execute(self._render("ledger_table.sql"))
-        columns = catalog_columns(conn, self.target.database, [self.target.ledger_table]).get(self.target.ledger_table, [])
+        columns = catalog_columns(conn, self.target.database, [self.target.ledger_table]).get(
+            self.target.ledger_table, []
+        )
         if columns and "first_row" not in {c.name for c in columns}:
             log.info("adding column first_row to the ledger %s", self.qualified_name)
             with conn.cursor() as cur:
@@ -79,19 +82,23 @@ class AuroraLedger:
         if not by_hash:
             return {}
         with conn.cursor() as cur:
-            cur.execute(self._render("ledger_outcomes.sql", count=len(by_hash)),
-                        (self.pipeline, self.table_name, *by_hash))
+            cur.execute(
+                self._render("ledger_outcomes.sql", count=len(by_hash)), (self.pipeline, self.table_name, *by_hash)
+            )
             rows = cur.fetchall()
         conn.commit()
         return {by_hash[h]: status for h, status in rows}
 
     def write_outcome(self, cur: Cursor, f: LandedObject, status: str, rows: int, reason: str | None = None) -> None:
         """The object's outcome, inside the caller's transaction."""
-        cur.execute(self._render("ledger_outcome.sql"),
-                    (self.pipeline, self.table_name, object_hash(f), f.key, f.etag, status, rows, reason))
+        cur.execute(
+            self._render("ledger_outcome.sql"),
+            (self.pipeline, self.table_name, object_hash(f), f.key, f.etag, status, rows, reason),
+        )
 
-    def record_outcome(self, conn: Connection, f: LandedObject, status: str, rows: int,
-                       reason: str | None = None) -> None:
+    def record_outcome(
+        self, conn: Connection, f: LandedObject, status: str, rows: int, reason: str | None = None
+    ) -> None:
         """The object's outcome, committed on its own."""
         with conn.cursor() as cur:
             self.write_outcome(cur, f, status, rows, reason)
@@ -106,8 +113,10 @@ class AuroraLedger:
     # --------------------------------------------------------------- chunks
     def write_chunk(self, cur: Cursor, f: LandedObject, chunk: int, first_row: int | None, rows: int) -> None:
         """A chunk 'applied', inside the transaction that applies it (IntegrityError 1062: already there)."""
-        cur.execute(self._render("ledger_claim.sql"), (
-            self.pipeline, self.table_name, object_hash(f), chunk, first_row, f.key, f.etag, APPLIED, rows))
+        cur.execute(
+            self._render("ledger_claim.sql"),
+            (self.pipeline, self.table_name, object_hash(f), chunk, first_row, f.key, f.etag, APPLIED, rows),
+        )
 
     def set_chunk_rows(self, cur: Cursor, f: LandedObject, chunk: int, rows: int) -> None:
         """A chunk's row count, once its load has counted them (inside its transaction)."""
@@ -132,8 +141,10 @@ class AuroraLedger:
     # -------------------------------------------------------------- content
     def write_content_claim(self, cur: Cursor, f: LandedObject) -> None:
         """Claim the object's ETag for this table, inside its transaction (IntegrityError 1062: claimed)."""
-        cur.execute(self._render("ledger_claim.sql"), (
-            self.pipeline, self.table_name, content_hash(f), CONTENT_CLAIM, None, f.key, f.etag, CONTENT, 0))
+        cur.execute(
+            self._render("ledger_claim.sql"),
+            (self.pipeline, self.table_name, content_hash(f), CONTENT_CLAIM, None, f.key, f.etag, CONTENT, 0),
+        )
 
     def content_owner(self, cur: Cursor, f: LandedObject) -> str | None:
         """The key of the object that holds the claim on `f`'s ETag, or None."""

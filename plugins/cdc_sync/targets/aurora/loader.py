@@ -107,8 +107,9 @@ class AuroraLoaderBase(ObjectLoader):
         conn.commit()
         return conn
 
-    def _record_outcome(self, conn: Connection, f: LandedObject, status: str, rows: int,
-                        reason: str | None = None) -> None:
+    def _record_outcome(
+        self, conn: Connection, f: LandedObject, status: str, rows: int, reason: str | None = None
+    ) -> None:
         self.ledger.record_outcome(conn, f, status, rows, reason)
 
     def _record_quarantine(self, f: LandedObject, reason: str, conn: Any) -> None:
@@ -154,8 +155,11 @@ class AuroraMergeLoader(AuroraLoaderBase):
             progress = _Progress()
             try:
                 outcome = apply_in_parallel(
-                    self._chunk_files(change_file, layout.columns, index, done, progress), apply,
-                    first_connection=conn, open_connection=self._open, connections=self.target.load_connections,
+                    self._chunk_files(change_file, layout.columns, index, done, progress),
+                    apply,
+                    first_connection=conn,
+                    open_connection=self._open,
+                    connections=self.target.load_connections,
                 )
             except BadInput as error:  # this file cannot be loaded as it is: quarantined, the rest goes on
                 return self._quarantine(report, f, what_is_wrong(error), conn)
@@ -163,7 +167,8 @@ class AuroraMergeLoader(AuroraLoaderBase):
             if outcome.refused is not None:
                 first_row, reason = outcome.refused
                 return self._quarantine(
-                    report, f, "; ".join([f"the chunk from row {first_row}: {reason}", *layout.hints]), conn)
+                    report, f, "; ".join([f"the chunk from row {first_row}: {reason}", *layout.hints]), conn
+                )
             applied = sum(rows for rows in outcome.rows.values() if rows is not None)
             if not outcome.rows and done:
                 report.already_loaded.append(f.key)  # every row applied before (a crash before its outcome)
@@ -175,8 +180,10 @@ class AuroraMergeLoader(AuroraLoaderBase):
     @contextmanager
     def _file_lock(self, conn: Connection, f: LandedObject) -> Iterator[None]:
         """The server's named lock of this file's load in this ledger, held by `conn`."""
-        ident = f"{self.target.database}|{self.target.ledger_table}|{self.pipeline.name}|{self.table.qualified_name}|" \
-                f"{object_hash(f)}"
+        ident = (
+            f"{self.target.database}|{self.target.ledger_table}|{self.pipeline.name}|{self.table.qualified_name}|"
+            f"{object_hash(f)}"
+        )
         name = "cdc_sync:" + hashlib.sha256(ident.encode()).hexdigest()[:48]  # GET_LOCK takes 64 characters
         waited = 0
         while True:
@@ -188,8 +195,9 @@ class AuroraMergeLoader(AuroraLoaderBase):
             if got is None:
                 raise RuntimeError(f"{self.table.qualified_name}: GET_LOCK for {f.key} failed")
             waited += _LOCK_WAIT_SECONDS
-            log.warning("%s: another load of %s is running; waited %d s for it", self.table.qualified_name,
-                        f.key, waited)
+            log.warning(
+                "%s: another load of %s is running; waited %d s for it", self.table.qualified_name, f.key, waited
+            )
         try:
             yield
         finally:
@@ -205,8 +213,10 @@ class AuroraMergeLoader(AuroraLoaderBase):
         rows = self.ledger.applied_chunks(conn, f)
         numbered = [(chunk, count) for chunk, first, count in rows if first is None]
         size = max((count for _, count in numbered), default=0)
-        ranges = sorted([(first, first + count) for _, first, count in rows if first is not None]
-                        + [(chunk * size, chunk * size + count) for chunk, count in numbered])
+        ranges = sorted(
+            [(first, first + count) for _, first, count in rows if first is not None]
+            + [(chunk * size, chunk * size + count) for chunk, count in numbered]
+        )
         merged: list[tuple[int, int]] = []
         for start, end in ranges:
             if merged and start <= merged[-1][1]:
@@ -214,8 +224,12 @@ class AuroraMergeLoader(AuroraLoaderBase):
             elif end > start:
                 merged.append((start, end))
         if merged:
-            log.info("%s: %s was partly applied before (rows %s): applying the rest", self.table.qualified_name,
-                     f.key, ", ".join(f"{a}-{b - 1}" for a, b in merged))
+            log.info(
+                "%s: %s was partly applied before (rows %s): applying the rest",
+                self.table.qualified_name,
+                f.key,
+                ", ".join(f"{a}-{b - 1}" for a, b in merged),
+            )
         return merged
 
     def _prepare_table(self, conn: Connection, types: dict[str, ColumnType | None]) -> _StateLayout:
@@ -239,56 +253,104 @@ class AuroraMergeLoader(AuroraLoaderBase):
         derived = self.table.commit_timestamp_column
         if not derived or derived not in types or derived in known or derived in self.table.primary_key:
             derived = None
-        new = [(n, mysql_type(k or ColumnType("STRING"), n in self.table.primary_key)) for n, k in types.items()
-               if n not in known and n != derived]
-        wider_in_file = [(n, wider) for n, k in types.items() if k is not None and n in known
-                         and (wider := widened_decimal(known[n], k))]
+        new = [
+            (n, mysql_type(k or ColumnType("STRING"), n in self.table.primary_key))
+            for n, k in types.items()
+            if n not in known and n != derived
+        ]
+        wider_in_file = [
+            (n, wider)
+            for n, k in types.items()
+            if k is not None and n in known and (wider := widened_decimal(known[n], k))
+        ]
         # A value that does not fit its column is bad input, refused with the file; a pipeline
         # that follows a source whose DECIMALs grow says so (widen_decimals).
         widened = wider_in_file if self.target.widen_decimals else []
-        hints = [] if self.target.widen_decimals else [
-            f"the file declares {name} wider than the table's {known[name]} ({kind} would hold it): if the source's "
-            f"column grew, set targets.aurora.widen_decimals: true, or ALTER TABLE … MODIFY COLUMN {name} {kind}"
-            for name, kind in wider_in_file]
+        hints = (
+            []
+            if self.target.widen_decimals
+            else [
+                f"the file declares {name} wider than the table's {known[name]} ({kind} would hold it): if the source's "
+                f"column grew, set targets.aurora.widen_decimals: true, or ALTER TABLE … MODIFY COLUMN {name} {kind}"
+                for name, kind in wider_in_file
+            ]
+        )
         with conn.cursor() as cur:
             for name, kind in widened:  # a source DECIMAL that grew: its values would not fit
-                log.warning("%s: widening column %s of %s from %s to %s (the source's type grew; the table is "
-                            "rebuilt)", self.table.qualified_name, name, state, known[name], kind)
+                log.warning(
+                    "%s: widening column %s of %s from %s to %s (the source's type grew; the table is rebuilt)",
+                    self.table.qualified_name,
+                    name,
+                    state,
+                    known[name],
+                    kind,
+                )
             if new and existing:
-                log.info("%s: adding %d column(s) to %s: %s%s", self.table.qualified_name, len(new), state,
-                         ", ".join(f"{name} {kind}" for name, kind in new[:20]), ", …" if len(new) > 20 else "")
+                log.info(
+                    "%s: adding %d column(s) to %s: %s%s",
+                    self.table.qualified_name,
+                    len(new),
+                    state,
+                    ", ".join(f"{name} {kind}" for name, kind in new[:20]),
+                    ", …" if len(new) > 20 else "",
+                )
             try:  # DDL commits on its own: done before any chunk's transaction, in one statement
                 if not existing:
-                    cur.execute(self._render(
-                        "state_table.sql", table=state, view=view, columns=new,
-                        primary_key=self.table.primary_key, source_table=self.table.qualified_name,
-                    ))
+                    cur.execute(
+                        self._render(
+                            "state_table.sql",
+                            table=state,
+                            view=view,
+                            columns=new,
+                            primary_key=self.table.primary_key,
+                            source_table=self.table.qualified_name,
+                        )
+                    )
                 elif new or widened:
-                    cur.execute(self._render("alter_state_table.sql", table=state, widened=widened, added=new,
-                                             primary_key=self.table.primary_key))
+                    cur.execute(
+                        self._render(
+                            "alter_state_table.sql",
+                            table=state,
+                            widened=widened,
+                            added=new,
+                            primary_key=self.table.primary_key,
+                        )
+                    )
             except pymysql.err.MySQLError as error:
                 if not error.args or error.args[0] not in _SCHEMA_REFUSED:
                     raise
                 change = "be created with" if not existing else "take"
                 what = [f"{len(new)} column(s) to add"] if new else []
                 what += [f"{len(widened)} to widen"] if widened else []
-                raise ChangeFileError("", f"the state table {self.target.database}.{state} cannot {change} the "
-                                          f"file's columns ({', '.join(what)}) and is left as it was: MySQL error "
-                                          f"{error.args[0]}: {error.args[-1]}") from error
+                raise ChangeFileError(
+                    "",
+                    f"the state table {self.target.database}.{state} cannot {change} the "
+                    f"file's columns ({', '.join(what)}) and is left as it was: MySQL error "
+                    f"{error.args[0]}: {error.args[-1]}",
+                ) from error
             columns = [n for n, _ in existing] + [n for n, _ in new]
             in_view = {c.name for c in catalog.get(view, [])}
             if new or not existing or (derived and derived not in in_view) or not in_view.issuperset(columns):
                 derived_kind = types.get(derived) if derived else None
-                cur.execute(self._render(
-                    "live_view.sql", view=view, table=state, columns=columns, commit_ts_column=derived,
-                    commit_ts_as_text=derived_kind is None or derived_kind.name == "STRING",
-                ))
+                cur.execute(
+                    self._render(
+                        "live_view.sql",
+                        view=view,
+                        table=state,
+                        columns=columns,
+                        commit_ts_column=derived,
+                        commit_ts_as_text=derived_kind is None or derived_kind.name == "STRING",
+                    )
+                )
         conn.commit()
-        binary = [n for n, t in existing if column_family(t) == "BYTES"] + [n for n, t in new if "BINARY" in t or "BLOB" in t]
+        binary = [n for n, t in existing if column_family(t) == "BYTES"] + [
+            n for n, t in new if "BINARY" in t or "BLOB" in t
+        ]
         return _StateLayout(columns, binary, stored_commit_ts, hints)
 
-    def _chunk_files(self, change_file: ChangeFile, columns: list[str], index: int, done: list[tuple[int, int]],
-                     progress: _Progress) -> Generator[tuple[int, ChunkFile], None, None]:
+    def _chunk_files(
+        self, change_file: ChangeFile, columns: list[str], index: int, done: list[tuple[int, int]], progress: _Progress
+    ) -> Generator[tuple[int, ChunkFile], None, None]:
         """The file's rows not in `done` (ranges [first, end), in order) as CSV chunks for
         LOAD DATA, each a run of consecutive rows named by its first row, given out as soon
         as it is written (for LOAD DATA LOCAL as soon as it is started: see
@@ -319,13 +381,17 @@ class AuroraMergeLoader(AuroraLoaderBase):
                         continue
                     if chunk is None:
                         if row > _MAX_CHUNK_ID:
-                            raise ChangeFileError(change_file.key, f"more than {_MAX_CHUNK_ID} rows: too many to "
-                                                                   "record in the ledger")
+                            raise ChangeFileError(
+                                change_file.key, f"more than {_MAX_CHUNK_ID} rows: too many to record in the ledger"
+                            )
                         streamed = self.target.method == "local_infile"
                         chunk = ChunkFile(self.workdir / f"aurora-{index:06d}-{row:012d}.csv", streamed=streamed)
                         first_row = row
-                    take = min(batch.num_rows - start, self.target.chunk_rows - chunk.rows,
-                               skip[0] - row if skip is not None else batch.num_rows)
+                    take = min(
+                        batch.num_rows - start,
+                        self.target.chunk_rows - chunk.rows,
+                        skip[0] - row if skip is not None else batch.num_rows,
+                    )
                     table = _csv_table(batch.slice(start, take), columns)
                     writer = writer or pacsv.CSVWriter(str(chunk.path), table.schema, write_options=_CSV_OPTIONS)
                     writer.write_table(table)
@@ -363,8 +429,16 @@ class AuroraMergeLoader(AuroraLoaderBase):
         conn.commit()
         return empty
 
-    def _apply_chunk(self, conn: Connection, f: LandedObject, first_row: int, chunk: ChunkFile, layout: _StateLayout,
-                     direct: threading.Event, gate: CommitGate) -> int:
+    def _apply_chunk(
+        self,
+        conn: Connection,
+        f: LandedObject,
+        first_row: int,
+        chunk: ChunkFile,
+        layout: _StateLayout,
+        direct: threading.Event,
+        gate: CommitGate,
+    ) -> int:
         """One transaction, committed once `gate` opens, recording the chunk by its first row
         in the ledger. Returns rows applied.
 
@@ -383,21 +457,41 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 return self._apply_once(conn, f, first_row, chunk, layout, s3_uri, gate, direct=True)
             except _DirectLoadRefused:
                 direct.clear()
-                log.info("%s: the chunk from row %d of %s meets keys already in %s: applied through staging, as the file's "
-                         "chunks not yet started will be", self.table.qualified_name, first_row, f.key,
-                         self.target.state_table(self.table))
+                log.info(
+                    "%s: the chunk from row %d of %s meets keys already in %s: applied through staging, as the file's "
+                    "chunks not yet started will be",
+                    self.table.qualified_name,
+                    first_row,
+                    f.key,
+                    self.target.state_table(self.table),
+                )
         for attempt in range(1, _LOCK_ATTEMPTS + 1):
             try:
                 return self._apply_once(conn, f, first_row, chunk, layout, s3_uri, gate, direct=False)
             except pymysql.err.OperationalError as error:
                 if error.args[0] not in (LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT) or attempt == _LOCK_ATTEMPTS:
                     raise
-                log.warning("%s: the chunk from row %d of %s: %s; applying it again (attempt %d)", self.table.qualified_name,
-                            first_row, f.key, error.args[-1], attempt + 1)
+                log.warning(
+                    "%s: the chunk from row %d of %s: %s; applying it again (attempt %d)",
+                    self.table.qualified_name,
+                    first_row,
+                    f.key,
+                    error.args[-1],
+                    attempt + 1,
+                )
         raise AssertionError("unreachable")
 
-    def _apply_once(self, conn: Connection, f: LandedObject, first_row: int, chunk: ChunkFile, layout: _StateLayout,
-                    s3_uri: str | None, gate: CommitGate, direct: bool) -> int:
+    def _apply_once(
+        self,
+        conn: Connection,
+        f: LandedObject,
+        first_row: int,
+        chunk: ChunkFile,
+        layout: _StateLayout,
+        s3_uri: str | None,
+        gate: CommitGate,
+        direct: bool,
+    ) -> int:
         state = self.target.state_table(self.table)
         database = sql.mysql_ident(self.target.database)
         try:
@@ -410,7 +504,8 @@ class AuroraMergeLoader(AuroraLoaderBase):
                         raise RuntimeError(
                             f"{self.table.qualified_name}: the ledger {self.target.ledger_table} already has a chunk "
                             f"{first_row} of {f.key} that does not cover row {first_row} (one an earlier version "
-                            "numbered?): neither applying it twice nor skipping it") from error
+                            "numbered?): neither applying it twice nor skipping it"
+                        ) from error
                     raise
                 into = state if direct else STAGE
                 if not direct:
@@ -419,12 +514,19 @@ class AuroraMergeLoader(AuroraLoaderBase):
                 began = time.perf_counter()
                 # the chunk's copy in S3 for aurora_s3, else the chunk (perhaps still being written)
                 with nullcontext(s3_uri) if s3_uri else chunk.load_path() as source:
-                    loaded = cur.execute(self._render(
-                        "load_data.sql", method=self.target.method, source=source, stage=into,
-                        columns=layout.columns, hex_columns=layout.binary, phase=str(f.phase),
-                        position_name=self.pipeline.source.object_name(self.table, f.key),
-                        stored_commit_ts=layout.stored_commit_ts,
-                    ))
+                    loaded = cur.execute(
+                        self._render(
+                            "load_data.sql",
+                            method=self.target.method,
+                            source=source,
+                            stage=into,
+                            columns=layout.columns,
+                            hex_columns=layout.binary,
+                            phase=str(f.phase),
+                            position_name=self.pipeline.source.object_name(self.table, f.key),
+                            stored_commit_ts=layout.stored_commit_ts,
+                        )
+                    )
                 staged = time.perf_counter()
                 # LOAD DATA LOCAL turns bad values into warnings (clamped, truncated) instead
                 # of errors, because the server cannot stop the client's upload: refuse them.
@@ -436,20 +538,34 @@ class AuroraMergeLoader(AuroraLoaderBase):
                         raise _DirectLoadRefused()
                     raise ChunkRefused("; ".join(warnings))
                 if loaded != chunk.rows:  # e.g. a stream that ended early: never commit part of a chunk
-                    raise RuntimeError(f"the chunk from row {first_row} of {f.key}: LOAD DATA read {loaded} rows, "
-                                       f"the chunk has {chunk.rows}")
+                    raise RuntimeError(
+                        f"the chunk from row {first_row} of {f.key}: LOAD DATA read {loaded} rows, "
+                        f"the chunk has {chunk.rows}"
+                    )
                 if not counted:
                     self.ledger.set_chunk_rows(cur, f, first_row, chunk.rows)
                 if not direct:
-                    cur.execute(self._render(
-                        "apply_merge.sql", table=state, stage=STAGE, columns=layout.applied_columns,
-                        primary_key=self.table.primary_key,
-                    ))
+                    cur.execute(
+                        self._render(
+                            "apply_merge.sql",
+                            table=state,
+                            stage=STAGE,
+                            columns=layout.applied_columns,
+                            primary_key=self.table.primary_key,
+                        )
+                    )
             gate.wait()  # the whole file checked, no other chunk refused
             conn.commit()
-            log.info("%s: the chunk from row %d of %s: %d rows %s in %.2fs, committed in %.2fs", self.table.qualified_name,
-                     first_row, f.key, chunk.rows, "loaded directly" if direct else "staged", staged - began,
-                     time.perf_counter() - staged)
+            log.info(
+                "%s: the chunk from row %d of %s: %d rows %s in %.2fs, committed in %.2fs",
+                self.table.qualified_name,
+                first_row,
+                f.key,
+                chunk.rows,
+                "loaded directly" if direct else "staged",
+                staged - began,
+                time.perf_counter() - staged,
+            )
         except GateClosed:
             conn.rollback()
             raise
@@ -503,8 +619,7 @@ def _csv_table(batch: pa.RecordBatch, columns: list[str]) -> pa.Table:
     hex (UNHEX on load), timestamps as UTC text, booleans as 0/1."""
     present = set(batch.schema.names)
     out = [
-        _csv_value(batch.column(name)) if name in present else pa.nulls(batch.num_rows, pa.string())
-        for name in columns
+        _csv_value(batch.column(name)) if name in present else pa.nulls(batch.num_rows, pa.string()) for name in columns
     ]
     out += [
         pc.cast(batch.column("_cdc_commit_ts"), pa.int64()),  # numbers: written without quotes

@@ -151,8 +151,9 @@ def apply_in_parallel(
                 worker.error = error
                 gate.cancel()
 
-    threads = [threading.Thread(target=run, args=(w,), name=f"cdc-sync-apply-{n}", daemon=True)
-               for n, w in enumerate(workers)]
+    threads = [
+        threading.Thread(target=run, args=(w,), name=f"cdc-sync-apply-{n}", daemon=True) for n, w in enumerate(workers)
+    ]
     for thread in threads:
         thread.start()
     file_error: BaseException | None = None

@@ -17,17 +17,32 @@ def mysql_type(kind: ColumnType, in_primary_key: bool) -> str:
     if kind.name == "BYTES":
         return "VARBINARY(255)" if in_primary_key else "LONGBLOB"
     return {
-        "INTEGER": "BIGINT", "FLOAT": "DOUBLE", "BOOLEAN": "TINYINT(1)", "DATE": "DATE",
-        "TIME": "TIME(6)", "DATETIME": "DATETIME(6)", "TIMESTAMP": "DATETIME(6)",
+        "INTEGER": "BIGINT",
+        "FLOAT": "DOUBLE",
+        "BOOLEAN": "TINYINT(1)",
+        "DATE": "DATE",
+        "TIME": "TIME(6)",
+        "DATETIME": "DATETIME(6)",
+        "TIMESTAMP": "DATETIME(6)",
     }[kind.name]
 
 
 def column_family(mysql_column_type: str) -> str:
     """Coarse type family of an existing MySQL column, to spot drift."""
     t = mysql_column_type.lower()
-    for prefix, family in (("tinyint(1)", "BOOLEAN"), ("decimal", "NUMERIC"), ("datetime", "DATETIME"),
-                           ("timestamp", "DATETIME"), ("date", "DATE"), ("time", "TIME"), ("double", "FLOAT"),
-                           ("float", "FLOAT"), ("varbinary", "BYTES"), ("blob", "BYTES"), ("longblob", "BYTES")):
+    for prefix, family in (
+        ("tinyint(1)", "BOOLEAN"),
+        ("decimal", "NUMERIC"),
+        ("datetime", "DATETIME"),
+        ("timestamp", "DATETIME"),
+        ("date", "DATE"),
+        ("time", "TIME"),
+        ("double", "FLOAT"),
+        ("float", "FLOAT"),
+        ("varbinary", "BYTES"),
+        ("blob", "BYTES"),
+        ("longblob", "BYTES"),
+    ):
         if t.startswith(prefix) or t == prefix:
             return family
     if any(t.startswith(x) for x in ("bigint", "int", "smallint", "mediumint", "tinyint")):

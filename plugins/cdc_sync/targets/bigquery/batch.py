@@ -45,12 +45,14 @@ class BigQuery(Target):
                 return set()
         state = self.ledger.current(table_name, [f.key for f in files])
         return {
-            pair for pair, entry in state.items()
+            pair
+            for pair, entry in state.items()
             if entry.status == LOADED or (entry.status == QUARANTINED and pair[0] not in replay)
         }
 
-    def load_batch(self, batch: dict, s3_client: S3Client, *, replay: bool = False,
-                   workdir: Path | None = None) -> LoadReport:
+    def load_batch(
+        self, batch: dict, s3_client: S3Client, *, replay: bool = False, workdir: Path | None = None
+    ) -> LoadReport:
         table = self.pipeline.table(batch["table"])
         files = [LandedObject.from_dict(f) for f in batch["files"]]
         if not table.commit_timestamp_column and (self.pipeline.name, table.qualified_name) not in _warned_no_commit_ts:
@@ -58,7 +60,8 @@ class BigQuery(Target):
             log.warning(
                 "%s: no commit_timestamp_column; changes are ordered by file name and row only, so after a DMS "
                 "task restart a replayed older change can win over a newer one. Set TimestampColumnName on the "
-                "DMS endpoint and commit_timestamp_column in the pipeline config.", table.qualified_name,
+                "DMS endpoint and commit_timestamp_column in the pipeline config.",
+                table.qualified_name,
             )
         with tempfile.TemporaryDirectory(prefix="cdc-sync-", dir=workdir) as scratch:
             return ChangelogLoader(self.pipeline, table, self.client, s3_client, Path(scratch)).load(
@@ -72,7 +75,12 @@ def finished_in_bigquery(pipeline: Pipeline, bq_client: bigquery.Client) -> Fini
 
 
 def load_batch(
-    pipeline: Pipeline, batch: dict, s3_client: S3Client, bq_client: bigquery.Client, *, replay: bool = False,
+    pipeline: Pipeline,
+    batch: dict,
+    s3_client: S3Client,
+    bq_client: bigquery.Client,
+    *,
+    replay: bool = False,
     workdir: Path | None = None,
 ) -> LoadReport:
     """Load one table's batch into the pipeline's BigQuery target (see BigQuery.load_batch)."""

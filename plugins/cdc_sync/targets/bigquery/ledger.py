@@ -69,17 +69,21 @@ class BigQueryLedger:
         wanted = sorted(set(keys))
         if not wanted:
             return []
-        config = bigquery.QueryJobConfig(query_parameters=[
-            bigquery.ScalarQueryParameter("pipeline", "STRING", self.pipeline),
-            bigquery.ScalarQueryParameter("table_name", "STRING", table_name),
-            bigquery.ArrayQueryParameter("keys", "STRING", wanted),
-        ])
-        return list(self.client.query(self._render(template), job_config=config, location=self.target.location).result())
+        config = bigquery.QueryJobConfig(
+            query_parameters=[
+                bigquery.ScalarQueryParameter("pipeline", "STRING", self.pipeline),
+                bigquery.ScalarQueryParameter("table_name", "STRING", table_name),
+                bigquery.ArrayQueryParameter("keys", "STRING", wanted),
+            ]
+        )
+        return list(
+            self.client.query(self._render(template), job_config=config, location=self.target.location).result()
+        )
 
     def record(self, table_name: str, entries: list[LedgerEntry]) -> None:
         statement = self._render("bigquery/ledger_record.sql")
         for start in range(0, len(entries), _INSERT_CHUNK):
-            chunk = entries[start:start + _INSERT_CHUNK]
+            chunk = entries[start : start + _INSERT_CHUNK]
             rows = [
                 bigquery.StructQueryParameter(
                     None,
@@ -92,9 +96,11 @@ class BigQueryLedger:
                 )
                 for e in chunk
             ]
-            config = bigquery.QueryJobConfig(query_parameters=[
-                bigquery.ScalarQueryParameter("pipeline", "STRING", self.pipeline),
-                bigquery.ScalarQueryParameter("table_name", "STRING", table_name),
-                bigquery.ArrayQueryParameter("rows", "STRUCT", rows),
-            ])
+            config = bigquery.QueryJobConfig(
+                query_parameters=[
+                    bigquery.ScalarQueryParameter("pipeline", "STRING", self.pipeline),
+                    bigquery.ScalarQueryParameter("table_name", "STRING", table_name),
+                    bigquery.ArrayQueryParameter("rows", "STRUCT", rows),
+                ]
+            )
             self.client.query(statement, job_config=config, location=self.target.location).result()

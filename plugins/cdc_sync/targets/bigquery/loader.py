@@ -73,9 +73,7 @@ class _ClaimedElsewhere(Exception):
 
 
 def job_id_for(pipeline: str, table: TableSpec, files: list[LandedObject], attempt: int = 0) -> str:
-    digest = hashlib.sha256(
-        json.dumps(sorted((f.key, f.etag) for f in files)).encode()
-    ).hexdigest()[:40]
+    digest = hashlib.sha256(json.dumps(sorted((f.key, f.etag) for f in files)).encode()).hexdigest()[:40]
     base = f"cdc_sync_{pipeline}_{table.schema}_{table.name}_{digest}"
     return base if attempt == 0 else f"{base}_retry{attempt}"
 
@@ -92,8 +90,9 @@ class ChangelogLoader(ObjectLoader):
 
     target_name = "bigquery"
 
-    def __init__(self, pipeline: Pipeline, table: TableSpec, bq_client: bigquery.Client, s3_client: S3Client,
-                 workdir: Path):
+    def __init__(
+        self, pipeline: Pipeline, table: TableSpec, bq_client: bigquery.Client, s3_client: S3Client, workdir: Path
+    ):
         if pipeline.bigquery is None:
             raise ValueError(f"pipeline {pipeline.name} has no BigQuery target")
         super().__init__(pipeline, table, s3_client, workdir)
@@ -124,8 +123,10 @@ class ChangelogLoader(ObjectLoader):
     def refresh_view(self) -> None:
         statement = sql.render(
             "bigquery/latest_state_view.sql",
-            project=self.target.project, dataset=self.target.dataset,
-            view=self.target.latest_view(self.table), changelog=self.target.changelog_table(self.table),
+            project=self.target.project,
+            dataset=self.target.dataset,
+            view=self.target.latest_view(self.table),
+            changelog=self.target.changelog_table(self.table),
             primary_key=self.table.primary_key,
         )
         self.client.query(statement, location=self.target.location).result()
@@ -147,11 +148,16 @@ class ChangelogLoader(ObjectLoader):
                 pending_by_job.setdefault(entry.job_id, []).append((f, entry))
         for job_id, entries in pending_by_job.items():
             if self._job_succeeded(job_id):
-                log.info("%s: job %s had loaded %d file(s) before the ledger was written; recording them",
-                         self.table.qualified_name, job_id, len(entries))
-                self.ledger.record(self.table.qualified_name, [
-                    LedgerEntry(f.key, f.etag, LOADED, job_id, e.row_count) for f, e in entries
-                ])
+                log.info(
+                    "%s: job %s had loaded %d file(s) before the ledger was written; recording them",
+                    self.table.qualified_name,
+                    job_id,
+                    len(entries),
+                )
+                self.ledger.record(
+                    self.table.qualified_name,
+                    [LedgerEntry(f.key, f.etag, LOADED, job_id, e.row_count) for f, e in entries],
+                )
                 report.already_loaded.extend(f.key for f, _ in entries)
             else:
                 todo.extend(f for f, _ in entries)
@@ -170,8 +176,11 @@ class ChangelogLoader(ObjectLoader):
 
     def _is_our_load(self, job) -> bool:
         destination = getattr(job, "destination", None)
-        return (isinstance(job, bigquery.LoadJob) and destination is not None
-                and f"{destination.project}.{destination.dataset_id}.{destination.table_id}" == self.changelog_id)
+        return (
+            isinstance(job, bigquery.LoadJob)
+            and destination is not None
+            and f"{destination.project}.{destination.dataset_id}.{destination.table_id}" == self.changelog_id
+        )
 
     def _load_succeeded(self, job) -> bool:
         if not self._is_our_load(job):
@@ -208,9 +217,10 @@ class ChangelogLoader(ObjectLoader):
                 return
             report.job_id = job_id
             report.loaded.update(row_counts)
-            self.ledger.record(self.table.qualified_name, [
-                LedgerEntry(f.key, f.etag, LOADED, job_id, row_counts[f.key]) for f in batch_files
-            ])
+            self.ledger.record(
+                self.table.qualified_name,
+                [LedgerEntry(f.key, f.etag, LOADED, job_id, row_counts[f.key]) for f in batch_files],
+            )
             return
 
     def _prepare(self, files: list[LandedObject], report: LoadReport) -> list[_Prepared]:
@@ -286,13 +296,17 @@ class ChangelogLoader(ObjectLoader):
             )
             self.client.create_table(table, exists_ok=True)
         elif new_columns:
-            log.info("%s: adding column(s) %s to %s", self.table.qualified_name, ", ".join(new_columns), self.changelog_id)
+            log.info(
+                "%s: adding column(s) %s to %s", self.table.qualified_name, ", ".join(new_columns), self.changelog_id
+            )
             existing.schema = list(existing.schema) + [
                 bigquery.SchemaField(n, batch_types[n].name, mode="NULLABLE") for n in new_columns
             ]
             self.client.update_table(existing, ["schema"])
 
-    def _write_combined(self, prepared: list[_Prepared], schema: pa.Schema, out: Path, report: LoadReport) -> dict[str, int] | None:
+    def _write_combined(
+        self, prepared: list[_Prepared], schema: pa.Schema, out: Path, report: LoadReport
+    ) -> dict[str, int] | None:
         loaded_at = datetime.now(UTC)
         counts: dict[str, int] = {}
         with pq.ParquetWriter(out, schema, compression="snappy") as writer:
@@ -323,18 +337,22 @@ class ChangelogLoader(ObjectLoader):
                     return job_id
                 continue  # that attempt failed or was fenced earlier; this attempt gets the next id
             if fenced:  # two loads that fenced each other: one of them goes first
-                time.sleep(random.uniform(0, min(2.0 ** fenced, 30.0)))
-            self.ledger.record(self.table.qualified_name, [
-                LedgerEntry(f.key, f.etag, PENDING, job_id, row_counts[f.key]) for f in files
-            ])
+                time.sleep(random.uniform(0, min(2.0**fenced, 30.0)))
+            self.ledger.record(
+                self.table.qualified_name,
+                [LedgerEntry(f.key, f.etag, PENDING, job_id, row_counts[f.key]) for f in files],
+            )
             self._settle_other_claims(files, job_id)
             try:
                 job = self._insert_load_job(job_id, combined)
             except Conflict:  # a worker with the same batch inserted it first, or a rival fenced this id
                 found = self.client.get_job(job_id, location=self.target.location)
                 if not self._is_our_load(found):
-                    log.info("%s: job id %s was fenced by a concurrent load; claiming again",
-                             self.table.qualified_name, job_id)
+                    log.info(
+                        "%s: job id %s was fenced by a concurrent load; claiming again",
+                        self.table.qualified_name,
+                        job_id,
+                    )
                     fenced += 1
                     continue
                 job = cast(bigquery.LoadJob, found)
@@ -344,8 +362,13 @@ class ChangelogLoader(ObjectLoader):
                 reason = _job_error(job, error)
                 log.warning("%s: load job %s failed: %s", self.table.qualified_name, job_id, reason)
                 raise LoadJobFailed(reason) from error
-            log.info("%s: load job %s appended %s rows from %d file(s)",
-                     self.table.qualified_name, job_id, job.output_rows, len(files))
+            log.info(
+                "%s: load job %s appended %s rows from %d file(s)",
+                self.table.qualified_name,
+                job_id,
+                job.output_rows,
+                len(files),
+            )
             return job_id
         raise RuntimeError(f"{self.table.qualified_name}: {_MAX_JOB_ATTEMPTS} failed load attempts for one batch")
 
@@ -366,8 +389,11 @@ class ChangelogLoader(ObjectLoader):
                 appended += [LedgerEntry(c.object_key, c.etag, LOADED, other_id, c.row_count) for c in claims]
         if appended:
             keys = {e.object_key for e in appended}
-            log.info("%s: %d object(s) of this batch were appended by a concurrent load job; loading the rest",
-                     self.table.qualified_name, len(keys))
+            log.info(
+                "%s: %d object(s) of this batch were appended by a concurrent load job; loading the rest",
+                self.table.qualified_name,
+                len(keys),
+            )
             self.ledger.record(self.table.qualified_name, appended)
             raise _ClaimedElsewhere(keys)
 
@@ -376,8 +402,9 @@ class ChangelogLoader(ObjectLoader):
         run under it now), False if a job with that id exists."""
         config = bigquery.QueryJobConfig(labels={"cdc_sync": "fence"})
         try:
-            self.client.query("SELECT 1", job_config=config, job_id=job_id, job_retry=None,
-                              location=self.target.location)
+            self.client.query(
+                "SELECT 1", job_config=config, job_id=job_id, job_retry=None, location=self.target.location
+            )
         except Conflict:
             return False
         log.info("%s: fenced job id %s (claimed, never inserted)", self.table.qualified_name, job_id)
@@ -393,7 +420,11 @@ class ChangelogLoader(ObjectLoader):
         _limit_upload_chunk()
         with combined.open("rb") as stream:
             return self.client.load_table_from_file(
-                stream, self.changelog_id, job_id=job_id, job_config=config, location=self.target.location,
+                stream,
+                self.changelog_id,
+                job_id=job_id,
+                job_config=config,
+                location=self.target.location,
                 size=os.path.getsize(combined),
             )
 
