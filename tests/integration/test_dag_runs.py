@@ -28,9 +28,21 @@ def _task_states(dag_run) -> dict[str, list[str]]:
     return states
 
 
+def _airflow_30_missing_variable(line: str) -> bool:
+    """Airflow 3.0.x's Task SDK client logs a Variable that does not exist yet at error level
+    (later versions at debug); a table's first run asks for its watermark before there is one."""
+    import airflow
+
+    return airflow.__version__.startswith("3.0.") and "Variable not found" in line and ".watermark" in line
+
+
 def _error_lines(capfd) -> list[str]:
     out, err = capfd.readouterr()
-    return [line for line in (out + err).splitlines() if re.search(r"\[error\s*\]|\bERROR\b", line)]
+    return [
+        line
+        for line in (out + err).splitlines()
+        if re.search(r"\[error\s*\]|\bERROR\b", line) and not _airflow_30_missing_variable(line)
+    ]
 
 
 def test_dag_loads_full_load_then_cdc_batches_into_latest_state(world, capfd):
