@@ -13,7 +13,7 @@ VENV_BQ := .venv-bigquery
 VENV_AF30 := .venv-airflow-3.0
 UV := $(VENV)/bin/uv
 
-.PHONY: help venv test test-unit test-airflow-3.0 lint demo pools bench clean
+.PHONY: help venv test test-unit test-airflow-3.0 lint docs demo pools bench clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,19 +44,23 @@ $(VENV_AF30)/.installed: requirements.txt requirements-airflow-3.0.txt constrain
 
 venv: $(VENV)/.installed $(VENV_BQ)/.installed ## Create both virtualenvs (Airflow + tests, BigQuery emulator)
 
-test: venv ## Run every test against local MariaDB, moto and the BigQuery emulator
+test: venv ## Run every test against local MariaDB, moto and the BigQuery emulator; print the library's coverage
 	$(VENV)/bin/python tools/local_stack.py check
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest --cov=cdc_sync --cov-report=term:skip-covered
 
 test-airflow-3.0: venv $(VENV_AF30)/.installed ## Every test again on Airflow 3.0.6, the oldest Airflow 3 on MWAA
 	$(VENV_AF30)/bin/python -m pytest
 
-test-unit: venv ## Only the tests that need no services
-	$(VENV)/bin/python -m pytest tests/unit tests/dags
+test-unit: venv ## Only the tests that need no services and no dag.test() (markers `services`, `airflow`)
+	$(VENV)/bin/python -m pytest -m "not services and not airflow"
 
-lint: venv ## ruff over everything, mypy over the library
+lint: venv ## ruff (lint and format check) over everything, mypy over the library
 	$(VENV)/bin/ruff check plugins dags tests tools bench
+	$(VENV)/bin/ruff format --check plugins dags tests tools bench
 	$(VENV)/bin/mypy
+
+docs: venv ## Regenerate docs/configuration.md from the pipelines JSON schema
+	$(VENV)/bin/python tools/config_reference.py
 
 demo: venv ## Run DMS → BigQuery + Aurora end to end on local stand-ins and print what it did
 	$(VENV)/bin/python tools/local_stack.py check
@@ -72,4 +76,4 @@ bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconcilia
 	$(VENV)/bin/python bench/bench_reconcile.py
 
 clean: ## Remove the virtualenvs and caches
-	rm -rf $(VENV) $(VENV_BQ) $(VENV_AF30) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_BQ) $(VENV_AF30) .pytest_cache .ruff_cache .coverage

@@ -15,8 +15,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
-from cdc_sync.dms.writer import cdc_file_name  # noqa: E402
-from cdc_sync.listing import ListingStats, Watermark, list_new_files, table_cursors  # noqa: E402
+from cdc_sync.sources.dms.writer import cdc_file_name  # noqa: E402
+from cdc_sync.sources.listing import ListingStats, Watermark, list_new_files, table_cursors  # noqa: E402
 from tools.local_stack import LocalStack  # noqa: E402
 
 EXISTING, NEW = 100_000, 10
@@ -36,20 +36,30 @@ def main() -> None:
         watermark = Watermark(cdc_after=keys[EXISTING - 1])
 
         stats, began = ListingStats(), time.perf_counter()
-        found = [f for c in table_cursors("shop.orders", PREFIX, watermark)
-                 for f in list_new_files(s3, BUCKET, c, PREFIX, "parquet", stats=stats)]
+        found = [
+            f
+            for c in table_cursors("shop.orders", PREFIX, watermark)
+            for f in list_new_files(s3, BUCKET, c, PREFIX, "parquet", stats=stats)
+        ]
         cursor_seconds = time.perf_counter() - began
         assert len(found) == NEW
 
         naive, began = ListingStats(), time.perf_counter()
-        everything = list(list_new_files(s3, BUCKET, table_cursors("shop.orders", PREFIX, Watermark())[1],
-                                         PREFIX, "parquet", stats=naive))
+        everything = list(
+            list_new_files(
+                s3, BUCKET, table_cursors("shop.orders", PREFIX, Watermark())[1], PREFIX, "parquet", stats=naive
+            )
+        )
         naive_seconds = time.perf_counter() - began
         assert len(everything) == EXISTING + NEW
 
         print(f"existing keys: {EXISTING:,}; new keys: {NEW}")
-        print(f"watermark cursors (StartAfter): {stats.calls} ListObjectsV2 calls per poke, {cursor_seconds * 1000:.0f} ms")
-        print(f"naive full listing:             {naive.calls} ListObjectsV2 calls per poke, {naive_seconds * 1000:.0f} ms")
+        print(
+            f"watermark cursors (StartAfter): {stats.calls} ListObjectsV2 calls per poke, {cursor_seconds * 1000:.0f} ms"
+        )
+        print(
+            f"naive full listing:             {naive.calls} ListObjectsV2 calls per poke, {naive_seconds * 1000:.0f} ms"
+        )
         print(f"ratio: {naive.calls / stats.calls:.0f}x fewer calls")
 
 

@@ -70,15 +70,26 @@ def _ours(source: MySqlSide, target):
 def _reladiff(mariadb: MariaDB):
     import reladiff
 
-    uri = f"mysql://root@{mariadb.host}:{mariadb.port}/{DB}" if not mariadb.password else \
-        f"mysql://{mariadb.user}:{mariadb.password}@{mariadb.host}:{mariadb.port}/{DB}"
+    uri = (
+        f"mysql://root@{mariadb.host}:{mariadb.port}/{DB}"
+        if not mariadb.password
+        else f"mysql://{mariadb.user}:{mariadb.password}@{mariadb.host}:{mariadb.port}/{DB}"
+    )
     columns = ("qty", "amount", "name", "notes", "updated_at", "birthday", "active", "score")
     a = reladiff.connect_to_table(uri, "source", "id", thread_count=2)
     b = reladiff.connect_to_table(uri, "target", "id", thread_count=2)
     start = time.perf_counter()
-    diff = list(reladiff.diff_tables(a, b, extra_columns=columns, algorithm=reladiff.Algorithm.HASHDIFF,
-                                     threaded=True, max_threadpool_size=4,
-                                     skip_sort_results=True))  # its sort trips over NULLs (str < None)
+    diff = list(
+        reladiff.diff_tables(
+            a,
+            b,
+            extra_columns=columns,
+            algorithm=reladiff.Algorithm.HASHDIFF,
+            threaded=True,
+            max_threadpool_size=4,
+            skip_sort_results=True,
+        )
+    )  # its sort trips over NULLs (str < None)
     seconds = time.perf_counter() - start
     for table in (a, b):
         table.database.close()  # its connections keep a transaction (and metadata locks) open
@@ -106,36 +117,46 @@ def main(rows: int) -> int:
     ours_keys, ours_s, result = _ours(side("source"), side("target"))
     rel_keys, rel_s = _reladiff(mariadb)
     print(f"\nMariaDB ↔ MariaDB, {rows:,} rows, 10 differences")
-    print(f"  cdc-sync   {ours_s:7.2f} s  keys found {len(ours_keys):3d}  same as injected: {ours_keys == expected}"
-          f"  ({result.levels} level(s), {result.buckets} buckets, {result.rows_fetched} rows fetched)")
+    print(
+        f"  cdc-sync   {ours_s:7.2f} s  keys found {len(ours_keys):3d}  same as injected: {ours_keys == expected}"
+        f"  ({result.levels} level(s), {result.buckets} buckets, {result.rows_fetched} rows fetched)"
+    )
     print(f"  reladiff   {rel_s:7.2f} s  keys found {len(rel_keys):3d}  same as injected: {rel_keys == expected}")
     print(f"  ratio      {ours_s / rel_s:.2f}× reladiff's time (target ≤ 0.5×)")
     strong_keys, strong_s, strong_result = _ours(side("source", "sha256"), side("target", "sha256"))
-    print(f"  cdc-sync, strong checksums {strong_s:5.2f} s  keys found {len(strong_keys):3d}  same as injected: "
-          f"{strong_keys == expected}  ({strong_result.levels} level(s), {strong_result.rows_fetched} rows fetched)")
+    print(
+        f"  cdc-sync, strong checksums {strong_s:5.2f} s  keys found {len(strong_keys):3d}  same as injected: "
+        f"{strong_keys == expected}  ({strong_result.levels} level(s), {strong_result.rows_fetched} rows fetched)"
+    )
 
     with conn.cursor() as cur:  # put the 10 rows back: in sync
         cur.execute(f"DELETE FROM `{DB}`.target WHERE id IN {UPDATED + INSERTED}")
         cur.execute(f"INSERT INTO `{DB}`.target SELECT * FROM `{DB}`.source WHERE id IN {UPDATED + DELETED}")
     counts = []
     for _ in range(3):
+
         def count_both():
             with conn.cursor() as cur:
                 for name in ("source", "target"):
                     cur.execute(f"SELECT COUNT(*) FROM `{DB}`.`{name}`")
                     cur.fetchall()
+
         counts.append(_timed(count_both)[1])
     insync = [_ours(side("source"), side("target")) for _ in range(3)]
     count_s = min(counts)
     in_s = min(s for _, s, _ in insync)
     print(f"\nMariaDB ↔ MariaDB in sync, {rows:,} rows (best of 3)")
     print(f"  COUNT(*) over both tables {count_s:6.2f} s")
-    print(f"  cdc-sync                  {in_s:6.2f} s  differences {len(insync[0][0])}  "
-          f"→ {in_s / count_s:.1f}× COUNT(*) (target ≤ 3×)")
+    print(
+        f"  cdc-sync                  {in_s:6.2f} s  differences {len(insync[0][0])}  "
+        f"→ {in_s / count_s:.1f}× COUNT(*) (target ≤ 3×)"
+    )
     strong = [_ours(side("source", "sha256"), side("target", "sha256")) for _ in range(3)]
     strong_s = min(s for _, s, _ in strong)
-    print(f"  cdc-sync, strong checksums {strong_s:5.2f} s  differences {len(strong[0][0])}  "
-          f"→ {strong_s / count_s:.1f}× COUNT(*), {strong_s / in_s:.1f}× the fast mode")
+    print(
+        f"  cdc-sync, strong checksums {strong_s:5.2f} s  differences {len(strong[0][0])}  "
+        f"→ {strong_s / count_s:.1f}× COUNT(*), {strong_s / in_s:.1f}× the fast mode"
+    )
     _in_memory(conn, side)
     _bigquery(conn, rows, side)
     with conn.cursor() as cur:
@@ -158,6 +179,7 @@ def _in_memory(conn, side, rows: int = 250_000) -> None:
             for name in ("source_small", "target_small"):
                 cur.execute(f"SELECT COUNT(*) FROM `{DB}`.`{name}`")
                 cur.fetchall()
+
     count_s = min(_timed(count_both)[1] for _ in range(3))
     insync = [_ours(side("source_small"), side("target_small")) for _ in range(3)]
     in_s = min(s for _, s, _ in insync)
@@ -165,9 +187,13 @@ def _in_memory(conn, side, rows: int = 250_000) -> None:
     strong_s = min(s for _, s, _ in strong)
     print(f"\nMariaDB ↔ MariaDB in sync, {rows:,} rows in the buffer pool (best of 3)")
     print(f"  COUNT(*) over both tables {count_s:6.3f} s")
-    print(f"  cdc-sync                  {in_s:6.3f} s  differences {len(insync[0][0])}  → {in_s / count_s:.1f}× COUNT(*)")
-    print(f"  cdc-sync, strong          {strong_s:6.3f} s  differences {len(strong[0][0])}  "
-          f"→ {strong_s / count_s:.1f}× COUNT(*)")
+    print(
+        f"  cdc-sync                  {in_s:6.3f} s  differences {len(insync[0][0])}  → {in_s / count_s:.1f}× COUNT(*)"
+    )
+    print(
+        f"  cdc-sync, strong          {strong_s:6.3f} s  differences {len(strong[0][0])}  "
+        f"→ {strong_s / count_s:.1f}× COUNT(*)"
+    )
     # what single pieces cost on one table, against COUNT(*) on it
     from cdc_sync.reconcile.dialects import HashColumn, MySqlDialect
 
@@ -183,10 +209,12 @@ def _in_memory(conn, side, rows: int = 250_000) -> None:
     }
     base = None
     for label, expression in pieces.items():
+
         def piece(expression=expression):
             with conn.cursor() as cur:
                 cur.execute(f"SELECT {expression} FROM `{DB}`.`source_small`")
                 cur.fetchall()
+
         seconds = min(_timed(piece)[1] for _ in range(3))
         base = base or seconds
         print(f"  {label:38s} {seconds:6.3f} s  {seconds / base:4.1f}× COUNT(*)")
@@ -210,30 +238,37 @@ def _bigquery(conn, rows: int, side) -> None:
             names = [d[0] for d in cur.description]
             data = list(zip(*cur.fetchall(), strict=True))
         table = pa.table({n: list(col) for n, col in zip(names, data, strict=True)})
-        table = table.set_column(names.index("updated_at"), "updated_at",
-                                 table["updated_at"].cast(pa.timestamp("us", tz="UTC")))
+        table = table.set_column(
+            names.index("updated_at"), "updated_at", table["updated_at"].cast(pa.timestamp("us", tz="UTC"))
+        )
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
         buffer.seek(0)
-        config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
-                                        write_disposition="WRITE_TRUNCATE")
+        config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET, write_disposition="WRITE_TRUNCATE")
         client.load_table_from_file(buffer, "local.bench_reconcile.target", job_config=config).result()
         bq = BigQuerySide("bigquery", client, "local", "bench_reconcile", "target")
         _, in_s, result = _ours(side("source", "md5"), bq)
-        print(f"MariaDB ↔ BigQuery emulator in sync: cdc-sync {in_s:.2f} s, status {result.status}, "
-              f"{result.rows_fetched} rows fetched"
-              + (f" — {result.summary()}" if result.status != "in_sync" else ""))
+        print(
+            f"MariaDB ↔ BigQuery emulator in sync: cdc-sync {in_s:.2f} s, status {result.status}, "
+            f"{result.rows_fetched} rows fetched" + (f" — {result.summary()}" if result.status != "in_sync" else "")
+        )
         bq_strong = BigQuerySide("bigquery", client, "local", "bench_reconcile", "target", hash_function="sha256")
         _, strong_s, result = _ours(side("source", "sha256"), bq_strong)
-        print(f"MariaDB ↔ BigQuery emulator in sync, strong checksums: cdc-sync {strong_s:.2f} s, status {result.status}")
+        print(
+            f"MariaDB ↔ BigQuery emulator in sync, strong checksums: cdc-sync {strong_s:.2f} s, status {result.status}"
+        )
         client.query("UPDATE `local.bench_reconcile.target` SET name = 'changed' WHERE id IN (17, 250000)").result()
         client.query("DELETE FROM `local.bench_reconcile.target` WHERE id IN (3, 400000, 777777)").result()
         keys, drift_s, result = _ours(side("source", "md5"), bq)
-        print(f"MariaDB ↔ BigQuery emulator, 5 differences: cdc-sync {drift_s:.2f} s, keys "
-              f"{sorted(keys)} ({result.levels} level(s), {result.rows_fetched} rows fetched)")
+        print(
+            f"MariaDB ↔ BigQuery emulator, 5 differences: cdc-sync {drift_s:.2f} s, keys "
+            f"{sorted(keys)} ({result.levels} level(s), {result.rows_fetched} rows fetched)"
+        )
         keys, drift_s, result = _ours(side("source", "sha256"), bq_strong)
-        print(f"MariaDB ↔ BigQuery emulator, 5 differences, strong checksums: cdc-sync {drift_s:.2f} s, keys "
-              f"{sorted(keys)} ({result.levels} level(s), {result.rows_fetched} rows fetched)")
+        print(
+            f"MariaDB ↔ BigQuery emulator, 5 differences, strong checksums: cdc-sync {drift_s:.2f} s, keys "
+            f"{sorted(keys)} ({result.levels} level(s), {result.rows_fetched} rows fetched)"
+        )
 
 
 if __name__ == "__main__":

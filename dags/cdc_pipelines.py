@@ -5,7 +5,7 @@ Thin on purpose: reads the config (no network) and lets the library build the DA
 """
 
 from cdc_sync.config import default_config_path, load_pipelines
-from cdc_sync.dag_factory import build_pipeline_dag, build_reconcile_dag
+from cdc_sync.orchestration.dag_factory import build_pipeline_dag, build_reconcile_dag
 
 _CONFIG = default_config_path()
 

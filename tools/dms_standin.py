@@ -3,7 +3,7 @@
 Changes go to the source database for real; each one is also recorded with its commit
 time and row image, and `flush()` writes them as one DMS CDC file (Op, commit timestamp
 column, typed columns) under `<prefix>/<schema>/<table>/`. `full_load()` writes the
-table as DMS full-load files. Both use cdc_sync.dms.writer, the project's DMS format.
+table as DMS full-load files. Both use cdc_sync.sources.dms.writer, the project's DMS format.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from cdc_sync.config import DmsCsvSettings
-from cdc_sync.dms.mysql_types import arrow_type_for_mysql
-from cdc_sync.dms.writer import Change, cdc_file_name, load_file_name, write_dms_file
+from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.sources.dms.writer import Change, cdc_file_name, load_file_name, write_dms_file
 
 
 @dataclass
@@ -29,8 +29,16 @@ class SourceTable:
 
 
 class DmsStandIn:
-    def __init__(self, mysql_conn, s3_client, bucket: str, prefix: str = "dms", timestamp_column: str | None = "cdc_commit_ts",
-                 file_format: str = "parquet", csv_settings: DmsCsvSettings | None = None):
+    def __init__(
+        self,
+        mysql_conn,
+        s3_client,
+        bucket: str,
+        prefix: str = "dms",
+        timestamp_column: str | None = "cdc_commit_ts",
+        file_format: str = "parquet",
+        csv_settings: DmsCsvSettings | None = None,
+    ):
         self.file_format = file_format  # DataFormat of the endpoint: parquet or csv
         self.csv_settings = csv_settings or DmsCsvSettings()
         self.conn = mysql_conn
@@ -48,7 +56,8 @@ class DmsStandIn:
         with self.conn.cursor() as cur:
             cur.execute(
                 "SELECT COLUMN_NAME, COLUMN_TYPE, COLUMN_KEY FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (schema, name),
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                (schema, name),
             )
             rows = cur.fetchall()
         columns = [(r[0], arrow_type_for_mysql(r[1])) for r in rows]
@@ -79,7 +88,8 @@ class DmsStandIn:
         with self.conn.cursor() as cur:
             cur.execute(
                 f"INSERT INTO `{table.schema}`.`{table.name}` ({', '.join(f'`{c}`' for c in cols)}) "
-                f"VALUES ({', '.join(['%s'] * len(cols))})", tuple(row.values()),
+                f"VALUES ({', '.join(['%s'] * len(cols))})",
+                tuple(row.values()),
             )
         image = self._select(table, {k: row[k] for k in table.primary_key})[0]
         table.pending.append(Change("I", image, self.tick(0.001)))
@@ -89,7 +99,8 @@ class DmsStandIn:
         with self.conn.cursor() as cur:
             cur.execute(
                 f"UPDATE `{table.schema}`.`{table.name}` SET {', '.join(f'`{c}` = %s' for c in values)} "
-                f"WHERE {' AND '.join(f'`{k}` = %s' for k in key)}", (*values.values(), *key.values()),
+                f"WHERE {' AND '.join(f'`{k}` = %s' for k in key)}",
+                (*values.values(), *key.values()),
             )
         image = self._select(table, key)[0]
         table.pending.append(Change("U", image, self.tick(0.001)))
@@ -116,7 +127,10 @@ class DmsStandIn:
         return {"key": key, "body": body}
 
     def full_load(
-        self, qualified: str, rows_per_file: int = 1000, transfer_time: datetime | None = None,
+        self,
+        qualified: str,
+        rows_per_file: int = 1000,
+        transfer_time: datetime | None = None,
         changes_during_load: bool = False,
     ) -> list[str]:
         """DMS full load: LOAD files stamped with the transfer time (not the commit time).
@@ -131,7 +145,7 @@ class DmsStandIn:
         when = transfer_time or self.tick()
         keys = []
         for number, start in enumerate(range(0, max(len(rows), 1), rows_per_file), start=1):
-            chunk = [Change("I", r, when) for r in rows[start:start + rows_per_file]]
+            chunk = [Change("I", r, when) for r in rows[start : start + rows_per_file]]
             body = self._file_body(table, chunk, include_op=False)
             key = self.table_prefix(table) + load_file_name(number, self.file_format)
             self.put(key, body)
@@ -153,5 +167,10 @@ class DmsStandIn:
         return self._file_body(self.tables[qualified], changes, include_op=True)
 
     def _file_body(self, table: SourceTable, changes: list[Change], include_op: bool) -> bytes:
-        return write_dms_file(table.columns, changes, timestamp_column=self.timestamp_column, include_op=include_op,
-                              csv=self.csv_settings if self.file_format == "csv" else None)
+        return write_dms_file(
+            table.columns,
+            changes,
+            timestamp_column=self.timestamp_column,
+            include_op=include_op,
+            csv=self.csv_settings if self.file_format == "csv" else None,
+        )

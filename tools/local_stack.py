@@ -68,8 +68,14 @@ class MariaDB:
         import pymysql
 
         return pymysql.connect(
-            host=self.host, port=self.port, user=self.user, password=self.password,
-            database=database, charset="utf8mb4", autocommit=autocommit, **kwargs,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=database,
+            charset="utf8mb4",
+            autocommit=autocommit,
+            **kwargs,
         )
 
     def ensure_running(self) -> None:
@@ -98,10 +104,16 @@ class MariaDB:
             raise StackError(f"started {server} but it does not answer on {self.host}:{self.port}") from first_error
 
     def airflow_conn(self, database: str) -> str:
-        return json.dumps({
-            "conn_type": "mysql", "host": self.host, "port": self.port, "login": self.user,
-            "password": self.password, "schema": database,
-        })
+        return json.dumps(
+            {
+                "conn_type": "mysql",
+                "host": self.host,
+                "port": self.port,
+                "login": self.user,
+                "password": self.password,
+                "schema": database,
+            }
+        )
 
     @classmethod
     def from_env(cls) -> "MariaDB":
@@ -148,8 +160,20 @@ class LocalStack:
             data_dir.mkdir(parents=True, exist_ok=True)
             stack._spawn(
                 "bigquery emulator",
-                [str(BIGQUERY_BIN), "serve", "--host", "127.0.0.1", "--port", str(stack.bigquery_port),
-                 "--grpc-port", str(free_port()), "--project", BIGQUERY_PROJECT, "--data-dir", str(data_dir)],
+                [
+                    str(BIGQUERY_BIN),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(stack.bigquery_port),
+                    "--grpc-port",
+                    str(free_port()),
+                    "--project",
+                    BIGQUERY_PROJECT,
+                    "--data-dir",
+                    str(data_dir),
+                ],
                 f"{stack.bigquery_url}/bigquery/v2/projects/{BIGQUERY_PROJECT}/datasets",
             )
         except BaseException:
@@ -183,17 +207,23 @@ class LocalStack:
         self.stop()
 
     def aws_conn(self) -> str:
-        return json.dumps({
-            "conn_type": "aws", "login": "test", "password": "test",
-            "extra": {"endpoint_url": self.moto_url, "region_name": "us-east-1"},
-        })
+        return json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "test",
+                "password": "test",
+                "extra": {"endpoint_url": self.moto_url, "region_name": "us-east-1"},
+            }
+        )
 
     def google_conn(self) -> str:
         # `api_endpoint` is read by cdc_sync's BigQuery hook; `is_anonymous` by the provider.
-        return json.dumps({
-            "conn_type": "google_cloud_platform",
-            "extra": {"project": BIGQUERY_PROJECT, "is_anonymous": True, "api_endpoint": self.bigquery_url},
-        })
+        return json.dumps(
+            {
+                "conn_type": "google_cloud_platform",
+                "extra": {"project": BIGQUERY_PROJECT, "is_anonymous": True, "api_endpoint": self.bigquery_url},
+            }
+        )
 
     def airflow_env(self, mysql_database: str = "cdc_source") -> dict[str, str]:
         return {
@@ -209,8 +239,11 @@ class LocalStack:
         import boto3
 
         return boto3.client(
-            service, endpoint_url=self.moto_url, region_name="us-east-1",
-            aws_access_key_id="test", aws_secret_access_key="test",
+            service,
+            endpoint_url=self.moto_url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
         )
 
     def bigquery_client(self):
@@ -218,7 +251,8 @@ class LocalStack:
         from google.cloud import bigquery
 
         return bigquery.Client(
-            project=BIGQUERY_PROJECT, credentials=AnonymousCredentials(),
+            project=BIGQUERY_PROJECT,
+            credentials=AnonymousCredentials(),
             client_options={"api_endpoint": self.bigquery_url},
         )
 

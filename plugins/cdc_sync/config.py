@@ -18,11 +18,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from cdc_sync.errors import SetupError
+
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "pipelines.schema.json"
 CONFIG_ENV = "CDC_SYNC_CONFIG"
 
 
-class ConfigError(ValueError):
+class ConfigError(SetupError, ValueError):
     """The pipeline configuration is invalid; the message names file, pipeline and field."""
 
 
@@ -43,8 +45,9 @@ class TableSpec:
     @property
     def column_types(self) -> tuple[tuple[str, str | None], ...]:
         """(name, declared MySQL type or None) per declared column."""
-        return tuple((parts[0], parts[1] if len(parts) > 1 else None)
-                     for parts in (c.split(None, 1) for c in self.columns))
+        return tuple(
+            (parts[0], parts[1] if len(parts) > 1 else None) for parts in (c.split(None, 1) for c in self.columns)
+        )
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -103,7 +106,7 @@ class LandingSource:
     def object_name(self, table: TableSpec, key: str) -> str:
         """The key relative to the table's folder: what change positions name."""
         prefix = self.table_prefix(table)
-        return key[len(prefix):] if key.startswith(prefix) else key
+        return key[len(prefix) :] if key.startswith(prefix) else key
 
 
 @dataclass(frozen=True)
@@ -267,25 +270,31 @@ def _check_firehose_csv(raw: dict, source_name: str) -> None:
     source, where = raw["source"], f"{source_name}: pipeline {raw['name']!r} field source"
     if source["kind"] == "firehose":
         if "csv" in source:
-            raise ConfigError(f"{where}.csv: the settings of a DMS CSV endpoint; a firehose source says how its "
-                              "objects are written with csv_dialect (rfc4180 or backslash_escaped) and "
-                              "csv_null_value")
+            raise ConfigError(
+                f"{where}.csv: the settings of a DMS CSV endpoint; a firehose source says how its "
+                "objects are written with csv_dialect (rfc4180 or backslash_escaped) and "
+                "csv_null_value"
+            )
         if "csv_null_value" in source and source.get("csv_dialect", "rfc4180") != "rfc4180":
-            raise ConfigError(f"{where}.csv_null_value: only for csv_dialect rfc4180 (backslash_escaped writes "
-                              "NULL as \\N)")
+            raise ConfigError(
+                f"{where}.csv_null_value: only for csv_dialect rfc4180 (backslash_escaped writes NULL as \\N)"
+            )
         return
     for name in ("csv_dialect", "csv_null_value"):
         if name in source:
-            raise ConfigError(f"{where}.{name}: a firehose setting; a dms source's CSV is described by "
-                              "source.csv")
+            raise ConfigError(f"{where}.{name}: a firehose setting; a dms source's CSV is described by source.csv")
 
 
 def _build(raw: dict) -> Pipeline:
     tables = tuple(
         TableSpec(
-            schema=t["schema"], name=t["name"], primary_key=tuple(t.get("primary_key", ())),
-            commit_timestamp_column=t.get("commit_timestamp_column"), columns=tuple(t.get("columns", ())),
-            updated_at_column=t.get("updated_at_column"), reconcile_exclude=tuple(t.get("reconcile_exclude", ())),
+            schema=t["schema"],
+            name=t["name"],
+            primary_key=tuple(t.get("primary_key", ())),
+            commit_timestamp_column=t.get("commit_timestamp_column"),
+            columns=tuple(t.get("columns", ())),
+            updated_at_column=t.get("updated_at_column"),
+            reconcile_exclude=tuple(t.get("reconcile_exclude", ())),
         )
         for t in raw["tables"]
     )
@@ -320,8 +329,7 @@ def _check_unique(pipelines: list[Pipeline], source_name: str) -> None:
         for index, name in enumerate(names):
             if name in names[:index]:
                 raise ConfigError(
-                    f"{source_name}: pipeline {pipeline.name!r} field tables[{index}]: "
-                    f"table {name!r} is declared twice"
+                    f"{source_name}: pipeline {pipeline.name!r} field tables[{index}]: table {name!r} is declared twice"
                 )
         _check_kind(pipeline, source_name)
         _check_derived_names(pipeline, source_name)
@@ -337,22 +345,30 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
     """What each kind of source needs beyond the schema."""
     where = f"{source_name}: pipeline {pipeline.name!r}"
     if pipeline.aurora is not None and pipeline.aurora.task_pool_slots > pipeline.aurora.pool_slots:
-        raise ConfigError(f"{where} field targets.aurora.load_connections: {pipeline.aurora.load_connections} "
-                          f"connections need as many slots, but the pool has pool_slots {pipeline.aurora.pool_slots}")
+        raise ConfigError(
+            f"{where} field targets.aurora.load_connections: {pipeline.aurora.load_connections} "
+            f"connections need as many slots, but the pool has pool_slots {pipeline.aurora.pool_slots}"
+        )
     if pipeline.source.date_partition_timezone is not None:
         if pipeline.source.kind != "dms":
-            raise ConfigError(f"{where} field source.date_partition_timezone: DMS's DatePartitionTimezone; a "
-                              "firehose source's time folders follow the prefix's expressions")
+            raise ConfigError(
+                f"{where} field source.date_partition_timezone: DMS's DatePartitionTimezone; a "
+                "firehose source's time folders follow the prefix's expressions"
+            )
         try:
             ZoneInfo(pipeline.source.date_partition_timezone)
         except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ConfigError(f"{where} field source.date_partition_timezone: "
-                              f"{pipeline.source.date_partition_timezone!r} is not a time zone name "
-                              "(Area/Location, as DMS takes it)") from error
+            raise ConfigError(
+                f"{where} field source.date_partition_timezone: "
+                f"{pipeline.source.date_partition_timezone!r} is not a time zone name "
+                "(Area/Location, as DMS takes it)"
+            ) from error
     if pipeline.source.kind == "dms":
         if "!{" in pipeline.source.prefix:
-            raise ConfigError(f"{where} field source.prefix: !{{…}} expressions are Firehose's; a dms source's "
-                              "prefix is the endpoint's BucketFolder as it is")
+            raise ConfigError(
+                f"{where} field source.prefix: !{{…}} expressions are Firehose's; a dms source's "
+                "prefix is the endpoint's BucketFolder as it is"
+            )
         for index, table in enumerate(pipeline.tables):
             if not table.primary_key:
                 raise ConfigError(f"{where} field tables[{index}]: 'primary_key' is required for a dms source")
@@ -361,25 +377,33 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
         if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
             raise ConfigError(f"{where} field targets.aurora.mode: a dms source is applied with mode merge")
         return
-    from cdc_sync.firehose.layout import PrefixError, delivery_layout
+    from cdc_sync.sources.firehose.layout import PrefixError, delivery_layout
 
-    for name, prefix in (("prefix", pipeline.source.table_prefix(pipeline.tables[0])),
-                         ("error_prefix", pipeline.source.error_prefix)):
+    for name, prefix in (
+        ("prefix", pipeline.source.table_prefix(pipeline.tables[0])),
+        ("error_prefix", pipeline.source.error_prefix),
+    ):
         try:
             delivery_layout(prefix)
         except PrefixError as error:
             raise ConfigError(f"{where} field source.{name}: {error}") from error
     if pipeline.reconcile is not None:
-        raise ConfigError(f"{where} field reconcile: reconciliation compares a dms source's database with its "
-                          "targets; a firehose source has no source database to compare with")
+        raise ConfigError(
+            f"{where} field reconcile: reconciliation compares a dms source's database with its "
+            "targets; a firehose source has no source database to compare with"
+        )
     if len(pipeline.tables) != 1:
         raise ConfigError(f"{where} field tables: a firehose source feeds exactly one table")
     if not pipeline.tables[0].columns:
-        raise ConfigError(f"{where} field tables[0]: 'columns' (the CSV columns, in order) is required for a firehose source")
+        raise ConfigError(
+            f"{where} field tables[0]: 'columns' (the CSV columns, in order) is required for a firehose source"
+        )
     typed = [name for name, kind in pipeline.tables[0].column_types if kind]
     if typed:
-        raise ConfigError(f"{where} field tables[0].columns: a firehose source lists column names only "
-                          f"(the target table has the types); {typed[0]!r} has a type")
+        raise ConfigError(
+            f"{where} field tables[0].columns: a firehose source lists column names only "
+            f"(the target table has the types); {typed[0]!r} has a type"
+        )
     if pipeline.aurora is None or pipeline.aurora.mode != "append" or pipeline.bigquery is not None:
         raise ConfigError(f"{where} field targets: a firehose source needs targets.aurora with mode append (only)")
 
@@ -395,13 +419,17 @@ def derived_names(pipeline: Pipeline, table: TableSpec) -> list[tuple[str, str, 
     if pipeline.aurora is not None:
         aurora = pipeline.aurora
         if aurora.mode == "merge":
-            names += [("Aurora state table", aurora.state_table(table), MYSQL_NAME_CHARS, "characters"),
-                      ("Aurora view", aurora.view(table), MYSQL_NAME_CHARS, "characters")]
+            names += [
+                ("Aurora state table", aurora.state_table(table), MYSQL_NAME_CHARS, "characters"),
+                ("Aurora view", aurora.view(table), MYSQL_NAME_CHARS, "characters"),
+            ]
         else:
             names.append(("Aurora table", aurora.append_table(table), MYSQL_NAME_CHARS, "characters"))
     if pipeline.bigquery is not None:
-        names += [("BigQuery changelog table", pipeline.bigquery.changelog_table(table), BIGQUERY_NAME_BYTES, "bytes"),
-                  ("BigQuery view", pipeline.bigquery.latest_view(table), BIGQUERY_NAME_BYTES, "bytes")]
+        names += [
+            ("BigQuery changelog table", pipeline.bigquery.changelog_table(table), BIGQUERY_NAME_BYTES, "bytes"),
+            ("BigQuery view", pipeline.bigquery.latest_view(table), BIGQUERY_NAME_BYTES, "bytes"),
+        ]
     return names
 
 
@@ -420,11 +448,13 @@ def _check_derived_names(pipeline: Pipeline, source_name: str) -> None:
 
 def _check_csv_columns(table: TableSpec, where: str) -> None:
     """DMS CSV files carry no names (by default) and no types: the table declares both."""
-    from cdc_sync.dms.mysql_types import check_mysql_type
+    from cdc_sync.sources.dms.mysql_types import check_mysql_type
 
     if not table.columns:
-        raise ConfigError(f"{where}: required for file_format csv: every source column as 'name type', "
-                          "in table order (DMS CSV files carry no types)")
+        raise ConfigError(
+            f"{where}: required for file_format csv: every source column as 'name type', "
+            "in table order (DMS CSV files carry no types)"
+        )
     names = [name.lower() for name in table.column_names]
     for name, kind in table.column_types:
         if kind is None:
@@ -437,8 +467,10 @@ def _check_csv_columns(table: TableSpec, where: str) -> None:
     if missing:
         raise ConfigError(f"{where}: primary key column(s) {', '.join(missing)} not declared")
     if table.commit_timestamp_column and table.commit_timestamp_column.lower() in names:
-        raise ConfigError(f"{where}: {table.commit_timestamp_column!r} is the commit timestamp column DMS adds "
-                          "(TimestampColumnName), not a source column: leave it out of columns")
+        raise ConfigError(
+            f"{where}: {table.commit_timestamp_column!r} is the commit timestamp column DMS adds "
+            "(TimestampColumnName), not a source column: leave it out of columns"
+        )
 
 
 def default_config_path() -> Path:
@@ -484,8 +516,10 @@ class _StrictLoader(yaml.SafeLoader):
                 line = key_node.start_mark.line + 1
                 if isinstance(key, (str, int, float, bool)) or key is None:
                     if key in seen:
-                        raise ConfigError(f"{self.name}: line {line}: key {key!r} is already set on line "
-                                          f"{seen[key]} of the same mapping (YAML keys must be unique)")
+                        raise ConfigError(
+                            f"{self.name}: line {line}: key {key!r} is already set on line "
+                            f"{seen[key]} of the same mapping (YAML keys must be unique)"
+                        )
                     seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
@@ -519,9 +553,11 @@ def _read_yaml(text: str, source_name: str) -> Any:
             return None
         size = _expanded_size(root, {})
         if size > MAX_EXPANDED_NODES:
-            raise ConfigError(f"{source_name}: the document expands to {size:,} nodes through its YAML aliases "
-                              f"(more than {MAX_EXPANDED_NODES:,}); write the repeated parts out or use fewer "
-                              "nested aliases")
+            raise ConfigError(
+                f"{source_name}: the document expands to {size:,} nodes through its YAML aliases "
+                f"(more than {MAX_EXPANDED_NODES:,}); write the repeated parts out or use fewer "
+                "nested aliases"
+            )
         return loader.construct_document(root)
     finally:
         loader.dispose()
@@ -539,8 +575,11 @@ def pools(pipelines: list[Pipeline]) -> dict[str, dict]:
             smallest[name] = min(smallest.get(name, pipeline.aurora.pool_slots), pipeline.aurora.pool_slots)
             widest_task[name] = max(widest_task.get(name, 1), pipeline.aurora.task_pool_slots)
     return {
-        name: {"slots": max(slots, widest_task[name]), "include_deferred": False,
-               "description": "cdc-sync: caps concurrent connections of Aurora loads"}
+        name: {
+            "slots": max(slots, widest_task[name]),
+            "include_deferred": False,
+            "description": "cdc-sync: caps concurrent connections of Aurora loads",
+        }
         for name, slots in smallest.items()
     }
 

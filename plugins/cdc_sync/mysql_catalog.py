@@ -26,7 +26,8 @@ def catalog_columns(conn, database: str, tables: list[str]) -> dict[str, list[Ca
     out: dict[str, list[CatalogColumn]] = {}
     for table, name, column_type, extra in rows:
         out.setdefault(requested.get(table.lower(), table), []).append(
-            CatalogColumn(name, column_type, "GENERATED" in str(extra).upper()))
+            CatalogColumn(name, column_type, "GENERATED" in str(extra).upper())
+        )
     return out
 
 
@@ -37,6 +38,8 @@ def column_types(conn, database: str, table: str) -> list[tuple[str, str]]:
 
 def table_exists(conn, database: str, table: str) -> bool:
     with conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-                    (database, table))
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (database, table),
+        )
         return cur.fetchone()[0] > 0

@@ -8,21 +8,28 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.layout import DmsFile, dated_folders_of
-from cdc_sync.listing import ListingStats, Watermark, grace_floor, list_new_files, table_cursors, window_cursors
+from cdc_sync.sources.dms.layout import dated_folders_of
+from cdc_sync.sources.landed import LandedObject
+from cdc_sync.sources.listing import ListingStats, Watermark, grace_floor, list_new_files, table_cursors, window_cursors
 
 log = logging.getLogger(__name__)
 
 WatermarkReader = Callable[[str, str], Watermark]
 WatermarkWriter = Callable[[str, str, Watermark], None]
 # (table, files, replay keys) -> {(key, etag)} the target has finished with
-FinishedCheck = Callable[[str, list[DmsFile], set[str]], set[tuple[str, str]]]
+FinishedCheck = Callable[[str, list[LandedObject], set[str]], set[tuple[str, str]]]
 
 
 def candidate_files(
-    pipeline: Pipeline, table: TableSpec, s3_client, watermark: Watermark, *,
-    rescan: bool = False, window: tuple[datetime, datetime] | None = None, stats: ListingStats | None = None,
-) -> list[DmsFile]:
+    pipeline: Pipeline,
+    table: TableSpec,
+    s3_client,
+    watermark: Watermark,
+    *,
+    rescan: bool = False,
+    window: tuple[datetime, datetime] | None = None,
+    stats: ListingStats | None = None,
+) -> list[LandedObject]:
     """New files of one table: LOAD files past the LOAD watermark, CDC files past the CDC
     watermark moved back by the late-file grace (the ledger drops what is already loaded).
     With `window` (a backfill run's data interval): every LOAD file and the CDC files
@@ -30,37 +37,63 @@ def candidate_files(
     prefix = pipeline.source.table_prefix(table)
     grace = timedelta(minutes=pipeline.options.late_file_grace_minutes)
     if window and not rescan and pipeline.source.kind == "dms":
-        dated = dated_folders_of(watermark.cdc_after, prefix) if watermark.cdc_after else _probe_layout(
-            s3_client, pipeline.source.bucket, prefix)
-        cursors = window_cursors(table.qualified_name, prefix, window[0], window[1], dated, grace,
-                                 pipeline.source.file_time_zone)
+        dated = (
+            dated_folders_of(watermark.cdc_after, prefix)
+            if watermark.cdc_after
+            else _probe_layout(s3_client, pipeline.source.bucket, prefix)
+        )
+        cursors = window_cursors(
+            table.qualified_name, prefix, window[0], window[1], dated, grace, pipeline.source.file_time_zone
+        )
     else:
-        cursors = table_cursors(table.qualified_name, prefix, Watermark() if rescan else watermark, grace,
-                                pipeline.source.file_format, pipeline.source.file_time_zone)
+        cursors = table_cursors(
+            table.qualified_name,
+            prefix,
+            Watermark() if rescan else watermark,
+            grace,
+            pipeline.source.file_format,
+            pipeline.source.file_time_zone,
+        )
     listing = ListingStats()
-    found: dict[str, DmsFile] = {}
+    found: dict[str, LandedObject] = {}
     for cursor in cursors:
-        for f in list_new_files(s3_client, pipeline.source.bucket, cursor, prefix, pipeline.source.file_format,
-                                stats=listing):
+        for f in list_new_files(
+            s3_client, pipeline.source.bucket, cursor, prefix, pipeline.source.file_format, stats=listing
+        ):
             found[f.key] = f
     if stats is not None:
         stats.calls += listing.calls
     if listing.unrecognised:
         # nothing is lost silently: a prefix or file_format that does not match what lands says so
-        expected = ("Firehose's naming (<prefix as the stream has it><stream>-<version>-<time>-<uuid>)"
-                    if pipeline.source.kind == "firehose"
-                    else f"DMS's naming for file_format {pipeline.source.file_format} (LOAD…, YYYYMMDD-HHMMSSfff…, "
-                    "flat or in date folders that sort by time: DatePartitionSequence YYYYMMDD, YYYYMMDDHH or YYYYMM)")
-        log.warning("%s: %d object(s) under s3://%s/%s are not named as %s and are not loaded, e.g. %s",
-                    table.qualified_name, listing.unrecognised, pipeline.source.bucket, prefix, expected,
-                    ", ".join(listing.unrecognised_examples))
+        expected = (
+            "Firehose's naming (<prefix as the stream has it><stream>-<version>-<time>-<uuid>)"
+            if pipeline.source.kind == "firehose"
+            else f"DMS's naming for file_format {pipeline.source.file_format} (LOAD…, YYYYMMDD-HHMMSSfff…, "
+            "flat or in date folders that sort by time: DatePartitionSequence YYYYMMDD, YYYYMMDDHH or YYYYMM)"
+        )
+        log.warning(
+            "%s: %d object(s) under s3://%s/%s are not named as %s and are not loaded, e.g. %s",
+            table.qualified_name,
+            listing.unrecognised,
+            pipeline.source.bucket,
+            prefix,
+            expected,
+            ", ".join(listing.unrecognised_examples),
+        )
     return sorted(found.values())
 
 
 def plan_batches(
-    pipeline: Pipeline, s3_client, read_watermark: WatermarkReader, finished: list[FinishedCheck], *,
-    tables: Iterable[str] | None = None, replay_keys: Iterable[str] = (), rescan: bool = False,
-    window: tuple[datetime, datetime] | None = None, write_watermark: WatermarkWriter | None = None,
+    pipeline: Pipeline,
+    s3_client,
+    read_watermark: WatermarkReader,
+    finished: list[FinishedCheck],
+    *,
+    tables: Iterable[str] | None = None,
+    replay_keys: Iterable[str] = (),
+    rescan: bool = False,
+    window: tuple[datetime, datetime] | None = None,
+    write_watermark: WatermarkWriter | None = None,
 ) -> list[dict]:
     """One batch per table with files that some target has not finished (loaded, or
     quarantined unless replayed), capped by max_batch_files/bytes (the rest waits for the
@@ -81,13 +114,17 @@ def plan_batches(
             files = [f for f in files if f.key not in finished_keys]
             if write_watermark is not None:
                 _remember_finished(pipeline, table, watermark, finished_keys, write_watermark)
-        chosen: list[DmsFile] = []
+        chosen: list[LandedObject] = []
         size = 0
         for f in files:
-            if chosen and (len(chosen) >= pipeline.options.max_batch_files
-                           or size + f.size > pipeline.options.max_batch_bytes):
-                log.info("%s: %d more file(s) wait for the next run (batch cap)", table.qualified_name,
-                         len(files) - len(chosen))
+            if chosen and (
+                len(chosen) >= pipeline.options.max_batch_files or size + f.size > pipeline.options.max_batch_bytes
+            ):
+                log.info(
+                    "%s: %d more file(s) wait for the next run (batch cap)",
+                    table.qualified_name,
+                    len(files) - len(chosen),
+                )
                 break
             chosen.append(f)
             size += f.size
@@ -97,8 +134,11 @@ def plan_batches(
 
 
 def advance_watermarks(
-    pipeline: Pipeline, reports: Iterable[dict | None], targets: int,
-    read_watermark: WatermarkReader, write_watermark: WatermarkWriter,
+    pipeline: Pipeline,
+    reports: Iterable[dict | None],
+    targets: int,
+    read_watermark: WatermarkReader,
+    write_watermark: WatermarkWriter,
 ) -> dict[str, Watermark]:
     """Move each table's watermark past the keys every target handled this run. A table
     whose load failed in some target keeps its watermark (the next run lists it again;
@@ -115,15 +155,18 @@ def advance_watermarks(
         handled = set.intersection(*(set(r["handled_keys"]) for r in table_reports))
         table = pipeline.table(table_name)
         watermark = read_watermark(pipeline.name, table_name)
-        advanced = watermark.advanced(pipeline.source.table_prefix(table), sorted(handled), _grace_floor(pipeline, table))
+        advanced = watermark.advanced(
+            pipeline.source.table_prefix(table), sorted(handled), _grace_floor(pipeline, table)
+        )
         if advanced != watermark:
             write_watermark(pipeline.name, table_name, advanced)
             moved[table_name] = advanced
     return moved
 
 
-def _remember_finished(pipeline: Pipeline, table: TableSpec, watermark: Watermark, keys: set[str],
-                       write_watermark: WatermarkWriter) -> None:
+def _remember_finished(
+    pipeline: Pipeline, table: TableSpec, watermark: Watermark, keys: set[str], write_watermark: WatermarkWriter
+) -> None:
     """Remember files inside the grace that every target finished but the watermark missed.
 
     A crash between load and advance, or a watermark written before `recent` existed, leaves
@@ -136,8 +179,12 @@ def _remember_finished(pipeline: Pipeline, table: TableSpec, watermark: Watermar
 
 
 def _grace_floor(pipeline: Pipeline, table: TableSpec) -> Callable[[str | None], str | None]:
-    return grace_floor(pipeline.source.table_prefix(table), timedelta(minutes=pipeline.options.late_file_grace_minutes),
-                       pipeline.source.file_format, pipeline.source.file_time_zone)
+    return grace_floor(
+        pipeline.source.table_prefix(table),
+        timedelta(minutes=pipeline.options.late_file_grace_minutes),
+        pipeline.source.file_format,
+        pipeline.source.file_time_zone,
+    )
 
 
 def _probe_layout(s3_client, bucket: str, prefix: str) -> str | None:

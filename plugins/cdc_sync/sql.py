@@ -13,12 +13,14 @@ from pathlib import Path
 
 import jinja2
 
+from cdc_sync.errors import BadInput
+
 SQL_DIR_ENV = "CDC_SYNC_SQL_DIR"
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^local$")
 
 
-class UnsafeIdentifier(ValueError):
+class UnsafeIdentifier(BadInput):
     pass
 
 
@@ -63,8 +65,10 @@ def sql_dir() -> Path:
 @cache
 def _environment(directory: str) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(directory), undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True, autoescape=False,
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
     )
     env.filters["bq_ident"] = bigquery_ident
     env.filters["my_ident"] = mysql_ident

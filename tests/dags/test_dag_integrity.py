@@ -77,52 +77,77 @@ def test_dagbag_has_no_import_errors_and_every_dag_is_tagged_with_retries(monkey
 
 def test_dag_shape_follows_the_targets_and_source_kind():
     from cdc_sync.config import parse_pipelines
-    from cdc_sync.dag_factory import build_pipeline_dag
+    from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
     def tasks(targets: dict, source: dict | None = None, table: dict | None = None) -> set[str]:
-        (pipeline,) = parse_pipelines({"pipelines": [{
-            "name": "p", "source": source or {"kind": "dms", "bucket": "landing"},
-            "tables": [table or {"schema": "s", "name": "t", "primary_key": ["id"]}], "targets": targets,
-        }]})
+        (pipeline,) = parse_pipelines(
+            {
+                "pipelines": [
+                    {
+                        "name": "p",
+                        "source": source or {"kind": "dms", "bucket": "landing"},
+                        "tables": [table or {"schema": "s", "name": "t", "primary_key": ["id"]}],
+                        "targets": targets,
+                    }
+                ]
+            }
+        )
         return set(build_pipeline_dag(pipeline).task_ids)
 
     common = {"wait_for_new_files", "plan_batches", "advance_watermarks", "fail_if_a_load_failed"}
     assert tasks({"bigquery": {"project": "local", "dataset": "d"}}) == common | {"load_to_bigquery"}
     assert tasks({"aurora": {"database": "r"}}) == common | {"load_to_aurora"}
     assert tasks({"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}}) == (
-        common | {"load_to_bigquery", "load_to_aurora"})
-    assert tasks({"aurora": {"database": "r", "mode": "append"}}, {"kind": "firehose", "bucket": "landing"},
-                 {"schema": "web", "name": "clicks", "columns": ["a"]}) == (
-        common | {"load_to_aurora", "report_failed_records"})
+        common | {"load_to_bigquery", "load_to_aurora"}
+    )
+    assert tasks(
+        {"aurora": {"database": "r", "mode": "append"}},
+        {"kind": "firehose", "bucket": "landing"},
+        {"schema": "web", "name": "clicks", "columns": ["a"]},
+    ) == (common | {"load_to_aurora", "report_failed_records"})
 
 
 def test_aurora_load_takes_a_pool_slot_per_connection():
     from cdc_sync.config import parse_pipelines
-    from cdc_sync.dag_factory import build_pipeline_dag
+    from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
     def load_task(source: dict, table: dict, aurora: dict):
-        (pipeline,) = parse_pipelines({"pipelines": [{
-            "name": "p", "source": source, "tables": [table], "targets": {"aurora": aurora}}]})
+        (pipeline,) = parse_pipelines(
+            {"pipelines": [{"name": "p", "source": source, "tables": [table], "targets": {"aurora": aurora}}]}
+        )
         return build_pipeline_dag(pipeline).get_task("load_to_aurora")
 
-    merge = load_task({"kind": "dms", "bucket": "landing"}, {"schema": "s", "name": "t", "primary_key": ["id"]},
-                      {"database": "r", "pool": "aurora_a", "load_connections": 3})
+    merge = load_task(
+        {"kind": "dms", "bucket": "landing"},
+        {"schema": "s", "name": "t", "primary_key": ["id"]},
+        {"database": "r", "pool": "aurora_a", "load_connections": 3},
+    )
     assert (merge.pool, merge.pool_slots) == ("aurora_a", 3)
-    append = load_task({"kind": "firehose", "bucket": "landing"}, {"schema": "web", "name": "clicks", "columns": ["a"]},
-                       {"database": "r", "mode": "append", "load_connections": 3})
+    append = load_task(
+        {"kind": "firehose", "bucket": "landing"},
+        {"schema": "web", "name": "clicks", "columns": ["a"]},
+        {"database": "r", "mode": "append", "load_connections": 3},
+    )
     assert (append.pool, append.pool_slots) == ("cdc_sync_aurora", 1)  # one connection whatever the setting
 
 
 def test_reconcile_dag_maps_one_task_per_table_and_reports_after_all():
     from cdc_sync.config import parse_pipelines
-    from cdc_sync.dag_factory import build_reconcile_dag
+    from cdc_sync.orchestration.dag_factory import build_reconcile_dag
 
-    (pipeline,) = parse_pipelines({"pipelines": [{
-        "name": "p", "source": {"kind": "dms", "bucket": "landing"},
-        "tables": [{"schema": "s", "name": "t", "primary_key": ["id"], "updated_at_column": "changed_at"}],
-        "targets": {"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}},
-        "reconcile": {"source_conn_id": "shop_source", "schedule": "assets"},
-    }]})
+    (pipeline,) = parse_pipelines(
+        {
+            "pipelines": [
+                {
+                    "name": "p",
+                    "source": {"kind": "dms", "bucket": "landing"},
+                    "tables": [{"schema": "s", "name": "t", "primary_key": ["id"], "updated_at_column": "changed_at"}],
+                    "targets": {"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}},
+                    "reconcile": {"source_conn_id": "shop_source", "schedule": "assets"},
+                }
+            ]
+        }
+    )
     dag = build_reconcile_dag(pipeline)
     assert dag.dag_id == "cdc_p_reconcile"
     assert set(dag.task_ids) == {"tables_to_check", "reconcile_table", "write_report", "all_in_sync"}
@@ -131,9 +156,9 @@ def test_reconcile_dag_maps_one_task_per_table_and_reports_after_all():
     assert dag.get_task("write_report").trigger_rule == "all_done"  # a report also when tables drifted
     assert set(dag.params.keys()) == {"tables", "repair"}
     # "assets": after any load that changed one of the tables, in either target
-    from cdc_sync.dag_factory import _reconcile_schedule
+    from cdc_sync.orchestration.dag_factory import reconcile_schedule
 
-    condition = _reconcile_schedule(pipeline)
+    condition = reconcile_schedule(pipeline)
     assert type(condition).__name__ == "AssetAny"
     uris = {a.uri for a in condition.objects}
     assert uris == {"mysql://aurora_default/r/s_t", "bigquery://local/d/s_t"}
@@ -149,16 +174,20 @@ def test_no_plugin_file_runs_when_airflow_imports_the_plugins_folder():
 
 def test_dag_description_and_tags_name_the_actual_source_and_targets():
     from cdc_sync.config import parse_pipelines
-    from cdc_sync.dag_factory import build_pipeline_dag
+    from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
     def dag(targets: dict, source: dict, table: dict):
-        (pipeline,) = parse_pipelines({"pipelines": [{
-            "name": "p", "source": source, "tables": [table], "targets": targets}]})
+        (pipeline,) = parse_pipelines(
+            {"pipelines": [{"name": "p", "source": source, "tables": [table], "targets": targets}]}
+        )
         return build_pipeline_dag(pipeline)
 
     dms, row = {"kind": "dms", "bucket": "landing"}, {"schema": "s", "name": "t", "primary_key": ["id"]}
-    firehose = dag({"aurora": {"database": "r", "mode": "append"}}, {"kind": "firehose", "bucket": "clicks"},
-                   {"schema": "web", "name": "clicks", "columns": ["a"]})
+    firehose = dag(
+        {"aurora": {"database": "r", "mode": "append"}},
+        {"kind": "firehose", "bucket": "clicks"},
+        {"schema": "web", "name": "clicks", "columns": ["a"]},
+    )
     assert firehose.description == "Firehose objects on s3://clicks → Aurora MySQL (append)"
     assert sorted(firehose.tags) == ["aurora", "cdc-sync", "firehose"]
     both = dag({"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}}, dms, row)
@@ -166,18 +195,28 @@ def test_dag_description_and_tags_name_the_actual_source_and_targets():
     assert sorted(both.tags) == ["aurora", "bigquery", "cdc-sync", "dms"]
     bigquery = dag({"bigquery": {"project": "local", "dataset": "d"}}, dms, row)
     assert (bigquery.description, sorted(bigquery.tags)) == (
-        "DMS files on s3://landing → BigQuery", ["bigquery", "cdc-sync", "dms"])
+        "DMS files on s3://landing → BigQuery",
+        ["bigquery", "cdc-sync", "dms"],
+    )
 
 
 def test_a_failed_load_fails_the_run_and_the_watermarks_still_advance():
     """The run's state is its leaves': one_failed after every load and advance_watermarks."""
     from cdc_sync.config import parse_pipelines
-    from cdc_sync.dag_factory import build_pipeline_dag
+    from cdc_sync.orchestration.dag_factory import build_pipeline_dag
 
-    (pipeline,) = parse_pipelines({"pipelines": [{
-        "name": "p", "source": {"kind": "dms", "bucket": "landing"},
-        "tables": [{"schema": "s", "name": "t", "primary_key": ["id"]}],
-        "targets": {"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}}}]})
+    (pipeline,) = parse_pipelines(
+        {
+            "pipelines": [
+                {
+                    "name": "p",
+                    "source": {"kind": "dms", "bucket": "landing"},
+                    "tables": [{"schema": "s", "name": "t", "primary_key": ["id"]}],
+                    "targets": {"bigquery": {"project": "local", "dataset": "d"}, "aurora": {"database": "r"}},
+                }
+            ]
+        }
+    )
     dag = build_pipeline_dag(pipeline)
     verdict = dag.get_task("fail_if_a_load_failed")
     assert verdict.trigger_rule == "one_failed"

@@ -40,8 +40,13 @@ print(json.dumps({"seconds": elapsed, "imported": imported, "errors": errors,
 
 def _load_plugins(folder: Path, tmp_path: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update({"AIRFLOW__CORE__PLUGINS_FOLDER": str(folder), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW_HOME": str(tmp_path / "airflow-home")})
+    env.update(
+        {
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+        }
+    )
     result = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -51,8 +56,11 @@ def _plugins_zip_folder(tmp_path: Path) -> Path:
     """Build plugins.zip as the README says (`cd plugins && zip -r ../plugins.zip .airflowignore
     cdc_sync`) and unpack it as MWAA does."""
     archive = tmp_path / "plugins.zip"
-    subprocess.run(["zip", "-qr", str(archive), ".airflowignore", "cdc_sync", "-x", "*__pycache__*"],
-                   cwd=REPO / "plugins", check=True)
+    subprocess.run(
+        ["zip", "-qr", str(archive), ".airflowignore", "cdc_sync", "-x", "*__pycache__*"],
+        cwd=REPO / "plugins",
+        check=True,
+    )
     unpacked = tmp_path / "mwaa-plugins"
     with zipfile.ZipFile(archive) as zipped:
         zipped.extractall(unpacked)

@@ -38,11 +38,11 @@ class AuroraS3Cursor(pymysql.cursors.Cursor):
             path.write_bytes(body.read())
             local = "LOAD DATA LOCAL INFILE " + pymysql.converters.escape_string(str(path)).join("''")
             super().execute("SAVEPOINT aurora_s3_standin")
-            rows = super().execute(query[:match.start()] + local + query[match.end():], args)
+            rows = super().execute(query[: match.start()] + local + query[match.end() :], args)
             super().execute("SHOW WARNINGS")
             warnings = self.fetchall()
             # with IGNORE (or REPLACE) Aurora, too, only warns
-            if warnings and not re.match(r"\s*(IGNORE|REPLACE)\b", query[match.end():], re.IGNORECASE):
+            if warnings and not re.match(r"\s*(IGNORE|REPLACE)\b", query[match.end() :], re.IGNORECASE):
                 super().execute("ROLLBACK TO SAVEPOINT aurora_s3_standin")
                 _level, code, message = warnings[0]
                 error_class = pymysql.err.error_map.get(code, pymysql.err.OperationalError)

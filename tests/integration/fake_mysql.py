@@ -75,9 +75,19 @@ class FakeMySqlServer:
     def _session(self, client: socket.socket) -> None:
         salt = b"abcdefgh" + b"ijklmnopqrst"
         handshake = (
-            b"\x0a" + b"5.7.99-fake\x00" + struct.pack("<I", 7) + salt[:8] + b"\x00"
-            + struct.pack("<H", CAPABILITIES & 0xFFFF) + b"\x2d" + struct.pack("<H", 2)
-            + struct.pack("<H", CAPABILITIES >> 16) + bytes([21]) + b"\x00" * 10 + salt[8:] + b"\x00"
+            b"\x0a"
+            + b"5.7.99-fake\x00"
+            + struct.pack("<I", 7)
+            + salt[:8]
+            + b"\x00"
+            + struct.pack("<H", CAPABILITIES & 0xFFFF)
+            + b"\x2d"
+            + struct.pack("<H", 2)
+            + struct.pack("<H", CAPABILITIES >> 16)
+            + bytes([21])
+            + b"\x00" * 10
+            + salt[8:]
+            + b"\x00"
             + b"mysql_native_password\x00"
         )
         _send(client, 0, handshake)

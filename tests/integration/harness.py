@@ -11,9 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from cdc_sync import dms_to_bigquery, planning
+from cdc_sync import planning
 from cdc_sync.config import DmsCsvSettings, Pipeline, load_pipelines
-from cdc_sync.listing import Watermark
+from cdc_sync.sources.listing import Watermark
+from cdc_sync.targets.bigquery import batch as bigquery_target
 from tools.dms_standin import DmsStandIn
 
 CUSTOMERS_DDL = """
@@ -55,8 +56,17 @@ class InMemoryWatermarks:
 
 
 class World:
-    def __init__(self, stack, uid: str, tmp_path: Path, *, timestamp_column: str | None = "cdc_commit_ts",
-                 aurora: bool = False, file_format: str = "parquet", csv_settings: dict | None = None):
+    def __init__(
+        self,
+        stack,
+        uid: str,
+        tmp_path: Path,
+        *,
+        timestamp_column: str | None = "cdc_commit_ts",
+        aurora: bool = False,
+        file_format: str = "parquet",
+        csv_settings: dict | None = None,
+    ):
         self.stack = stack
         self.uid = uid
         self.db = f"src_{uid}"
@@ -78,8 +88,15 @@ class World:
                 cur.execute(f"CREATE DATABASE `{self.target_db}` CHARACTER SET utf8mb4")
         self.file_format = file_format
         self.csv_settings = csv_settings or {}
-        self.dms = DmsStandIn(self.mysql, self.s3, self.bucket, prefix="dms", timestamp_column=timestamp_column,
-                              file_format=file_format, csv_settings=DmsCsvSettings(**self.csv_settings))
+        self.dms = DmsStandIn(
+            self.mysql,
+            self.s3,
+            self.bucket,
+            prefix="dms",
+            timestamp_column=timestamp_column,
+            file_format=file_format,
+            csv_settings=DmsCsvSettings(**self.csv_settings),
+        )
         self.dms.track(self.db, "customers")
         self.dms.track(self.db, "order_lines")
         self.customers = f"{self.db}.customers"
@@ -90,8 +107,14 @@ class World:
         self.watermarks = InMemoryWatermarks()
         self.aurora_s3_loads: list[str] = []  # what LOAD DATA FROM S3 read, with method aurora_s3
 
-    def write_config(self, tables: list[dict] | None = None, reconcile: dict | None = None,
-                     aurora: dict | None = None, source_settings: dict | None = None, **options) -> None:
+    def write_config(
+        self,
+        tables: list[dict] | None = None,
+        reconcile: dict | None = None,
+        aurora: dict | None = None,
+        source_settings: dict | None = None,
+        **options,
+    ) -> None:
         tables = tables or [
             {"schema": self.db, "name": "customers", "primary_key": ["id"]},
             {"schema": self.db, "name": "order_lines", "primary_key": ["order_id", "line_no"]},
@@ -104,23 +127,35 @@ class World:
                 source = self.dms.tables.get(f"{t['schema']}.{t['name']}")
                 if source and "columns" not in t:
                     t["columns"] = source.column_declarations
-        source = {"kind": "dms", "bucket": self.bucket, "prefix": "dms", "file_format": self.file_format,
-                  **(source_settings or {})}
+        source = {
+            "kind": "dms",
+            "bucket": self.bucket,
+            "prefix": "dms",
+            "file_format": self.file_format,
+            **(source_settings or {}),
+        }
         if self.csv_settings:
             source["csv"] = self.csv_settings
-        document = {"pipelines": [{
-            "name": f"p_{self.uid}",
-            "schedule": None,
-            "source": source,
-            "tables": tables,
-            "targets": {
-                "bigquery": {"project": "local", "dataset": self.dataset},
-                **({"aurora": {"database": self.target_db, "mysql_conn_id": "mysql_target", **(aurora or {})}}
-                   if self.target_db else {}),
-            },
-            "options": {"poke_interval_seconds": 5, "wait_timeout_minutes": 1, "retries": 0, **options},
-            **({"reconcile": reconcile} if reconcile else {}),
-        }]}
+        document = {
+            "pipelines": [
+                {
+                    "name": f"p_{self.uid}",
+                    "schedule": None,
+                    "source": source,
+                    "tables": tables,
+                    "targets": {
+                        "bigquery": {"project": "local", "dataset": self.dataset},
+                        **(
+                            {"aurora": {"database": self.target_db, "mysql_conn_id": "mysql_target", **(aurora or {})}}
+                            if self.target_db
+                            else {}
+                        ),
+                    },
+                    "options": {"poke_interval_seconds": 5, "wait_timeout_minutes": 1, "retries": 0, **options},
+                    **({"reconcile": reconcile} if reconcile else {}),
+                }
+            ]
+        }
         self.config_path.write_text(yaml.safe_dump(document))
 
     def seed(self, ids, *, full_load: bool = True) -> dict:
@@ -164,15 +199,16 @@ class World:
 
     # ------------------------------------------------------------- running
     def plan(self, **plan_kwargs) -> list[dict]:
-        checks = [dms_to_bigquery.finished_in_bigquery(self.pipeline, self.bq)]
+        checks = [bigquery_target.finished_in_bigquery(self.pipeline, self.bq)]
         return planning.plan_batches(self.pipeline, self.s3, self.watermarks.read, checks, **plan_kwargs)
 
     def load_bigquery(self, batch: dict, replay: bool = False):
-        return dms_to_bigquery.load_batch(self.pipeline, batch, self.s3, self.bq, replay=replay, workdir=self.tmp_path)
+        return bigquery_target.load_batch(self.pipeline, batch, self.s3, self.bq, replay=replay, workdir=self.tmp_path)
 
     def advance(self, reports: list, targets: int = 1) -> None:
-        planning.advance_watermarks(self.pipeline, [r.to_dict() for r in reports], targets,
-                                    self.watermarks.read, self.watermarks.write)
+        planning.advance_watermarks(
+            self.pipeline, [r.to_dict() for r in reports], targets, self.watermarks.read, self.watermarks.write
+        )
 
     def run_library(self, **plan_kwargs) -> list:
         """Plan, load every batch into BigQuery, advance the watermarks: what the DAG's tasks do."""
@@ -183,13 +219,13 @@ class World:
 
     def run_aurora(self, **plan_kwargs) -> list:
         """Plan as the DAG does, then apply every batch to the Aurora stand-in (MariaDB)."""
-        from cdc_sync import to_aurora
+        from cdc_sync.targets.aurora import batch as aurora_target
 
         pipeline = self.pipeline
-        checks = [to_aurora.finished_in_aurora(pipeline, self.aurora_connection)]
+        checks = [aurora_target.finished_in_aurora(pipeline, self.aurora_connection)]
         batches = planning.plan_batches(pipeline, self.s3, self.watermarks.read, checks, **plan_kwargs)
         return [
-            to_aurora.load_batch(pipeline, batch, self.s3, self.aurora_connection, workdir=self.tmp_path)
+            aurora_target.load_batch(pipeline, batch, self.s3, self.aurora_connection, workdir=self.tmp_path)
             for batch in batches
         ]
 
@@ -204,12 +240,20 @@ class World:
         return self._guarded_connection()
 
     def _guarded_connection(self, **kwargs):
-        """A LOCAL INFILE connection as the hook makes it (cdc_sync.hooks.mysql.LocalFileGuard)."""
-        from cdc_sync.hooks.mysql import connect
+        """A LOCAL INFILE connection as the hook makes it (cdc_sync.orchestration.hooks.mysql.LocalFileGuard)."""
+        from cdc_sync.orchestration.hooks.mysql import connect
 
         server = self.stack.mariadb
-        return connect(host=server.host, port=server.port, user=server.user, password=server.password,
-                       charset="utf8mb4", autocommit=False, local_infile=True, **kwargs)
+        return connect(
+            host=server.host,
+            port=server.port,
+            user=server.user,
+            password=server.password,
+            charset="utf8mb4",
+            autocommit=False,
+            local_infile=True,
+            **kwargs,
+        )
 
     def aurora_rows(self, table: str = "customers") -> dict:
         """The live view in the Aurora stand-in, keyed by primary key, data columns only."""
@@ -294,7 +338,7 @@ def customer(id_, **overrides) -> dict:
         "qty": id_ * 10,
         "amount": Decimal(f"{id_}.1234"),
         "name": f"customer {id_} 🚀 – ünïcode",
-        "notes": f"line one\nline \"two\", with comma {id_}",
+        "notes": f'line one\nline "two", with comma {id_}',
         "updated_at": dt.datetime(2026, 1, 2, 3, 4, 5, 123456),
         "seen_at": dt.datetime(2026, 5, 6, 7, 8, 9, 654321),
         "birthday": dt.date(1990, 1, id_ % 28 + 1),

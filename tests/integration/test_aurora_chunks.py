@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from cdc_sync.changes import READ_BATCH_ROWS
-from cdc_sync.dms.writer import Change, write_change_file
+from cdc_sync.sources.change_files import READ_BATCH_ROWS
+from cdc_sync.sources.dms.writer import Change, write_change_file
 from tests.integration.harness import World, customer, expected_row
 
 pytestmark = pytest.mark.services
@@ -31,8 +31,9 @@ def _land(world: World, name: str, changes: list[Change]) -> str:
         body = world.dms.cdc_file_body(world.customers, changes)
         name = name.removesuffix(".parquet") + ".csv"
     else:
-        body = write_change_file(world.dms.tables[world.customers].columns, changes,
-                                 timestamp_column="cdc_commit_ts", include_op=True)
+        body = write_change_file(
+            world.dms.tables[world.customers].columns, changes, timestamp_column="cdc_commit_ts", include_op=True
+        )
     key = f"dms/{world.db}/customers/{name}"
     world.s3.put_object(Bucket=world.bucket, Key=key, Body=body)
     return key
@@ -41,15 +42,23 @@ def _land(world: World, name: str, changes: list[Change]) -> str:
 def _applied_chunks(world: World, key: str) -> dict[int, int]:
     """chunk (its first row) → rows, as the ledger records them"""
     with world.mysql.cursor() as cur:
-        cur.execute(f"SELECT chunk, row_count FROM `{world.target_db}`.`_cdc_sync_ledger` "
-                    "WHERE object_key = %s AND status = 'applied'", (key,))
+        cur.execute(
+            f"SELECT chunk, row_count FROM `{world.target_db}`.`_cdc_sync_ledger` "
+            "WHERE object_key = %s AND status = 'applied'",
+            (key,),
+        )
         return dict(cur.fetchall())
 
 
-@pytest.mark.parametrize(("connections", "method"), [
-    (1, "local_infile"), (2, "local_infile"), (3, "local_infile"),
-    (2, "aurora_s3"),  # chunks staged in S3 and read by (the stand-in of) LOAD DATA FROM S3
-])
+@pytest.mark.parametrize(
+    ("connections", "method"),
+    [
+        (1, "local_infile"),
+        (2, "local_infile"),
+        (3, "local_infile"),
+        (2, "aurora_s3"),  # chunks staged in S3 and read by (the stand-in of) LOAD DATA FROM S3
+    ],
+)
 def test_chunks_changing_the_same_keys_converge_on_the_latest_change(world, connections, method):
     world.write_config(aurora={"chunk_rows": CHUNK_ROWS, "load_connections": connections, "method": method})
     at = dt.datetime(2026, 11, 23, 7, tzinfo=UTC)
@@ -86,10 +95,13 @@ def test_chunks_changing_the_same_keys_converge_on_the_latest_change(world, conn
         assert all(f"/p_{world.uid}/{first}." in uri or f"/p_{world.uid}/{second}." in uri for uri in staged_uris)
 
 
-@pytest.mark.parametrize("chunk_rows", [
-    CHUNK_ROWS,  # chunks 0 and 1 finished and loading on the two connections when the bad row is read
-    500_000,  # the default: the bad row is read while chunk 0 is still being streamed into LOAD DATA
-])
+@pytest.mark.parametrize(
+    "chunk_rows",
+    [
+        CHUNK_ROWS,  # chunks 0 and 1 finished and loading on the two connections when the bad row is read
+        500_000,  # the default: the bad row is read while chunk 0 is still being streamed into LOAD DATA
+    ],
+)
 def test_a_file_found_bad_after_chunks_were_handed_out_commits_nothing(world, chunk_rows):
     world.write_config(aurora={"chunk_rows": chunk_rows, "load_connections": 2})
     expected = world.seed(range(1, 4))
@@ -110,7 +122,8 @@ def test_a_file_found_bad_after_chunks_were_handed_out_commits_nothing(world, ch
 
 @pytest.mark.parametrize("file_format", ["parquet", "csv"])
 def test_files_of_inserts_go_straight_into_a_table_with_rows_and_fall_back_where_keys_are_there(
-        stack, unique_name, tmp_path, caplog, file_format):
+    stack, unique_name, tmp_path, caplog, file_format
+):
     world = World(stack, unique_name, tmp_path, aurora=True, file_format=file_format)
     try:
         _inserts_go_straight_in(world, caplog)
@@ -120,12 +133,13 @@ def test_files_of_inserts_go_straight_into_a_table_with_rows_and_fall_back_where
 
 def _inserts_go_straight_in(world: World, caplog) -> None:
     world.write_config(aurora={"chunk_rows": CHUNK_ROWS, "load_connections": 2})
-    caplog.set_level(logging.INFO, logger="cdc_sync.aurora.loader")
+    caplog.set_level(logging.INFO, logger="cdc_sync.targets.aurora.loader")
 
     def paths(key: str) -> list[str]:
         """How each chunk of a file went in, from the loader's log, in chunk order."""
-        lines = sorted(r.getMessage() for r in caplog.records if f" of {key}: " in r.getMessage()
-                       and " rows " in r.getMessage())
+        lines = sorted(
+            r.getMessage() for r in caplog.records if f" of {key}: " in r.getMessage() and " rows " in r.getMessage()
+        )
         return ["direct" if "loaded directly" in line else "staged" for line in lines]
 
     # a full load in three LOAD files: only the first meets an empty table, all go in directly
@@ -145,8 +159,11 @@ def _inserts_go_straight_in(world: World, caplog) -> None:
 
     # a CDC file of inserts only, new keys in two chunks: straight in, beside the rows there
     later = at + dt.timedelta(hours=1)
-    new_keys = _land(world, "20261123-080000000.parquet",
-                     [Change("I", customer(k, name=f"new {k}"), later) for k in range(2501, 4001)])
+    new_keys = _land(
+        world,
+        "20261123-080000000.parquet",
+        [Change("I", customer(k, name=f"new {k}"), later) for k in range(2501, 4001)],
+    )
     expected.update({k: expected_row(customer(k, name=f"new {k}")) for k in range(2501, 4001)})
     (report,) = world.run_aurora()
     assert report.loaded == {new_keys: 1500}
@@ -156,8 +173,10 @@ def _inserts_go_straight_in(world: World, caplog) -> None:
     # inserts only again, but key 2 has a tombstone (re-inserted later: it is back) and key 3
     # a newer update (this insert is older: it loses): chunk 0 meets them, rolls back and goes
     # through staging (chunk 1, new keys only, may have started directly on the other connection)
-    changes = [Change("I", customer(2, name="back"), later + dt.timedelta(minutes=1)),
-               Change("I", customer(3, qty=-3), at - dt.timedelta(days=1))]
+    changes = [
+        Change("I", customer(2, name="back"), later + dt.timedelta(minutes=1)),
+        Change("I", customer(3, qty=-3), at - dt.timedelta(days=1)),
+    ]
     changes += [Change("I", customer(k), later) for k in range(4001, 5001)]
     mixed = _land(world, "20261123-090000000.parquet", changes)
     expected[2] = expected_row(customer(2, name="back"))
@@ -172,22 +191,32 @@ def _inserts_go_straight_in(world: World, caplog) -> None:
 def _ledger_ranges(world: World, key: str) -> list[tuple[int, int]]:
     """(first row, rows) of every applied chunk of a file, as the ledger records them"""
     with world.mysql.cursor() as cur:
-        cur.execute(f"SELECT first_row, row_count FROM `{world.target_db}`.`_cdc_sync_ledger` "
-                    "WHERE object_key = %s AND status = 'applied' ORDER BY first_row", (key,))
+        cur.execute(
+            f"SELECT first_row, row_count FROM `{world.target_db}`.`_cdc_sync_ledger` "
+            "WHERE object_key = %s AND status = 'applied' ORDER BY first_row",
+            (key,),
+        )
         return list(cur.fetchall())
 
 
 def _file_outcome(world: World, key: str) -> tuple[str, int]:
     with world.mysql.cursor() as cur:
-        cur.execute(f"SELECT status, row_count FROM `{world.target_db}`.`_cdc_sync_ledger` "
-                    "WHERE object_key = %s AND chunk = -1", (key,))
+        cur.execute(
+            f"SELECT status, row_count FROM `{world.target_db}`.`_cdc_sync_ledger` "
+            "WHERE object_key = %s AND chunk = -1",
+            (key,),
+        )
         return cur.fetchone()
 
 
-@pytest.mark.parametrize(("rerun_chunk_rows", "ledger_version"), [
-    (2500, "current"), (1500, "current"),  # chunks across the old bounds
-    (2500, "numbered"),  # the crashed load was by a version that numbered chunks 0, 1, ...
-])
+@pytest.mark.parametrize(
+    ("rerun_chunk_rows", "ledger_version"),
+    [
+        (2500, "current"),
+        (1500, "current"),  # chunks across the old bounds
+        (2500, "numbered"),  # the crashed load was by a version that numbered chunks 0, 1, ...
+    ],
+)
 def test_a_load_crashed_after_some_chunks_resumes_with_other_chunk_rows(world, rerun_chunk_rows, ledger_version):
     """A file of 6,000 changes, chunk_rows 1,000: the load fails after chunks 0-1 committed
     (the ledger refuses a third chunk, as a killed worker would leave it); the rerun, with
@@ -205,9 +234,11 @@ def test_a_load_crashed_after_some_chunks_resumes_with_other_chunk_rows(world, r
 
     ledger = f"`{world.target_db}`.`_cdc_sync_ledger`"
     with world.mysql.cursor() as cur:  # the crash: a third chunk of the file cannot be recorded
-        cur.execute(f"CREATE TRIGGER `{world.target_db}`.crash_after_two BEFORE INSERT ON {ledger} FOR EACH ROW "
-                    f"IF NEW.chunk >= 0 AND (SELECT COUNT(*) FROM {ledger} WHERE object_hash = NEW.object_hash "
-                    "AND chunk >= 0) >= 2 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'worker killed'; END IF")
+        cur.execute(
+            f"CREATE TRIGGER `{world.target_db}`.crash_after_two BEFORE INSERT ON {ledger} FOR EACH ROW "
+            f"IF NEW.chunk >= 0 AND (SELECT COUNT(*) FROM {ledger} WHERE object_hash = NEW.object_hash "
+            "AND chunk >= 0) >= 2 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'worker killed'; END IF"
+        )
     with pytest.raises(Exception, match="worker killed"):
         world.run_aurora()
     with world.mysql.cursor() as cur:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from cdc_sync.aurora.chunk_file import ChunkFile
+from cdc_sync.targets.aurora.chunk_file import ChunkFile
 
 pytestmark = pytest.mark.services
 
@@ -30,8 +30,9 @@ def _load(stack, table: str, path: str, result: dict) -> None:
     conn = stack.mariadb.connect(local_infile=True)
     try:
         with conn.cursor() as cur:
-            result["rows"] = cur.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {table} "
-                                         "FIELDS TERMINATED BY ',' LINES TERMINATED BY '\\n'")
+            result["rows"] = cur.execute(
+                f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {table} FIELDS TERMINATED BY ',' LINES TERMINATED BY '\\n'"
+            )
     except Exception as error:  # noqa: BLE001 - handed to the test's thread
         result["error"] = error
     finally:

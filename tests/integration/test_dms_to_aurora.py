@@ -11,8 +11,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from cdc_sync.dms.writer import Change, format_commit_ts, write_change_file
 from cdc_sync.mysql_catalog import catalog_columns
+from cdc_sync.sources.dms.writer import Change, format_commit_ts, write_change_file
 from tests.integration.harness import World, customer, expected_row
 
 pytestmark = pytest.mark.services
@@ -26,13 +26,17 @@ def world(stack, unique_name, tmp_path):
     w.close()
 
 
-@pytest.mark.parametrize(("file_format", "csv_settings"), [
-    ("parquet", {}),
-    ("csv", {}),  # DMS's defaults: no header, comma, NULL as an empty field, RFC 4180 quoting
-    ("csv", {"add_column_name": True, "null_value": "\\N", "delimiter": "|"}),
-])
-def test_merge_full_load_and_cdc_every_type_matches_source_and_bigquery(stack, unique_name, tmp_path, file_format,
-                                                                        csv_settings):
+@pytest.mark.parametrize(
+    ("file_format", "csv_settings"),
+    [
+        ("parquet", {}),
+        ("csv", {}),  # DMS's defaults: no header, comma, NULL as an empty field, RFC 4180 quoting
+        ("csv", {"add_column_name": True, "null_value": "\\N", "delimiter": "|"}),
+    ],
+)
+def test_merge_full_load_and_cdc_every_type_matches_source_and_bigquery(
+    stack, unique_name, tmp_path, file_format, csv_settings
+):
     world = World(stack, unique_name, tmp_path, aurora=True, file_format=file_format, csv_settings=csv_settings)
     try:
         _every_type_through_both_targets(world)
@@ -50,8 +54,18 @@ def _every_type_through_both_targets(world: World) -> None:
     world.dms.delete(world.customers, {"id": 3})
     world.dms.insert(world.customers, customer(3, notes="re-inserted\nwith newline"))
     world.dms.delete(world.customers, {"id": 999})
-    nulls = customer(6, qty=None, amount=None, name=None, notes=None, updated_at=None, seen_at=None,
-                     birthday=None, active=None, attrs=None)
+    nulls = customer(
+        6,
+        qty=None,
+        amount=None,
+        name=None,
+        notes=None,
+        updated_at=None,
+        seen_at=None,
+        birthday=None,
+        active=None,
+        attrs=None,
+    )
     world.dms.insert(world.customers, nulls)
     world.dms.insert(world.customers, customer(7, name="", notes="NULL"))  # an empty string and 'NULL' are not NULLs
     world.dms.flush(world.customers)
@@ -72,8 +86,10 @@ def _every_type_through_both_targets(world: World) -> None:
     assert world.aurora_rows() == world.view_rows()
     assert world.view_rows("order_lines") == world.source_rows(world.lines)
     # both engines hold the same position for every key: the same change won in each
-    bq_positions = {r["id"]: r["_cdc_position"] for r in world.bq.query(
-        f"SELECT id, _cdc_position FROM `local.{world.dataset}.{world.db}_customers`").result()}
+    bq_positions = {
+        r["id"]: r["_cdc_position"]
+        for r in world.bq.query(f"SELECT id, _cdc_position FROM `local.{world.dataset}.{world.db}_customers`").result()
+    }
     with world.mysql.cursor() as cur:
         cur.execute(f"SELECT id, _cdc_position FROM `{world.target_db}`.`{world.db}_customers`")
         assert dict(cur.fetchall()) == bq_positions
@@ -89,17 +105,21 @@ def test_merge_is_order_independent_and_exactly_once(world):
     second = world.dms.flush(world.customers)
     expected[1]["qty"] = 2
     del expected[2]
-    from cdc_sync import to_aurora
+    from cdc_sync.targets.aurora import batch as aurora_target
 
     def file_of(key):
         head = world.s3.head_object(Bucket=world.bucket, Key=key)
-        return {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"],
-                "phase": 0 if "LOAD" in key else 1}
+        return {
+            "key": key,
+            "etag": head["ETag"].strip('"'),
+            "size": head["ContentLength"],
+            "phase": 0 if "LOAD" in key else 1,
+        }
 
     # newest first, then the older ones, then everything again (a cleared rerun)
     for keys in ([second], [first], load_keys, [second, first, *load_keys]):
         batch = {"table": world.customers, "files": [file_of(k) for k in keys]}
-        to_aurora.load_batch(world.pipeline, batch, world.s3, world.aurora_connection, workdir=world.tmp_path)
+        aurora_target.load_batch(world.pipeline, batch, world.s3, world.aurora_connection, workdir=world.tmp_path)
     assert world.aurora_rows() == expected
     with world.mysql.cursor() as cur:
         cur.execute(f"SELECT status, COUNT(*) FROM `{world.target_db}`.`_cdc_sync_ledger` GROUP BY status")
@@ -119,15 +139,23 @@ def test_bad_files_are_quarantined_for_aurora_and_nothing_of_them_is_applied(wor
     wide = [(n, pa.decimal128(38, 4) if n == "amount" else t) for n, t in columns]
     too_big = write_change_file(
         wide,
-        [Change("U", customer(1, qty=9), dt.datetime(2026, 11, 23, 8, tzinfo=UTC)),
-         Change("U", customer(2, amount=Decimal("12345678901234567890.1234")), dt.datetime(2026, 11, 23, 8, tzinfo=UTC))],
-        timestamp_column="cdc_commit_ts", include_op=True,
+        [
+            Change("U", customer(1, qty=9), dt.datetime(2026, 11, 23, 8, tzinfo=UTC)),
+            Change(
+                "U", customer(2, amount=Decimal("12345678901234567890.1234")), dt.datetime(2026, 11, 23, 8, tzinfo=UTC)
+            ),
+        ],
+        timestamp_column="cdc_commit_ts",
+        include_op=True,
     )
     world.s3.put_object(Bucket=world.bucket, Key=prefix + "20261123-080000000.parquet", Body=too_big)
     # a column whose name is not a plain identifier
-    hostile = write_change_file([*columns, ("x`; DROP TABLE t; --", pa.string())],
-                                [Change("U", customer(2, qty=7), dt.datetime(2026, 11, 23, 8, 1, tzinfo=UTC))],
-                                timestamp_column="cdc_commit_ts", include_op=True)
+    hostile = write_change_file(
+        [*columns, ("x`; DROP TABLE t; --", pa.string())],
+        [Change("U", customer(2, qty=7), dt.datetime(2026, 11, 23, 8, 1, tzinfo=UTC))],
+        timestamp_column="cdc_commit_ts",
+        include_op=True,
+    )
     world.s3.put_object(Bucket=world.bucket, Key=prefix + "20261123-080100000.parquet", Body=hostile)
     world.dms.update(world.customers, {"id": 2}, {"qty": 22})
     world.dms.flush(world.customers, file_time=dt.datetime(2026, 11, 23, 8, 2, tzinfo=UTC))
@@ -136,21 +164,27 @@ def test_bad_files_are_quarantined_for_aurora_and_nothing_of_them_is_applied(wor
     (report,) = world.run_aurora()
     assert set(report.quarantined) == {prefix + "20261123-080000000.parquet", prefix + "20261123-080100000.parquet"}
     assert "amount" in report.quarantined[prefix + "20261123-080000000.parquet"]
-    assert ("the file declares amount wider than the table's decimal(18,4) (DECIMAL(38,4) would hold it): if the "
-            "source's column grew, set targets.aurora.widen_decimals: true") in report.quarantined[
-        prefix + "20261123-080000000.parquet"]
+    assert (
+        "the file declares amount wider than the table's decimal(18,4) (DECIMAL(38,4) would hold it): if the "
+        "source's column grew, set targets.aurora.widen_decimals: true"
+    ) in report.quarantined[prefix + "20261123-080000000.parquet"]
     assert "not a plain name" in report.quarantined[prefix + "20261123-080100000.parquet"]
     assert world.aurora_rows() == expected  # row 1's qty=9 from the refused file is not applied
     if method == "aurora_s3":  # Aurora read the chunks of the checked files from the staging prefix
-        staged = {f"s3://{world.bucket}/{o['Key']}" for o in world.s3.list_objects_v2(
-            Bucket=world.bucket, Prefix="cdc-sync/staging/")["Contents"]}
+        staged = {
+            f"s3://{world.bucket}/{o['Key']}"
+            for o in world.s3.list_objects_v2(Bucket=world.bucket, Prefix="cdc-sync/staging/")["Contents"]
+        }
         assert set(world.aurora_s3_loads) == staged
-        assert f"s3://{world.bucket}/cdc-sync/staging/p_{world.uid}/{prefix}20261123-080000000.parquet.000000000000.csv" in staged
+        assert (
+            f"s3://{world.bucket}/cdc-sync/staging/p_{world.uid}/{prefix}20261123-080000000.parquet.000000000000.csv"
+            in staged
+        )
 
 
 def test_crash_between_staging_and_apply_and_after_commit_leave_no_partial_state(world, monkeypatch):
     from cdc_sync import sql as sql_module
-    from cdc_sync.aurora import loader as loader_module
+    from cdc_sync.targets.aurora import loader as loader_module
 
     expected = world.seed(range(1, 4))
     world.run_aurora()
@@ -235,8 +269,9 @@ CREATE TABLE `{database}`.`{table}` (
 @pytest.mark.parametrize("state_table", ["new", "made by an earlier version", "new, files without a commit time"])
 def test_commit_time_of_each_row_is_its_latest_change(stack, unique_name, tmp_path, state_table):
     with_commit_time = state_table != "new, files without a commit time"
-    world = World(stack, unique_name, tmp_path, aurora=True,
-                  timestamp_column="cdc_commit_ts" if with_commit_time else None)
+    world = World(
+        stack, unique_name, tmp_path, aurora=True, timestamp_column="cdc_commit_ts" if with_commit_time else None
+    )
     state = f"{world.db}_customers_state"
     try:
         if state_table == "made by an earlier version":
@@ -276,10 +311,14 @@ def test_commit_time_of_each_row_is_its_latest_change(stack, unique_name, tmp_pa
             assert live == {1: None, 3: None} and tombstone is None
         assert world.aurora_rows() == world.source_rows(world.customers)
         assert state_columns["_cdc_commit_ts"].generated == (state_table != "made by an earlier version")
-        # LOAD DATA builds each position as changes.py builds BigQuery's: the same in both engines
+        # LOAD DATA builds each position as change_files.py builds BigQuery's: the same in both engines
         world.run_library()
-        bq_positions = {r["id"]: r["_cdc_position"] for r in world.bq.query(
-            f"SELECT id, _cdc_position FROM `local.{world.dataset}.{world.db}_customers`").result()}
+        bq_positions = {
+            r["id"]: r["_cdc_position"]
+            for r in world.bq.query(
+                f"SELECT id, _cdc_position FROM `local.{world.dataset}.{world.db}_customers`"
+            ).result()
+        }
         with world.mysql.cursor() as cur:
             cur.execute(f"SELECT id, _cdc_position FROM `{world.target_db}`.`{world.db}_customers`")
             assert dict(cur.fetchall()) == bq_positions
@@ -336,9 +375,18 @@ def test_a_file_whose_columns_the_table_cannot_take_is_quarantined_and_the_table
     before = catalog_columns(world.mysql, world.target_db, [state])[state]
     prefix = f"dms/{world.db}/customers/"
     columns = [*world.dms.tables[world.customers].columns, *((f"c{n:04d}", pa.int64()) for n in range(1100))]
-    wide = write_change_file(columns, [Change("U", {**customer(1, qty=-1), **{f"c{n:04d}": n for n in range(1100)}},
-                                              dt.datetime(2026, 11, 23, 8, tzinfo=UTC))],
-                             timestamp_column="cdc_commit_ts", include_op=True)
+    wide = write_change_file(
+        columns,
+        [
+            Change(
+                "U",
+                {**customer(1, qty=-1), **{f"c{n:04d}": n for n in range(1100)}},
+                dt.datetime(2026, 11, 23, 8, tzinfo=UTC),
+            )
+        ],
+        timestamp_column="cdc_commit_ts",
+        include_op=True,
+    )
     world.s3.put_object(Bucket=world.bucket, Key=prefix + "20261123-080000000.parquet", Body=wide)
     world.dms.update(world.customers, {"id": 2}, {"qty": 22})
     world.dms.flush(world.customers, file_time=dt.datetime(2026, 11, 23, 8, 2, tzinfo=UTC))
@@ -352,6 +400,9 @@ def test_a_file_whose_columns_the_table_cannot_take_is_quarantined_and_the_table
     assert catalog_columns(world.mysql, world.target_db, [state])[state] == before
     assert world.aurora_rows() == expected  # key 1's change in the refused file is not applied
     with world.mysql.cursor() as cur:
-        cur.execute(f"SELECT reason FROM `{world.target_db}`.`_cdc_sync_ledger` WHERE chunk = -1 "
-                    "AND status = 'quarantined' AND object_key = %s", (prefix + "20261123-080000000.parquet",))
+        cur.execute(
+            f"SELECT reason FROM `{world.target_db}`.`_cdc_sync_ledger` WHERE chunk = -1 "
+            "AND status = 'quarantined' AND object_key = %s",
+            (prefix + "20261123-080000000.parquet",),
+        )
         assert cur.fetchone() == (reason,)

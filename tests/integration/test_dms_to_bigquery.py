@@ -19,10 +19,10 @@ import pytest
 from google.api_core.exceptions import Conflict
 from google.cloud import bigquery
 
-from cdc_sync import dms_to_bigquery
-from cdc_sync.bigquery import ledger as ledger_module
-from cdc_sync.bigquery import loader as loader_module
-from cdc_sync.dms.writer import Change, write_change_file
+from cdc_sync.sources.dms.writer import Change, write_change_file
+from cdc_sync.targets.bigquery import batch as bigquery_target
+from cdc_sync.targets.bigquery import ledger as ledger_module
+from cdc_sync.targets.bigquery import loader as loader_module
 from tests.integration.harness import World, customer, expected_row
 
 pytestmark = pytest.mark.services
@@ -87,7 +87,9 @@ def test_real_dms_fixture_loads_as_it_is(stack, unique_name, tmp_path, dms_fixtu
         assert {r.table: (r.loaded, r.quarantined) for r in reports} == {f"{w.db}.dms_test_table": ({key: 10}, {})}
 
         view = f"local.{w.dataset}.{w.db}_dms_test_table"
-        types = {f.name: f.field_type for f in w.bq.get_table(f"local.{w.dataset}.{w.db}_dms_test_table_changelog").schema}
+        types = {
+            f.name: f.field_type for f in w.bq.get_table(f"local.{w.dataset}.{w.db}_dms_test_table_changelog").schema
+        }
         assert types["my_money"] == "BIGNUMERIC"  # decimal(38,4): 34 integer digits
         assert types["my_numeric"] == "NUMERIC"
         assert types["my_timestamp"] == "TIMESTAMP"
@@ -133,7 +135,9 @@ def test_same_file_delivered_twice_under_new_key_and_same_key(world):
     assert world.view_rows() == expected
     assert world.changelog_count() == 3 + 1 + 1  # full load, the change, its replayed copy
     loaded = [r for r in world.ledger() if r["status"] == "loaded"]
-    assert sorted(r["object_key"] for r in loaded) == sorted([f"dms/{world.db}/customers/LOAD00000001.parquet", key, replay_key])
+    assert sorted(r["object_key"] for r in loaded) == sorted(
+        [f"dms/{world.db}/customers/LOAD00000001.parquet", key, replay_key]
+    )
 
 
 def test_files_landing_out_of_order_converge(world):
@@ -149,7 +153,7 @@ def test_files_landing_out_of_order_converge(world):
     # the later file lands and is loaded first ...
     world.run_library()
     # ... then the earlier one arrives, with an older name (inside the late-file grace)
-    from cdc_sync.dms.writer import cdc_file_name
+    from cdc_sync.sources.dms.writer import cdc_file_name
 
     early_key = late_key.rsplit("/", 1)[0] + "/" + cdc_file_name(early_time)
     assert early_key < late_key
@@ -209,8 +213,10 @@ def test_corrupt_and_type_changed_files_are_quarantined_the_rest_loads(world, ca
     # a file where `qty` became text (schema drift on the source)
     columns = [(n, pa.string() if n == "qty" else t) for n, t in world.dms.tables[world.customers].columns]
     drifted = write_change_file(
-        columns, [Change("U", {**customer(1), "qty": "abc"}, dt.datetime(2026, 11, 23, 8, 1, tzinfo=UTC))],
-        timestamp_column="cdc_commit_ts", include_op=True,
+        columns,
+        [Change("U", {**customer(1), "qty": "abc"}, dt.datetime(2026, 11, 23, 8, 1, tzinfo=UTC))],
+        timestamp_column="cdc_commit_ts",
+        include_op=True,
     )
     drift_key = prefix + "20261123-080100000.parquet"
     world.s3.put_object(Bucket=world.bucket, Key=drift_key, Body=drifted)
@@ -236,8 +242,11 @@ def test_corrupt_and_type_changed_files_are_quarantined_the_rest_loads(world, ca
     world.dms.tables[world.customers].pending = [
         Change("U", {**customer(1), "qty": 4242}, dt.datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
     ]
-    world.s3.put_object(Bucket=world.bucket, Key=corrupt_key,
-                        Body=world.dms.cdc_file_body(world.customers, world.dms.tables[world.customers].pending))
+    world.s3.put_object(
+        Bucket=world.bucket,
+        Key=corrupt_key,
+        Body=world.dms.cdc_file_body(world.customers, world.dms.tables[world.customers].pending),
+    )
     replayed = world.run_library(replay_keys=[corrupt_key])
     assert [list(r.loaded) for r in replayed] == [[corrupt_key]]
     expected[1]["qty"] = 4242
@@ -304,8 +313,11 @@ def test_backfill_window_of_files_named_in_the_endpoints_date_partition_timezone
     # DatePartitionTimezone: DMS names date folders and CDC files in local time (Seoul, UTC+9)
     world.seed(range(1, 3))
     seoul = ZoneInfo("Asia/Seoul")
-    written = [dt.datetime(2026, 11, 1, 20, tzinfo=UTC), dt.datetime(2026, 11, 2, 10, tzinfo=UTC),
-               dt.datetime(2026, 11, 2, 20, tzinfo=UTC)]  # local: 11-02 05:00, 11-02 19:00, 11-03 05:00
+    written = [
+        dt.datetime(2026, 11, 1, 20, tzinfo=UTC),
+        dt.datetime(2026, 11, 2, 10, tzinfo=UTC),
+        dt.datetime(2026, 11, 2, 20, tzinfo=UTC),
+    ]  # local: 11-02 05:00, 11-02 19:00, 11-03 05:00
     keys = []
     for n, when in enumerate(written):
         world.dms.update(world.customers, {"id": 1}, {"qty": n})
@@ -345,9 +357,12 @@ def test_a_file_bigquery_refuses_is_isolated_and_the_others_of_its_batch_load(wo
     # bytes that are not UTF-8 in a text column: only BigQuery notices, when it reads the file
     columns = world.dms.tables[world.customers].columns
     hostile = pa.table(
-        {"Op": ["U"], "cdc_commit_ts": ["2026-11-23 07:30:00.000000"],
-         **{name: pa.array([customer(2)[name]], t) for name, t in columns if name != "name"},
-         "name": pa.array([b"caf\xe9 \xff"], pa.binary()).cast(pa.string(), safe=False)},
+        {
+            "Op": ["U"],
+            "cdc_commit_ts": ["2026-11-23 07:30:00.000000"],
+            **{name: pa.array([customer(2)[name]], t) for name, t in columns if name != "name"},
+            "name": pa.array([b"caf\xe9 \xff"], pa.binary()).cast(pa.string(), safe=False),
+        },
     )
     bad_key = f"dms/{world.db}/customers/20261123-073000000.parquet"
     import io
@@ -411,15 +426,18 @@ def test_concurrent_loads_of_overlapping_file_sets_append_each_file_once(world, 
     pipeline = world.pipeline
 
     def run(one_batch):
-        return dms_to_bigquery.load_batch(pipeline, one_batch, stack.boto3_client("s3"), stack.bigquery_client(),
-                                          workdir=world.tmp_path)
+        return bigquery_target.load_batch(
+            pipeline, one_batch, stack.boto3_client("s3"), stack.bigquery_client(), workdir=world.tmp_path
+        )
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         reports = list(pool.map(run, [batch_ab, batch]))
 
     changelog = f"local.{world.dataset}.{world.db}_customers_changelog"
-    per_file = {r["k"]: r["n"] for r in world.bq.query(
-        f"SELECT _cdc_source_key AS k, COUNT(*) AS n FROM `{changelog}` GROUP BY k").result()}
+    per_file = {
+        r["k"]: r["n"]
+        for r in world.bq.query(f"SELECT _cdc_source_key AS k, COUNT(*) AS n FROM `{changelog}` GROUP BY k").result()
+    }
     assert per_file == {f"dms/{world.db}/customers/LOAD00000001.parquet": 3, key_a: 1, key_b: 1, key_c: 1}
     assert world.view_rows() == expected
     loaded = [set(r.loaded) for r in reports]
@@ -441,9 +459,10 @@ def test_a_claim_whose_load_job_never_started_is_fenced_and_its_files_load(world
     ledger = ledger_module.BigQueryLedger(world.bq, pipeline.bigquery, pipeline.name)
     loader_module.ChangelogLoader(pipeline, table, world.bq, world.s3, world.tmp_path)._ensure_dataset()
     ledger.ensure()
-    ledger.record(table.qualified_name, [
-        ledger_module.LedgerEntry(f["key"], f["etag"], ledger_module.PENDING, zombie_id, 3) for f in batch["files"]
-    ])
+    ledger.record(
+        table.qualified_name,
+        [ledger_module.LedgerEntry(f["key"], f["etag"], ledger_module.PENDING, zombie_id, 3) for f in batch["files"]],
+    )
 
     reports = world.run_library()
     assert [list(r.loaded) for r in reports] == [[f["key"] for f in batch["files"]]]
@@ -453,7 +472,11 @@ def test_a_claim_whose_load_job_never_started_is_fenced_and_its_files_load(world
     path = world.tmp_path / "zombie.parquet"
     pq.write_table(pa.table({"id": [1]}), path)
     with path.open("rb") as stream, pytest.raises(Conflict):
-        world.bq.load_table_from_file(stream, f"local.{world.dataset}.{world.db}_customers_changelog",
-                                      job_id=zombie_id, job_config=bigquery.LoadJobConfig(source_format="PARQUET"))
+        world.bq.load_table_from_file(
+            stream,
+            f"local.{world.dataset}.{world.db}_customers_changelog",
+            job_id=zombie_id,
+            job_config=bigquery.LoadJobConfig(source_format="PARQUET"),
+        )
     assert world.changelog_count() == 3
     assert world.view_rows() == expected

@@ -17,23 +17,33 @@ from datetime import datetime, timedelta
 import pytest
 import yaml
 
-from cdc_sync import planning, to_aurora
+from cdc_sync import planning
 from cdc_sync.config import load_pipelines
-from cdc_sync.firehose.failures import read_failed_records
-from cdc_sync.firehose.transform import TransformSpec
-from cdc_sync.to_aurora import finished_in_aurora
+from cdc_sync.sources.firehose.failures import read_failed_records
+from cdc_sync.sources.firehose.transform import TransformSpec
+from cdc_sync.targets.aurora import batch as aurora_target
+from cdc_sync.targets.aurora.batch import finished_in_aurora
 from tests.integration.aurora_s3_standin import cursor_class_for
 from tests.integration.harness import InMemoryWatermarks
 from tools.firehose_standin import create_delivery_stream, dynamodb_stream_record, transformed_lines, typed_image
 
 pytestmark = pytest.mark.services
 COLUMNS = ["event_id", "user_id", "page", "referrer"]
-SPEC = TransformSpec.from_dict({
-    "columns": COLUMNS,
-    "schema": {"type": "object", "required": ["event_id", "user_id", "page"],
-               "properties": {"event_id": {"type": "string"}, "user_id": {"type": "integer"},
-                              "page": {"type": "string"}, "referrer": {"type": ["string", "null"]}}},
-})
+SPEC = TransformSpec.from_dict(
+    {
+        "columns": COLUMNS,
+        "schema": {
+            "type": "object",
+            "required": ["event_id", "user_id", "page"],
+            "properties": {
+                "event_id": {"type": "string"},
+                "user_id": {"type": "integer"},
+                "page": {"type": "string"},
+                "referrer": {"type": ["string", "null"]},
+            },
+        },
+    }
+)
 
 
 class FirehoseWorld:
@@ -46,19 +56,40 @@ class FirehoseWorld:
         self.mysql = stack.mariadb.connect()
         with self.mysql.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{self.db}` CHARACTER SET utf8mb4")
-            cur.execute(f"CREATE TABLE `{self.db}`.clicks (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                        "event_id VARCHAR(40) NOT NULL, user_id BIGINT NOT NULL, page TEXT, referrer VARCHAR(200), "
-                        "loaded_at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6)) CHARSET utf8mb4")
+            cur.execute(
+                f"CREATE TABLE `{self.db}`.clicks (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                "event_id VARCHAR(40) NOT NULL, user_id BIGINT NOT NULL, page TEXT, referrer VARCHAR(200), "
+                "loaded_at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6)) CHARSET utf8mb4"
+            )
         self.config = tmp_path / "pipelines.yaml"
-        self.config.write_text(yaml.safe_dump({"pipelines": [{
-            "name": f"clicks_{uid}", "schedule": None,
-            "source": {"kind": "firehose", "bucket": self.bucket, "stream": self.stream,
-                       "csv_dialect": "backslash_escaped"},  # the project's transform Lambda
-            "tables": [{"schema": "web", "name": "clicks", "columns": COLUMNS}],
-            "targets": {"aurora": {"database": self.db, "mode": "append", "table": "clicks",
-                                   "mysql_conn_id": "mysql_target"}},
-            "options": {"poke_interval_seconds": 5, "wait_timeout_minutes": 1, "retries": 0},
-        }]}))
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "pipelines": [
+                        {
+                            "name": f"clicks_{uid}",
+                            "schedule": None,
+                            "source": {
+                                "kind": "firehose",
+                                "bucket": self.bucket,
+                                "stream": self.stream,
+                                "csv_dialect": "backslash_escaped",
+                            },  # the project's transform Lambda
+                            "tables": [{"schema": "web", "name": "clicks", "columns": COLUMNS}],
+                            "targets": {
+                                "aurora": {
+                                    "database": self.db,
+                                    "mode": "append",
+                                    "table": "clicks",
+                                    "mysql_conn_id": "mysql_target",
+                                }
+                            },
+                            "options": {"poke_interval_seconds": 5, "wait_timeout_minutes": 1, "retries": 0},
+                        }
+                    ]
+                }
+            )
+        )
         self.watermarks = InMemoryWatermarks()
         self.sent: list[dict] = []
         self.s3_loads: list[str] = []  # what LOAD DATA FROM S3 read, with method aurora_s3
@@ -70,8 +101,9 @@ class FirehoseWorld:
     def deliver(self, documents: list[dict], spec: TransformSpec = SPEC) -> str:
         """The transform Lambda's output, put through Firehose: one new object in processed/."""
         before = set(self.keys())
-        self.firehose.put_record_batch(DeliveryStreamName=self.stream,
-                                       Records=[{"Data": line} for line in transformed_lines(documents, spec)])
+        self.firehose.put_record_batch(
+            DeliveryStreamName=self.stream, Records=[{"Data": line} for line in transformed_lines(documents, spec)]
+        )
         (key,) = set(self.keys()) - before
         self.sent += documents
         return key
@@ -109,12 +141,13 @@ class FirehoseWorld:
 
     def run(self, **plan_kwargs) -> list:
         pipeline = self.pipeline
-        batches = planning.plan_batches(pipeline, self.s3, self.watermarks.read,
-                                        [finished_in_aurora(pipeline, self.connect)], **plan_kwargs)
-        reports = [to_aurora.load_batch(pipeline, b, self.s3, self.connect, workdir=self.tmp_path)
-                   for b in batches]
-        planning.advance_watermarks(pipeline, [r.to_dict() for r in reports], 1,
-                                    self.watermarks.read, self.watermarks.write)
+        batches = planning.plan_batches(
+            pipeline, self.s3, self.watermarks.read, [finished_in_aurora(pipeline, self.connect)], **plan_kwargs
+        )
+        reports = [aurora_target.load_batch(pipeline, b, self.s3, self.connect, workdir=self.tmp_path) for b in batches]
+        planning.advance_watermarks(
+            pipeline, [r.to_dict() for r in reports], 1, self.watermarks.read, self.watermarks.write
+        )
         return reports
 
     def rows(self) -> list[dict]:
@@ -137,15 +170,24 @@ def fh(stack, unique_name, tmp_path):
 
 def _delivered_earlier(key: str, by: timedelta) -> str:
     """The key Firehose would have given the same object `by` earlier."""
-    match = re.match(r"^processed/(\d{4}/\d{2}/\d{2}/\d{2})/(.+)-(\d+)-(\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})-(.+)$", key)
+    match = re.match(
+        r"^processed/(\d{4}/\d{2}/\d{2}/\d{2})/(.+)-(\d+)-(\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})-(.+)$", key
+    )
     assert match, key
     when = datetime.strptime(match[4], "%Y-%m-%d-%H-%M-%S") - by
     return f"processed/{when:%Y/%m/%d/%H}/{match[2]}-{match[3]}-{when:%Y-%m-%d-%H-%M-%S}-{match[5]}"
 
 
 def _clicks(start: int, n: int) -> list[dict]:
-    return [{"event_id": f"e{i}", "user_id": i, "page": f"/p/{i}, \"quoted\"\nline 😀\r\n\t\\N \x00 end\\", "referrer": None if i % 2 else "x"}
-            for i in range(start, start + n)]
+    return [
+        {
+            "event_id": f"e{i}",
+            "user_id": i,
+            "page": f'/p/{i}, "quoted"\nline 😀\r\n\t\\N \x00 end\\',
+            "referrer": None if i % 2 else "x",
+        }
+        for i in range(start, start + n)
+    ]
 
 
 def test_objects_over_several_hours_append_once_each(fh):
@@ -166,10 +208,18 @@ def test_objects_over_several_hours_append_once_each(fh):
     body = fh.s3.get_object(Bucket=fh.bucket, Key=first)["Body"].read()
     fh.s3.put_object(Bucket=fh.bucket, Key=first, Body=body)
     assert fh.run(rescan=True) == []
-    batch = {"table": "web.clicks", "files": [
-        {"key": first, "etag": fh.s3.head_object(Bucket=fh.bucket, Key=first)["ETag"].strip('"'),
-         "size": len(body), "phase": 1}]}
-    again = to_aurora.load_batch(fh.pipeline, batch, fh.s3, fh.connect, workdir=fh.tmp_path)
+    batch = {
+        "table": "web.clicks",
+        "files": [
+            {
+                "key": first,
+                "etag": fh.s3.head_object(Bucket=fh.bucket, Key=first)["ETag"].strip('"'),
+                "size": len(body),
+                "phase": 1,
+            }
+        ],
+    }
+    again = aurora_target.load_batch(fh.pipeline, batch, fh.s3, fh.connect, workdir=fh.tmp_path)
     assert again.loaded == {} and again.already_loaded == [first]
     assert len(fh.rows()) == len(fh.sent) == 7
 
@@ -186,14 +236,15 @@ def test_objects_over_several_hours_append_once_each(fh):
     assert len(fh.rows()) == 11
 
 
-
 def _waiting_loads(conn, database: str) -> int:
     """Sessions whose statement on `database` waits: for a table lock, or for a row lock."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE %s AND (STATE = 'Waiting for table "
             "metadata lock' OR ID IN (SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX "
-            "WHERE trx_state = 'LOCK WAIT'))", (f"%{database}%",))
+            "WHERE trx_state = 'LOCK WAIT'))",
+            (f"%{database}%",),
+        )
         return int(cur.fetchone()[0])
 
 
@@ -205,8 +256,7 @@ def test_concurrent_loads_of_overlapping_objects_append_each_delivery_once(fh):
     keys = [fh.deliver(docs) for docs in (_clicks(0, 3), _clicks(10, 2), _clicks(20, 2))]
     stem = keys[0].rsplit("-", 1)[0]
     named = {}
-    for name, original in (("a0000001", keys[0]), ("a0000002", keys[0]), ("b0000000", keys[1]),
-                           ("c0000000", keys[2])):
+    for name, original in (("a0000001", keys[0]), ("a0000002", keys[0]), ("b0000000", keys[1]), ("c0000000", keys[2])):
         named[name] = f"{stem}-{name}"
         fh.s3.copy_object(Bucket=fh.bucket, Key=named[name], CopySource={"Bucket": fh.bucket, "Key": original})
     for key in keys:
@@ -216,8 +266,9 @@ def test_concurrent_loads_of_overlapping_objects_append_each_delivery_once(fh):
         files = []
         for name in names:
             head = fh.s3.head_object(Bucket=fh.bucket, Key=named[name])
-            files.append({"key": named[name], "etag": head["ETag"].strip('"'), "size": head["ContentLength"],
-                          "phase": 1})
+            files.append(
+                {"key": named[name], "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}
+            )
         return {"table": "web.clicks", "files": files}
 
     batches = [batch("a0000001", "b0000000"), batch("a0000002", "b0000000", "c0000000")]
@@ -226,7 +277,7 @@ def test_concurrent_loads_of_overlapping_objects_append_each_delivery_once(fh):
 
     def load(n: int) -> None:
         try:
-            reports[n] = to_aurora.load_batch(fh.pipeline, batches[n], fh.s3, fh.connect, workdir=fh.tmp_path)
+            reports[n] = aurora_target.load_batch(fh.pipeline, batches[n], fh.s3, fh.connect, workdir=fh.tmp_path)
         except BaseException as error:  # noqa: BLE001 - shown by the test thread
             errors.append(error)
 
@@ -251,13 +302,15 @@ def test_concurrent_loads_of_overlapping_objects_append_each_delivery_once(fh):
     assert not errors, errors
 
     loaded = [key for r in reports for key in r.loaded]
-    assert sorted(loaded) in (sorted([named["a0000001"], named["b0000000"], named["c0000000"]]),
-                              sorted([named["a0000002"], named["b0000000"], named["c0000000"]]))
+    assert sorted(loaded) in (
+        sorted([named["a0000001"], named["b0000000"], named["c0000000"]]),
+        sorted([named["a0000002"], named["b0000000"], named["c0000000"]]),
+    )
     assert sorted(loaded + [key for r in reports for key in r.already_loaded]) == sorted(
-        [named["a0000001"], named["a0000002"], named["b0000000"], named["b0000000"], named["c0000000"]])
+        [named["a0000001"], named["a0000002"], named["b0000000"], named["b0000000"], named["c0000000"]]
+    )
     expected = _clicks(0, 3) + _clicks(10, 2) + _clicks(20, 2)
     assert sorted(fh.rows(), key=lambda r: r["user_id"]) == expected  # each delivery once
-
 
 
 def test_a_load_that_waits_too_long_on_another_load_of_the_same_content_is_redone(fh, caplog):
@@ -269,8 +322,10 @@ def test_a_load_that_waits_too_long_on_another_load_of_the_same_content_is_redon
 
     def one_file(key: str) -> dict:
         head = fh.s3.head_object(Bucket=fh.bucket, Key=key)
-        return {"table": "web.clicks", "files": [
-            {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}]}
+        return {
+            "table": "web.clicks",
+            "files": [{"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "phase": 1}],
+        }
 
     def impatient():
         conn = fh.connect()
@@ -283,7 +338,7 @@ def test_a_load_that_waits_too_long_on_another_load_of_the_same_content_is_redon
 
     def load(name: str, key: str, connect) -> None:
         try:
-            reports[name] = to_aurora.load_batch(fh.pipeline, one_file(key), fh.s3, connect, workdir=fh.tmp_path)
+            reports[name] = aurora_target.load_batch(fh.pipeline, one_file(key), fh.s3, connect, workdir=fh.tmp_path)
         except BaseException as error:  # noqa: BLE001 - shown by the test thread
             errors.append(error)
 
@@ -315,14 +370,37 @@ def test_a_load_that_waits_too_long_on_another_load_of_the_same_content_is_redon
     assert fh.rows() == _clicks(0, 3)
 
 
-HOSTILE = ["back\\slash", "\\N", "\\\\", "tab\there", 'a\\"b', "a\\,b", "NULL", "null", "", "ends in \\",
-           "line\nbreak", "cr\rlf\r\n", '"quoted", and more', "😀 𝄞", "\\n not a newline", " lead, trail "]
+HOSTILE = [
+    "back\\slash",
+    "\\N",
+    "\\\\",
+    "tab\there",
+    'a\\"b',
+    "a\\,b",
+    "NULL",
+    "null",
+    "",
+    "ends in \\",
+    "line\nbreak",
+    "cr\rlf\r\n",
+    '"quoted", and more',
+    "😀 𝄞",
+    "\\n not a newline",
+    " lead, trail ",
+]
 
 
 def _rfc4180_records(n: int) -> list[list[str]]:
     """Records as a producer holds them: every field text, hostile ones in every column."""
-    return [[f"e{i}\\{HOSTILE[i % len(HOSTILE)]}", str(i), HOSTILE[(i * 7) % len(HOSTILE)],
-             HOSTILE[(i * 3 + 1) % len(HOSTILE)]] for i in range(n)]
+    return [
+        [
+            f"e{i}\\{HOSTILE[i % len(HOSTILE)]}",
+            str(i),
+            HOSTILE[(i * 7) % len(HOSTILE)],
+            HOSTILE[(i * 3 + 1) % len(HOSTILE)],
+        ]
+        for i in range(n)
+    ]
 
 
 def _written(records: list[list[str]], **writer_options) -> list[bytes]:
@@ -337,8 +415,10 @@ def _written(records: list[list[str]], **writer_options) -> list[bytes]:
 
 def _read_back(body: bytes) -> list[dict]:
     """What Python's csv module reads from an object: the independent expectation."""
-    return [dict(zip(COLUMNS, [r[0], int(r[1]), r[2], r[3]], strict=True))
-            for r in csv.reader(io.StringIO(body.decode("utf-8"), newline=""))]
+    return [
+        dict(zip(COLUMNS, [r[0], int(r[1]), r[2], r[3]], strict=True))
+        for r in csv.reader(io.StringIO(body.decode("utf-8"), newline=""))
+    ]
 
 
 @pytest.mark.parametrize("method", ["local_infile", "aurora_s3"])
@@ -369,18 +449,24 @@ def test_rfc4180_null_value_and_what_the_dialect_cannot_say_is_refused(fh, metho
     null_key = fh.deliver_lines(_written([["e1", "1", "", "\\N"], ["e2", "2", "NULL", ""]]))
     (report,) = fh.run()
     assert report.loaded == {null_key: 2}
-    assert fh.rows() == [{"event_id": "e1", "user_id": 1, "page": None, "referrer": "\\N"},
-                         {"event_id": "e2", "user_id": 2, "page": "NULL", "referrer": None}]
+    assert fh.rows() == [
+        {"event_id": "e1", "user_id": 1, "page": None, "referrer": "\\N"},
+        {"event_id": "e2", "user_id": 2, "page": "NULL", "referrer": None},
+    ]
 
     # without a null value there is no NULL: an empty number is refused, not made 0 or NULL;
     # a quote inside a field that is not quoted, or text after a closing quote, is not RFC 4180;
     # a record with a field too many or too few is refused by its number
     fh.drop_source_setting("csv_null_value")
     stem = null_key.rsplit("-", 1)[0]
-    bodies = {"a0000001": b'e3,3,p,r\r\ne4,,p,r\r\n', "a0000002": b'e5,5,"ab"c,r\r\n',
-              "a0000003": b'e6,6,p,r\r\ne7,7,"multi\r\nline",r,extra\r\n', "a0000004": b"e8,8,p\xff,r\r\n",
-              # a bad record after 20,000 good ones: LOAD DATA LOCAL has read many of them already
-              "a0000005": b"".join(_written([[f"x{i}", str(i), "p", "r"] for i in range(20_000)])) + b'x,1,"a"b,r\r\n'}
+    bodies = {
+        "a0000001": b"e3,3,p,r\r\ne4,,p,r\r\n",
+        "a0000002": b'e5,5,"ab"c,r\r\n',
+        "a0000003": b'e6,6,p,r\r\ne7,7,"multi\r\nline",r,extra\r\n',
+        "a0000004": b"e8,8,p\xff,r\r\n",
+        # a bad record after 20,000 good ones: LOAD DATA LOCAL has read many of them already
+        "a0000005": b"".join(_written([[f"x{i}", str(i), "p", "r"] for i in range(20_000)])) + b'x,1,"a"b,r\r\n',
+    }
     for name, body in bodies.items():
         fh.s3.put_object(Bucket=fh.bucket, Key=f"{stem}-{name}", Body=body)
     good = fh.deliver_lines(_written([["e9", "9", "", ""]]))
@@ -420,8 +506,10 @@ def test_a_custom_prefix_with_timestamp_expressions_as_the_stream_has_it(fh, cap
     fh.s3.put_object(Bucket=fh.bucket, Key="processed/year=2026/README.txt", Body=b"not a delivery")
     with caplog.at_level(logging.WARNING):
         reports = fh.run()
-    assert ("1 object(s) under s3://" in caplog.text and "are not loaded, e.g. processed/year=2026/README.txt"
-            in caplog.text)
+    assert (
+        "1 object(s) under s3://" in caplog.text
+        and "are not loaded, e.g. processed/year=2026/README.txt" in caplog.text
+    )
     assert sorted(k for r in reports for k in r.loaded) == sorted(delivered)
     assert sorted(fh.rows(), key=lambda r: r["user_id"]) == sorted(fh.sent, key=lambda r: r["user_id"])
 
@@ -476,16 +564,22 @@ def test_dynamodb_stream_records_through_firehose_append_once_by_event_id(fh):
     """The seed case: DynamoDB stream records (Kinesis Data Streams for DynamoDB) → transform →
     Firehose → Aurora, with a repeated delivery of some records in a later batch."""
     with fh.mysql.cursor() as cur:
-        cur.execute(f"ALTER TABLE `{fh.db}`.clicks ADD COLUMN _event_id VARCHAR(64) NOT NULL, "
-                    "ADD UNIQUE KEY one_stream_event (_event_id)")
+        cur.execute(
+            f"ALTER TABLE `{fh.db}`.clicks ADD COLUMN _event_id VARCHAR(64) NOT NULL, "
+            "ADD UNIQUE KEY one_stream_event (_event_id)"
+        )
     document = yaml.safe_load(fh.config.read_text())
     document["pipelines"][0]["tables"][0]["columns"] = ["_event_id", *COLUMNS]
     fh.config.write_text(yaml.safe_dump(document))
     spec = TransformSpec(columns=("_event_id", *COLUMNS), schema=SPEC.schema)
 
     def stream_record(click: dict, event_name: str = "INSERT") -> dict:
-        return dynamodb_stream_record(event_name, None if event_name == "REMOVE" else typed_image(click),
-                                      f"stream-{click['event_id']}", keys={"event_id": {"S": click["event_id"]}})
+        return dynamodb_stream_record(
+            event_name,
+            None if event_name == "REMOVE" else typed_image(click),
+            f"stream-{click['event_id']}",
+            keys={"event_id": {"S": click["event_id"]}},
+        )
 
     clicks = _clicks(0, 4)
     fh.deliver([stream_record(c) for c in clicks[:3]] + [stream_record(clicks[0], "REMOVE")], spec)
@@ -501,9 +595,13 @@ def test_gzip_objects_load_by_name_or_by_content_and_other_compressions_are_name
     named = fh.deliver(_clicks(0, 2))
     stem = named.rsplit("-", 1)[0]
     packed = stem + "-a0000001.gz"  # CompressionFormat GZIP
-    fh.s3.put_object(Bucket=fh.bucket, Key=packed, Body=gzip.compress(b"".join(transformed_lines(_clicks(10, 3), SPEC))))
+    fh.s3.put_object(
+        Bucket=fh.bucket, Key=packed, Body=gzip.compress(b"".join(transformed_lines(_clicks(10, 3), SPEC)))
+    )
     custom = stem + "-a0000002.csv"  # GZIP with a custom FileExtension: only the bytes say so
-    fh.s3.put_object(Bucket=fh.bucket, Key=custom, Body=gzip.compress(b"".join(transformed_lines(_clicks(20, 4), SPEC))))
+    fh.s3.put_object(
+        Bucket=fh.bucket, Key=custom, Body=gzip.compress(b"".join(transformed_lines(_clicks(20, 4), SPEC)))
+    )
     snappy = stem + "-a0000003.snappy"
     fh.s3.put_object(Bucket=fh.bucket, Key=snappy, Body=b"\xff\x06\x00\x00sNaPpY")
     fh.sent += _clicks(10, 3) + _clicks(20, 4)
@@ -533,10 +631,15 @@ def test_a_malformed_object_is_quarantined_with_its_row_named_the_rest_loads(fh,
 
 
 def test_refused_records_are_counted_and_sampled(fh):
-    failed = {"attemptsMade": 1, "arrivalTimestamp": 1763881200000, "errorCode": "Lambda.ProcessingFailed",
-              "errorMessage": "The record was marked ProcessingFailed by the Lambda",
-              "attemptEndingTimestamp": 1763881201000, "rawData": base64.b64encode(b'{"user_id": "seven"}').decode(),
-              "lambdaArn": "arn:aws:lambda:us-east-1:123:function:transform"}
+    failed = {
+        "attemptsMade": 1,
+        "arrivalTimestamp": 1763881200000,
+        "errorCode": "Lambda.ProcessingFailed",
+        "errorMessage": "The record was marked ProcessingFailed by the Lambda",
+        "attemptEndingTimestamp": 1763881201000,
+        "rawData": base64.b64encode(b'{"user_id": "seven"}').decode(),
+        "lambdaArn": "arn:aws:lambda:us-east-1:123:function:transform",
+    }
     key = f"processing-failed/2026/11/23/07/{fh.stream}-1-2026-11-23-07-50-52-0f0e3c9a"
     fh.s3.put_object(Bucket=fh.bucket, Key=key, Body=(json.dumps(failed) + "\n") * 3)
     found = read_failed_records(fh.s3, fh.bucket, "processing-failed/", None)
@@ -547,7 +650,7 @@ def test_refused_records_are_counted_and_sampled(fh):
 
 
 def test_missing_target_table_is_a_clear_setup_error(fh):
-    from cdc_sync.aurora.append import AppendTargetMissing
+    from cdc_sync.targets.aurora.append import AppendTargetMissing
 
     fh.deliver(_clicks(0, 1))
     with fh.mysql.cursor() as cur:

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from cdc_sync import planning
-from cdc_sync.dms.writer import cdc_file_name
-from cdc_sync.listing import ListingStats, Watermark, grace_floor, list_new_files, table_cursors
+from cdc_sync.sources.dms.writer import cdc_file_name
+from cdc_sync.sources.listing import ListingStats, Watermark, grace_floor, list_new_files, table_cursors
 from tests.integration.harness import World
 
 pytestmark = pytest.mark.services
@@ -49,19 +49,25 @@ def test_a_poke_costs_one_call_per_cursor_with_thousands_of_old_files(stack, uni
 
         # a naive listing of the folder pays for the whole history
         naive = ListingStats()
-        everything = list(list_new_files(w.s3, w.bucket, table_cursors(w.customers, prefix, Watermark())[1],
-                                         prefix, "parquet", stats=naive))
+        everything = list(
+            list_new_files(
+                w.s3, w.bucket, table_cursors(w.customers, prefix, Watermark())[1], prefix, "parquet", stats=naive
+            )
+        )
         assert len(everything) == OLD_FILES + 4 and naive.calls == 3
     finally:
         w.close()
 
 
 def _sensor_sees(w: World, watermark: Watermark) -> list[str]:
-    """The keys the sensor's walks count as new for customers (as DmsNewFilesSensor builds them)."""
+    """The keys the sensor's walks count as new for customers (as NewObjectsSensor builds them)."""
     prefix = f"dms/{w.db}/customers/"
     grace = dt.timedelta(minutes=w.pipeline.options.late_file_grace_minutes)
-    return [f.key for cursor in table_cursors(w.customers, prefix, watermark, grace, skip_recent=True)
-            for f in list_new_files(w.s3, w.bucket, cursor, prefix, "parquet")]
+    return [
+        f.key
+        for cursor in table_cursors(w.customers, prefix, watermark, grace, skip_recent=True)
+        for f in list_new_files(w.s3, w.bucket, cursor, prefix, "parquet")
+    ]
 
 
 def test_finished_files_the_watermark_missed_stop_waking_the_sensor_after_one_plan(stack, unique_name, tmp_path):

@@ -12,7 +12,7 @@ import certifi
 import pymysql
 import pytest
 
-from cdc_sync.hooks.mysql import CdcMySqlHook, LocalFileRefused
+from cdc_sync.orchestration.hooks.mysql import CdcMySqlHook, LocalFileRefused
 from tests.integration.fake_mysql import FakeMySqlServer
 
 SECRET = b"[core]\nfernet_key = not-for-the-database\n"
@@ -26,10 +26,19 @@ def secret(tmp_path):
 
 
 def _hook(monkeypatch, server: FakeMySqlServer, **extra) -> CdcMySqlHook:
-    monkeypatch.setenv("AIRFLOW_CONN_ROGUE", json.dumps({
-        "conn_type": "mysql", "host": "127.0.0.1", "port": server.port, "login": "loader", "schema": "tgt",
-        "extra": extra,
-    }))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ROGUE",
+        json.dumps(
+            {
+                "conn_type": "mysql",
+                "host": "127.0.0.1",
+                "port": server.port,
+                "login": "loader",
+                "schema": "tgt",
+                "extra": extra,
+            }
+        ),
+    )
     return CdcMySqlHook(mysql_conn_id="rogue")
 
 

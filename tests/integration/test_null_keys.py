@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from cdc_sync.dms.writer import Change, write_change_file
+from cdc_sync.sources.dms.writer import Change, write_change_file
 from tests.integration.harness import World, customer
 
 pytestmark = pytest.mark.services
@@ -31,7 +31,8 @@ def test_null_primary_key_value_is_quarantined_alike_in_bigquery_and_aurora(stac
         body = write_change_file(
             world.dms.tables[world.customers].columns,
             [Change("U", customer(2, qty=2222), at), Change("I", {**customer(4), "id": None}, at)],
-            timestamp_column="cdc_commit_ts", include_op=True,
+            timestamp_column="cdc_commit_ts",
+            include_op=True,
         )
         world.s3.put_object(Bucket=world.bucket, Key=bad_key, Body=body)
         world.dms.update(world.customers, {"id": 3}, {"qty": 33})
@@ -50,8 +51,10 @@ def test_null_primary_key_value_is_quarantined_alike_in_bigquery_and_aurora(stac
         assert world.view_rows() == expected
         assert world.aurora_rows() == expected
         assert world.changelog_count() == 3 + 1
-        for marker in (f"cdc-sync/quarantine/{world.pipeline.name}/{bad_key}.json",
-                       f"cdc-sync/quarantine/{world.pipeline.name}/aurora/{bad_key}.json"):
+        for marker in (
+            f"cdc-sync/quarantine/{world.pipeline.name}/{bad_key}.json",
+            f"cdc-sync/quarantine/{world.pipeline.name}/aurora/{bad_key}.json",
+        ):
             record = json.loads(world.s3.get_object(Bucket=world.bucket, Key=marker)["Body"].read())
             assert record["reason"] == reason and record["key"] == bad_key
     finally:

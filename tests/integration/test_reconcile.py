@@ -43,9 +43,18 @@ CREATE TABLE `{db}`.`tags` (
 
 
 def _reading(i: int, **overrides) -> dict:
-    row = {"id": i, "tiny": -i % 128, "small": i * 7, "score": i / 7, "ratio": 1.1 * i, "price": Decimal(f"-{i}.000100"),
-           "payload": bytes([i % 256, 0, 255, 10]), "label": f"r{i} ✓ 𝄞", "day": dt.date(2020, 2, 29),
-           "at": dt.datetime(2026, 3, 4, 5, 6, 7, i)}
+    row = {
+        "id": i,
+        "tiny": -i % 128,
+        "small": i * 7,
+        "score": i / 7,
+        "ratio": 1.1 * i,
+        "price": Decimal(f"-{i}.000100"),
+        "payload": bytes([i % 256, 0, 255, 10]),
+        "label": f"r{i} ✓ 𝄞",
+        "day": dt.date(2020, 2, 29),
+        "at": dt.datetime(2026, 3, 4, 5, 6, 7, i),
+    }
     row.update(overrides)
     return row
 
@@ -78,8 +87,12 @@ class ReconcileWorld(World):
             cur.execute(ddl.format(db=self.db))
         self.dms.track(self.db, name)
         config = yaml.safe_load(self.config_path.read_text())
-        table = {"schema": self.db, "name": name, "primary_key": primary_key,
-                 "commit_timestamp_column": self.timestamp_column}
+        table = {
+            "schema": self.db,
+            "name": name,
+            "primary_key": primary_key,
+            "commit_timestamp_column": self.timestamp_column,
+        }
         if self.file_format == "csv":
             table["columns"] = self.dms.tables[f"{self.db}.{name}"].column_declarations
         config["pipelines"][0]["tables"].append(table)
@@ -94,9 +107,19 @@ class ReconcileWorld(World):
         self.run_library()
 
     def reconcile(self, table: str, run_id: str = "test", targets=None, **kwargs):
-        return {c.target: c for c in reconcile.reconcile_table(
-            self.pipeline, table, source_connect=self.source_connection, run_id=run_id, bigquery_client=self.bq,
-            aurora_connect=self.source_connection, targets=targets, **kwargs)}
+        return {
+            c.target: c
+            for c in reconcile.reconcile_table(
+                self.pipeline,
+                table,
+                source_connect=self.source_connection,
+                run_id=run_id,
+                bigquery_client=self.bq,
+                aurora_connect=self.source_connection,
+                targets=targets,
+                **kwargs,
+            )
+        }
 
     def aurora_sql(self, statement: str, params=()) -> None:
         with self.mysql.cursor() as cur:
@@ -108,8 +131,9 @@ class ReconcileWorld(World):
             cur.execute(f"CREATE TEMPORARY TABLE {copied} AS SELECT * FROM {state} WHERE id = %s", (from_id,))
             cur.execute(f"UPDATE {copied} SET id = %s", (to_id,))
             table = f"{self.db}_customers_state"
-            stored = ", ".join(f"`{c.name}`" for c in catalog_columns(self.mysql, self.target_db, [table])[table]
-                               if not c.generated)  # _cdc_commit_ts is computed
+            stored = ", ".join(
+                f"`{c.name}`" for c in catalog_columns(self.mysql, self.target_db, [table])[table] if not c.generated
+            )  # _cdc_commit_ts is computed
             cur.execute(f"INSERT INTO {state} ({stored}) SELECT {stored} FROM {copied}")
             cur.execute(f"DROP TEMPORARY TABLE {copied}")
 
@@ -127,19 +151,40 @@ def world(stack, unique_name, tmp_path):
 def _seed_every_type(world: ReconcileWorld) -> None:
     world.seed(range(1, 9), full_load=False)
     world.dms.update(world.customers, {"id": 2}, {"name": "", "notes": ""})  # empty, not NULL
-    world.dms.update(world.customers, {"id": 3}, {"qty": None, "amount": None, "name": None, "notes": None,
-                                                  "updated_at": None, "seen_at": None, "birthday": None,
-                                                  "active": None, "attrs": None})
+    world.dms.update(
+        world.customers,
+        {"id": 3},
+        {
+            "qty": None,
+            "amount": None,
+            "name": None,
+            "notes": None,
+            "updated_at": None,
+            "seen_at": None,
+            "birthday": None,
+            "active": None,
+            "attrs": None,
+        },
+    )
     world.dms.update(world.customers, {"id": 4}, {"amount": Decimal("-0.0001"), "name": "𝄞 😀 ü"})
     for order_id in (1, 2):
         for line_no in (1, 2, 3):
-            world.dms.insert(world.lines, {"order_id": order_id, "line_no": line_no, "sku": f"S{line_no}",
-                                           "price": Decimal("9.9900")})
-    values = [_reading(1), _reading(2, score=0.1 + 0.2, ratio=0.0), _reading(3, score=-1.5e-10, ratio=-2.5),
-              _reading(4, score=1e300, payload=b""), _reading(5, score=None, ratio=None, payload=None, price=None),
-              _reading(6, score=123456789.123456789, price=Decimal("100")), _reading(7, score=0.0, tiny=None),
-              _reading(8, score=1000.285714285),  # ×1e8 is a tie (…428.5): the engines' ROUND differ there
-              _reading(9, score=-5e-324, ratio=1e-30), _reading(10, score=1e-300)]  # subnormal, tiny: no overflow
+            world.dms.insert(
+                world.lines,
+                {"order_id": order_id, "line_no": line_no, "sku": f"S{line_no}", "price": Decimal("9.9900")},
+            )
+    values = [
+        _reading(1),
+        _reading(2, score=0.1 + 0.2, ratio=0.0),
+        _reading(3, score=-1.5e-10, ratio=-2.5),
+        _reading(4, score=1e300, payload=b""),
+        _reading(5, score=None, ratio=None, payload=None, price=None),
+        _reading(6, score=123456789.123456789, price=Decimal("100")),
+        _reading(7, score=0.0, tiny=None),
+        _reading(8, score=1000.285714285),  # ×1e8 is a tie (…428.5): the engines' ROUND differ there
+        _reading(9, score=-5e-324, ratio=1e-30),
+        _reading(10, score=1e-300),
+    ]  # subnormal, tiny: no overflow
     for row in values:
         world.dms.insert(world.readings, row)
     for table in (world.customers, world.lines, world.readings):
@@ -158,8 +203,14 @@ def test_in_sync_every_type_reports_zero_differences_in_aurora_and_bigquery(worl
         results = world.reconcile(table)
         assert set(results) == {"aurora", "bigquery"}
         for target, c in results.items():
-            assert (c.status, c.source_rows, c.target_rows, c.missing, c.extra, c.changed) == \
-                ("in_sync", rows, rows, 0, 0, 0), (table, target, c.summary())
+            assert (c.status, c.source_rows, c.target_rows, c.missing, c.extra, c.changed) == (
+                "in_sync",
+                rows,
+                rows,
+                0,
+                0,
+                0,
+            ), (table, target, c.summary())
             assert not c.ignored_columns, c.ignored_columns  # every column type took part
     # the floats were hashed too: a tiny drift in a double is seen by both targets
     with world.mysql.cursor() as cur:
@@ -168,9 +219,30 @@ def test_in_sync_every_type_reports_zero_differences_in_aurora_and_bigquery(worl
         assert _differences(c) == {(6,): ("changed", ["score"])}, c.summary()
 
 
-EDGE_FLOATS = [999.9999999999999, 1000.0000000000001, 0.1, 1e-5, 0.3, 1e22, 1e23, 9.999999999999999e22, 1e-7,
-               123456789012.5, 99999999999.99998, 0.9999999999999999, 1e15, 1e16 - 1, 5e-324, 2.2250738585072014e-308,
-               1.7976931348623157e308, 1e100, 1e-100, 7e-310, 0.0001, -1e-5]
+EDGE_FLOATS = [
+    999.9999999999999,
+    1000.0000000000001,
+    0.1,
+    1e-5,
+    0.3,
+    1e22,
+    1e23,
+    9.999999999999999e22,
+    1e-7,
+    123456789012.5,
+    99999999999.99998,
+    0.9999999999999999,
+    1e15,
+    1e16 - 1,
+    5e-324,
+    2.2250738585072014e-308,
+    1.7976931348623157e308,
+    1e100,
+    1e-100,
+    7e-310,
+    0.0001,
+    -1e-5,
+]
 
 
 def test_floats_near_powers_of_ten_and_at_the_extremes_are_in_sync(world):
@@ -190,11 +262,18 @@ def test_a_replica_with_the_same_types_is_compared_natively_nulls_and_doubles_in
     mantissa): NULL must still differ from '' and from its neighbour's value, and any change
     of a double, however small, must show."""
     db = world.db
-    rows = [(1, "x", None, 1.5), (2, None, "y", -5e-324), (3, "", None, 1e-300), (4, "z", "z", 0.0),
-            (5, None, None, 1.7976931348623157e308), (6, "w", None, 2.0 ** -1022)]
+    rows = [
+        (1, "x", None, 1.5),
+        (2, None, "y", -5e-324),
+        (3, "", None, 1e-300),
+        (4, "z", "z", 0.0),
+        (5, None, None, 1.7976931348623157e308),
+        (6, "w", None, 2.0**-1022),
+    ]
     with world.mysql.cursor() as cur:
-        cur.execute(f"CREATE TABLE `{db}`.pairs (id INT PRIMARY KEY, a VARCHAR(10) NULL, b VARCHAR(10) NULL, "
-                    "d DOUBLE NULL)")
+        cur.execute(
+            f"CREATE TABLE `{db}`.pairs (id INT PRIMARY KEY, a VARCHAR(10) NULL, b VARCHAR(10) NULL, d DOUBLE NULL)"
+        )
         cur.execute(f"CREATE TABLE `{db}`.pairs_replica LIKE `{db}`.pairs")
         cur.executemany(f"INSERT INTO `{db}`.pairs VALUES (%s, %s, %s, %s)", rows)
         cur.execute(f"INSERT INTO `{db}`.pairs_replica SELECT * FROM `{db}`.pairs")
@@ -202,6 +281,7 @@ def test_a_replica_with_the_same_types_is_compared_natively_nulls_and_doubles_in
     def compare_pairs():
         def side(name):
             return MySqlSide(name, world.source_connection, db, name, hash_function="crc32")
+
         return compare("pairs", side("pairs"), side("pairs_replica"), ["id"], settings=Settings(recheck_seconds=0))
 
     assert compare_pairs().status == "in_sync"
@@ -213,8 +293,12 @@ def test_a_replica_with_the_same_types_is_compared_natively_nulls_and_doubles_in
         cur.execute(f"UPDATE `{db}`.pairs_replica SET d = -0.0 WHERE id = 2")  # the smallest double → -0
         cur.execute(f"UPDATE `{db}`.pairs_replica SET d = d * (1 + POW(2, -52)) WHERE id = 6")  # one ulp
     result = compare_pairs()
-    assert _differences(result) == {(1,): ("changed", ["a", "b"]), (2,): ("changed", ["a", "b", "d"]),
-                                    (3,): ("changed", ["a", "b"]), (6,): ("changed", ["d"])}, result.summary()
+    assert _differences(result) == {
+        (1,): ("changed", ["a", "b"]),
+        (2,): ("changed", ["a", "b", "d"]),
+        (3,): ("changed", ["a", "b"]),
+        (6,): ("changed", ["d"]),
+    }, result.summary()
 
 
 def test_a_target_that_was_never_loaded_is_missing_every_source_row(world):
@@ -247,11 +331,18 @@ def test_injected_drift_names_exactly_the_keys_and_columns(world):
 
     results = world.reconcile(world.customers)
     assert _differences(results["aurora"]) == {
-        (1,): ("changed", ["qty"]), (2,): ("changed", ["name"]), (5,): ("missing", []), (6,): ("changed", ["updated_at"]),
-        (7,): ("missing", []), (99,): ("extra", []),
+        (1,): ("changed", ["qty"]),
+        (2,): ("changed", ["name"]),
+        (5,): ("missing", []),
+        (6,): ("changed", ["updated_at"]),
+        (7,): ("missing", []),
+        (99,): ("extra", []),
     }
     assert _differences(results["bigquery"]) == {
-        (1,): ("changed", ["qty"]), (2,): ("changed", ["name"]), (5,): ("missing", []), (6,): ("changed", ["updated_at"]),
+        (1,): ("changed", ["qty"]),
+        (2,): ("changed", ["name"]),
+        (5,): ("missing", []),
+        (6,): ("changed", ["updated_at"]),
         (99,): ("extra", []),
     }
     aurora = results["aurora"]
@@ -262,8 +353,9 @@ def test_injected_drift_names_exactly_the_keys_and_columns(world):
         assert c.status == "in_sync", c.summary()
 
     # one result row per target in each target's results table, with a bounded sample
-    stored = reconcile.load_results(world.pipeline, "test", bigquery_client=world.bq,
-                                    aurora_connect=world.source_connection)
+    stored = reconcile.load_results(
+        world.pipeline, "test", bigquery_client=world.bq, aurora_connect=world.source_connection
+    )
     customers = {r["target"]: r for r in stored if r["table_name"] == world.customers}
     assert customers["aurora"]["status"] == "drift" and customers["aurora"]["missing_rows"] == 2
     assert customers["bigquery"]["changed_rows"] == 3 and customers["bigquery"]["extra_rows"] == 1
@@ -285,12 +377,28 @@ def test_sample_of_differing_keys_is_bounded(stack, unique_name, tmp_path):
 def test_bisection_finds_a_few_keys_among_many_rows(world):
     """Enough rows for several levels: buckets, bisection, then rows of small segments only —
     in both engines, whose bucket numbers must agree."""
-    rows = [{"id": i * 3, "tiny": i % 100, "small": i % 1000, "score": i * 0.5, "ratio": None, "price": Decimal(i),
-             "payload": None, "label": f"n{i}", "day": None, "at": None} for i in range(1, 20001)]
+    rows = [
+        {
+            "id": i * 3,
+            "tiny": i % 100,
+            "small": i % 1000,
+            "score": i * 0.5,
+            "ratio": None,
+            "price": Decimal(i),
+            "payload": None,
+            "label": f"n{i}",
+            "day": None,
+            "at": None,
+        }
+        for i in range(1, 20001)
+    ]
     with world.mysql.cursor() as cur:
-        cur.executemany(f"INSERT INTO `{world.db}`.readings (id, tiny, small, score, ratio, price, payload, label, day, at) "
-                        "VALUES (%(id)s, %(tiny)s, %(small)s, %(score)s, %(ratio)s, %(price)s, %(payload)s, %(label)s, "
-                        "%(day)s, %(at)s)", rows)
+        cur.executemany(
+            f"INSERT INTO `{world.db}`.readings (id, tiny, small, score, ratio, price, payload, label, day, at) "
+            "VALUES (%(id)s, %(tiny)s, %(small)s, %(score)s, %(ratio)s, %(price)s, %(payload)s, %(label)s, "
+            "%(day)s, %(at)s)",
+            rows,
+        )
     world.dms.full_load(world.readings)
     world.load_everything()
     with world.mysql.cursor() as cur:
@@ -302,8 +410,12 @@ def test_bisection_finds_a_few_keys_among_many_rows(world):
     world.bq.query(f"DELETE FROM {changelog} WHERE id = 37035").result()
     settings = Settings(max_buckets=16, leaf_rows=50, recheck_seconds=0)
     for c in world.reconcile(world.readings, settings=settings).values():
-        assert _differences(c) == {(51,): ("changed", ["label"]), (27000,): ("changed", ["label"]),
-                                   (59997,): ("changed", ["label"]), (37035,): ("missing", [])}, c.summary()
+        assert _differences(c) == {
+            (51,): ("changed", ["label"]),
+            (27000,): ("changed", ["label"]),
+            (59997,): ("changed", ["label"]),
+            (37035,): ("missing", []),
+        }, c.summary()
         assert (c.source_rows, c.target_rows) == (20000, 19999)
         assert c.levels == 2  # 16 buckets of 1250 rows were too big to fetch: they were split once
         assert c.rows_fetched <= 4 * 2 * 50  # only small segments travelled
@@ -324,15 +436,32 @@ def test_text_keys_are_bucketed_by_key_hash_in_both_engines(world):
     world.bq.query(f"UPDATE {changelog} SET note = 'x' WHERE code = 'tag-01234-é'").result()
     settings = Settings(max_buckets=64, leaf_rows=20, recheck_seconds=0)
     results = world.reconcile(world.tags, settings=settings)
-    assert _differences(results["aurora"]) == {("tag-00010-é",): ("changed", ["note"]),
-                                               ("tag-02999-é",): ("missing", [])}, results["aurora"].summary()
+    assert _differences(results["aurora"]) == {
+        ("tag-00010-é",): ("changed", ["note"]),
+        ("tag-02999-é",): ("missing", []),
+    }, results["aurora"].summary()
     assert _differences(results["bigquery"]) == {("tag-01234-é",): ("changed", ["note"])}, results["bigquery"].summary()
     for c in results.values():
         assert c.levels >= 2 and c.rows_fetched < 3000  # split by a larger modulus, not fetched whole
 
 
-HOSTILE_TEXT = ["a,b", 'q"uote', "back\\slash", "new\nline", "tab\there", "cr\rx", "sep\x1fx", "nul\x00x", "  lead",
-                "trail  ", "\\N", "NULL", "😀𝄞", "'single'", "x" * 20]
+HOSTILE_TEXT = [
+    "a,b",
+    'q"uote',
+    "back\\slash",
+    "new\nline",
+    "tab\there",
+    "cr\rx",
+    "sep\x1fx",
+    "nul\x00x",
+    "  lead",
+    "trail  ",
+    "\\N",
+    "NULL",
+    "😀𝄞",
+    "'single'",
+    "x" * 20,
+]
 
 
 def test_hostile_text_keys_and_values_compare_and_repair_in_both_engines(world):
@@ -351,11 +480,19 @@ def test_hostile_text_keys_and_values_compare_and_repair_in_both_engines(world):
         cur.execute(f"DELETE FROM {state} WHERE code IN (%s, %s)", ("nul\x00x", "trail  "))
     world.bq.query(f"DELETE FROM `local.{world.dataset}.{world.db}_tags_changelog` WHERE code = 'sep\\x1fx'").result()
     results = world.reconcile(world.tags)
-    assert _differences(results["aurora"]) == {("new\nline",): ("changed", ["note"]), ("nul\x00x",): ("missing", []),
-                                               ("trail  ",): ("missing", [])}, results["aurora"].summary()
+    assert _differences(results["aurora"]) == {
+        ("new\nline",): ("changed", ["note"]),
+        ("nul\x00x",): ("missing", []),
+        ("trail  ",): ("missing", []),
+    }, results["aurora"].summary()
     assert _differences(results["bigquery"]) == {("sep\x1fx",): ("missing", [])}, results["bigquery"].summary()
-    emit_repair_file(world.pipeline, world.pipeline.table(world.tags), world.source_connection, world.s3,
-                     keys_to_repair(results.values()))
+    emit_repair_file(
+        world.pipeline,
+        world.pipeline.table(world.tags),
+        world.source_connection,
+        world.s3,
+        keys_to_repair(results.values()),
+    )
     world.load_everything()
     for c in world.reconcile(world.tags, run_id="after-repair").values():
         assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 15, 15), c.summary()
@@ -370,15 +507,44 @@ CREATE TABLE `{db}`.`extremes` (
 ) DEFAULT CHARSET utf8mb4
 """
 EXTREMES = [
-    {"id": 1, "big": -9223372036854775808, "ubig": 18446744073709551615, "uint": 4294967295, "tiny": -128,
-     "dec38": Decimal("9999999999999999999.9999999999"), "dec10": Decimal("-9999999999"),
-     "dt6": dt.datetime(1000, 1, 1), "d": dt.date(1000, 1, 1), "ts": dt.datetime(1970, 1, 1, 0, 0, 1),
-     "tm": "-838:59:59", "tm0": "-00:00:01", "yr": 1901, "js": '{"a": [1, 2.5, "😀"], "b": null}', "en": "b c",
-     "bits": b"\x0f\xff", "ch": "ab"},
-    {"id": 2, "big": 9223372036854775807, "ubig": 0, "uint": 0, "tiny": 127, "dec38": Decimal("-0.0000000001"),
-     "dec10": Decimal("0"), "dt6": dt.datetime(9999, 12, 31, 23, 59, 59, 999999), "d": dt.date(9999, 12, 31),
-     "ts": dt.datetime(2038, 1, 19, 3, 14, 7, 999999), "tm": "838:59:59.000001", "tm0": "00:00:00", "yr": 2155,
-     "js": "[]", "en": "é", "bits": b"\x00\x00", "ch": ""},
+    {
+        "id": 1,
+        "big": -9223372036854775808,
+        "ubig": 18446744073709551615,
+        "uint": 4294967295,
+        "tiny": -128,
+        "dec38": Decimal("9999999999999999999.9999999999"),
+        "dec10": Decimal("-9999999999"),
+        "dt6": dt.datetime(1000, 1, 1),
+        "d": dt.date(1000, 1, 1),
+        "ts": dt.datetime(1970, 1, 1, 0, 0, 1),
+        "tm": "-838:59:59",
+        "tm0": "-00:00:01",
+        "yr": 1901,
+        "js": '{"a": [1, 2.5, "😀"], "b": null}',
+        "en": "b c",
+        "bits": b"\x0f\xff",
+        "ch": "ab",
+    },
+    {
+        "id": 2,
+        "big": 9223372036854775807,
+        "ubig": 0,
+        "uint": 0,
+        "tiny": 127,
+        "dec38": Decimal("-0.0000000001"),
+        "dec10": Decimal("0"),
+        "dt6": dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+        "d": dt.date(9999, 12, 31),
+        "ts": dt.datetime(2038, 1, 19, 3, 14, 7, 999999),
+        "tm": "838:59:59.000001",
+        "tm0": "00:00:00",
+        "yr": 2155,
+        "js": "[]",
+        "en": "é",
+        "bits": b"\x00\x00",
+        "ch": "",
+    },
     {"id": 3},
 ]
 
@@ -399,13 +565,15 @@ def test_type_extremes_compare_and_repair_in_both_engines(world):
     with world.mysql.cursor() as cur:
         cur.execute(f"UPDATE {state} SET tm = '838:59:59' WHERE id = 2")  # the source has .000001
         cur.execute(f"UPDATE {state} SET bits = UNHEX('0001') WHERE id = 2")  # the source has 0x0000
-    world.bq.query(f"UPDATE `local.{world.dataset}.{world.db}_extremes_changelog` SET tm0 = '00:00:01' "
-                   "WHERE id = 1").result()
+    world.bq.query(
+        f"UPDATE `local.{world.dataset}.{world.db}_extremes_changelog` SET tm0 = '00:00:01' WHERE id = 1"
+    ).result()
     results = world.reconcile(table)
     assert _differences(results["aurora"]) == {(2,): ("changed", ["bits", "tm"])}, results["aurora"].summary()
     assert _differences(results["bigquery"]) == {(1,): ("changed", ["tm0"])}, results["bigquery"].summary()
-    emit_repair_file(world.pipeline, world.pipeline.table(table), world.source_connection, world.s3,
-                     keys_to_repair(results.values()))
+    emit_repair_file(
+        world.pipeline, world.pipeline.table(table), world.source_connection, world.s3, keys_to_repair(results.values())
+    )
     world.load_everything()
     for c in world.reconcile(table, run_id="after-repair").values():
         assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 3, 3), c.summary()
@@ -417,15 +585,19 @@ def test_a_composite_key_whose_leading_value_repeats_is_split_by_key_hash(world)
     instead of being fetched whole."""
     for order_id, lines in ((1, 3000), (2, 5), (3, 5)):
         for line_no in range(1, lines + 1):
-            world.dms.insert(world.lines, {"order_id": order_id, "line_no": line_no, "sku": f"S{line_no}",
-                                           "price": Decimal("1.5")})
+            world.dms.insert(
+                world.lines, {"order_id": order_id, "line_no": line_no, "sku": f"S{line_no}", "price": Decimal("1.5")}
+            )
     world.dms.full_load(world.lines)
     world.load_everything()
     with world.mysql.cursor() as cur:
-        cur.execute(f"UPDATE `{world.target_db}`.`{world.db}_order_lines_state` SET sku = 'x' "
-                    "WHERE order_id = 1 AND line_no = 1234")
-    world.bq.query(f"DELETE FROM `local.{world.dataset}.{world.db}_order_lines_changelog` "
-                   "WHERE order_id = 1 AND line_no = 2999").result()
+        cur.execute(
+            f"UPDATE `{world.target_db}`.`{world.db}_order_lines_state` SET sku = 'x' "
+            "WHERE order_id = 1 AND line_no = 1234"
+        )
+    world.bq.query(
+        f"DELETE FROM `local.{world.dataset}.{world.db}_order_lines_changelog` WHERE order_id = 1 AND line_no = 2999"
+    ).result()
     results = world.reconcile(world.lines, settings=Settings(max_buckets=64, leaf_rows=50, recheck_seconds=0))
     assert _differences(results["aurora"]) == {(1, 1234): ("changed", ["sku"])}, results["aurora"].summary()
     assert _differences(results["bigquery"]) == {(1, 2999): ("missing", [])}, results["bigquery"].summary()
@@ -435,9 +607,12 @@ def test_a_composite_key_whose_leading_value_repeats_is_split_by_key_hash(world)
 
 def test_reserved_words_as_table_and_column_names_load_and_compare(world):
     """A table `select` keyed by (`order`, `from`), columns `Group` and `key`: quoted everywhere."""
-    table = world.add_table("CREATE TABLE `{db}`.`select` (`order` INT NOT NULL, `from` VARCHAR(10) NOT NULL, "
-                            "`Group` INT NULL, `key` TEXT NULL, PRIMARY KEY (`order`, `from`)) DEFAULT CHARSET utf8mb4",
-                            "select", ["order", "from"])
+    table = world.add_table(
+        "CREATE TABLE `{db}`.`select` (`order` INT NOT NULL, `from` VARCHAR(10) NOT NULL, "
+        "`Group` INT NULL, `key` TEXT NULL, PRIMARY KEY (`order`, `from`)) DEFAULT CHARSET utf8mb4",
+        "select",
+        ["order", "from"],
+    )
     for i in range(5):
         world.dms.insert(table, {"order": i, "from": f"f{i}", "Group": i, "key": "k"})
     world.dms.full_load(table)
@@ -445,8 +620,9 @@ def test_reserved_words_as_table_and_column_names_load_and_compare(world):
     for c in world.reconcile(table).values():
         assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 5, 5), c.summary()
     with world.mysql.cursor() as cur:
-        cur.execute(f"UPDATE `{world.target_db}`.`{world.db}_select_state` SET `Group` = 9 "
-                    "WHERE `order` = 3 AND `from` = 'f3'")
+        cur.execute(
+            f"UPDATE `{world.target_db}`.`{world.db}_select_state` SET `Group` = 9 WHERE `order` = 3 AND `from` = 'f3'"
+        )
     aurora = world.reconcile(table, targets=["aurora"])["aurora"]
     assert _differences(aurora) == {(3, "f3"): ("changed", ["Group"])}, aurora.summary()
 
@@ -454,8 +630,9 @@ def test_reserved_words_as_table_and_column_names_load_and_compare(world):
 def test_lag_is_not_drift_and_a_target_change_is(world):
     _seed_every_type(world)
     # the source moves on after the load (newer than the target's watermark), no file yet
-    world.dms.update(world.customers, {"id": 1}, {"name": "changed later",
-                                                  "updated_at": dt.datetime(2026, 11, 23, 23, 0, 0)})
+    world.dms.update(
+        world.customers, {"id": 1}, {"name": "changed later", "updated_at": dt.datetime(2026, 11, 23, 23, 0, 0)}
+    )
     world.aurora_sql("UPDATE {t} SET qty = 0 WHERE id = 4")  # a real difference in the target
     results = world.reconcile(world.customers)
     assert _differences(results["aurora"]) == {(4,): ("changed", ["qty"])}, results["aurora"].summary()
@@ -481,8 +658,9 @@ def test_a_difference_that_catches_up_before_the_recheck_is_lag(world):
         world.dms.flush(world.lines)
         world.run_aurora()
 
-    c = world.reconcile(world.lines, targets=["aurora"], settings=Settings(recheck_seconds=5),
-                        sleep=wait_and_load)["aurora"]
+    c = world.reconcile(world.lines, targets=["aurora"], settings=Settings(recheck_seconds=5), sleep=wait_and_load)[
+        "aurora"
+    ]
     assert waits == [5]
     assert (c.status, c.lag, c.changed) == ("lag", 1, 0)
 
@@ -496,8 +674,9 @@ def test_repair_re_emits_source_rows_and_the_targets_converge(world):
     results = world.reconcile(world.customers)
     keys = keys_to_repair(results.values())
     assert sorted(k["id"] for k in keys) == [1, 3, 5, 99]  # 1, 5, 99 drifted in Aurora, 3 in BigQuery
-    key = emit_repair_file(world.pipeline, world.pipeline.table(world.customers), world.source_connection, world.s3,
-                           keys)
+    key = emit_repair_file(
+        world.pipeline, world.pipeline.table(world.customers), world.source_connection, world.s3, keys
+    )
     assert key.startswith(f"dms/{world.db}/customers/") and "-repair-" in key
     world.load_everything()  # the normal path: plan from the watermark, load into both targets
     for c in world.reconcile(world.customers, run_id="after-repair").values():
@@ -529,8 +708,9 @@ def test_dms_csv_pipeline_is_in_sync_every_type_and_repairs_with_csv_files(stack
 
 
 @pytest.mark.airflow
-def test_reconcile_dag_fails_on_drift_writes_the_report_and_repairs(stack, airflow_db, unique_name, tmp_path,
-                                                                    monkeypatch):
+def test_reconcile_dag_fails_on_drift_writes_the_report_and_repairs(
+    stack, airflow_db, unique_name, tmp_path, monkeypatch
+):
     from tests.integration.harness import pipeline_dag
     from tests.integration.test_dag_runs import _task_states
 
@@ -549,15 +729,26 @@ def test_reconcile_dag_fails_on_drift_writes_the_report_and_repairs(stack, airfl
         assert sorted(states["reconcile_table"]) == ["failed", "success", "success", "success"], states  # customers
         assert states["write_report"] == ["success"]
         assert states["all_in_sync"] == ["upstream_failed"] and str(run.state) == "failed"  # drift fails the run
-        report = w.s3.get_object(Bucket=w.bucket, Key=f"cdc-sync/reports/{w.pipeline.name}/"
-                                 + run.run_id.replace(":", "_").replace("+", "_") + ".md")["Body"].read().decode()
+        report = (
+            w.s3.get_object(
+                Bucket=w.bucket,
+                Key=f"cdc-sync/reports/{w.pipeline.name}/" + run.run_id.replace(":", "_").replace("+", "_") + ".md",
+            )["Body"]
+            .read()
+            .decode()
+        )
         assert "| aurora | ❌ drift |" in report and "id=3 changed (name)" in report
         rows = reconcile.load_results(w.pipeline, run.run_id, bigquery_client=w.bq, aurora_connect=w.source_connection)
         assert {(r["table_name"].split(".")[1], r["target"], r["status"]) for r in rows} == {
-            ("customers", "aurora", "drift"), ("customers", "bigquery", "in_sync"),
-            ("order_lines", "aurora", "in_sync"), ("order_lines", "bigquery", "in_sync"),
-            ("readings", "aurora", "in_sync"), ("readings", "bigquery", "in_sync"),
-            ("tags", "aurora", "in_sync"), ("tags", "bigquery", "in_sync")}  # empty in the source, never loaded
+            ("customers", "aurora", "drift"),
+            ("customers", "bigquery", "in_sync"),
+            ("order_lines", "aurora", "in_sync"),
+            ("order_lines", "bigquery", "in_sync"),
+            ("readings", "aurora", "in_sync"),
+            ("readings", "bigquery", "in_sync"),
+            ("tags", "aurora", "in_sync"),
+            ("tags", "bigquery", "in_sync"),
+        }  # empty in the source, never loaded
 
         # rerun from the UI with repair: the differing rows go through the landing folder
         repair_run = reconcile_dag.test(run_conf={"repair": True, "tables": [w.customers]})
@@ -598,8 +789,10 @@ def test_repair_finds_source_rows_by_keys_as_reconciliation_compares_them(world)
     from cdc_sync.reconcile.sides import key_token
 
     with world.mysql.cursor() as cur:
-        cur.execute(f"CREATE TABLE `{world.db}`.events (at DATETIME(6) NOT NULL, n DECIMAL(10,0) NOT NULL, "
-                    "label VARCHAR(20), PRIMARY KEY (at, n))")
+        cur.execute(
+            f"CREATE TABLE `{world.db}`.events (at DATETIME(6) NOT NULL, n DECIMAL(10,0) NOT NULL, "
+            "label VARCHAR(20), PRIMARY KEY (at, n))"
+        )
         cur.execute(f"INSERT INTO `{world.db}`.events VALUES ('2026-01-02 03:04:05.000006', 7, 'kept')")
     table = TableSpec(schema=world.db, name="events", primary_key=("at", "n"))
     at = key_token(dt.datetime(2026, 1, 2, 3, 4, 5, 6))
@@ -610,6 +803,7 @@ def test_repair_finds_source_rows_by_keys_as_reconciliation_compares_them(world)
 
 
 # --- issue 23 / issue 14 item 6: a proof that cannot be fooled -------------------------------------------------
+
 
 def _changelog(world: ReconcileWorld, name: str) -> str:
     return f"`local.{world.dataset}.{world.db}_{name}_changelog`"
@@ -624,8 +818,12 @@ def test_a_value_holding_the_separator_cannot_shift_into_its_neighbour(world):
     printed (MySQL ⇄ MySQL, same types), ('x\x1fvy', 'z') and ('x', 'y\x1fvz') with the 'v'
     prefix of normalised values. Every text value is framed by its length, so moving the
     separator across two adjacent columns is a change in both engines."""
-    table = world.add_table("CREATE TABLE `{db}`.`pairs` (id INT NOT NULL PRIMARY KEY, a VARCHAR(10) NULL, "
-                            "b VARCHAR(10) NULL, c TEXT NULL) DEFAULT CHARSET utf8mb4", "pairs", ["id"])
+    table = world.add_table(
+        "CREATE TABLE `{db}`.`pairs` (id INT NOT NULL PRIMARY KEY, a VARCHAR(10) NULL, "
+        "b VARCHAR(10) NULL, c TEXT NULL) DEFAULT CHARSET utf8mb4",
+        "pairs",
+        ["id"],
+    )
     world.dms.insert(table, {"id": 1, "a": "x\x1fy", "b": "z", "c": "1:"})
     world.dms.insert(table, {"id": 2, "a": "p", "b": "q", "c": "r"})
     world.dms.insert(table, {"id": 3, "a": "x\x1fvy", "b": "z", "c": "s"})
@@ -637,8 +835,12 @@ def test_a_value_holding_the_separator_cannot_shift_into_its_neighbour(world):
         cur.execute(f"UPDATE {_state(world, 'pairs')} SET a = 'x', b = 'y\x1fz' WHERE id = 1")
         cur.execute(f"UPDATE {_state(world, 'pairs')} SET a = 'x', b = 'y\x1fvz' WHERE id = 3")
     sep = "CODE_POINTS_TO_STRING([31])"
-    world.bq.query(f"UPDATE {_changelog(world, 'pairs')} SET a = 'x', b = CONCAT('y', {sep}, 'z') WHERE id = 1").result()
-    world.bq.query(f"UPDATE {_changelog(world, 'pairs')} SET a = 'x', b = CONCAT('y', {sep}, 'vz') WHERE id = 3").result()
+    world.bq.query(
+        f"UPDATE {_changelog(world, 'pairs')} SET a = 'x', b = CONCAT('y', {sep}, 'z') WHERE id = 1"
+    ).result()
+    world.bq.query(
+        f"UPDATE {_changelog(world, 'pairs')} SET a = 'x', b = CONCAT('y', {sep}, 'vz') WHERE id = 3"
+    ).result()
     results = world.reconcile(table)
     for target, c in results.items():
         assert _differences(c) == {(1,): ("changed", ["a", "b"]), (3,): ("changed", ["a", "b"])}, (target, c.summary())
@@ -662,8 +864,12 @@ def test_a_source_column_the_target_lacks_is_drift(world):
 def test_a_mysql_zero_date_compares_as_the_null_the_loaders_store(world):
     """The loaders store '0000-00-00' as NULL: the source side reads it the same way, natively
     (Aurora: same types) and as text (BigQuery); a real date the target lost still differs."""
-    table = world.add_table("CREATE TABLE `{db}`.`dates` (id INT NOT NULL PRIMARY KEY, d DATE NULL, "
-                            "t DATETIME(6) NULL, n INT NULL) DEFAULT CHARSET utf8mb4", "dates", ["id"])
+    table = world.add_table(
+        "CREATE TABLE `{db}`.`dates` (id INT NOT NULL PRIMARY KEY, d DATE NULL, "
+        "t DATETIME(6) NULL, n INT NULL) DEFAULT CHARSET utf8mb4",
+        "dates",
+        ["id"],
+    )
     world.dms.insert(table, {"id": 1, "d": None, "t": None, "n": 1})
     world.dms.insert(table, {"id": 2, "d": dt.date(2020, 1, 1), "t": dt.datetime(2020, 1, 1, 1, 2, 3), "n": 2})
     world.dms.full_load(table)
@@ -689,8 +895,11 @@ def test_a_table_keyed_by_floats_is_refused_and_repair_deletes_nothing(world):
     repair refuse the table up front, naming the column, and no repair file is written."""
     from cdc_sync.reconcile.diff import ReconcileError
 
-    table = world.add_table("CREATE TABLE `{db}`.`floaty` (k FLOAT NOT NULL PRIMARY KEY, v INT NULL) "
-                            "DEFAULT CHARSET utf8mb4", "floaty", ["k"])
+    table = world.add_table(
+        "CREATE TABLE `{db}`.`floaty` (k FLOAT NOT NULL PRIMARY KEY, v INT NULL) DEFAULT CHARSET utf8mb4",
+        "floaty",
+        ["k"],
+    )
     with world.mysql.cursor() as cur:  # the stand-in itself could not find k = 1.1 again to record it
         cur.execute(f"INSERT INTO `{world.db}`.floaty VALUES (1.1, 1), (2.5, 2)")
     world.dms.full_load(table)
@@ -702,8 +911,7 @@ def test_a_table_keyed_by_floats_is_refused_and_repair_deletes_nothing(world):
             world.reconcile(table, targets=[target])
     before = world.s3.list_objects_v2(Bucket=world.bucket, Prefix=f"dms/{world.db}/floaty/")["KeyCount"]
     with pytest.raises(ReconcileError, match="approximate number"):
-        emit_repair_file(world.pipeline, world.pipeline.table(table), world.source_connection, world.s3,
-                         [{"k": 1.1}])
+        emit_repair_file(world.pipeline, world.pipeline.table(table), world.source_connection, world.s3, [{"k": 1.1}])
     assert world.s3.list_objects_v2(Bucket=world.bucket, Prefix=f"dms/{world.db}/floaty/")["KeyCount"] == before
 
 
@@ -715,8 +923,12 @@ def test_time_and_large_unsigned_keys_compare_and_repair_in_both_engines(world):
     """TIME keys (timedelta in MySQL, text in the targets) and BIGINT UNSIGNED keys of 2^63 and
     more (no INT64 parameter holds them) are looked up and compared exactly."""
     table = world.add_table(TIME_KEYS_DDL, "slots", ["t", "u"])
-    rows = [("-838:59:59", 18446744073709551615, "a"), ("838:59:59.000001", 9223372036854775808, "b"),
-            ("00:00:00", 0, "c"), ("-00:00:01.5", 7, "d")]
+    rows = [
+        ("-838:59:59", 18446744073709551615, "a"),
+        ("838:59:59.000001", 9223372036854775808, "b"),
+        ("00:00:00", 0, "c"),
+        ("-00:00:01.5", 7, "d"),
+    ]
     for t, u, v in rows:
         world.dms.insert(table, {"t": t, "u": u, "v": v})
     world.dms.full_load(table)
@@ -728,12 +940,16 @@ def test_time_and_large_unsigned_keys_compare_and_repair_in_both_engines(world):
         cur.execute(f"DELETE FROM {_state(world, 'slots')} WHERE u = 7")
     world.bq.query(f"UPDATE {_changelog(world, 'slots')} SET v = 'x' WHERE v = 'a'").result()
     results = world.reconcile(table)
-    assert _differences(results["aurora"]) == {("838:59:59.000001", 9223372036854775808): ("changed", ["v"]),
-                                               ("-00:00:01.500000", 7): ("missing", [])}, results["aurora"].summary()
-    assert _differences(results["bigquery"]) == {("-838:59:59", 18446744073709551615): ("changed", ["v"])}, \
-        results["bigquery"].summary()
-    emit_repair_file(world.pipeline, world.pipeline.table(table), world.source_connection, world.s3,
-                     keys_to_repair(results.values()))
+    assert _differences(results["aurora"]) == {
+        ("838:59:59.000001", 9223372036854775808): ("changed", ["v"]),
+        ("-00:00:01.500000", 7): ("missing", []),
+    }, results["aurora"].summary()
+    assert _differences(results["bigquery"]) == {("-838:59:59", 18446744073709551615): ("changed", ["v"])}, results[
+        "bigquery"
+    ].summary()
+    emit_repair_file(
+        world.pipeline, world.pipeline.table(table), world.source_connection, world.s3, keys_to_repair(results.values())
+    )
     world.load_everything()
     for target, c in world.reconcile(table, run_id="after-repair").items():
         assert (c.status, c.source_rows, c.target_rows) == ("in_sync", 4, 4), (target, c.summary())
@@ -747,16 +963,25 @@ def test_repair_never_deletes_a_key_the_source_holds_under_its_collation(world):
 
     import pyarrow.parquet as pq
 
-    table = world.add_table("CREATE TABLE `{db}`.`codes` (code VARCHAR(10) NOT NULL PRIMARY KEY, n INT NULL) "
-                            "DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_general_ci", "codes", ["code"])
+    table = world.add_table(
+        "CREATE TABLE `{db}`.`codes` (code VARCHAR(10) NOT NULL PRIMARY KEY, n INT NULL) "
+        "DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_general_ci",
+        "codes",
+        ["code"],
+    )
     world.dms.insert(table, {"code": "abc", "n": 1})
     world.dms.insert(table, {"code": "gone", "n": 2})
     world.dms.full_load(table)
     world.load_everything()
     with world.mysql.cursor() as cur:
         cur.execute(f"DELETE FROM `{world.db}`.codes WHERE code = 'gone'")  # the target still has it: extra
-    key = emit_repair_file(world.pipeline, world.pipeline.table(table), world.source_connection, world.s3,
-                           [{"code": "abc "}, {"code": "ABC"}, {"code": "gone"}])
+    key = emit_repair_file(
+        world.pipeline,
+        world.pipeline.table(table),
+        world.source_connection,
+        world.s3,
+        [{"code": "abc "}, {"code": "ABC"}, {"code": "gone"}],
+    )
     rows = pq.read_table(io.BytesIO(world.s3.get_object(Bucket=world.bucket, Key=key)["Body"].read())).to_pylist()
     assert sorted((r["Op"], r["code"], r["n"]) for r in rows) == [("D", "gone", None), ("U", "abc", 1)]
     world.load_everything()
@@ -782,10 +1007,14 @@ def test_a_loaded_change_with_a_whole_second_commit_time_is_drift_not_lag(world)
     world.seed(range(1, 4), full_load=False)
     world.dms.full_load(world.customers, transfer_time=dt.datetime(2026, 11, 23, 7, 0, 0, tzinfo=dt.UTC))
     _commit_next_at(world, dt.datetime(2026, 11, 23, 8, 0, 0, tzinfo=dt.UTC))
-    world.dms.update(world.customers, {"id": 1}, {"name": "loaded", "updated_at": dt.datetime(2026, 11, 23, 8, 0, 0, 400000)})
+    world.dms.update(
+        world.customers, {"id": 1}, {"name": "loaded", "updated_at": dt.datetime(2026, 11, 23, 8, 0, 0, 400000)}
+    )
     world.dms.flush(world.customers)
     world.load_everything()
-    world.dms.update(world.customers, {"id": 2}, {"name": "pending", "updated_at": dt.datetime(2026, 11, 23, 8, 0, 0, 700000)})
+    world.dms.update(
+        world.customers, {"id": 2}, {"name": "pending", "updated_at": dt.datetime(2026, 11, 23, 8, 0, 0, 700000)}
+    )
     world.aurora_sql("UPDATE {t} SET name = 'corrupted' WHERE id = 1")
     world.bigquery_sql("UPDATE {t} SET name = 'corrupted' WHERE id = 1")
     for target, c in world.reconcile(world.customers).items():
@@ -807,12 +1036,19 @@ def test_a_repair_leaves_changes_still_in_flight_as_lag(world):
     results = world.reconcile(world.customers)
     for c in results.values():
         assert (_differences(c), [d.key for d in c.differences if d.lag]) == ({(1,): ("changed", ["qty"])}, [{"id": 3}])
-    emit_repair_file(world.pipeline, world.pipeline.table(world.customers), world.source_connection, world.s3,
-                     keys_to_repair(results.values()))
+    emit_repair_file(
+        world.pipeline,
+        world.pipeline.table(world.customers),
+        world.source_connection,
+        world.s3,
+        keys_to_repair(results.values()),
+    )
     world.load_everything()  # the repair file only: the change of id 3 is still in flight
     for target, c in world.reconcile(world.customers, run_id="after-repair").items():
-        assert (c.status, _differences(c), [d.key for d in c.differences if d.lag]) == ("lag", {}, [{"id": 3}]), \
-            (target, c.summary())
+        assert (c.status, _differences(c), [d.key for d in c.differences if d.lag]) == ("lag", {}, [{"id": 3}]), (
+            target,
+            c.summary(),
+        )
         assert c.watermark < in_flight.replace(tzinfo=dt.UTC).isoformat(), (target, c.watermark)
     # DMS names its files by the real clock, later than the repair file (the stand-in's commit clock is older)
     world.dms.flush(world.customers, file_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
@@ -827,7 +1063,7 @@ def _crc_forge(text: bytes, start: int, length: int, wanted: int) -> bytes:
     import zlib
 
     base = bytearray(text)
-    base[start:start + length] = b"a" * length
+    base[start : start + length] = b"a" * length
     zero = zlib.crc32(bytes(len(base)))
     vectors = []
     for i in range(length):
@@ -877,8 +1113,9 @@ def test_strong_checksums_see_a_crafted_change_that_cancels_in_the_fast_mode(sta
         source = MySqlSide("source", w.source_connection, w.db, "tags", hash_function="crc32")
         target = target_side(w.pipeline, spec, "aurora", aurora_connect=w.source_connection)
         _, columns, _ = hash_columns(w.tags, source.kinds(), target.kinds(), ["code"], {w.timestamp_column}, True, True)
-        texts = dict(target.run(f"SELECT code, CAST({MySqlDialect('crc32')._text(columns)} AS BINARY) "
-                                f"FROM {target.relation}"))
+        texts = dict(
+            target.run(f"SELECT code, CAST({MySqlDialect('crc32')._text(columns)} AS BINARY) FROM {target.relation}")
+        )
         target.close()
         for letter in "cdefghijklmnopqrstuvwxyz":  # a change of t1 that t2 can compensate within 32 bits
             new_note = letter * 48
@@ -887,7 +1124,7 @@ def test_strong_checksums_see_a_crafted_change_that_cancels_in_the_fast_mode(sta
                 break
         start = texts["t2"].index(b"a" * 48)
         forged = _crc_forge(texts["t2"], start, 48, zlib.crc32(texts["t2"]) - delta)
-        forged_note = forged[start:start + 48].decode()
+        forged_note = forged[start : start + 48].decode()
         with w.mysql.cursor() as cur:
             cur.execute(f"UPDATE {_state(w, 'tags')} SET note = %s WHERE code = 't1'", (new_note,))
             cur.execute(f"UPDATE {_state(w, 'tags')} SET note = %s WHERE code = 't2'", (forged_note,))
@@ -895,12 +1132,19 @@ def test_strong_checksums_see_a_crafted_change_that_cancels_in_the_fast_mode(sta
         w.bq.query(f"UPDATE {_changelog(w, 'tags')} SET note = '{forged_note}' WHERE code = 't2'").result()
 
         one_bucket = Settings(recheck_seconds=0, max_buckets=1)  # the pair shares a bucket
-        fast = compare(w.tags, MySqlSide("source", w.source_connection, w.db, "tags", hash_function="crc32"),
-                       MySqlSide("aurora", w.source_connection, w.target_db, f"{w.db}_tags", hash_function="crc32"),
-                       ["code"], settings=one_bucket, exclude={w.timestamp_column})
+        fast = compare(
+            w.tags,
+            MySqlSide("source", w.source_connection, w.db, "tags", hash_function="crc32"),
+            MySqlSide("aurora", w.source_connection, w.target_db, f"{w.db}_tags", hash_function="crc32"),
+            ["code"],
+            settings=one_bucket,
+            exclude={w.timestamp_column},
+        )
         assert fast.status == "in_sync", fast.summary()  # the crafted pair cancels: what the fast mode cannot see
         for target_name, c in w.reconcile(w.tags, settings=one_bucket).items():
-            assert _differences(c) == {("t1",): ("changed", ["note"]), ("t2",): ("changed", ["note"])}, \
-                (target_name, c.summary())
+            assert _differences(c) == {("t1",): ("changed", ["note"]), ("t2",): ("changed", ["note"])}, (
+                target_name,
+                c.summary(),
+            )
     finally:
         w.close()

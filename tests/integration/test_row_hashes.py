@@ -14,9 +14,15 @@ from tests.integration.harness import World, customer
 pytestmark = pytest.mark.services
 
 COLUMNS = [
-    HashColumn("id", "integer"), HashColumn("qty", "integer"), HashColumn("amount", "decimal"),
-    HashColumn("name", "text"), HashColumn("notes", "text"), HashColumn("updated_at", "timestamp"),
-    HashColumn("seen_at", "timestamp"), HashColumn("birthday", "date"), HashColumn("active", "boolean"),
+    HashColumn("id", "integer"),
+    HashColumn("qty", "integer"),
+    HashColumn("amount", "decimal"),
+    HashColumn("name", "text"),
+    HashColumn("notes", "text"),
+    HashColumn("updated_at", "timestamp"),
+    HashColumn("seen_at", "timestamp"),
+    HashColumn("birthday", "date"),
+    HashColumn("active", "boolean"),
     HashColumn("attrs", "text"),
 ]
 
@@ -39,9 +45,21 @@ def test_equal_rows_hash_equal_in_both_engines_and_a_changed_value_does_not(stac
         rows = [
             customer(1),
             customer(2, name="", notes=""),  # empty strings ...
-            customer(3, qty=None, amount=None, name=None, notes=None, updated_at=None, seen_at=None,
-                     birthday=None, active=None, attrs=None),  # ... are not NULLs
-            customer(4, name="𝄞 4-byte 😀 ü", amount=Decimal("-0.0001"), updated_at=dt.datetime(2026, 1, 1, 0, 0, 0, 1)),
+            customer(
+                3,
+                qty=None,
+                amount=None,
+                name=None,
+                notes=None,
+                updated_at=None,
+                seen_at=None,
+                birthday=None,
+                active=None,
+                attrs=None,
+            ),  # ... are not NULLs
+            customer(
+                4, name="𝄞 4-byte 😀 ü", amount=Decimal("-0.0001"), updated_at=dt.datetime(2026, 1, 1, 0, 0, 0, 1)
+            ),
             customer(5, amount=Decimal("12345678901234.5678"), seen_at=dt.datetime(1999, 12, 31, 23, 59, 59, 999999)),
             customer(6, amount=Decimal("100")),  # no decimal part: trailing zeros of the integer stay
             customer(7, amount=Decimal("0")),

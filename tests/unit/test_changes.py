@@ -9,11 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cdc_sync.bigquery.schema import ColumnType, column_type, conflicts
-from cdc_sync.changes import ChangeFile, ChangeFileError
-from cdc_sync.dms.mysql_types import arrow_type_for_mysql
-from cdc_sync.dms.writer import Change, write_change_file
+from cdc_sync.sources.change_files import ChangeFile, ChangeFileError
+from cdc_sync.sources.column_types import ColumnType, column_type
+from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.sources.dms.writer import Change, write_change_file
 from cdc_sync.sql import UnsafeIdentifier, bigquery_table, check_identifier
+from cdc_sync.targets.bigquery.schema import conflicts
 
 UTC = dt.UTC
 LOADED_AT = dt.datetime(2026, 11, 23, tzinfo=UTC)
@@ -33,8 +34,15 @@ def _rows(change_file):
 def test_position_orders_phase_then_commit_time_then_file_then_row(tmp_path):
     t1 = dt.datetime(2026, 11, 23, 7, 0, 0, 1, tzinfo=UTC)
     t2 = dt.datetime(2026, 11, 23, 7, 0, 0, 2, tzinfo=UTC)
-    late_full_load = _rows(_file(tmp_path, [Change("I", {"id": 1}, dt.datetime(2030, 1, 1, tzinfo=UTC))],
-                                 phase=0, key="dms/s/t/LOAD00000001.parquet", include_op=False))
+    late_full_load = _rows(
+        _file(
+            tmp_path,
+            [Change("I", {"id": 1}, dt.datetime(2030, 1, 1, tzinfo=UTC))],
+            phase=0,
+            key="dms/s/t/LOAD00000001.parquet",
+            include_op=False,
+        )
+    )
     cdc = _rows(_file(tmp_path, [Change("U", {"id": 1}, t2), Change("U", {"id": 1}, t1)]))
     same_ts_later_file = _rows(_file(tmp_path, [Change("U", {"id": 1}, t2)], key="dms/s/t/20261123-070001000.parquet"))
     positions = [r["_cdc_position"] for r in late_full_load + cdc + same_ts_later_file]
@@ -74,12 +82,15 @@ def test_missing_primary_key_and_unreadable_file(tmp_path):
         ChangeFile("k", str(path), 1, None, ("id",)).data_schema()
 
 
-@pytest.mark.parametrize(("columns", "problem"), [
-    ({"id": [1], "bad name": ["x"]}, "column name 'bad name' is not a plain name"),
-    ({"id": [1], "x`; DROP TABLE t": ["x"]}, "is not a plain name"),
-    ({"id": [1], "_cdc_op": ["x"]}, "reserved prefix _cdc_"),
-    ({"id": [1], "Name": ["x"], "name": ["y"]}, "two columns have the same name"),
-])
+@pytest.mark.parametrize(
+    ("columns", "problem"),
+    [
+        ({"id": [1], "bad name": ["x"]}, "column name 'bad name' is not a plain name"),
+        ({"id": [1], "x`; DROP TABLE t": ["x"]}, "is not a plain name"),
+        ({"id": [1], "_cdc_op": ["x"]}, "reserved prefix _cdc_"),
+        ({"id": [1], "Name": ["x"], "name": ["y"]}, "two columns have the same name"),
+    ],
+)
 def test_hostile_column_names_are_refused_with_the_file_named(tmp_path, columns, problem):
     path = tmp_path / "cols.parquet"
     pq.write_table(pa.table(columns), path)
@@ -101,27 +112,46 @@ def test_commit_timestamp_text_is_parsed_as_utc(tmp_path):
 @pytest.mark.parametrize(
     ("arrow_type", "bigquery"),
     [
-        (pa.int8(), "INTEGER"), (pa.int32(), "INTEGER"), (pa.uint64(), "NUMERIC"), (pa.float32(), "FLOAT"),
-        (pa.decimal128(18, 4), "NUMERIC"), (pa.decimal128(38, 4), "BIGNUMERIC"), (pa.decimal128(38, 10), "BIGNUMERIC"),
-        (pa.string(), "STRING"), (pa.binary(), "BYTES"), (pa.bool_(), "BOOLEAN"), (pa.date32(), "DATE"),
-        (pa.timestamp("ms", tz="UTC"), "TIMESTAMP"), (pa.timestamp("us"), "DATETIME"),
+        (pa.int8(), "INTEGER"),
+        (pa.int32(), "INTEGER"),
+        (pa.uint64(), "NUMERIC"),
+        (pa.float32(), "FLOAT"),
+        (pa.decimal128(18, 4), "NUMERIC"),
+        (pa.decimal128(38, 4), "BIGNUMERIC"),
+        (pa.decimal128(38, 10), "BIGNUMERIC"),
+        (pa.string(), "STRING"),
+        (pa.binary(), "BYTES"),
+        (pa.bool_(), "BOOLEAN"),
+        (pa.date32(), "DATE"),
+        (pa.timestamp("ms", tz="UTC"), "TIMESTAMP"),
+        (pa.timestamp("us"), "DATETIME"),
     ],
 )
 def test_bigquery_types(arrow_type, bigquery):
-    assert column_type(arrow_type).bigquery == bigquery
+    assert column_type(arrow_type).name == bigquery
 
 
 def test_type_conflicts():
-    assert conflicts(ColumnType("INTEGER"), ColumnType("STRING")) == "has type STRING in the file but INTEGER in the table"
+    assert (
+        conflicts(ColumnType("INTEGER"), ColumnType("STRING")) == "has type STRING in the file but INTEGER in the table"
+    )
     assert conflicts(ColumnType("NUMERIC", 29, 9), ColumnType("NUMERIC", 14, 4)) is None
     assert column_type(pa.null()) is None
 
 
-@pytest.mark.parametrize(("mysql", "arrow"), [
-    ("bigint(20)", pa.int64()), ("int(11)", pa.int32()), ("decimal(18,4)", pa.decimal128(18, 4)),
-    ("tinyint(1)", pa.int8()), ("datetime(6)", pa.timestamp("us", tz="UTC")), ("longtext", pa.string()),
-    ("bigint(20) unsigned", pa.decimal128(20, 0)), ("varbinary(16)", pa.binary()),
-])
+@pytest.mark.parametrize(
+    ("mysql", "arrow"),
+    [
+        ("bigint(20)", pa.int64()),
+        ("int(11)", pa.int32()),
+        ("decimal(18,4)", pa.decimal128(18, 4)),
+        ("tinyint(1)", pa.int8()),
+        ("datetime(6)", pa.timestamp("us", tz="UTC")),
+        ("longtext", pa.string()),
+        ("bigint(20) unsigned", pa.decimal128(20, 0)),
+        ("varbinary(16)", pa.binary()),
+    ],
+)
 def test_mysql_types_as_dms_writes_them(mysql, arrow):
     assert arrow_type_for_mysql(mysql) == arrow
 
@@ -155,8 +185,12 @@ def test_inserts_only_is_read_from_the_op_column(tmp_path, statistics):
     def parquet(name: str, ops: list[str | None]) -> ChangeFile:
         path = tmp_path / f"{name}.parquet"
         # several row groups, as DMS writes them (RowGroupLength): one 'U' in the last
-        pq.write_table(pa.table({"Op": pa.array(ops, pa.string()), "id": list(range(len(ops)))}), path,
-                       row_group_size=2, write_statistics=statistics)
+        pq.write_table(
+            pa.table({"Op": pa.array(ops, pa.string()), "id": list(range(len(ops)))}),
+            path,
+            row_group_size=2,
+            write_statistics=statistics,
+        )
         return ChangeFile(f"dms/s/t/{name}.parquet", str(path), 1, None, ("id",))
 
     assert parquet("inserts", ["I"] * 5).inserts_only()
@@ -165,7 +199,9 @@ def test_inserts_only_is_read_from_the_op_column(tmp_path, statistics):
     assert not parquet("a_null_op", ["I", None, "I"]).inserts_only()  # a bad file: its load says why
     # without Op (a full load, CdcInsertsOnly) or in the full-load phase: inserts by definition
     assert _file(tmp_path, [Change("I", {"id": 1}, LOADED_AT)], include_op=False).inserts_only()
-    assert _file(tmp_path, [Change("I", {"id": 1}, LOADED_AT)], phase=0, key="dms/s/t/LOAD00000001.parquet").inserts_only()
+    assert _file(
+        tmp_path, [Change("I", {"id": 1}, LOADED_AT)], phase=0, key="dms/s/t/LOAD00000001.parquet"
+    ).inserts_only()
     unreadable = tmp_path / "unreadable.parquet"
     unreadable.write_bytes(b"not parquet")
     assert not ChangeFile("dms/s/t/unreadable.parquet", str(unreadable), 1, None, ("id",)).inserts_only()
@@ -176,8 +212,12 @@ def test_int96_timestamps_keep_mysqls_whole_datetime_range(tmp_path):
     # (a common "no end" value in MySQL) would overflow
     far = dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
     path = tmp_path / "int96.parquet"
-    pq.write_table(pa.table({"Op": ["I", "I"], "id": [1, 2],
-                             "valid_to": pa.array([far, dt.datetime(1000, 1, 1)], pa.timestamp("us"))}),
-                   path, use_deprecated_int96_timestamps=True)
+    pq.write_table(
+        pa.table(
+            {"Op": ["I", "I"], "id": [1, 2], "valid_to": pa.array([far, dt.datetime(1000, 1, 1)], pa.timestamp("us"))}
+        ),
+        path,
+        use_deprecated_int96_timestamps=True,
+    )
     rows = _rows(ChangeFile("dms/s/t/20261123-070000000.parquet", str(path), 1, None, ("id",)))
     assert [r["valid_to"] for r in rows] == [far, dt.datetime(1000, 1, 1)]

@@ -16,8 +16,16 @@ def test_compose_file_matches_the_compose_specification():
     errors = sorted(Draft7Validator(schema).iter_errors(document), key=lambda e: list(e.path))
     assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
     services = document["services"]
-    assert {"airflow-scheduler", "airflow-triggerer", "airflow-dag-processor", "airflow-apiserver",
-            "postgres", "mysql", "moto", "bigquery"} <= set(services)
+    assert {
+        "airflow-scheduler",
+        "airflow-triggerer",
+        "airflow-dag-processor",
+        "airflow-apiserver",
+        "postgres",
+        "mysql",
+        "moto",
+        "bigquery",
+    } <= set(services)
     env = services["airflow-scheduler"]["environment"]
     assert "moto:5000" in env["AIRFLOW_CONN_AWS_DEFAULT"]
     assert "bigquery:9050" in env["AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"]

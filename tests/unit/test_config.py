@@ -13,12 +13,14 @@ from cdc_sync.config import ConfigError, load_pipelines, parse_pipelines
 from tools.local_stack import REPO
 
 VALID = {
-    "pipelines": [{
-        "name": "shop",
-        "source": {"kind": "dms", "bucket": "my-landing", "prefix": "dms"},
-        "tables": [{"schema": "shop", "name": "orders", "primary_key": ["id"], "commit_timestamp_column": "ts"}],
-        "targets": {"bigquery": {"project": "my-project-1", "dataset": "cdc"}},
-    }]
+    "pipelines": [
+        {
+            "name": "shop",
+            "source": {"kind": "dms", "bucket": "my-landing", "prefix": "dms"},
+            "tables": [{"schema": "shop", "name": "orders", "primary_key": ["id"], "commit_timestamp_column": "ts"}],
+            "targets": {"bigquery": {"project": "my-project-1", "dataset": "cdc"}},
+        }
+    ]
 }
 
 
@@ -56,16 +58,39 @@ def test_defaults_and_names():
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (["pipelines", 0, "tables", 0, "primary_key"], KeyError, "pipeline 'shop' field tables[0]: 'primary_key' is required for a dms source"),
+        (
+            ["pipelines", 0, "tables", 0, "primary_key"],
+            KeyError,
+            "pipeline 'shop' field tables[0]: 'primary_key' is required for a dms source",
+        ),
         (["pipelines", 0, "tables", 0, "primary_key"], [], "field tables[0].primary_key: [] should be non-empty"),
-        (["pipelines", 0, "tables", 0, "name"], "orders; DROP TABLE x", "field tables[0].name: 'orders; DROP TABLE x' is not a plain name"),
-        (["pipelines", 0, "tables", 0, "primary_key"], ["id`"], "field tables[0].primary_key[0]: 'id`' is not a plain name"),
+        (
+            ["pipelines", 0, "tables", 0, "name"],
+            "orders; DROP TABLE x",
+            "field tables[0].name: 'orders; DROP TABLE x' is not a plain name",
+        ),
+        (
+            ["pipelines", 0, "tables", 0, "primary_key"],
+            ["id`"],
+            "field tables[0].primary_key[0]: 'id`' is not a plain name",
+        ),
         (["pipelines", 0, "source", "colour"], "red", "field source: unknown key ('colour' was unexpected)"),
         (["pipelines", 0, "source", "kind"], "kafka", "field source.kind: 'kafka' is not one of ['dms', 'firehose']"),
-        (["pipelines", 0, "targets", "bigquery", "dataset"], "my-dataset", "field targets.bigquery.dataset: 'my-dataset' is not a plain name"),
-        (["pipelines", 0, "tables", 0, "commit_timestamp_column"], "id", "field tables[0].commit_timestamp_column: 'id' is part of the primary key"),
-        (["pipelines", 0, "source", "date_partition_timezone"], "Asia/Atlantis",
-         "field source.date_partition_timezone: 'Asia/Atlantis' is not a time zone name (Area/Location"),
+        (
+            ["pipelines", 0, "targets", "bigquery", "dataset"],
+            "my-dataset",
+            "field targets.bigquery.dataset: 'my-dataset' is not a plain name",
+        ),
+        (
+            ["pipelines", 0, "tables", 0, "commit_timestamp_column"],
+            "id",
+            "field tables[0].commit_timestamp_column: 'id' is part of the primary key",
+        ),
+        (
+            ["pipelines", 0, "source", "date_partition_timezone"],
+            "Asia/Atlantis",
+            "field source.date_partition_timezone: 'Asia/Atlantis' is not a time zone name (Area/Location",
+        ),
         (["pipelines", 0, "source", "date_partition_timezone"], "../../etc/passwd", "is not a time zone name"),
     ],
 )
@@ -104,8 +129,11 @@ def test_pools_named_by_aurora_targets():
     (pipeline,) = parse_pipelines(doc)
     assert pipeline.aurora.task_pool_slots == 2  # a merge load opens load_connections (default 2)
     assert pools([pipeline]) == {
-        "cdc_sync_aurora": {"slots": 3, "include_deferred": False,
-                            "description": "cdc-sync: caps concurrent connections of Aurora loads"},
+        "cdc_sync_aurora": {
+            "slots": 3,
+            "include_deferred": False,
+            "description": "cdc-sync: caps concurrent connections of Aurora loads",
+        },
     }
     assert pools(parse_pipelines(VALID)) == {}
 
@@ -126,8 +154,11 @@ def test_a_shared_pool_keeps_room_for_the_widest_load_task():
 def test_load_connections_must_fit_the_pool():
     doc = copy.deepcopy(VALID)
     doc["pipelines"][0]["targets"]["aurora"] = {"database": "replica", "pool_slots": 2, "load_connections": 3}
-    with pytest.raises(ConfigError, match=r"pipeline 'shop' field targets.aurora.load_connections: 3 connections "
-                                          r"need as many slots, but the pool has pool_slots 2"):
+    with pytest.raises(
+        ConfigError,
+        match=r"pipeline 'shop' field targets.aurora.load_connections: 3 connections "
+        r"need as many slots, but the pool has pool_slots 2",
+    ):
         parse_pipelines(doc)
     doc["pipelines"][0]["targets"]["aurora"]["load_connections"] = 0
     with pytest.raises(ConfigError, match=r"field targets.aurora.load_connections: 0 is less than the minimum of 1"):
@@ -135,12 +166,14 @@ def test_load_connections_must_fit_the_pool():
 
 
 FIREHOSE = {
-    "pipelines": [{
-        "name": "web_clicks",
-        "source": {"kind": "firehose", "bucket": "analytics-landing", "stream": "webAnalytics"},
-        "tables": [{"schema": "web", "name": "clicks", "columns": ["event_id", "user_id", "page"]}],
-        "targets": {"aurora": {"database": "analytics", "mode": "append", "table": "clicks"}},
-    }]
+    "pipelines": [
+        {
+            "name": "web_clicks",
+            "source": {"kind": "firehose", "bucket": "analytics-landing", "stream": "webAnalytics"},
+            "tables": [{"schema": "web", "name": "clicks", "columns": ["event_id", "user_id", "page"]}],
+            "targets": {"aurora": {"database": "analytics", "mode": "append", "table": "clicks"}},
+        }
+    ]
 }
 
 
@@ -167,19 +200,28 @@ def test_a_dms_prefix_has_no_firehose_expressions():
         parse_pipelines(doc)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda p: p["tables"][0].pop("columns"), "'columns' (the CSV columns, in order) is required"),
-    (lambda p: p["tables"].append({"schema": "web", "name": "views", "columns": ["a"]}), "feeds exactly one table"),
-    (lambda p: p["targets"]["aurora"].update(mode="merge"), "needs targets.aurora with mode append"),
-    (lambda p: p["source"].update(stream="web analytics"), "is not a Firehose stream name"),
-    (lambda p: p["tables"][0].update(columns=["event_id varchar(36)"]), "lists column names only"),
-    (lambda p: p["source"].update(prefix="clicks/!{partitionKeyFromQuery:customer_id}/"),
-     "field source.prefix: !{partitionKeyFromQuery:customer_id}: with dynamic partitioning"),
-    (lambda p: p["source"].update(error_prefix="errors/!{timestamp:dd-MM-yyyy}/"),
-     "field source.error_prefix: the timestamp expressions must run from the year down"),
-    (lambda p: p["source"].update(date_partition_timezone="Europe/Paris"),
-     "field source.date_partition_timezone: DMS's DatePartitionTimezone"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p["tables"][0].pop("columns"), "'columns' (the CSV columns, in order) is required"),
+        (lambda p: p["tables"].append({"schema": "web", "name": "views", "columns": ["a"]}), "feeds exactly one table"),
+        (lambda p: p["targets"]["aurora"].update(mode="merge"), "needs targets.aurora with mode append"),
+        (lambda p: p["source"].update(stream="web analytics"), "is not a Firehose stream name"),
+        (lambda p: p["tables"][0].update(columns=["event_id varchar(36)"]), "lists column names only"),
+        (
+            lambda p: p["source"].update(prefix="clicks/!{partitionKeyFromQuery:customer_id}/"),
+            "field source.prefix: !{partitionKeyFromQuery:customer_id}: with dynamic partitioning",
+        ),
+        (
+            lambda p: p["source"].update(error_prefix="errors/!{timestamp:dd-MM-yyyy}/"),
+            "field source.error_prefix: the timestamp expressions must run from the year down",
+        ),
+        (
+            lambda p: p["source"].update(date_partition_timezone="Europe/Paris"),
+            "field source.date_partition_timezone: DMS's DatePartitionTimezone",
+        ),
+    ],
+)
 def test_firehose_config_mistakes(change, message):
     doc = copy.deepcopy(FIREHOSE)
     change(doc["pipelines"][0])
@@ -195,25 +237,48 @@ def _csv_doc(columns, csv=None, **table):
 
 
 def test_dms_csv_pipeline_reads_settings_and_typed_columns():
-    (pipeline,) = parse_pipelines(_csv_doc(["id bigint", "amount decimal(18,4)", "status enum('a','b c')"],
-                                           csv={"add_column_name": True, "null_value": "\\N", "delimiter": "|"}))
+    (pipeline,) = parse_pipelines(
+        _csv_doc(
+            ["id bigint", "amount decimal(18,4)", "status enum('a','b c')"],
+            csv={"add_column_name": True, "null_value": "\\N", "delimiter": "|"},
+        )
+    )
     settings = pipeline.source.csv
-    assert (settings.add_column_name, settings.null_value, settings.delimiter, settings.rfc4180) == (True, "\\N", "|", True)
-    assert pipeline.tables[0].column_types == (("id", "bigint"), ("amount", "decimal(18,4)"), ("status", "enum('a','b c')"))
+    assert (settings.add_column_name, settings.null_value, settings.delimiter, settings.rfc4180) == (
+        True,
+        "\\N",
+        "|",
+        True,
+    )
+    assert pipeline.tables[0].column_types == (
+        ("id", "bigint"),
+        ("amount", "decimal(18,4)"),
+        ("status", "enum('a','b c')"),
+    )
     assert pipeline.tables[0].column_names == ("id", "amount", "status")
 
 
-@pytest.mark.parametrize(("columns", "csv", "message"), [
-    (None, None, "field tables[0].columns: required for file_format csv"),
-    (["id", "name varchar(10)"], None, "field tables[0].columns: column 'id' needs its MySQL type"),
-    (["id bigint", "geo geometry"], None,
-     "field tables[0].columns: column 'geo': 'geometry' is not a MySQL column type cdc-sync knows"),
-    (["name varchar(10)"], None, "field tables[0].columns: primary key column(s) id not declared"),
-    (["id bigint", "ts datetime(6)"], None, "field tables[0].columns: 'ts' is the commit timestamp column DMS adds"),
-    (["id bigint", "ID int"], None, "field tables[0].columns: a column is declared twice"),
-    (["id bigint"], {"delimiter": ";;"}, "field source.csv.delimiter"),
-    (["id bigint"], {"quote": "'"}, "field source.csv: unknown key"),
-])
+@pytest.mark.parametrize(
+    ("columns", "csv", "message"),
+    [
+        (None, None, "field tables[0].columns: required for file_format csv"),
+        (["id", "name varchar(10)"], None, "field tables[0].columns: column 'id' needs its MySQL type"),
+        (
+            ["id bigint", "geo geometry"],
+            None,
+            "field tables[0].columns: column 'geo': 'geometry' is not a MySQL column type cdc-sync knows",
+        ),
+        (["name varchar(10)"], None, "field tables[0].columns: primary key column(s) id not declared"),
+        (
+            ["id bigint", "ts datetime(6)"],
+            None,
+            "field tables[0].columns: 'ts' is the commit timestamp column DMS adds",
+        ),
+        (["id bigint", "ID int"], None, "field tables[0].columns: a column is declared twice"),
+        (["id bigint"], {"delimiter": ";;"}, "field source.csv.delimiter"),
+        (["id bigint"], {"quote": "'"}, "field source.csv: unknown key"),
+    ],
+)
 def test_dms_csv_config_mistakes_name_the_field(columns, csv, message):
     doc = _csv_doc(columns, csv)
     if columns is None:
@@ -243,20 +308,28 @@ def test_names_the_targets_derive_must_fit_mysql():
     with pytest.raises(ConfigError, match=r"field tables\[0\] .*Aurora state table '\w+' would be 65 characters"):
         parse_pipelines(_aurora_table("s" * 30, "t" * 28))
     # BigQuery alone takes such names (tables up to 1024 bytes)
-    (bigquery_only,) = parse_pipelines(_with(["pipelines", 0, "tables", 0],
-                                             {"schema": schema, "name": name, "primary_key": ["id"]}))
+    (bigquery_only,) = parse_pipelines(
+        _with(["pipelines", 0, "tables", 0], {"schema": schema, "name": name, "primary_key": ["id"]})
+    )
     assert bigquery_only.bigquery.changelog_table(bigquery_only.tables[0]) == f"{schema}_{name}_changelog"
 
 
 def test_firehose_append_table_name_must_fit_mysql():
-    doc = {"pipelines": [{
-        "name": "clicks",
-        "source": {"kind": "firehose", "bucket": "my-landing", "prefix": "processed/"},
-        "tables": [{"schema": "w" * 40, "name": "e" * 40, "columns": ["id", "url"]}],
-        "targets": {"aurora": {"database": "analytics", "mode": "append"}},
-    }]}
-    with pytest.raises(ConfigError, match=r"pipeline 'clicks' field tables\[0\] .*: the Aurora table '\w+' would be "
-                                          r"81 characters; the target allows 64. Set targets.aurora.table"):
+    doc = {
+        "pipelines": [
+            {
+                "name": "clicks",
+                "source": {"kind": "firehose", "bucket": "my-landing", "prefix": "processed/"},
+                "tables": [{"schema": "w" * 40, "name": "e" * 40, "columns": ["id", "url"]}],
+                "targets": {"aurora": {"database": "analytics", "mode": "append"}},
+            }
+        ]
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"pipeline 'clicks' field tables\[0\] .*: the Aurora table '\w+' would be "
+        r"81 characters; the target allows 64. Set targets.aurora.table",
+    ):
         parse_pipelines(doc)
     doc["pipelines"][0]["targets"]["aurora"]["table"] = "events"
     (pipeline,) = parse_pipelines(doc)
@@ -275,8 +348,9 @@ def test_duplicate_keys_are_refused_naming_both_lines(tmp_path):
     )
     with pytest.raises(ConfigError) as refused:
         load_pipelines(path)
-    assert str(refused.value) == (f"{path}: line 6: key 'name' is already set on line 2 of the same mapping "
-                                  "(YAML keys must be unique)")
+    assert str(refused.value) == (
+        f"{path}: line 6: key 'name' is already set on line 2 of the same mapping (YAML keys must be unique)"
+    )
 
     # a key set through a merge (`<<`) may still be overridden: that is what merges are for
     path.write_text(

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cdc_sync.dms.layout import FileKind, classify, grace_start_after, time_key
-from cdc_sync.listing import Cursor, Watermark, accept, table_cursors
+from cdc_sync.sources.dms.layout import FileKind, classify, grace_start_after, time_key
+from cdc_sync.sources.listing import Cursor, Watermark, accept, table_cursors
 
 PREFIX = "dms/shop/orders/"
 
@@ -82,7 +82,9 @@ def test_grace_moves_the_cdc_start_back(watermark, expected):
 
 def test_watermark_advances_per_cursor():
     mark = Watermark().advanced(PREFIX, [PREFIX + "LOAD00000002.parquet", PREFIX + "20261123-074501123.parquet"])
-    assert mark == Watermark(cdc_after=PREFIX + "20261123-074501123.parquet", load_after=PREFIX + "LOAD00000002.parquet")
+    assert mark == Watermark(
+        cdc_after=PREFIX + "20261123-074501123.parquet", load_after=PREFIX + "LOAD00000002.parquet"
+    )
     # never moves back
     assert mark.advanced(PREFIX, [PREFIX + "20261101-000000000.parquet"]) == mark
 
@@ -106,8 +108,10 @@ def test_classify_csv(key, kind):
 def test_grace_in_the_endpoints_date_partition_timezone():
     key = PREFIX + "2026/11/23/09/20261123-090501123.parquet"
     # a zone without daylight saving: the grace as in UTC, names and folders in the zone's time
-    assert grace_start_after(key, PREFIX, timedelta(minutes=15), ZoneInfo("Asia/Seoul")) == \
-        PREFIX + "2026/11/23/08/20261123-085001123"
+    assert (
+        grace_start_after(key, PREFIX, timedelta(minutes=15), ZoneInfo("Asia/Seoul"))
+        == PREFIX + "2026/11/23/08/20261123-085001123"
+    )
     # New York's autumn hour repeats: a file written at 01:10 EST after one at 01:50 EDT sorts
     # before it, so the grace reaches an hour further back
     new_york = ZoneInfo("America/New_York")

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from cdc_sync.config import ConfigError, parse_pipelines
-from cdc_sync.firehose.dialects import DialectError, rfc4180_to_escaped
+from cdc_sync.sources.firehose.dialects import DialectError, rfc4180_to_escaped
 from tests.unit.test_config import FIREHOSE, VALID
 
 
@@ -25,13 +25,18 @@ def test_a_firehose_source_is_rfc4180_unless_it_says_otherwise():
     assert parse_pipelines(doc)[0].source.csv_null_value == ""
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    # accepted and ignored before: DMS's endpoint settings say nothing about a Firehose object
-    ({"csv": {"null_value": "\\N"}}, "field source.csv: the settings of a DMS CSV endpoint; a firehose source"),
-    ({"csv_dialect": "backslash_escaped", "csv_null_value": ""}, "field source.csv_null_value: only for csv_dialect "
-                                                                  "rfc4180"),
-    ({"csv_dialect": "excel"}, "field source.csv_dialect: 'excel' is not one of ['rfc4180', 'backslash_escaped']"),
-])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        # accepted and ignored before: DMS's endpoint settings say nothing about a Firehose object
+        ({"csv": {"null_value": "\\N"}}, "field source.csv: the settings of a DMS CSV endpoint; a firehose source"),
+        (
+            {"csv_dialect": "backslash_escaped", "csv_null_value": ""},
+            "field source.csv_null_value: only for csv_dialect rfc4180",
+        ),
+        ({"csv_dialect": "excel"}, "field source.csv_dialect: 'excel' is not one of ['rfc4180', 'backslash_escaped']"),
+    ],
+)
 def test_firehose_csv_mistakes_name_the_field(source, message):
     doc = copy.deepcopy(FIREHOSE)
     doc["pipelines"][0]["source"].update(source)
@@ -56,7 +61,7 @@ def _loaded_as(escaped: str) -> list[list[str | None]]:
 
 
 def test_rfc4180_becomes_the_escaped_form_value_for_value(tmp_path):
-    values = ["back\\slash", "\\N", "NULL", "", "a\\\"b", "a\\,b", "tab\t", "cr\r\nlf", "ends\\", "😀"]
+    values = ["back\\slash", "\\N", "NULL", "", 'a\\"b', "a\\,b", "tab\t", "cr\r\nlf", "ends\\", "😀"]
     records = [[f"k{i}", v, values[(i + 3) % len(values)]] for i, v in enumerate(values)]
     source, target = tmp_path / "in.csv", tmp_path / "out.csv"
     with source.open("w", newline="", encoding="utf-8") as out:
@@ -67,16 +72,18 @@ def test_rfc4180_becomes_the_escaped_form_value_for_value(tmp_path):
     assert _loaded_as(escaped) == records
 
     assert rfc4180_to_escaped(source, target, ["k", "a", "b"], null_value="NULL") == len(records)
-    assert _loaded_as(target.read_bytes().decode("utf-8")) == [[None if v == "NULL" else v for v in r]
-                                                             for r in records]
+    assert _loaded_as(target.read_bytes().decode("utf-8")) == [[None if v == "NULL" else v for v in r] for r in records]
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (b'a,b,c\nd,"e"f,g\n', "record 2 (line 2): ',' expected after '\"'"),
-    (b'a,b,c\n\nd,e,f\n', "record 2 (ending on line 2) has an empty line"),
-    (b'a,b,c\nd,"e\nf\n', "record 2 (line 3): unexpected end of data"),
-    (b"a,b,\xe9\n", "not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'a,b,c\nd,"e"f,g\n', "record 2 (line 2): ',' expected after '\"'"),
+        (b"a,b,c\n\nd,e,f\n", "record 2 (ending on line 2) has an empty line"),
+        (b'a,b,c\nd,"e\nf\n', "record 2 (line 3): unexpected end of data"),
+        (b"a,b,\xe9\n", "not UTF-8 text"),
+    ],
+)
 def test_what_rfc4180_cannot_say_is_refused_by_line(tmp_path, body, message):
     source = tmp_path / "in.csv"
     source.write_bytes(body)

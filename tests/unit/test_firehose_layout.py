@@ -6,21 +6,24 @@ from datetime import timedelta
 
 import pytest
 
-from cdc_sync.firehose.layout import PrefixError, delivery_layout, grace_start_after, is_delivered_object
-from cdc_sync.listing import Watermark, accept, table_cursors
+from cdc_sync.sources.firehose.layout import PrefixError, delivery_layout, grace_start_after, is_delivered_object
+from cdc_sync.sources.listing import Watermark, accept, table_cursors
 
 KEY = "processed/2026/11/23/07/webAnalytics-1-2026-11-23-07-50-52-0f0e3c9a-6a43-4c5e-a7b6-1d2e3f4a5b6c"
 
 
-@pytest.mark.parametrize(("key", "stream", "expected"), [
-    (KEY, None, True),
-    (KEY, "webAnalytics", True),
-    (KEY, "otherStream", False),
-    (KEY + ".gz", None, True),
-    ("processed/2026/11/23/07/", None, False),
-    ("processing-failed/2026/11/23/07/webAnalytics-1-2026-11-23-07-50-52-0f0e", None, False),
-    ("processed/notes.txt", None, False),
-])
+@pytest.mark.parametrize(
+    ("key", "stream", "expected"),
+    [
+        (KEY, None, True),
+        (KEY, "webAnalytics", True),
+        (KEY, "otherStream", False),
+        (KEY + ".gz", None, True),
+        ("processed/2026/11/23/07/", None, False),
+        ("processing-failed/2026/11/23/07/webAnalytics-1-2026-11-23-07-50-52-0f0e", None, False),
+        ("processed/notes.txt", None, False),
+    ],
+)
 def test_delivered_objects(key, stream, expected):
     assert is_delivered_object(key, "processed/", stream) is expected
 
@@ -34,8 +37,12 @@ def test_grace_goes_back_whole_hour_folders():
 def test_one_cursor_for_a_firehose_prefix():
     (cursor,) = table_cursors("web.clicks", "processed/", Watermark(cdc_after=KEY), timedelta(minutes=5), "firehose")
     assert cursor.prefix == "processed/" and cursor.start_after == "processed/2026/11/23/06/"
-    files, stopped = accept([{"Key": KEY, "ETag": '"e"', "Size": 10}, {"Key": "processed/junk", "ETag": '"f"', "Size": 1}],
-                            cursor, "processed/", "firehose")
+    files, stopped = accept(
+        [{"Key": KEY, "ETag": '"e"', "Size": 10}, {"Key": "processed/junk", "ETag": '"f"', "Size": 1}],
+        cursor,
+        "processed/",
+        "firehose",
+    )
     assert [f.key for f in files] == [KEY] and not stopped
 
 
@@ -43,13 +50,16 @@ HIVE = "processed/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:d
 HIVE_KEY = "processed/year=2026/month=11/day=23/hour=07/webAnalytics-1-2026-11-23-07-50-52-0f0e3c9a-6a43"
 
 
-@pytest.mark.parametrize(("key", "expected"), [
-    (HIVE_KEY, True),
-    (HIVE_KEY + ".gz", True),
-    ("processed/year=2026/month=11/day=23/webAnalytics-1-2026-11-23-07-50-52-0f0e3c9a", False),  # no hour folder
-    ("processed/2026/11/23/07/webAnalytics-1-2026-11-23-07-50-52-0f0e3c9a", False),  # the default layout
-    ("processed/year=2026/month=11/day=23/hour=07/notes.txt", False),
-])
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (HIVE_KEY, True),
+        (HIVE_KEY + ".gz", True),
+        ("processed/year=2026/month=11/day=23/webAnalytics-1-2026-11-23-07-50-52-0f0e3c9a", False),  # no hour folder
+        ("processed/2026/11/23/07/webAnalytics-1-2026-11-23-07-50-52-0f0e3c9a", False),  # the default layout
+        ("processed/year=2026/month=11/day=23/hour=07/notes.txt", False),
+    ],
+)
 def test_a_custom_prefix_with_timestamp_expressions_names_its_objects(key, expected):
     assert is_delivered_object(key, HIVE) is expected
 
@@ -61,8 +71,16 @@ def test_a_custom_prefix_lists_from_its_static_part_and_goes_back_whole_folders(
     # across a month: folders are zero-padded and run from the year down, so keys sort by time
     december = "processed/year=2026/month=12/day=01/hour=00/webAnalytics-1-2026-12-01-00-10-00-0f0e3c9a"
     assert grace_start_after(december, HIVE, timedelta(minutes=30)) == "processed/year=2026/month=11/day=30/hour=23/"
-    files, _ = accept([{"Key": HIVE_KEY, "ETag": '"e"', "Size": 10}, {"Key": december, "ETag": '"f"', "Size": 1},
-                       {"Key": "processed/year=2026/junk", "ETag": '"g"', "Size": 1}], cursor, HIVE, "firehose")
+    files, _ = accept(
+        [
+            {"Key": HIVE_KEY, "ETag": '"e"', "Size": 10},
+            {"Key": december, "ETag": '"f"', "Size": 1},
+            {"Key": "processed/year=2026/junk", "ETag": '"g"', "Size": 1},
+        ],
+        cursor,
+        HIVE,
+        "firehose",
+    )
     assert [f.key for f in files] == [HIVE_KEY, december]
 
 
@@ -77,14 +95,17 @@ def test_day_folders_and_error_output_type():
     assert grace_start_after(key, errors, timedelta(hours=1)) == key  # a folder only Firehose can name
 
 
-@pytest.mark.parametrize(("prefix", "message"), [
-    ("p/!{partitionKeyFromQuery:customer}/", "dynamic partitioning"),
-    ("p/!{timestamp:dd}/!{timestamp:MM}/!{timestamp:yyyy}/", "from the year down"),
-    ("p/!{timestamp:HH}/!{timestamp:yyyy}/", "from the year down"),
-    ("p/!{timestamp:yyyy/MMM}/", "only yyyy, MM, dd and HH"),
-    ("p/!{unknown:x}/", "unknown expression"),
-    ("p/!{timestamp:yyyy", "not closed"),
-])
+@pytest.mark.parametrize(
+    ("prefix", "message"),
+    [
+        ("p/!{partitionKeyFromQuery:customer}/", "dynamic partitioning"),
+        ("p/!{timestamp:dd}/!{timestamp:MM}/!{timestamp:yyyy}/", "from the year down"),
+        ("p/!{timestamp:HH}/!{timestamp:yyyy}/", "from the year down"),
+        ("p/!{timestamp:yyyy/MMM}/", "only yyyy, MM, dd and HH"),
+        ("p/!{unknown:x}/", "unknown expression"),
+        ("p/!{timestamp:yyyy", "not closed"),
+    ],
+)
 def test_prefixes_that_cannot_be_listed_in_time_order_are_refused(prefix, message):
     with pytest.raises(PrefixError, match=message):
         delivery_layout(prefix)

@@ -58,21 +58,43 @@ def test_verdict_and_json_safe_sample():
 
 
 def test_report_lists_status_and_keys_and_escapes_hostile_text():
-    rows = [{"table_name": "shop.t", "target": "aurora", "status": "drift", "source_rows": 2, "target_rows": 1,
-             "missing_rows": 1, "extra_rows": 0, "changed_rows": 0, "lag_rows": 0, "watermark": None, "seconds": 0.5,
-             "sample_keys": [{"key": {"code": "<b>|x"}, "kind": "missing", "columns": [], "lag": False}]}]
+    rows = [
+        {
+            "table_name": "shop.t",
+            "target": "aurora",
+            "status": "drift",
+            "source_rows": 2,
+            "target_rows": 1,
+            "missing_rows": 1,
+            "extra_rows": 0,
+            "changed_rows": 0,
+            "lag_rows": 0,
+            "watermark": None,
+            "seconds": 0.5,
+            "sample_keys": [{"key": {"code": "<b>|x"}, "kind": "missing", "columns": [], "lag": False}],
+        }
+    ]
     text = markdown("shop", "run-1", rows)
     assert "| shop.t | aurora | ❌ drift | 2 | 1 | 1 | 0 | 0 | 0 |" in text
     assert "code=<b>\\|x missing" in text  # a pipe in a key does not break the table
     page = html_page("shop", "run-1", rows)
     assert "&lt;b&gt;|x missing" in page and "<b>|x" not in page
-    assert report_key("cdc-sync/reports/", "shop", "manual__2026-11-23T15:38:04+00:00", "md") == \
-        "cdc-sync/reports/shop/manual__2026-11-23T15_38_04_00_00.md"
+    assert (
+        report_key("cdc-sync/reports/", "shop", "manual__2026-11-23T15:38:04+00:00", "md")
+        == "cdc-sync/reports/shop/manual__2026-11-23T15_38_04_00_00.md"
+    )
 
 
 def test_keys_to_repair_are_each_key_that_drifted_in_any_target_once():
-    aurora = Comparison(table="shop.t", target="aurora", differences=[
-        Difference({"id": 1}, "changed"), Difference({"id": 2}, "missing"), Difference({"id": 3}, "changed", lag=True)])
+    aurora = Comparison(
+        table="shop.t",
+        target="aurora",
+        differences=[
+            Difference({"id": 1}, "changed"),
+            Difference({"id": 2}, "missing"),
+            Difference({"id": 3}, "changed", lag=True),
+        ],
+    )
     bigquery = Comparison(table="shop.t", target="bigquery", differences=[Difference({"id": 2}, "missing")])
     assert keys_to_repair([aurora, bigquery]) == [{"id": 1}, {"id": 2}]  # lag is not repaired
 

@@ -26,7 +26,9 @@ def test_unknown_kinds_are_refused():
 
 
 def test_native_columns_hash_as_printed_with_a_null_bitmap():
-    text = MySqlDialect("crc32").row_hash([HashColumn("a", "text", native=True), HashColumn("b", "integer", native=True)])
+    text = MySqlDialect("crc32").row_hash(
+        [HashColumn("a", "text", native=True), HashColumn("b", "integer", native=True)]
+    )
     assert text.startswith("CRC32(") and "COALESCE" not in text
     assert "(`a` IS NULL) * 1 + (`b` IS NULL) * 2" in text  # NULL and '' differ without per-column markers
 
@@ -50,9 +52,11 @@ def test_float_digits_that_round_up_to_a_power_of_ten_drop_a_digit():
 
 def test_text_is_framed_by_its_byte_length_in_both_engines():
     assert "CONCAT(LENGTH(CAST(`a` AS CHAR CHARACTER SET utf8mb4)), ':', " in MySqlDialect().row_hash(
-        [HashColumn("a", "text")])
+        [HashColumn("a", "text")]
+    )
     assert "CONCAT(CAST(BYTE_LENGTH(CAST(`a` AS STRING)) AS STRING), ':', " in BigQueryDialect().row_hash(
-        [HashColumn("a", "text")])
+        [HashColumn("a", "text")]
+    )
     native = MySqlDialect("crc32").row_hash([HashColumn("a", "text", native=True)])
     assert "CONCAT(LENGTH(`a`), ':', `a`)" in native
     assert "CAST(`n` AS CHAR)" in MySqlDialect().row_hash([HashColumn("n", "integer")])  # numbers hold no separator
@@ -61,7 +65,8 @@ def test_text_is_framed_by_its_byte_length_in_both_engines():
 
 def test_zero_dates_count_as_null_and_strong_mode_digests_sorted_row_hashes():
     assert "IF(LEFT(DATE_FORMAT(`d`, '%Y-%m-%d'), 10) = '0000-00-00', NULL" in MySqlDialect().value(
-        HashColumn("d", "date"))
+        HashColumn("d", "date")
+    )
     assert MySqlDialect("crc32").native(HashColumn("d", "date", native=True)) == "NULLIF(`d`, 0)"
     assert MySqlDialect("sha256").checksum("h") == "SHA2(GROUP_CONCAT(h ORDER BY h SEPARATOR ''), 256)"
     assert BigQueryDialect("sha256").checksum("h") == "TO_HEX(SHA256(STRING_AGG(h, '' ORDER BY h)))"

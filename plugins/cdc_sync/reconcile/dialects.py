@@ -82,18 +82,55 @@ ZERO_DATE_KINDS = ("date", "datetime", "timestamp")
 
 
 _MYSQL_KINDS = {
-    "tinyint": "integer", "smallint": "integer", "mediumint": "integer", "int": "integer", "integer": "integer",
-    "bigint": "integer", "year": "integer", "decimal": "decimal", "numeric": "decimal", "float": "float",
-    "double": "float", "real": "float", "datetime": "datetime", "timestamp": "timestamp", "date": "date",
-    "char": "text", "varchar": "text", "tinytext": "text", "text": "text", "mediumtext": "text",
-    "longtext": "text", "json": "text", "enum": "text", "set": "text", "time": "time",
-    "binary": "bytes", "varbinary": "bytes", "tinyblob": "bytes", "blob": "bytes", "mediumblob": "bytes",
-    "longblob": "bytes", "bit": "bytes",
+    "tinyint": "integer",
+    "smallint": "integer",
+    "mediumint": "integer",
+    "int": "integer",
+    "integer": "integer",
+    "bigint": "integer",
+    "year": "integer",
+    "decimal": "decimal",
+    "numeric": "decimal",
+    "float": "float",
+    "double": "float",
+    "real": "float",
+    "datetime": "datetime",
+    "timestamp": "timestamp",
+    "date": "date",
+    "char": "text",
+    "varchar": "text",
+    "tinytext": "text",
+    "text": "text",
+    "mediumtext": "text",
+    "longtext": "text",
+    "json": "text",
+    "enum": "text",
+    "set": "text",
+    "time": "time",
+    "binary": "bytes",
+    "varbinary": "bytes",
+    "tinyblob": "bytes",
+    "blob": "bytes",
+    "mediumblob": "bytes",
+    "longblob": "bytes",
+    "bit": "bytes",
 }
 _BIGQUERY_KINDS = {
-    "INTEGER": "integer", "INT64": "integer", "BOOLEAN": "boolean", "BOOL": "boolean", "NUMERIC": "decimal",
-    "BIGNUMERIC": "decimal", "FLOAT": "float", "FLOAT64": "float", "TIMESTAMP": "timestamp",
-    "DATETIME": "datetime", "DATE": "date", "STRING": "text", "JSON": "text", "BYTES": "bytes", "TIME": "text",
+    "INTEGER": "integer",
+    "INT64": "integer",
+    "BOOLEAN": "boolean",
+    "BOOL": "boolean",
+    "NUMERIC": "decimal",
+    "BIGNUMERIC": "decimal",
+    "FLOAT": "float",
+    "FLOAT64": "float",
+    "TIMESTAMP": "timestamp",
+    "DATETIME": "datetime",
+    "DATE": "date",
+    "STRING": "text",
+    "JSON": "text",
+    "BYTES": "bytes",
+    "TIME": "text",
 }
 
 
@@ -120,8 +157,9 @@ def _scaled(column: str, shift: str) -> str:
     negative: 10^-k is inexact), then FLOOR(+0.5) — the engines' ROUND differ on ties
     (MariaDB rounds 100028571428.5 to even, BigQuery away from zero)."""
     # below 1e-300, 10^-shift alone would overflow (BigQuery and MySQL raise): two steps
-    multiplied = (f"IF({shift} < -300, ABS({column}) * 1E300 * POW(10, -{shift} - 300), "
-                  f"ABS({column}) * POW(10, -{shift}))")
+    multiplied = (
+        f"IF({shift} < -300, ABS({column}) * 1E300 * POW(10, -{shift} - 300), ABS({column}) * POW(10, -{shift}))"
+    )
     return f"IF({shift} < 0, {multiplied}, ABS({column}) / POW(10, {shift}))"
 
 
@@ -147,15 +185,23 @@ class MySqlDialect:
         if column.kind == "float":
             shift = f"(FLOOR(LOG10(ABS({c}))) - {column.digits - 1})"
             digits = f"CAST(FLOOR({_scaled(c, shift)} + 0.5) AS UNSIGNED)"
-            carry = f"({digits} >= {10 ** column.digits})"  # rounded up to the next power of ten
-            return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), IF({carry}, {digits} DIV 10, {digits}), 'e', "
-                    f"CAST({shift} + {carry} AS SIGNED)))")
+            carry = f"({digits} >= {10**column.digits})"  # rounded up to the next power of ten
+            return (
+                f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), IF({carry}, {digits} DIV 10, {digits}), 'e', "
+                f"CAST({shift} + {carry} AS SIGNED)))"
+            )
         if column.kind in ZERO_DATE_KINDS:  # the zero date is NULL in every target (the loaders' rule)
-            text = f"DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')" if column.kind != "date" else f"DATE_FORMAT({c}, '%Y-%m-%d')"
+            text = (
+                f"DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')"
+                if column.kind != "date"
+                else f"DATE_FORMAT({c}, '%Y-%m-%d')"
+            )
             return f"IF(LEFT({text}, 10) = '0000-00-00', NULL, {text})"
         if column.kind == "time":  # as DMS files carry it: [-]HH:MM:SS, .ffffff only when not zero
-            return (f"CONCAT(TIME_FORMAT({c}, '%H:%i:%s'), "
-                    f"IF(MICROSECOND({c}) = 0, '', CONCAT('.', LPAD(MICROSECOND({c}), 6, '0'))))")
+            return (
+                f"CONCAT(TIME_FORMAT({c}, '%H:%i:%s'), "
+                f"IF(MICROSECOND({c}) = 0, '', CONCAT('.', LPAD(MICROSECOND({c}), 6, '0'))))"
+            )
         if column.kind == "bytes":  # CAST: HEX of a BIT value would print the number (b'00000001' → '1')
             return f"LOWER(HEX(CAST({c} AS BINARY)))"
         return f"CAST({c} AS CHAR CHARACTER SET utf8mb4)"
@@ -171,8 +217,10 @@ class MySqlDialect:
             return c
         exponent = f"FLOOR(LOG2(ABS({c})))"  # off by one near powers of two: the mantissa is still integral
         # below 1e-290 POW(2, 53 - exponent) would overflow: those few are printed
-        return (f"IF(ABS({c}) < 1E-290, CAST({c} AS CHAR), "
-                f"CONCAT({exponent}, ':', CAST({c} * POW(2, 53 - {exponent}) AS SIGNED)))")
+        return (
+            f"IF(ABS({c}) < 1E-290, CAST({c} AS CHAR), "
+            f"CONCAT({exponent}, ':', CAST({c} * POW(2, 53 - {exponent}) AS SIGNED)))"
+        )
 
     def compared(self, column: HashColumn) -> str:
         """What names a differing column: the text that was hashed."""
@@ -192,7 +240,9 @@ class MySqlDialect:
         # less, but two rows' opposite shifts would cancel out.
         native = [c for c in columns if c.native]
         for start in range(0, len(native), 60):
-            bits = " + ".join(f"({self.native(c)} IS NULL) * {1 << i}" for i, c in enumerate(native[start:start + 60]))
+            bits = " + ".join(
+                f"({self.native(c)} IS NULL) * {1 << i}" for i, c in enumerate(native[start : start + 60])
+            )
             parts.append(f"CAST({bits} AS CHAR)")
         return f"CONCAT_WS(CHAR(31 USING utf8mb4), {', '.join(parts)})"
 
@@ -257,10 +307,12 @@ class BigQueryDialect:
         if column.kind == "float":
             shift = f"(CAST(FLOOR(LOG10(ABS({c}))) AS INT64) - {column.digits - 1})"
             digits = f"CAST(FLOOR({_scaled(c, shift)} + 0.5) AS INT64)"
-            carry = f"({digits} >= {10 ** column.digits})"  # rounded up to the next power of ten
-            return (f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), "
-                    f"CAST(IF({carry}, DIV(({digits}), 10), {digits}) AS STRING), 'e', "
-                    f"CAST({shift} + IF({carry}, 1, 0) AS STRING)))")
+            carry = f"({digits} >= {10**column.digits})"  # rounded up to the next power of ten
+            return (
+                f"IF({c} = 0, '0', CONCAT(IF({c} < 0, '-', ''), "
+                f"CAST(IF({carry}, DIV(({digits}), 10), {digits}) AS STRING), 'e', "
+                f"CAST({shift} + IF({carry}, 1, 0) AS STRING)))"
+            )
         if column.kind == "timestamp":
             return f"FORMAT_TIMESTAMP('%Y-%m-%d %H:%M:%E6S', {c}, 'UTC')"
         if column.kind == "datetime":

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
+from cdc_sync.errors import SetupError
 from cdc_sync.reconcile.dialects import FLOAT_DIGITS, SINGLE_FLOAT_DIGITS, HashColumn, native_text_equal
 from cdc_sync.reconcile.sides import AbsentSide, KeyTuple, Side, key_token
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 _SINGLE_FLOAT = re.compile(r"^float(\(|\s|$)", re.IGNORECASE)  # MySQL FLOAT, not BigQuery's FLOAT64
 
 
-class ReconcileError(RuntimeError):
+class ReconcileError(SetupError):
     """The comparison cannot run (a table or column is missing, a key type is unsupported)."""
 
 
@@ -108,9 +109,11 @@ class Comparison:
         return [d.key for d in self.differences if not d.lag]
 
     def summary(self) -> str:
-        text = (f"{self.table} → {self.target}: {self.status}; rows source {self.source_rows}, target "
-                f"{self.target_rows}; missing {self.missing}, extra {self.extra}, changed {self.changed}, "
-                f"lag {self.lag} ({self.seconds:.2f}s, {self.levels} level(s), {self.rows_fetched} row(s) fetched)")
+        text = (
+            f"{self.table} → {self.target}: {self.status}; rows source {self.source_rows}, target "
+            f"{self.target_rows}; missing {self.missing}, extra {self.extra}, changed {self.changed}, "
+            f"lag {self.lag} ({self.seconds:.2f}s, {self.levels} level(s), {self.rows_fetched} row(s) fetched)"
+        )
         if self.partial:
             text += "; more rows differ than are listed (max_fetch_rows reached): counts are lower bounds"
         if self.missing_columns:
@@ -153,7 +156,9 @@ class Level:
                 else:
                     ranges.append([low, high])
             return " OR ".join(f"{column} BETWEEN {int(lo)} AND {int(hi)}" for lo, hi in ranges)
-        residues = f"{side.dialect.modulo(key_hash, self.modulus)} IN ({', '.join(str(int(b)) for b in sorted(buckets))})"
+        residues = (
+            f"{side.dialect.modulo(key_hash, self.modulus)} IN ({', '.join(str(int(b)) for b in sorted(buckets))})"
+        )
         if self.within is None:
             return residues
         outer, outer_buckets = self.within
@@ -179,8 +184,10 @@ def _both(source_call: Callable[[], Any], target_call: Callable[[], Any]) -> tup
         return a.result(), b.result()
 
 
-APPROXIMATE_KEY = ("{table}: primary key column {column} is {type}, an approximate number: its values cannot be "
-                   "looked up or compared exactly across engines, so reconcile and repair refuse this table")
+APPROXIMATE_KEY = (
+    "{table}: primary key column {column} is {type}, an approximate number: its values cannot be "
+    "looked up or compared exactly across engines, so reconcile and repair refuse this table"
+)
 
 
 def check_key_types(table: str, key_columns: list[str], source_kinds: dict) -> None:
@@ -192,13 +199,21 @@ def check_key_types(table: str, key_columns: list[str], source_kinds: dict) -> N
         if kind == "float":
             raise ReconcileError(APPROXIMATE_KEY.format(table=table, column=name, type=column_type))
         if kind is None:
-            raise ReconcileError(f"{table}: primary key column {name} has type {column_type}, which cannot be "
-                                 "compared across engines")
+            raise ReconcileError(
+                f"{table}: primary key column {name} has type {column_type}, which cannot be compared across engines"
+            )
 
 
-def hash_columns(table: str, source_kinds: dict, target_kinds: dict, key_columns: list[str], exclude: set[str],
-                 same_engine: bool, same_server: bool = False,
-                 missing_columns: list[str] | None = None) -> tuple[list[HashColumn], list[HashColumn], list[str]]:
+def hash_columns(
+    table: str,
+    source_kinds: dict,
+    target_kinds: dict,
+    key_columns: list[str],
+    exclude: set[str],
+    same_engine: bool,
+    same_server: bool = False,
+    missing_columns: list[str] | None = None,
+) -> tuple[list[HashColumn], list[HashColumn], list[str]]:
     """The columns both sides have, as each side's own kind; and the ones left out (why).
     Source columns the target lacks are appended to `missing_columns` (a difference)."""
     missing = [k for k in key_columns if k not in source_kinds or k not in target_kinds]
@@ -228,9 +243,17 @@ def hash_columns(table: str, source_kinds: dict, target_kinds: dict, key_columns
     return source_cols, target_cols, ignored
 
 
-def compare(table: str, source: Side, target: Side, key_columns: list[str], *, settings: Settings = Settings(),
-            updated_at_column: str | None = None, exclude: set[str] = frozenset(),  # type: ignore[assignment]
-            sleep: Callable[[float], None] = time.sleep) -> Comparison:
+def compare(
+    table: str,
+    source: Side,
+    target: Side,
+    key_columns: list[str],
+    *,
+    settings: Settings = Settings(),
+    updated_at_column: str | None = None,
+    exclude: set[str] = frozenset(),  # type: ignore[assignment]
+    sleep: Callable[[float], None] = time.sleep,
+) -> Comparison:
     started = time.monotonic()
     result = Comparison(table=table, target=target.label)
     source_kinds, target_kinds = _both(source.kinds, target.kinds)
@@ -241,9 +264,9 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
         target, target_kinds = AbsentSide(target), _same_kinds_for(target, source_kinds)
     same_engine = source.dialect.engine == target.dialect.engine
     same_server = same_engine and source.server() == target.server()
-    source_cols, target_cols, result.ignored_columns = hash_columns(table, source_kinds, target_kinds, key_columns,
-                                                                    set(exclude), same_engine, same_server,
-                                                                    result.missing_columns)
+    source_cols, target_cols, result.ignored_columns = hash_columns(
+        table, source_kinds, target_kinds, key_columns, set(exclude), same_engine, same_server, result.missing_columns
+    )
     result.columns = [c.name for c in source_cols]
     result.method = source.dialect.hash_function
     key_kinds = {c.name: c for c in source_cols if c.name in key_columns}
@@ -269,8 +292,10 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
     budget = settings.max_fetch_rows
     source_where = target_where = "TRUE"
     while True:
-        s, t = _both(partial(source.checksums, level.bucket(source, source_key), source_hash, source_where),
-                     partial(target.checksums, level.bucket(target, target_key), target_hash, target_where))
+        s, t = _both(
+            partial(source.checksums, level.bucket(source, source_key), source_hash, source_where),
+            partial(target.checksums, level.bucket(target, target_key), target_hash, target_where),
+        )
         result.levels += 1
         result.buckets += len(set(s) | set(t))
         if result.levels == 1:
@@ -307,8 +332,19 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
     result.rows_fetched = len(source_rows) + len(target_rows)
     found = _differences(source_rows, target_rows)
     commit_column = "_cdc_commit_ts" if "_cdc_commit_ts" in target_kinds else None  # the target row's position
-    differences = _explain(found, key_columns, source_cols, target_cols, source, target, settings,
-                           updated_at_column, result, sleep, commit_column)
+    differences = _explain(
+        found,
+        key_columns,
+        source_cols,
+        target_cols,
+        source,
+        target,
+        settings,
+        updated_at_column,
+        result,
+        sleep,
+        commit_column,
+    )
 
     for d in differences:
         if d.lag:
@@ -316,7 +352,7 @@ def compare(table: str, source: Side, target: Side, key_columns: list[str], *, s
         else:
             setattr(result, d.kind, getattr(result, d.kind) + 1)
     ordered = sorted(differences, key=lambda d: (d.lag, tuple(_sortable(v) for v in d.key.values())))
-    result.sample = ordered[:settings.sample_keys]
+    result.sample = ordered[: settings.sample_keys]
     result.differences = ordered
     result.seconds = round(time.monotonic() - started, 3)
     return result
@@ -377,30 +413,55 @@ def repair_stamp(row_commit: Any, watermark: dt.datetime | None) -> dt.datetime 
     return base + commit_step(watermark) if base is not None else None
 
 
-def _explain(found: dict[KeyTuple, str], key_columns: list[str], source_cols: list[HashColumn],
-             target_cols: list[HashColumn], source: Side, target: Side, settings: Settings,
-             updated_at_column: str | None, result: Comparison, sleep: Callable[[float], None],
-             commit_column: str | None = None) -> list[Difference]:
+def _explain(
+    found: dict[KeyTuple, str],
+    key_columns: list[str],
+    source_cols: list[HashColumn],
+    target_cols: list[HashColumn],
+    source: Side,
+    target: Side,
+    settings: Settings,
+    updated_at_column: str | None,
+    result: Comparison,
+    sleep: Callable[[float], None],
+    commit_column: str | None = None,
+) -> list[Difference]:
     """Name the changed columns; tell lag from drift (update time vs watermark, then a re-check)."""
     watermark = target.watermark()
     result.watermark = watermark.isoformat() if watermark else None
-    keys = list(found)[:settings.max_detail_keys]
-    details = _column_details(keys, key_columns, source_cols, target_cols, source, target, updated_at_column,
-                              commit_column=commit_column)
+    keys = list(found)[: settings.max_detail_keys]
+    details = _column_details(
+        keys, key_columns, source_cols, target_cols, source, target, updated_at_column, commit_column=commit_column
+    )
     differences = []
     for key, kind in found.items():
         columns, updated_at, _, row_commit = details.get(key, ([], None, kind, None))
-        differences.append(Difference(dict(zip(key_columns, key, strict=True)), kind, columns,
-                                      lag=is_lag(updated_at, row_commit, watermark),
-                                      stamp=repair_stamp(row_commit, watermark)))
+        differences.append(
+            Difference(
+                dict(zip(key_columns, key, strict=True)),
+                kind,
+                columns,
+                lag=is_lag(updated_at, row_commit, watermark),
+                stamp=repair_stamp(row_commit, watermark),
+            )
+        )
 
     pending = [d for d in differences if not d.lag]
     if pending and settings.recheck_seconds > 0:
         sleep(settings.recheck_seconds)
         watermark = target.watermark()
         keys = [tuple(d.key.values()) for d in pending]
-        again = _column_details(keys, key_columns, source_cols, target_cols, source, target, updated_at_column,
-                                recheck=True, commit_column=commit_column)
+        again = _column_details(
+            keys,
+            key_columns,
+            source_cols,
+            target_cols,
+            source,
+            target,
+            updated_at_column,
+            recheck=True,
+            commit_column=commit_column,
+        )
         for d in pending:
             state = again.get(tuple(d.key.values()))
             if state is None:  # equal now: it was lag, and the target has caught up
@@ -412,17 +473,27 @@ def _explain(found: dict[KeyTuple, str], key_columns: list[str], source_cols: li
     return differences
 
 
-def _column_details(keys: list[KeyTuple], key_columns: list[str], source_cols: list[HashColumn],
-                    target_cols: list[HashColumn], source: Side, target: Side, updated_at_column: str | None,
-                    recheck: bool = False, commit_column: str | None = None) -> dict[KeyTuple, tuple]:
+def _column_details(
+    keys: list[KeyTuple],
+    key_columns: list[str],
+    source_cols: list[HashColumn],
+    target_cols: list[HashColumn],
+    source: Side,
+    target: Side,
+    updated_at_column: str | None,
+    recheck: bool = False,
+    commit_column: str | None = None,
+) -> dict[KeyTuple, tuple]:
     """Per key that still differs: (differing column names, source update time, kind, commit time
     of the target's row). When re-checking, keys that agree now are left out."""
     if not keys:
         return {}
     extra = [updated_at_column] if updated_at_column else []
     target_extra = [commit_column] if commit_column else []
-    s, t = _both(lambda: source.row_values(key_columns, source_cols, keys, extra),
-                 lambda: target.row_values(key_columns, target_cols, keys, target_extra))
+    s, t = _both(
+        lambda: source.row_values(key_columns, source_cols, keys, extra),
+        lambda: target.row_values(key_columns, target_cols, keys, target_extra),
+    )
     out: dict[KeyTuple, tuple] = {}
     names = [c.name for c in source_cols]
     for key in keys:

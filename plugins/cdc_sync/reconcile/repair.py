@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.dms.csv_files import csv_layout
-from cdc_sync.dms.mysql_types import arrow_type_for_mysql
-from cdc_sync.dms.writer import Change, cdc_file_name, write_dms_file
 from cdc_sync.mysql_catalog import column_types
 from cdc_sync.reconcile.dialects import mysql_kind
 from cdc_sync.reconcile.diff import APPROXIMATE_KEY, Comparison, ReconcileError
 from cdc_sync.reconcile.sides import key_token, mysql_param
+from cdc_sync.sources.dms.csv_files import csv_layout
+from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
+from cdc_sync.sources.dms.writer import Change, cdc_file_name, write_dms_file
 from cdc_sync.sql import mysql_ident
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,9 @@ def repair_file_name(when: datetime, extension: str = "parquet") -> str:
     return cdc_file_name(when, extension).removesuffix(f".{extension}") + f"-repair-{secrets.token_hex(4)}.{extension}"
 
 
-def emit_repair_file(pipeline: Pipeline, table: TableSpec, source_connect: Callable, s3_client,
-                     keys: list[dict]) -> str | None:
+def emit_repair_file(
+    pipeline: Pipeline, table: TableSpec, source_connect: Callable, s3_client, keys: list[dict]
+) -> str | None:
     """Write one change file for `keys` (dicts of primary-key values); returns its S3 key."""
     if not keys:
         return None
@@ -87,13 +88,14 @@ def emit_repair_file(pipeline: Pipeline, table: TableSpec, source_connect: Calla
             now = cur.fetchone()[0]
 
             def rows_of(chunk: list[dict]) -> list[dict]:
-                cur.execute(select + " OR ".join(match for _ in chunk),
-                            [mysql_param(k[c]) for k in chunk for c in key_columns])
+                cur.execute(
+                    select + " OR ".join(match for _ in chunk), [mysql_param(k[c]) for k in chunk for c in key_columns]
+                )
                 return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
             found: dict[tuple, dict] = {}
             for start in range(0, len(keys), _CHUNK):
-                for record in rows_of(keys[start:start + _CHUNK]):
+                for record in rows_of(keys[start : start + _CHUNK]):
                     found[tuple(key_token(record[c]) for c in key_columns)] = record
             # a key whose text the source holds under another spelling its collation counts as equal
             # ('abc ' for 'abc' with PAD SPACE, 'ABC' for 'abc' case-insensitively): looked up alone
@@ -126,10 +128,21 @@ def emit_repair_file(pipeline: Pipeline, table: TableSpec, source_connect: Calla
             if row_token not in emitted:
                 changes.append(Change("U", row, stamp))
                 emitted.add(row_token)
-    body = write_dms_file(columns, changes, timestamp_column=table.commit_timestamp_column, include_op=True,
-                          csv=layout.settings if layout else None)
+    body = write_dms_file(
+        columns,
+        changes,
+        timestamp_column=table.commit_timestamp_column,
+        include_op=True,
+        csv=layout.settings if layout else None,
+    )
     object_key = pipeline.source.table_prefix(table) + repair_file_name(commit_ts, "csv" if layout else "parquet")
     s3_client.put_object(Bucket=pipeline.source.bucket, Key=object_key, Body=body)
-    log.info("%s: repair file s3://%s/%s (%d update(s), %d delete(s))", table.qualified_name, pipeline.source.bucket,
-             object_key, sum(c.op == "U" for c in changes), sum(c.op == "D" for c in changes))
+    log.info(
+        "%s: repair file s3://%s/%s (%d update(s), %d delete(s))",
+        table.qualified_name,
+        pipeline.source.bucket,
+        object_key,
+        sum(c.op == "U" for c in changes),
+        sum(c.op == "D" for c in changes),
+    )
     return object_key

@@ -24,8 +24,13 @@ AURORA, BIGQUERY = "aurora", "bigquery"
 
 
 def settings_of(reconcile: Reconcile) -> Settings:
-    return Settings(max_buckets=reconcile.max_buckets, leaf_rows=reconcile.leaf_rows, max_fetch_rows=reconcile.max_fetch_rows,
-                    sample_keys=reconcile.sample_keys, recheck_seconds=reconcile.recheck_seconds)
+    return Settings(
+        max_buckets=reconcile.max_buckets,
+        leaf_rows=reconcile.leaf_rows,
+        max_fetch_rows=reconcile.max_fetch_rows,
+        sample_keys=reconcile.sample_keys,
+        recheck_seconds=reconcile.recheck_seconds,
+    )
 
 
 def targets_of(pipeline: Pipeline) -> list[str]:
@@ -50,36 +55,70 @@ def hash_function_for(reconcile: Reconcile, target: str) -> str:
     return "crc32" if target == AURORA else "md5"
 
 
-def target_side(pipeline: Pipeline, table: TableSpec, target: str, *, bigquery_client=None,
-                aurora_connect: Callable | None = None):
+def target_side(
+    pipeline: Pipeline, table: TableSpec, target: str, *, bigquery_client=None, aurora_connect: Callable | None = None
+):
     assert pipeline.reconcile is not None
     hash_function = hash_function_for(pipeline.reconcile, target)
     if target == AURORA:
         aurora = pipeline.aurora
         assert aurora is not None and aurora_connect is not None
-        return MySqlSide(AURORA, aurora_connect, aurora.database, aurora.view(table), hash_function=hash_function,
-                         watermark_column="_cdc_commit_ts", state_relation=aurora.state_table(table))
+        return MySqlSide(
+            AURORA,
+            aurora_connect,
+            aurora.database,
+            aurora.view(table),
+            hash_function=hash_function,
+            watermark_column="_cdc_commit_ts",
+            state_relation=aurora.state_table(table),
+        )
     bq = pipeline.bigquery
     assert bq is not None and bigquery_client is not None
-    return BigQuerySide(BIGQUERY, bigquery_client, bq.project, bq.dataset, bq.latest_view(table),
-                        changelog=bq.changelog_table(table), hash_function=hash_function)
+    return BigQuerySide(
+        BIGQUERY,
+        bigquery_client,
+        bq.project,
+        bq.dataset,
+        bq.latest_view(table),
+        changelog=bq.changelog_table(table),
+        hash_function=hash_function,
+    )
 
 
-def reconcile_table(pipeline: Pipeline, table_name: str, *, source_connect: Callable, run_id: str,
-                    bigquery_client=None, aurora_connect: Callable | None = None, targets: list[str] | None = None,
-                    settings: Settings | None = None, sleep: Callable[[float], None] = time.sleep) -> list[Comparison]:
+def reconcile_table(
+    pipeline: Pipeline,
+    table_name: str,
+    *,
+    source_connect: Callable,
+    run_id: str,
+    bigquery_client=None,
+    aurora_connect: Callable | None = None,
+    targets: list[str] | None = None,
+    settings: Settings | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Comparison]:
     """Compare one table with each target; store and return one Comparison per target."""
     assert pipeline.reconcile is not None, f"pipeline {pipeline.name!r} has no reconcile section"
     table = pipeline.table(table_name)
     settings = settings or settings_of(pipeline.reconcile)
-    exclude = set(table.reconcile_exclude) | ({table.commit_timestamp_column} if table.commit_timestamp_column else set())
+    exclude = set(table.reconcile_exclude) | (
+        {table.commit_timestamp_column} if table.commit_timestamp_column else set()
+    )
     out = []
     for target in targets or targets_of(pipeline):
         source = source_side(table, source_connect, hash_function_for(pipeline.reconcile, target))
         other = target_side(pipeline, table, target, bigquery_client=bigquery_client, aurora_connect=aurora_connect)
         try:
-            comparison = compare(table.qualified_name, source, other, list(table.primary_key), settings=settings,
-                                 updated_at_column=table.updated_at_column, exclude=exclude, sleep=sleep)
+            comparison = compare(
+                table.qualified_name,
+                source,
+                other,
+                list(table.primary_key),
+                settings=settings,
+                updated_at_column=table.updated_at_column,
+                exclude=exclude,
+                sleep=sleep,
+            )
         finally:
             source.close()
             other.close()
@@ -91,19 +130,42 @@ def reconcile_table(pipeline: Pipeline, table_name: str, *, source_connect: Call
 
 def _row(pipeline: Pipeline, c: Comparison, run_id: str) -> dict:
     fields = c.to_dict()
-    detail = {k: fields[k] for k in ("columns", "ignored_columns", "missing_columns", "levels", "buckets", "rows_fetched", "method",
-                                     "partial")}
+    detail = {
+        k: fields[k]
+        for k in (
+            "columns",
+            "ignored_columns",
+            "missing_columns",
+            "levels",
+            "buckets",
+            "rows_fetched",
+            "method",
+            "partial",
+        )
+    }
     return {
-        "run_id": run_id, "checked_at": datetime.now(UTC), "pipeline": pipeline.name, "table_name": c.table,
-        "target": c.target, "status": c.status, "source_rows": c.source_rows, "target_rows": c.target_rows,
-        "missing_rows": c.missing, "extra_rows": c.extra, "changed_rows": c.changed, "lag_rows": c.lag,
+        "run_id": run_id,
+        "checked_at": datetime.now(UTC),
+        "pipeline": pipeline.name,
+        "table_name": c.table,
+        "target": c.target,
+        "status": c.status,
+        "source_rows": c.source_rows,
+        "target_rows": c.target_rows,
+        "missing_rows": c.missing,
+        "extra_rows": c.extra,
+        "changed_rows": c.changed,
+        "lag_rows": c.lag,
         "sample_keys": json.dumps(fields["sample"]),
-        "watermark": c.watermark, "seconds": float(c.seconds), "detail": json.dumps(detail),
+        "watermark": c.watermark,
+        "seconds": float(c.seconds),
+        "detail": json.dumps(detail),
     }
 
 
-def store_result(pipeline: Pipeline, c: Comparison, run_id: str, *, bigquery_client=None,
-                 aurora_connect: Callable | None = None) -> None:
+def store_result(
+    pipeline: Pipeline, c: Comparison, run_id: str, *, bigquery_client=None, aurora_connect: Callable | None = None
+) -> None:
     assert pipeline.reconcile is not None
     row = _row(pipeline, c, run_id)
     results = pipeline.reconcile.results_table
@@ -114,8 +176,10 @@ def store_result(pipeline: Pipeline, c: Comparison, run_id: str, *, bigquery_cli
         try:
             with conn.cursor() as cur:
                 cur.execute(render("aurora/reconcile_results.sql", **params))
-                cur.execute(render("aurora/reconcile_result_insert.sql", **params),
-                            {**row, "checked_at": row["checked_at"].replace(tzinfo=None)})
+                cur.execute(
+                    render("aurora/reconcile_result_insert.sql", **params),
+                    {**row, "checked_at": row["checked_at"].replace(tzinfo=None)},
+                )
             conn.commit()
         finally:
             conn.close()
@@ -130,18 +194,34 @@ def store_result(pipeline: Pipeline, c: Comparison, run_id: str, *, bigquery_cli
     bigquery_client.create_dataset(dataset, exists_ok=True)  # nothing loaded yet: the result still has a home
     bigquery_client.query(render("bigquery/reconcile_results.sql", **params), location=bq.location).result()
     config = bigquery.QueryJobConfig(query_parameters=[bigquery_parameter(name, value) for name, value in row.items()])
-    bigquery_client.query(render("bigquery/reconcile_result_insert.sql", **params), job_config=config,
-                          location=bq.location).result()
+    bigquery_client.query(
+        render("bigquery/reconcile_result_insert.sql", **params), job_config=config, location=bq.location
+    ).result()
 
 
-def load_results(pipeline: Pipeline, run_id: str, *, bigquery_client=None,
-                 aurora_connect: Callable | None = None) -> list[dict]:
+def load_results(
+    pipeline: Pipeline, run_id: str, *, bigquery_client=None, aurora_connect: Callable | None = None
+) -> list[dict]:
     """The result rows one run stored, from every target."""
     assert pipeline.reconcile is not None
     results = pipeline.reconcile.results_table
     rows: list[dict] = []
-    columns = ("run_id", "checked_at", "table_name", "target", "status", "source_rows", "target_rows",
-               "missing_rows", "extra_rows", "changed_rows", "lag_rows", "sample_keys", "watermark", "seconds")
+    columns = (
+        "run_id",
+        "checked_at",
+        "table_name",
+        "target",
+        "status",
+        "source_rows",
+        "target_rows",
+        "missing_rows",
+        "extra_rows",
+        "changed_rows",
+        "lag_rows",
+        "sample_keys",
+        "watermark",
+        "seconds",
+    )
     select = ", ".join(columns)
     for target in targets_of(pipeline):
         if target == AURORA:
@@ -163,13 +243,20 @@ def load_results(pipeline: Pipeline, run_id: str, *, bigquery_client=None,
             bq = pipeline.bigquery
             assert bq is not None
             relation = bigquery_table(bq.project, bq.dataset, results)
-            config = bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("run_id", "STRING", run_id)])
+            config = bigquery.QueryJobConfig(
+                query_parameters=[bigquery.ScalarQueryParameter("run_id", "STRING", run_id)]
+            )
             try:
-                found = bigquery_client.query(f"SELECT {select} FROM {relation} WHERE run_id = @run_id ORDER BY table_name",
-                                              job_config=config, location=bq.location).result()
+                found = bigquery_client.query(
+                    f"SELECT {select} FROM {relation} WHERE run_id = @run_id ORDER BY table_name",
+                    job_config=config,
+                    location=bq.location,
+                ).result()
             except NotFound:
                 continue
             rows += [dict(zip(columns, r.values(), strict=True)) for r in found]
     for row in rows:
-        row["sample_keys"] = json.loads(row["sample_keys"]) if isinstance(row["sample_keys"], str) else row["sample_keys"]
+        row["sample_keys"] = (
+            json.loads(row["sample_keys"]) if isinstance(row["sample_keys"], str) else row["sample_keys"]
+        )
     return sorted(rows, key=lambda r: (r["table_name"], r["target"]))

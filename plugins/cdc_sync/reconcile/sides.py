@@ -22,7 +22,9 @@ def time_text(value: dt.timedelta) -> str:
     """A MySQL TIME (pymysql's timedelta) as the loaders keep it: [-]HH:MM:SS[.ffffff]."""
     micros = abs(value) // dt.timedelta(microseconds=1)
     seconds, fraction = divmod(micros, 1_000_000)
-    text = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" + (f".{fraction:06d}" if fraction else "")
+    text = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" + (
+        f".{fraction:06d}" if fraction else ""
+    )
     return ("-" if value < dt.timedelta(0) else "") + text
 
 
@@ -47,8 +49,17 @@ def mysql_param(value: Any) -> Any:
     return value
 
 
-_BIGQUERY_TYPES = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", bytes: "BYTES", Decimal: "NUMERIC",
-                   dt.datetime: "TIMESTAMP", dt.date: "DATE", type(None): "STRING"}
+_BIGQUERY_TYPES = {
+    bool: "BOOL",
+    int: "INT64",
+    float: "FLOAT64",
+    str: "STRING",
+    bytes: "BYTES",
+    Decimal: "NUMERIC",
+    dt.datetime: "TIMESTAMP",
+    dt.date: "DATE",
+    type(None): "STRING",
+}
 
 
 def bigquery_parameter(name: str, value: Any):
@@ -56,7 +67,7 @@ def bigquery_parameter(name: str, value: Any):
     a BIGINT UNSIGNED key, as NUMERIC)."""
     from google.cloud import bigquery
 
-    if type(value) is int and not -2**63 <= value < 2**63:
+    if type(value) is int and not -(2**63) <= value < 2**63:
         return bigquery.ScalarQueryParameter(name, "NUMERIC" if abs(value) < 10**29 else "BIGNUMERIC", Decimal(value))
     return bigquery.ScalarQueryParameter(name, _BIGQUERY_TYPES[type(value)], value)
 
@@ -97,32 +108,52 @@ class Side:
 
     # --- queries -------------------------------------------------------------------
     def bounds(self, column: str) -> tuple[Any, Any]:
-        low, high = self.run(render("reconcile/bounds.sql", column=self.dialect.ident(column), relation=self.relation))[0]
+        low, high = self.run(render("reconcile/bounds.sql", column=self.dialect.ident(column), relation=self.relation))[
+            0
+        ]
         return low, high
 
     def checksums(self, bucket: str, row_hash: str, where: str) -> dict[int, tuple[int, Any]]:
         digest = self.dialect.digest
-        sql = render("reconcile/checksums.sql", bucket=bucket, row_hash=row_hash, relation=self.relation, where=where,
-                     checksum=self.dialect.checksum("h" if digest else row_hash), digest=digest)
+        sql = render(
+            "reconcile/checksums.sql",
+            bucket=bucket,
+            row_hash=row_hash,
+            relation=self.relation,
+            where=where,
+            checksum=self.dialect.checksum("h" if digest else row_hash),
+            digest=digest,
+        )
         return {int(b): (int(n), _hash_value(s)) for b, n, s in self.run(sql)}
 
     def row_hashes(self, key_columns: list[str], row_hash: str, where: str) -> dict[KeyTuple, Any]:
-        sql = render("reconcile/row_hashes.sql", key_columns=[self.dialect.ident(c) for c in key_columns],
-                     row_hash=row_hash, relation=self.relation, where=where)
+        sql = render(
+            "reconcile/row_hashes.sql",
+            key_columns=[self.dialect.ident(c) for c in key_columns],
+            row_hash=row_hash,
+            relation=self.relation,
+            where=where,
+        )
         width = len(key_columns)
         return {tuple(key_token(v) for v in row[:width]): _hash_value(row[width]) for row in self.run(sql)}
 
-    def row_values(self, key_columns: list[str], columns: list[HashColumn], keys: list[KeyTuple],
-                   extra: Sequence[str] = ()) -> dict[KeyTuple, tuple]:
+    def row_values(
+        self, key_columns: list[str], columns: list[HashColumn], keys: list[KeyTuple], extra: Sequence[str] = ()
+    ) -> dict[KeyTuple, tuple]:
         """Canonical text of `columns` (then raw `extra` columns) for `keys`, by key."""
         found: dict[KeyTuple, tuple] = {}
         width = len(key_columns)
         values = [self.dialect.compared(c) for c in columns] + [self.dialect.ident(c) for c in extra]
         for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
+            chunk = keys[start : start + 500]
             where, params = self.key_filter(key_columns, chunk)
-            sql = render("reconcile/row_values.sql", key_columns=[self.dialect.ident(c) for c in key_columns],
-                         values=values, relation=self.relation, where=where)
+            sql = render(
+                "reconcile/row_values.sql",
+                key_columns=[self.dialect.ident(c) for c in key_columns],
+                values=values,
+                relation=self.relation,
+                where=where,
+            )
             for row in self.run(sql, params):
                 found[tuple(key_token(v) for v in row[:width])] = tuple(row[width:])
         return found
@@ -145,8 +176,17 @@ class Side:
 class MySqlSide(Side):
     """A MySQL/MariaDB/Aurora table or view, through a DB-API connection factory."""
 
-    def __init__(self, label: str, connect: Callable, database: str, relation: str, *,
-                 hash_function: str = "md5", watermark_column: str | None = None, state_relation: str | None = None):
+    def __init__(
+        self,
+        label: str,
+        connect: Callable,
+        database: str,
+        relation: str,
+        *,
+        hash_function: str = "md5",
+        watermark_column: str | None = None,
+        state_relation: str | None = None,
+    ):
         self.label = label
         self.connect = connect
         self.database = database
@@ -215,8 +255,17 @@ class MySqlSide(Side):
 class BigQuerySide(Side):
     """A BigQuery table or view (the latest-state view of a changelog)."""
 
-    def __init__(self, label: str, client, project: str, dataset: str, relation: str, *,
-                 changelog: str | None = None, hash_function: str = "md5"):
+    def __init__(
+        self,
+        label: str,
+        client,
+        project: str,
+        dataset: str,
+        relation: str,
+        *,
+        changelog: str | None = None,
+        hash_function: str = "md5",
+    ):
         self.label = label
         self.client = client
         self.project, self.dataset, self.relation_name = project, dataset, relation
@@ -233,7 +282,9 @@ class BigQuerySide(Side):
     def run(self, sql: str, params: Sequence = ()) -> list[tuple]:
         from google.cloud import bigquery
 
-        config = bigquery.QueryJobConfig(query_parameters=[bigquery_parameter(f"p{i}", v) for i, v in enumerate(params)])
+        config = bigquery.QueryJobConfig(
+            query_parameters=[bigquery_parameter(f"p{i}", v) for i, v in enumerate(params)]
+        )
         return [tuple(row.values()) for row in self.client.query(sql, job_config=config).result()]
 
     def kinds(self) -> dict[str, tuple[str | None, str]]:
@@ -244,13 +295,17 @@ class BigQuerySide(Side):
         except NotFound:
             return {}
         # the legacy name FLOAT is a double: say FLOAT64 so it is not taken for MySQL's single FLOAT
-        return {f.name: (bigquery_kind(f.field_type), "FLOAT64" if f.field_type == "FLOAT" else f.field_type)
-                for f in table.schema}
+        return {
+            f.name: (bigquery_kind(f.field_type), "FLOAT64" if f.field_type == "FLOAT" else f.field_type)
+            for f in table.schema
+        }
 
     def watermark(self) -> dt.datetime | None:
         if not self.changelog:
             return None
-        value = self.run(f"SELECT MAX(_cdc_commit_ts) FROM {bigquery_table(self.project, self.dataset, self.changelog)}")[0][0]
+        value = self.run(
+            f"SELECT MAX(_cdc_commit_ts) FROM {bigquery_table(self.project, self.dataset, self.changelog)}"
+        )[0][0]
         return key_token(value) if value is not None else None
 
 

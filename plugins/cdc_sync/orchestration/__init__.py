@@ -1,0 +1,1 @@
+"""The Airflow-facing side: the DAG factory, the sensor and its trigger, the connection hooks."""

@@ -1,0 +1,232 @@
+"""One DAG per configured pipeline: wait for files → plan batches → load each table (mapped).
+
+    wait_for_new_files (deferrable sensor)
+        └─ plan_batches (one batch per table with files some target has not finished)
+              ├─ load_to_bigquery.expand(batch=...)  (one mapped task per table)
+              ├─ load_to_aurora.expand(batch=...)    (same batches, in the Aurora pool)
+              └─ advance_watermarks                  (past what every target handled)
+                    └─ fail_if_a_load_failed         (one_failed: a failed load fails the run)
+
+Everything heavy is imported inside the tasks: building the DAG opens no connection.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Asset, AssetAlias, Param, get_current_context, task
+
+from cdc_sync.config import Pipeline
+from cdc_sync.orchestration import tasks
+from cdc_sync.orchestration.sensor import NewObjectsSensor
+
+
+def _name_mapped_task(table: str) -> dict:
+    """The running task's context, with the table that names the mapped task in the UI."""
+    context = get_current_context()
+    context["cdc_table"] = table  # type: ignore[typeddict-unknown-key]  # map_index_template reads it
+    return context  # type: ignore[return-value]
+
+
+def _describe(pipeline: Pipeline) -> str:
+    """The default description, from the pipeline's actual source and targets."""
+    from cdc_sync.orchestration.sensor import landed_files
+
+    names = {"bigquery": "BigQuery", "aurora": "Aurora MySQL"}
+    aurora = pipeline.aurora
+    targets = [
+        f"{names[t]} ({aurora.mode})" if t == "aurora" and aurora is not None else names[t]
+        for t in tasks.targets(pipeline)
+    ]
+    return f"{landed_files(pipeline)} on s3://{pipeline.source.bucket} → {' and '.join(targets)}"
+
+
+def _load_task(pipeline: Pipeline, target: str):
+    """The mapped `load_to_<target>` task: one per table batch, in the target's pool, emitting
+    its tables' asset events through the target's alias."""
+    if target == "aurora":
+        assert pipeline.aurora is not None
+        pool, pool_slots = pipeline.aurora.pool, pipeline.aurora.task_pool_slots
+    else:
+        pool, pool_slots = pipeline.options.pool, 1
+
+    def load(batch: dict) -> dict:
+        return tasks.load(pipeline, target, batch, _name_mapped_task(batch["table"]))
+
+    load.__name__ = load.__qualname__ = f"load_to_{target}"
+    # multiple_outputs=False: a `-> dict` annotation would make Airflow push every key as its own XCom
+    return task(
+        task_id=f"load_to_{target}",
+        pool=pool,
+        pool_slots=pool_slots,
+        outlets=[AssetAlias(tasks.asset_alias_name(pipeline, target))],
+        map_index_template="{{ cdc_table }}",
+        multiple_outputs=False,
+    )(load)
+
+
+def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DAG:
+    options = pipeline.options
+    default_args = {
+        "owner": "cdc-sync",
+        "retries": options.retries,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    }
+    with DAG(
+        dag_id=pipeline.dag_id,
+        description=pipeline.description or _describe(pipeline),
+        schedule=pipeline.schedule,
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,  # one planner per pipeline: two runs must not batch the same files
+        default_args=default_args,
+        tags=["cdc-sync", pipeline.source.kind, *tasks.targets(pipeline)],
+        params={
+            "replay_keys": Param(
+                [],
+                type="array",
+                items={"type": "string"},
+                description="Object keys to load again even if quarantined (after fixing them). Empty: normal run.",
+            ),
+            "rescan": Param(
+                False,
+                type="boolean",
+                description="List every file under the table folders instead of from the watermark "
+                "(the ledger still skips what is loaded).",
+            ),
+        },
+        doc_md=f"**cdc-sync pipeline `{pipeline.name}`** — tables: "
+        + ", ".join(f"`{t.qualified_name}`" for t in pipeline.tables),
+    ) as dag:
+        wait = NewObjectsSensor(
+            task_id="wait_for_new_files",
+            pipeline_name=pipeline.name,
+            config_path=config_path,
+            deferrable=True,
+            poke_interval=options.poke_interval_seconds,
+            timeout=options.wait_timeout_minutes * 60,
+            soft_fail=True,
+            retries=0,
+        )
+
+        @task
+        def plan_batches(tables: list[str]) -> list[dict]:
+            return tasks.plan(pipeline, get_current_context(), tables)  # type: ignore[arg-type]
+
+        batches = plan_batches(wait.output)  # type: ignore[arg-type]
+        loads = [_load_task(pipeline, target).expand(batch=batches) for target in tasks.targets(pipeline)]
+
+        if pipeline.source.kind == "firehose":
+
+            @task(trigger_rule="none_failed", retries=0, multiple_outputs=False)
+            def report_failed_records() -> dict:
+                """Records the transform Lambda refused: counted, sampled, and the task fails so a
+                person sees them; the good records load regardless (this task blocks nothing)."""
+                return tasks.report_failed_records(pipeline)
+
+            batches >> report_failed_records()
+
+        @task(trigger_rule="all_done", multiple_outputs=False)
+        def advance_watermarks(*reports_per_target) -> dict:
+            """Past the files every target handled; a table that failed somewhere keeps its mark."""
+            return tasks.advance(pipeline, reports_per_target)
+
+        advanced = advance_watermarks(*loads)
+
+        @task(trigger_rule="one_failed")  # AirflowFailException: no retries
+        def fail_if_a_load_failed() -> None:
+            """Fail the run when a load (or the planning) failed.
+
+            Runs only then (one_failed); advance_watermarks runs regardless (all_done). In a
+            healthy run it is skipped and the run succeeds. Without it the run's state would be
+            advance_watermarks', always green."""
+            tasks.fail_run(pipeline)
+
+        [batches, *loads, advanced] >> fail_if_a_load_failed()
+    return dag
+
+
+def reconcile_schedule(pipeline: Pipeline):
+    """A cron or preset; "assets": after every load that changed one of the tables."""
+    assert pipeline.reconcile is not None
+    if pipeline.reconcile.schedule != "assets":
+        return pipeline.reconcile.schedule
+    import functools
+    import operator
+
+    uris = []
+    for table in pipeline.tables:
+        if pipeline.aurora is not None and pipeline.aurora.mode == "merge":
+            uris.append(pipeline.aurora.asset_uri(table))
+        if pipeline.bigquery is not None:
+            uris.append(pipeline.bigquery.asset_uri(table))
+    return functools.reduce(operator.or_, (Asset(uri) for uri in uris))  # any of them
+
+
+def build_reconcile_dag(pipeline: Pipeline) -> DAG:
+    """`cdc_<name>_reconcile`: compare every table with every target, store the results,
+    write a report; optionally re-emit the differing source rows (repair)."""
+    reconcile = pipeline.reconcile
+    assert reconcile is not None
+    pool = reconcile.pool or (pipeline.aurora.pool if pipeline.aurora is not None else pipeline.options.pool)
+    with DAG(
+        dag_id=pipeline.reconcile_dag_id,
+        description=f"Reconcile the targets of cdc-sync pipeline {pipeline.name} with its source database",
+        schedule=reconcile_schedule(pipeline),
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args={
+            "owner": "cdc-sync",
+            "retries": pipeline.options.retries,
+            "retry_delay": timedelta(seconds=30),
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=10),
+        },
+        tags=["cdc-sync", "reconcile"],
+        params={
+            "tables": Param(
+                [],
+                type="array",
+                items={"type": "string"},
+                description="Only these tables (schema.table). Empty: every table of the pipeline.",
+            ),
+            "repair": Param(
+                False,
+                type="boolean",
+                description="Re-emit the source rows of keys that differ as a change file in the landing "
+                "folder; the pipeline's next run loads it into every target.",
+            ),
+        },
+        doc_md=f"**cdc-sync reconciliation of `{pipeline.name}`**: source (`{reconcile.source_conn_id}`) against "
+        + ", ".join(t for t in ("aurora", "bigquery") if getattr(pipeline, t) is not None)
+        + f". Results: table `{reconcile.results_table}` in each target; report: "
+        f"`s3://{pipeline.source.bucket}/{reconcile.reports_prefix}{pipeline.name}/<run_id>.html`.",
+    ) as dag:
+
+        @task
+        def tables_to_check() -> list[str]:
+            return tasks.tables_to_check(pipeline, get_current_context())  # type: ignore[arg-type]
+
+        @task(pool=pool, map_index_template="{{ cdc_table }}", multiple_outputs=False)
+        def reconcile_table(table: str) -> list[dict]:
+            return tasks.reconcile_table(pipeline, table, _name_mapped_task(table))
+
+        @task(trigger_rule="all_done", multiple_outputs=False)
+        def write_report() -> dict:
+            return tasks.write_report(pipeline, get_current_context())  # type: ignore[arg-type]
+
+        @task(multiple_outputs=False)
+        def all_in_sync(report: dict) -> int:
+            """The run's verdict: it only runs when every comparison passed (drift failed a
+            reconcile_table task above), so the run itself shows failed on drift."""
+            return tasks.all_in_sync(report)
+
+        checks = reconcile_table.expand(table=tables_to_check())
+        report = write_report()
+        checks >> report
+        verdict = all_in_sync(report)  # type: ignore[arg-type]  # an XComArg at parse time
+        checks >> verdict
+    return dag
