@@ -182,3 +182,29 @@ def test_decode_batch_counts_and_positions_what_it_cannot_use():
     assert len(batch.bad_records) == 1 and "record 495900000000000000000003" in batch.bad_records[0].where
     assert batch.summary()["tables"] == ["crm.leads", "shop.customers", "shop.orders"]
     assert TableRef("shop", "orders") in batch.tables
+
+
+def test_table_asset_is_watched_by_a_trigger_for_that_table_only():
+    from airflow.sdk import DAG
+
+    from cdc_sync.sources.audit_log.assets import table_asset
+    from cdc_sync.sources.audit_log.trigger import AuditLogTrigger
+    from cdc_sync.sql import UnsafeIdentifier
+
+    asset = table_asset("shop_source", "shop.customers", stream_name="aurora-audit", poll_interval=2)
+    assert asset.uri == "mysql://shop_source/shop/customers"
+    (watcher,) = asset.watchers
+    path, kwargs = watcher.trigger.serialize()
+    assert path == "cdc_sync.sources.audit_log.trigger.AuditLogTrigger"
+    assert kwargs["tables"] == ["shop.customers"] and kwargs["stream_name"] == "aurora-audit"
+    with DAG("sync_customers_on_write", schedule=[asset]) as dag:
+        pass
+    assert list(dag.timetable.asset_condition.objects) == [asset]
+    with pytest.raises(UnsafeIdentifier, match="'order items'"):
+        table_asset("shop_source", "shop.order items", stream_name="aurora-audit")
+
+    trigger = AuditLogTrigger(stream_name="aurora-audit", tables=["shop.customers"])
+    lines = [audit_line("INSERT INTO orders VALUES (1)"), audit_line("UPDATE customers SET a = 1")]
+    event = trigger.event_for(decode_batch([kinesis(subscription_record(lines))]))
+    assert event is not None and event["tables"] == ["shop.customers"] and event["writes"] == 1
+    assert trigger.event_for(decode_batch([kinesis(subscription_record(lines[:1]))])) is None

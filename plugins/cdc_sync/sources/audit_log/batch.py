@@ -112,7 +112,7 @@ def decode_batch(records: Iterable[KinesisRecord], *, find_tables: bool = True) 
                 event = parse_audit_line(log_event.message, where)
             except BadInput as exc:
                 log.warning("%s", exc)
-                batch.unparsed.append(Problem(where, log_event.message, str(exc)))
+                batch.unparsed.append(Problem(where, log_event.message, str(exc.__cause__ or exc)))
                 continue
             if not find_tables or event.retcode != 0 or not is_query(event.operation):
                 continue
