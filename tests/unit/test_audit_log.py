@@ -84,9 +84,12 @@ def test_decode_record_reads_the_gzip_envelope_and_control_messages():
     [
         (b"plain text", "gzip data expected"),
         (gzip.compress(b"\xff\xfe not utf-8"), "not UTF-8 JSON"),
-        (gzip.compress(b"[1, 2]"), "not a JSON object"),
+        (gzip.compress(b"[1, 2]"), "not a CloudWatch Logs subscription envelope: Expected `object`"),
         (gzip.compress(b'{"messageType": "OTHER"}'), "messageType 'OTHER'"),
-        (gzip.compress(b'{"messageType": "DATA_MESSAGE", "logEvents": [{"id": "1"}]}'), "logEvents[0] has no message"),
+        (
+            gzip.compress(b'{"messageType": "DATA_MESSAGE", "logEvents": [{"id": "1"}]}'),
+            "missing required field `message` - at `$.logEvents[0]`",
+        ),
         (subscription_record(["x"])[:-8], "gzip data expected"),  # truncated
     ],
 )

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cdc_sync.errors import BadInput
-from cdc_sync.sources.audit_log.lines import AuditEvent, parse_audit_line
-from cdc_sync.sources.audit_log.records import decode_record
+from cdc_sync.sources.audit_log.lines import AuditEvent, parse_line
+from cdc_sync.sources.audit_log.records import SubscriptionRecord, decode_record
 from cdc_sync.sources.audit_log.written import TableRef, Unmapped, written_tables
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,11 @@ class AuditBatch:
         }
 
 
+def _where(record: KinesisRecord, decoded: SubscriptionRecord, index: int) -> str:
+    event_id = decoded.events[index].id
+    return f"{record.where} logEvents[{index}] (log stream {decoded.log_stream}, event {event_id})"
+
+
 def is_query(operation: str) -> bool:
     """QUERY, and Aurora's QUERY_DML / QUERY_DDL / … when it names the class."""
     return operation.upper().startswith("QUERY")
@@ -105,23 +110,24 @@ def decode_batch(records: Iterable[KinesisRecord], *, find_tables: bool = True) 
         if decoded.is_control:
             batch.control_messages += 1
             continue
+        batch.lines += len(decoded.events)
         for index, log_event in enumerate(decoded.events):
-            batch.lines += 1
-            where = f"{record.where} logEvents[{index}] (log stream {decoded.log_stream}, event {log_event.id})"
             try:
-                event = parse_audit_line(log_event.message, where)
-            except BadInput as exc:
-                log.warning("%s", exc)
-                batch.unparsed.append(Problem(where, log_event.message, str(exc.__cause__ or exc)))
+                event = parse_line(log_event.message)
+            except ValueError as exc:
+                where = _where(record, decoded, index)
+                log.warning("%s: audit line does not parse: %s: %.300r", where, exc, log_event.message)
+                batch.unparsed.append(Problem(where, log_event.message, str(exc)))
                 continue
             if not find_tables or event.retcode != 0 or not is_query(event.operation):
                 continue
             try:
                 tables = written_tables(event.statement, event.database)
             except Unmapped as exc:
+                where = _where(record, decoded, index)
                 log.warning("%s: written tables not known (%s): %.300r", where, exc, event.statement)
                 batch.unmapped.append(Problem(where, event.statement, str(exc)))
                 continue
             if tables:
-                batch.writes.append(WriteEvent(event, tables, decoded.log_group, decoded.log_stream, log_event.id))
+                batch.writes.append(WriteEvent(event, tables, decoded.log_group, decoded.log_stream, str(log_event.id)))
     return batch

@@ -9,20 +9,31 @@ or ``CONTROL_MESSAGE`` (sent once when the subscription is created: no log data)
 from __future__ import annotations
 
 import gzip
-import json
 import zlib
 from dataclasses import dataclass
+
+import msgspec
 
 from cdc_sync.errors import BadInput
 
 
-@dataclass(frozen=True)
-class LogEvent:
+class LogEvent(msgspec.Struct, frozen=True):
     """One CloudWatch log event: its id, its time in ms since the epoch, its text."""
 
-    id: str
-    timestamp: int
     message: str
+    id: str | int = ""
+    timestamp: int = 0
+
+
+class _Envelope(msgspec.Struct):
+    messageType: str
+    logGroup: str = ""
+    logStream: str = ""
+    logEvents: list[LogEvent] = []
+
+
+# msgspec (an Airflow dependency) decodes and type-checks the envelope in one C pass.
+_DECODER = msgspec.json.Decoder(_Envelope)
 
 
 @dataclass(frozen=True)
@@ -50,24 +61,13 @@ def decode_record(data: bytes, where: str) -> SubscriptionRecord:
     except (OSError, EOFError, zlib.error) as exc:
         raise BadInput(f"{where}: not a CloudWatch Logs record: gzip data expected ({exc})") from exc
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        body = _DECODER.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise BadInput(f"{where}: not a CloudWatch Logs subscription envelope: {exc}") from exc
+    except msgspec.DecodeError as exc:
         raise BadInput(f"{where}: CloudWatch Logs record is not UTF-8 JSON ({exc})") from exc
-    if not isinstance(body, dict):
-        raise BadInput(f"{where}: CloudWatch Logs record is not a JSON object")
-    message_type = body.get("messageType")
-    if message_type == "CONTROL_MESSAGE":
-        return SubscriptionRecord(message_type, str(body.get("logGroup", "")), str(body.get("logStream", "")), ())
-    if message_type != "DATA_MESSAGE":
-        raise BadInput(f"{where}: messageType {message_type!r} is neither DATA_MESSAGE nor CONTROL_MESSAGE")
-    raw_events = body.get("logEvents")
-    if not isinstance(raw_events, list):
-        raise BadInput(f"{where}: DATA_MESSAGE without a logEvents list")
-    events = []
-    for index, item in enumerate(raw_events):
-        if not isinstance(item, dict) or not isinstance(item.get("message"), str):
-            raise BadInput(f"{where}: logEvents[{index}] has no message text")
-        events.append(LogEvent(str(item.get("id", index)), int(item.get("timestamp", 0)), item["message"]))
-    return SubscriptionRecord(
-        message_type, str(body.get("logGroup", "")), str(body.get("logStream", "")), tuple(events)
-    )
+    if body.messageType == "CONTROL_MESSAGE":
+        return SubscriptionRecord(body.messageType, body.logGroup, body.logStream, ())
+    if body.messageType != "DATA_MESSAGE":
+        raise BadInput(f"{where}: messageType {body.messageType!r} is neither DATA_MESSAGE nor CONTROL_MESSAGE")
+    return SubscriptionRecord(body.messageType, body.logGroup, body.logStream, tuple(body.logEvents))
