@@ -12,7 +12,13 @@ from cdc_sync.errors import BadInput
 from cdc_sync.sources.audit_log.batch import KinesisRecord, decode_batch
 from cdc_sync.sources.audit_log.lines import parse_audit_line, parse_line
 from cdc_sync.sources.audit_log.records import decode_record
-from cdc_sync.sources.audit_log.written import TableRef, Unmapped, written_tables
+from cdc_sync.sources.audit_log.written import (
+    TableRef,
+    Unmapped,
+    parsed_tables,
+    single_table_write,
+    written_tables,
+)
 from tools.audit_standin import audit_line, control_record, subscription_record
 
 HOSTILE = [
@@ -141,6 +147,45 @@ def test_decode_record_refuses_what_is_not_a_subscription_record(data, reason):
 )
 def test_written_tables(statement, expected):
     assert [str(t) for t in written_tables(statement, "shop")] == expected
+    assert [str(t) for t in parsed_tables(statement, "shop")] == expected  # the shortcut agrees
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO customers (id) VALUES (1)",
+        "insert into crm.leads select * from x",
+        "insert low_priority ignore into t set a = 1",
+        "insert into t partition (p1) values (1)",
+        "UPDATE orders SET a = 'x'",
+        "update orders o set o.a = 1",
+        "UPDATE t AS x SET a = 1",
+        "DELETE FROM sessions WHERE id = 5",
+        "DELETE FROM t",
+        "delete quick from t order by id limit 5",
+        "INSERT INTO Shop.Customers(id) VALUES (1)",
+    ],
+)
+def test_the_single_table_shortcut_takes_the_common_writes_and_agrees_with_the_parser(statement):
+    shortcut = single_table_write(statement, "shop")
+    assert shortcut is not None and shortcut == parsed_tables(statement, "shop")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "update a join b on a.id = b.id set a.x = 1",
+        "UPDATE a, b SET a.x = 1",
+        "DELETE t1 FROM t1 JOIN t2",
+        "delete from t using t join u",
+        "update `a` set x = 1",
+        "/* it's */ INSERT INTO t VALUES (1)",
+        "INSERT INTO `a(b` VALUES (1)",
+        "insert into a.b.c values (1)",
+    ],
+)
+def test_the_single_table_shortcut_leaves_everything_else_to_the_parser(statement):
+    assert single_table_write(statement, "shop") is None
 
 
 @pytest.mark.parametrize(

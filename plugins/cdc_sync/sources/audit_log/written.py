@@ -66,6 +66,12 @@ def written_tables(statement: str, default_schema: str) -> tuple[TableRef, ...]:
     """The tables `statement` writes, sorted and distinct; () when it writes none.
 
     Raises Unmapped when it is a write whose tables cannot be named for sure."""
+    fast = single_table_write(statement, default_schema)
+    return fast if fast is not None else parsed_tables(statement, default_schema)
+
+
+def parsed_tables(statement: str, default_schema: str) -> tuple[TableRef, ...]:
+    """written_tables through sqlglot's parser alone (no single-table shortcut)."""
     try:
         tokens = _TOKENIZER.tokenize(statement)
     except SqlglotError as exc:
@@ -124,6 +130,71 @@ def _plain_modifiers(statement: str, words: list[Token]) -> str:
     for start, end in reversed(cuts):
         statement = statement[:start] + statement[end:]
     return statement
+
+
+_PLAIN_PREFIX_STOP = "('\""
+_INSERT_NEXT = {"VALUES", "VALUE", "SELECT", "SET", "PARTITION", "TABLE", "WITH"}
+_DELETE_NEXT = {"WHERE", "ORDER BY", "LIMIT", "PARTITION"}
+
+
+def single_table_write(statement: str, default_schema: str) -> tuple[TableRef, ...] | None:
+    """The common single-table INSERT/REPLACE/UPDATE/DELETE, from the tokens of the
+    statement's head only (up to its first parenthesis or quote, when that head holds no
+    comment or backquote): exact by the MySQL grammar, or None to let sqlglot's parser decide.
+
+    ``INSERT [mods] [INTO] t {(|VALUES|SELECT|SET|…}``, ``UPDATE [mods] t [[AS] a] SET``,
+    ``DELETE [mods] FROM t [[AS] a] {WHERE|ORDER|LIMIT|end}``."""
+    cut = min((i for i in (statement.find(c) for c in _PLAIN_PREFIX_STOP) if i >= 0), default=len(statement))
+    head = statement[:cut]
+    if "`" in head or "/*" in head or "--" in head or "#" in head:
+        return None
+    try:
+        tokens = _TOKENIZER.tokenize(head)
+    except SqlglotError:
+        return None
+    words = [t.text.upper() for t in tokens]
+    if not words:
+        return None
+    keyword, index = words[0], 1
+    if keyword not in ("INSERT", "REPLACE", "UPDATE", "DELETE"):
+        return None
+    skip = _MODIFIERS["INSERT" if keyword == "REPLACE" else keyword] | ({"IGNORE"} if keyword == "INSERT" else set())
+    while index < len(words) and words[index] in skip:
+        index += 1
+    if keyword in ("INSERT", "REPLACE") and index < len(words) and words[index] == "INTO":
+        index += 1
+    elif keyword == "DELETE":
+        if index >= len(words) or words[index] != "FROM":
+            return None
+        index += 1
+    names = [tokens[index].text] if index < len(words) and tokens[index].token_type == TokenType.VAR else []
+    index += 1
+    if names and index + 1 < len(words) and words[index] == ".":
+        if tokens[index + 1].token_type != TokenType.VAR:
+            return None
+        names.append(tokens[index + 1].text)
+        index += 2
+    if not names:
+        return None
+    rest = words[index:]
+    if keyword in ("INSERT", "REPLACE"):
+        ok = (not rest and cut < len(statement) and statement[cut] == "(") or (bool(rest) and rest[0] in _INSERT_NEXT)
+    else:
+        if rest and rest[0] == "AS":
+            rest = rest[1:]
+        if rest and tokens[len(words) - len(rest)].token_type == TokenType.VAR:
+            rest = rest[1:]  # an alias
+        if keyword == "UPDATE":
+            ok = bool(rest) and rest[0] == "SET"
+        else:
+            ok = (not rest and cut == len(statement)) or (bool(rest) and rest[0] in _DELETE_NEXT)
+    if not ok:
+        return None
+    if len(names) == 1:
+        if not default_schema:
+            return None  # the parser path says why
+        return (TableRef(default_schema, names[0]),)
+    return (TableRef(names[0], names[1]),)
 
 
 def is_write_text(statement: str) -> bool:
