@@ -68,6 +68,7 @@ class AuditPipe:
             StreamName=self.relay, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
         self.sent = 0
+        self.shards_used: set[str] = set()
 
     def write(self, lines: list[str]) -> None:
         now = int(time.time() * 1000)
@@ -83,7 +84,8 @@ class AuditPipe:
         assert page["Records"], "the subscription filter delivered nothing"
         for record in page["Records"]:
             assert record["Data"][:2] == b"\x1f\x8b", "subscription records are gzip bytes"
-            self.kinesis.put_record(StreamName=self.audit, Data=record["Data"], PartitionKey=f"k{self.sent}")
+            put = self.kinesis.put_record(StreamName=self.audit, Data=record["Data"], PartitionKey=f"k{self.sent}")
+            self.shards_used.add(put["ShardId"])
             self.sent += 1
 
 
@@ -124,6 +126,7 @@ def test_trigger_fires_once_per_batch_with_the_written_tables(stack, unique_name
         return one, two, three, four
 
     one, two, three, four = asyncio.run(scenario())
+    assert len(pipe.shards_used) == 2, "the records were spread over both shards"
     assert one["tables"] == ["crm.leads", "shop.customers", "shop.orders"]
     assert (one["writes"], one["lines"], one["unparsed"]) == (302, 305, 1)
     assert two["tables"] == ["shop.refunds"] and two["writes"] == 2
