@@ -1,0 +1,83 @@
+"""Audit-log decoding rate: audit lines per second from Kinesis records, against the floor.
+
+Records are built as CloudWatch Logs writes them (gzip JSON, 100 log events each) and
+base64-encoded as Kinesis carries them on the wire. Floor: bare base64 + gzip decoding of the
+same records. Measured: decode + parse every audit line (the trigger's per-line work), and
+the same plus finding the written tables with sqlglot. Prints the figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import random
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+
+from cdc_sync.sources.audit_log.batch import KinesisRecord, decode_batch  # noqa: E402
+from tools.audit_standin import audit_line, subscription_record  # noqa: E402
+
+LINES, PER_RECORD, ROUNDS = 100_000, 100, 3
+STATEMENTS = [
+    "INSERT INTO customers (id, name, note) VALUES ({i}, 'O\\'Brien, Pat', '山田 🎉')",
+    "UPDATE orders SET status = 'shipped', note = 'a,b' WHERE id = {i}",
+    "update orders o join customers c on o.cid = c.id set o.total = o.total + 1 where c.id = {i}",
+    "DELETE FROM sessions WHERE id = {i}",
+    "SELECT * FROM customers WHERE id = {i}",
+    "INSERT INTO crm.leads SELECT * FROM customers WHERE id = {i}",
+]
+
+
+def make_wire_records() -> list[str]:
+    rng = random.Random(7)
+    lines = [
+        audit_line(rng.choice(STATEMENTS).format(i=i), query_id=i, timestamp=str(1764979200000000 + i))
+        for i in range(LINES)
+    ]
+    return [
+        base64.b64encode(subscription_record(lines[at : at + PER_RECORD], first_id=at)).decode()
+        for at in range(0, LINES, PER_RECORD)
+    ]
+
+
+def best_of(work) -> float:
+    times = []
+    for _ in range(ROUNDS):
+        began = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def main() -> None:
+    wire = make_wire_records()
+
+    def floor() -> None:
+        for text in wire:
+            gzip.decompress(base64.b64decode(text))
+
+    def records() -> list[KinesisRecord]:
+        return [KinesisRecord("audit", "shardId-0", str(n), base64.b64decode(t)) for n, t in enumerate(wire)]
+
+    def decode_only() -> None:
+        batch = decode_batch(records(), find_tables=False)
+        assert batch.lines == LINES and not batch.unparsed
+
+    def with_tables() -> None:
+        batch = decode_batch(records())
+        assert batch.lines == LINES and not batch.unparsed and not batch.unmapped
+
+    t_floor, t_decode = best_of(floor), best_of(decode_only)
+    print(f"{LINES:,} audit lines in {len(wire):,} records of {PER_RECORD}")
+    print(f"floor (base64 + gzip):          {LINES / t_floor:>12,.0f} lines/s")
+    print(f"decode + parse audit lines:     {LINES / t_decode:>12,.0f} lines/s = {t_floor / t_decode:.2f}x floor")
+    t_tables = best_of(with_tables)
+    print(f"... + written tables (sqlglot): {LINES / t_tables:>12,.0f} lines/s = {t_floor / t_tables:.3f}x floor")
+
+
+if __name__ == "__main__":
+    main()
