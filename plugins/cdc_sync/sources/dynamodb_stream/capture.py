@@ -376,3 +376,28 @@ def _read_shard(spec, streams, arn, shard, positions, changes, report, started, 
         if report.records >= spec.budget.max_records or clock() - started >= spec.budget.max_seconds:
             report.budget_spent = True
             return False
+
+
+def pipeline_capture(pipeline, table=None) -> StreamCapture:
+    """The StreamCapture a `kind: dynamodb_stream` pipeline describes (its one table)."""
+    source = pipeline.source
+    settings = source.dynamodb
+    if source.kind != "dynamodb_stream" or settings is None:
+        raise SetupError(f"pipeline {pipeline.name!r}: source kind {source.kind!r} has no DynamoDB stream to capture")
+    table = table or pipeline.tables[0]
+    columns = ItemColumns(
+        table=table.qualified_name,
+        columns=tuple((name, kind or "") for name, kind in table.column_types),
+        key=table.primary_key,
+        extra_column=settings.extra_attributes_column,
+    )
+    return StreamCapture(
+        stream=settings.stream,
+        columns=columns,
+        bucket=source.bucket,
+        table_prefix=source.table_prefix(table),
+        checkpoint_key=settings.checkpoint_key(pipeline.name, table),
+        commit_timestamp_column=table.commit_timestamp_column or "cdc_commit_ts",
+        filters=FilterCriteria.parse(settings.filter_criteria),
+        budget=Budget(max_records=settings.max_records_per_run, max_seconds=settings.max_seconds_per_run),
+    )
