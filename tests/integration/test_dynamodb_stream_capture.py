@@ -325,3 +325,29 @@ def test_an_interrupted_run_whose_file_landed_is_not_read_twice(ddb):
     ddb.load()
     assert ddb.changelog_count() == 1
     assert ddb.aurora_rows() == {"e1": expected_row(click(1))}
+
+
+@pytest.mark.airflow
+def test_the_dag_captures_then_loads_both_targets(stack, airflow_db, unique_name, tmp_path, monkeypatch):
+    w = DdbWorld(stack, unique_name, tmp_path)
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.world.target_db))
+        items = {n: click(n) for n in range(1, 4)}
+        for item in items.values():
+            w.put(item)
+        items[1] = click(1, page="/modified")
+        w.put(items[1])
+        w.delete("e3")
+        del items[3]
+        dag = w.world.dag()
+        assert "capture_stream" in dag.task_ids
+        run = dag.test()
+        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+        assert str(run.state) == "success", states
+        assert states["capture_stream"] == "success"
+        expected = {f"e{n}": expected_row(item) for n, item in items.items()}
+        assert w.aurora_rows() == expected
+        assert w.bigquery_rows() == expected
+        assert expected.keys() == w.scan().keys()
+    finally:
+        w.world.close()

@@ -111,6 +111,15 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
             retries=0,
         )
 
+        if pipeline.source.kind == "dynamodb_stream":
+
+            @task(multiple_outputs=False)
+            def capture_stream() -> dict:
+                """Read the DynamoDB stream's shards from their checkpoints; land one change file."""
+                return tasks.capture_dynamodb_stream(pipeline)
+
+            capture_stream() >> wait
+
         @task
         def plan_batches(tables: list[str]) -> list[dict]:
             return tasks.plan(pipeline, get_current_context(), tables)  # type: ignore[arg-type]

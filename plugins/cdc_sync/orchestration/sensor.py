@@ -115,4 +115,6 @@ class NewObjectsSensor(BaseSensorOperator):
 
 def landed_files(pipeline) -> str:
     """What the source lands, in its own words."""
+    if pipeline.source.kind == "dynamodb_stream":
+        return "DynamoDB stream changes"
     return "Firehose objects" if pipeline.source.kind == "firehose" else "DMS files"

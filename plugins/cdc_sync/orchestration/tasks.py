@@ -285,3 +285,18 @@ def all_in_sync(report: dict) -> int:
     """all_in_sync: runs only when every comparison passed, so the run shows failed on drift."""
     log.info("%d comparison(s), none with drift", report["comparisons"])
     return int(report["comparisons"])
+
+
+@by_family
+def capture_dynamodb_stream(pipeline: Pipeline) -> dict:
+    """`kind: dynamodb_stream`: read every shard from its checkpoint and land one change file
+    (sources/dynamodb_stream); the loads that follow apply it like a DMS file."""
+    from cdc_sync.sources.dynamodb_stream.capture import capture, pipeline_capture
+
+    report = capture(
+        pipeline_capture(pipeline),
+        connections.aws_client(pipeline, "dynamodbstreams"),
+        connections.aws_client(pipeline, "dynamodb"),
+        connections.s3_client(pipeline),
+    )
+    return report.to_dict()
