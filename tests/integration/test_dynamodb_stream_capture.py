@@ -351,3 +351,18 @@ def test_the_dag_captures_then_loads_both_targets(stack, airflow_db, unique_name
         assert expected.keys() == w.scan().keys()
     finally:
         w.world.close()
+
+
+@pytest.mark.airflow
+def test_a_capture_that_fails_fails_the_run_and_loads_nothing(stack, airflow_db, unique_name, tmp_path, monkeypatch):
+    w = DdbWorld(stack, unique_name, tmp_path, view_type="KEYS_ONLY")
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.world.target_db))
+        w.put(click(1))
+        run = w.world.dag().test()
+        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+        assert str(run.state) == "failed", states
+        assert states["capture_stream"] == "failed"
+        assert not w.s3.list_objects_v2(Bucket=w.world.bucket, Prefix="ddb/").get("Contents")
+    finally:
+        w.world.close()

@@ -379,3 +379,37 @@ def test_an_expired_iterator_is_renewed_after_the_last_record_read():
     report = capture(SPEC, streams, None, s3)
     assert landed_ids(s3, report.key) == ["a", "b", "c"]
     assert ("GetShardIterator", "s1", "AFTER_SEQUENCE_NUMBER", "102") in streams.calls
+
+
+def test_describe_stream_pages_stay_under_ten_calls_a_second():
+    from cdc_sync.sources.dynamodb_stream.capture import _RateLimit, describe_shards
+
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pages = [[shard(f"s{i}")] for i in range(5)]
+    streams = RecordedStreams(pages, {}, closed=set())
+    view_type, shards = describe_shards(streams, ARN, _RateLimit(10, lambda: now[0], sleep))
+    assert view_type == "NEW_AND_OLD_IMAGES" and [s["ShardId"] for s in shards] == ["s0", "s1", "s2", "s3", "s4"]
+    assert len([c for c in streams.calls if c[0] == "DescribeStream"]) == 5
+    assert now[0] >= 0.4 and slept == pytest.approx([0.1] * 4)  # 5 calls: 4 waits of 100 ms
+
+
+def test_a_spent_budget_lands_what_was_read_and_the_next_run_goes_on():
+    import dataclasses
+
+    from cdc_sync.sources.dynamodb_stream.capture import Budget
+
+    records = {"s1": [insert(f"e{i}", str(100 + i)) for i in range(5)]}
+    spec = dataclasses.replace(SPEC, budget=Budget(max_records=2))
+    s3 = MemoryS3()
+    first = capture(spec, RecordedStreams([[shard("s1")]], records, closed=set()), None, s3)
+    assert first.budget_spent and landed_ids(s3, first.key) == ["e0", "e1"]
+    second = capture(spec, RecordedStreams([[shard("s1")]], records, closed=set()), None, s3)
+    assert landed_ids(s3, second.key) == ["e2", "e3"]
+    third = capture(SPEC, RecordedStreams([[shard("s1")]], records, closed=set()), None, s3)
+    assert landed_ids(s3, third.key) == ["e4"] and not third.budget_spent
