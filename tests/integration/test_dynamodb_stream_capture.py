@@ -366,3 +366,41 @@ def test_a_capture_that_fails_fails_the_run_and_loads_nothing(stack, airflow_db,
         assert not w.s3.list_objects_v2(Bucket=w.world.bucket, Prefix="ddb/").get("Contents")
     finally:
         w.world.close()
+
+
+def test_reconciliation_against_a_scan_of_the_table_is_in_sync_and_names_drift(ddb):
+    from cdc_sync.sources.dynamodb_stream.scan import reconcile_with_scan
+
+    for n in range(1, 6):
+        ddb.put(click(n))
+    ddb.put(click(2, page="/changed", tags={"x"}))
+    ddb.delete("e3")
+    ddb.capture()
+    ddb.load()
+    world = ddb.world
+
+    def reconcile():
+        return {
+            c.target: c
+            for c in reconcile_with_scan(
+                world.pipeline,
+                ddb.ddb,
+                lambda: world.stack.mariadb.connect(),
+                world.db,
+                bigquery_client=world.bq,
+                aurora_connect=world.aurora_connection,
+            )
+        }
+
+    results = reconcile()
+    assert {t: (c.status, c.source_rows) for t, c in results.items()} == {
+        "aurora": ("in_sync", 4),
+        "bigquery": ("in_sync", 4),
+    }, {t: c.summary() for t, c in results.items()}
+
+    # drift: an item changes in DynamoDB and is not captured yet; both targets name its key and column
+    ddb.put(click(4, user_id=Decimal(44)))
+    drifted = reconcile()
+    for comparison in drifted.values():
+        assert comparison.status != "in_sync"
+        assert [(d.key, d.kind) for d in comparison.differences] == [({"event_id": "e4"}, "changed")]
