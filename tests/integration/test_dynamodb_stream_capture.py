@@ -404,3 +404,71 @@ def test_reconciliation_against_a_scan_of_the_table_is_in_sync_and_names_drift(d
     for comparison in drifted.values():
         assert comparison.status != "in_sync"
         assert [(d.key, d.kind) for d in comparison.differences] == [({"event_id": "e4"}, "changed")]
+
+
+def test_after_lost_history_a_resnapshot_lands_the_table_tied_to_the_stream_position(ddb):
+    from cdc_sync.sources.dynamodb_stream.scan import reconcile_with_scan, resnapshot
+
+    items = {n: click(n) for n in range(1, 4)}
+    for item in items.values():
+        ddb.put(item)
+    ddb.capture()
+    ddb.load()
+    spec = pipeline_capture(ddb.world.pipeline)
+    checkpoint = json.loads(ddb.s3.get_object(Bucket=spec.bucket, Key=spec.checkpoint_key)["Body"].read())
+    checkpoint["positions"]["shardId-00000001000000000000-trimmed"] = "100"
+    ddb.s3.put_object(Bucket=spec.bucket, Key=spec.checkpoint_key, Body=json.dumps(checkpoint).encode())
+    items[1] = click(1, page="/while-lost")
+    ddb.put(items[1])
+    items[4] = click(4)
+    ddb.put(items[4])
+    with pytest.raises(LostHistoryError, match=r"""--conf '\{"resnapshot": true\}'"""):
+        ddb.capture()
+
+    report = resnapshot(ddb.world.pipeline, ddb.streams, ddb.ddb, ddb.s3)
+    assert (report.records, report.written) == (4, 4)
+    ddb.load()
+    expected = {f"e{n}": expected_row(item) for n, item in items.items()}
+    assert ddb.aurora_rows() == expected and ddb.bigquery_rows() == expected
+
+    # the checkpoint now sits at the stream's end: the next capture reads only what follows
+    items[2] = click(2, page="/after")
+    ddb.put(items[2])
+    after = ddb.capture()
+    assert (after.records, after.written) == (1, 1) and after.key > report.key
+    ddb.load()
+    expected = {f"e{n}": expected_row(item) for n, item in items.items()}
+    assert ddb.aurora_rows() == expected and ddb.bigquery_rows() == expected
+    assert expected.keys() == ddb.scan().keys()
+    comparisons = reconcile_with_scan(
+        ddb.world.pipeline,
+        ddb.ddb,
+        lambda: ddb.world.stack.mariadb.connect(),
+        ddb.world.db,
+        bigquery_client=ddb.world.bq,
+        aurora_connect=ddb.world.aurora_connection,
+    )
+    assert [c.status for c in comparisons] == ["in_sync", "in_sync"]
+
+
+@pytest.mark.airflow
+def test_the_resnapshot_param_lands_the_whole_table_through_the_dag(
+    stack, airflow_db, unique_name, tmp_path, monkeypatch
+):
+    w = DdbWorld(stack, unique_name, tmp_path)
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.world.target_db))
+        items = {n: click(n) for n in range(1, 4)}
+        for item in items.values():
+            w.put(item)
+        w.delete("e2")
+        del items[2]
+        run = w.world.dag().test(run_conf={"resnapshot": True})
+        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+        assert str(run.state) == "success", states
+        assert w.changelog_count() == 2  # the Scan's two items, not the stream's four records
+        expected = {f"e{n}": expected_row(item) for n, item in items.items()}
+        assert w.aurora_rows() == expected and w.bigquery_rows() == expected
+        assert w.capture().records == 0  # tied to the stream's end: nothing read twice
+    finally:
+        w.world.close()

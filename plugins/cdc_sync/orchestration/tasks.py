@@ -288,15 +288,16 @@ def all_in_sync(report: dict) -> int:
 
 
 @by_family
-def capture_dynamodb_stream(pipeline: Pipeline) -> dict:
+def capture_dynamodb_stream(pipeline: Pipeline, context: Mapping[str, Any]) -> dict:
     """`kind: dynamodb_stream`: read every shard from its checkpoint and land one change file
-    (sources/dynamodb_stream); the loads that follow apply it like a DMS file."""
+    (sources/dynamodb_stream); the loads that follow apply it like a DMS file. With the param
+    `resnapshot`, land the whole table instead, tied to the stream's current end."""
     from cdc_sync.sources.dynamodb_stream.capture import capture, pipeline_capture
+    from cdc_sync.sources.dynamodb_stream.scan import resnapshot
 
-    report = capture(
-        pipeline_capture(pipeline),
-        connections.aws_client(pipeline, "dynamodbstreams"),
-        connections.aws_client(pipeline, "dynamodb"),
-        connections.s3_client(pipeline),
-    )
-    return report.to_dict()
+    streams = connections.aws_client(pipeline, "dynamodbstreams")
+    dynamodb = connections.aws_client(pipeline, "dynamodb")
+    s3 = connections.s3_client(pipeline)
+    if context.get("params", {}).get("resnapshot"):
+        return resnapshot(pipeline, streams, dynamodb, s3).to_dict()
+    return capture(pipeline_capture(pipeline), streams, dynamodb, s3).to_dict()

@@ -39,6 +39,12 @@ DESCRIBE_CALLS_PER_SECOND = 10
 GET_RECORDS_LIMIT = 1000
 
 
+RESNAPSHOT = (
+    "Re-snapshot the table: trigger the pipeline's DAG with --conf '{\"resnapshot\": true}' (a Scan of "
+    "the table tied to the stream's current end; it replaces the checkpoint)"
+)
+
+
 class LostHistoryError(SetupError):
     """Stream records were trimmed before they were read; the message says what to do."""
 
@@ -223,8 +229,7 @@ def capture(
         raise LostHistoryError(
             f"{spec.columns.table}: the checkpoint {spec.checkpoint_key} belongs to stream {checkpoint.stream_arn}, "
             f"but {spec.stream} now has stream {arn} (the stream was disabled and enabled again): its records "
-            "before the new stream are gone. Re-snapshot the table into a new landing prefix, then delete the "
-            "checkpoint object to start this stream from TRIM_HORIZON"
+            "before the new stream are gone. " + RESNAPSHOT
         )
     view_type, shards = describe_shards(streams, arn)
     spec.columns.check_view_type(view_type, arn)
@@ -234,8 +239,7 @@ def capture(
         raise LostHistoryError(
             f"{spec.columns.table}: shard(s) {', '.join(lost)} of stream {arn} are in the checkpoint "
             f"{spec.checkpoint_key} but no longer in the stream: records older than 24 hours were trimmed "
-            "before they were read, so changes are missing. Re-snapshot the table (a full load into the "
-            "targets), then delete the checkpoint object to start again from TRIM_HORIZON"
+            "before they were read, so changes are missing. " + RESNAPSHOT
         )
     known = set(checkpoint.positions) | set(checkpoint.finished)
     orphans = sorted(
@@ -250,7 +254,7 @@ def capture(
         raise LostHistoryError(
             f"{spec.columns.table}: shard(s) {', '.join(orphans)} of stream {arn} descend from shards this "
             f"capture never read and the stream no longer lists (checkpoint {spec.checkpoint_key}): their "
-            "records were trimmed unread. Re-snapshot the table, then delete the checkpoint object"
+            "records were trimmed unread. " + RESNAPSHOT
         )
     finished = set(checkpoint.finished)
     dropped = sorted(finished - listed)
@@ -273,14 +277,18 @@ def capture(
             finished.add(shard["ShardId"])
             report.shards_finished.append(shard["ShardId"])
 
-    new_finished = sorted(finished)
+    return land(spec, s3, checkpoint, arn, positions, sorted(finished), changes, report, now)
+
+
+def land(spec, s3, checkpoint: Checkpoint, arn: str, positions, finished, changes, report, now) -> CaptureReport:
+    """Write `changes` as one file, then move the checkpoint to `positions` (pending first)."""
     if not changes:
-        checkpoint.stream_arn, checkpoint.positions, checkpoint.finished = arn, positions, new_finished
+        checkpoint.stream_arn, checkpoint.positions, checkpoint.finished = arn, positions, finished
         write_checkpoint(s3, spec.bucket, spec.checkpoint_key, checkpoint)
         return report
     name = _next_file_name(now(), checkpoint.last_file)
     checkpoint.stream_arn = arn
-    checkpoint.pending = {"file": name, "positions": positions, "finished": new_finished}
+    checkpoint.pending = {"file": name, "positions": positions, "finished": finished}
     write_checkpoint(s3, spec.bucket, spec.checkpoint_key, checkpoint)
     body = write_change_file(
         spec.columns.arrow_columns, changes, timestamp_column=spec.commit_timestamp_column, include_op=True
@@ -325,16 +333,31 @@ def _iterator(streams, arn: str, shard_id: str, after: str | None, table: str) -
         if code == "TrimmedDataAccessException":
             raise LostHistoryError(
                 f"{table}: shard {shard_id} of stream {arn}: the checkpoint's sequence number {after} is "
-                "older than the stream's trim horizon (records are kept 24 hours): changes are missing. "
-                "Re-snapshot the table (a full load into the targets), then delete the checkpoint object "
-                "to start again from TRIM_HORIZON"
+                "older than the stream's trim horizon (records are kept 24 hours): changes are missing. " + RESNAPSHOT
             ) from error
         if code == "ResourceNotFoundException":
             raise LostHistoryError(
                 f"{table}: shard {shard_id} of stream {arn} no longer exists: its records were trimmed "
-                "before they were read. Re-snapshot the table, then delete the checkpoint object"
+                "before they were read. " + RESNAPSHOT
             ) from error
         raise
+
+
+def read_shard_to_end(streams, arn: str, shard_id: str, positions: dict, table: str) -> bool:
+    """Move `positions[shard_id]` to the shard's last record without keeping any; True when a
+    closed shard ended (re-snapshot: the position the Scan is tied to)."""
+    positions.setdefault(shard_id, None)
+    iterator = _iterator(streams, arn, shard_id, None, table)
+    while True:
+        page = streams.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
+        records = page.get("Records", [])
+        if records:
+            positions[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
+        iterator = page.get("NextShardIterator")
+        if iterator is None:
+            return True
+        if not records:
+            return False
 
 
 def _read_shard(spec, streams, arn, shard, positions, changes, report, started, clock) -> bool:
@@ -355,8 +378,7 @@ def _read_shard(spec, streams, arn, shard, positions, changes, report, started, 
             if code == "TrimmedDataAccessException":
                 raise LostHistoryError(
                     f"{table}: shard {shard_id} of stream {arn}: records after sequence number "
-                    f"{positions.get(shard_id)} were trimmed before they were read. Re-snapshot the table, "
-                    "then delete the checkpoint object"
+                    f"{positions.get(shard_id)} were trimmed before they were read. " + RESNAPSHOT
                 ) from error
             raise
         records = page.get("Records", [])

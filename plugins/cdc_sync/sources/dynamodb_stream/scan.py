@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 from cdc_sync.config import Pipeline, Reconcile
 from cdc_sync.errors import SetupError
 from cdc_sync.reconcile.diff import Comparison, Settings, compare
 from cdc_sync.reconcile.sides import MySqlSide
 from cdc_sync.sources.column_types import column_type
-from cdc_sync.sources.dynamodb_stream.capture import pipeline_capture
+from cdc_sync.sources.dynamodb_stream.capture import CaptureReport, pipeline_capture, read_checkpoint
 from cdc_sync.sql import mysql_ident
 from cdc_sync.targets.aurora.schema import mysql_type
 
@@ -144,3 +146,59 @@ def reconcile_with_scan(
         log.info("%s", comparison.summary())
         out.append(comparison)
     return out
+
+
+def resnapshot(pipeline: Pipeline, streams, dynamodb, s3, *, now=None, sleep=time.sleep) -> CaptureReport:
+    """Land the whole table again, tied to the stream position it starts from.
+
+    For lost history (or a first load of an existing table): every shard is read to its end
+    without writing (that end is the new checkpoint), then a parallel Scan writes every item
+    as an insert, in a CDC-named file so that it sorts after every earlier change of the
+    table. Its commit time is when the re-snapshot began (T0), before the stream's end was
+    read: every change the checkpoint already covers is older, so the Scan's copy wins over
+    it. The Scan starts only after the next whole second past T0, so a change made after the
+    Scan read its item has a commit time (DynamoDB gives whole seconds) past T0 and, read by
+    the next capture, wins over the Scan's copy. The filter
+    criteria apply as if each item were inserted. Items deleted while history was lost are
+    not in the Scan: reconcile (reconcile_with_scan) names them."""
+    from cdc_sync.sources.dms.writer import Change
+    from cdc_sync.sources.dynamodb_stream.capture import (
+        Checkpoint,
+        describe_shards,
+        land,
+        read_shard_to_end,
+        reading_order,
+        stream_arn,
+        write_checkpoint,
+    )
+
+    now = now or (lambda: datetime.now(UTC))
+    spec = pipeline_capture(pipeline)
+    began = now()
+    arn = stream_arn(streams, dynamodb, spec.stream)
+    view_type, shards = describe_shards(streams, arn)
+    spec.columns.check_view_type(view_type, arn)
+    positions: dict[str, str | None] = {}
+    finished: list[str] = []
+    for shard in reading_order(shards, set()):
+        if read_shard_to_end(streams, arn, shard["ShardId"], positions, spec.columns.table):
+            finished.append(shard["ShardId"])
+    table_name = (
+        spec.stream.split(":table/", 1)[1].split("/stream/", 1)[0] if spec.stream.startswith("arn:") else spec.stream
+    )
+    next_second = began.replace(microsecond=0) + timedelta(seconds=1)
+    while (left := (next_second - now()).total_seconds()) > 0:
+        sleep(left)  # a bound, not a hope: the Scan must start in a later second than T0
+    report = CaptureReport()
+    changes = []
+    for item in scan_items(dynamodb, table_name):
+        report.records += 1
+        keys = {k: item[k] for k in spec.columns.key if k in item}
+        if not spec.filters.matches({"eventName": "INSERT", "dynamodb": {"Keys": keys, "NewImage": item}}):
+            report.filtered_out += 1
+            continue
+        changes.append(Change(op="I", row=spec.columns.row(item, f"scan of {table_name}"), commit_ts=began))
+    old = read_checkpoint(s3, spec.bucket, spec.checkpoint_key)
+    checkpoint = Checkpoint({"last_file": old.last_file})  # the old positions and stream are replaced
+    write_checkpoint(s3, spec.bucket, spec.checkpoint_key, checkpoint)
+    return land(spec, s3, checkpoint, arn, positions, sorted(finished), changes, report, now)
