@@ -472,3 +472,20 @@ def test_the_resnapshot_param_lands_the_whole_table_through_the_dag(
         assert w.capture().records == 0  # tied to the stream's end: nothing read twice
     finally:
         w.world.close()
+
+
+@pytest.mark.airflow
+def test_an_idle_stream_ends_the_run_at_once_instead_of_waiting(stack, airflow_db, unique_name, tmp_path, monkeypatch):
+    import time
+
+    w = DdbWorld(stack, unique_name, tmp_path)
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.world.target_db))
+        began = time.monotonic()
+        run = w.world.dag().test()  # the pipeline's wait_timeout_minutes is the default 50
+        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+        assert str(run.state) == "success", states
+        assert states["capture_stream"] == "success" and states["wait_for_new_files"] == "skipped"
+        assert time.monotonic() - began < 120
+    finally:
+        w.world.close()
