@@ -448,8 +448,6 @@ def _check_dynamodb_stream(pipeline: Pipeline, where: str) -> None:
         raise ConfigError(f"{where} field source: the capture writes Parquet under a plain prefix")
     if len(pipeline.tables) != 1:
         raise ConfigError(f"{where} field tables: a dynamodb_stream source feeds exactly one table")
-    if pipeline.reconcile is not None:
-        raise ConfigError(f"{where} field reconcile: not available for a dynamodb_stream source yet")
     if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
         raise ConfigError(f"{where} field targets.aurora.mode: a dynamodb_stream source is applied with mode merge")
     table, here = pipeline.tables[0], f"{where} field tables[0]"

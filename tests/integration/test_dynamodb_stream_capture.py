@@ -123,7 +123,7 @@ class DdbWorld:
     """A DynamoDB table with a stream in moto, and a dynamodb_stream pipeline into MariaDB and
     the BigQuery emulator, run with the harness's World plumbing."""
 
-    def __init__(self, stack, uid, tmp_path, *, view_type="NEW_AND_OLD_IMAGES", filter_criteria=None):
+    def __init__(self, stack, uid, tmp_path, *, view_type="NEW_AND_OLD_IMAGES", filter_criteria=None, reconcile=None):
         self.world = World(stack, uid, tmp_path, aurora=True)
         self.ddb = stack.boto3_client("dynamodb")
         self.streams = stack.boto3_client("dynamodbstreams")
@@ -158,6 +158,7 @@ class DdbWorld:
                         "aurora": {"database": self.world.target_db, "mysql_conn_id": "mysql_target"},
                     },
                     "options": {"retries": 0},
+                    **({"reconcile": reconcile} if reconcile else {}),
                 }
             ]
         }
@@ -487,5 +488,31 @@ def test_an_idle_stream_ends_the_run_at_once_instead_of_waiting(stack, airflow_d
         assert str(run.state) == "success", states
         assert states["capture_stream"] == "success" and states["wait_for_new_files"] == "skipped"
         assert time.monotonic() - began < 120
+    finally:
+        w.world.close()
+
+
+@pytest.mark.airflow
+def test_the_reconcile_dag_compares_both_views_with_a_scan(stack, airflow_db, unique_name, tmp_path, monkeypatch):
+    from tests.integration.harness import pipeline_dag
+
+    w = DdbWorld(stack, unique_name, tmp_path, reconcile={"source_conn_id": "mysql_scan", "recheck_seconds": 0})
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.world.target_db))
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_SCAN", stack.mariadb.airflow_conn(w.world.db))
+        for n in range(1, 4):
+            w.put(click(n))
+        w.capture()
+        w.load()
+        dag = pipeline_dag(w.world.config_path, w.world.pipeline.reconcile_dag_id)
+        run = dag.test()
+        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+        assert str(run.state) == "success", states
+        assert states["all_in_sync"] == "success"
+
+        w.delete("e2")  # not captured: both views still have it
+        run = pipeline_dag(w.world.config_path, w.world.pipeline.reconcile_dag_id).test()
+        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+        assert str(run.state) == "failed" and states["reconcile_table"] == "failed", states
     finally:
         w.world.close()

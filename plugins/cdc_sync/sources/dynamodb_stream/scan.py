@@ -49,6 +49,20 @@ def scan_items(dynamodb, table_name: str, segments: int = 4) -> Iterator[dict]:
             yield from items
 
 
+def connection_database(connect: Callable) -> str:
+    """The database a MySQL connection opens in (the scratch table's home in the reconcile DAG)."""
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT DATABASE()")
+            (name,) = cur.fetchone()
+    finally:
+        conn.close()
+    if not name:
+        raise SetupError("the reconcile connection names no database (its schema): the Scan's scratch table needs one")
+    return name
+
+
 def scratch_relation(pipeline: Pipeline) -> str:
     """`_cdc_sync_scan_<schema>_<table>`: where the Scan's rows are put (checked as a plain name)."""
     name = f"_cdc_sync_scan_{pipeline.tables[0].target_name}"
@@ -111,9 +125,11 @@ def reconcile_with_scan(
     bigquery_client=None,
     aurora_connect: Callable | None = None,
     settings: Settings | None = None,
+    run_id: str | None = None,
 ) -> list[Comparison]:
-    """Compare each target's view with a fresh Scan of the DynamoDB table."""
-    from cdc_sync.reconcile.run import hash_function_for, target_side, targets_of
+    """Compare each target's view with a fresh Scan of the DynamoDB table; with `run_id`,
+    store each result in the targets' results tables as the reconcile DAG does."""
+    from cdc_sync.reconcile.run import hash_function_for, store_result, target_side, targets_of
 
     load_scan(pipeline, dynamodb, scratch_connect, scratch_database)
     table = pipeline.tables[0]
@@ -144,6 +160,10 @@ def reconcile_with_scan(
             source.close()
             other.close()
         log.info("%s", comparison.summary())
+        if run_id is not None:
+            store_result(
+                with_reconcile, comparison, run_id, bigquery_client=bigquery_client, aurora_connect=aurora_connect
+            )
         out.append(comparison)
     return out
 
