@@ -27,6 +27,7 @@ DEFAULTS_FROM: dict[str, type] = {
     "pipelines[]": config.Pipeline,
     "pipelines[].source": config.LandingSource,
     "pipelines[].source.csv": config.DmsCsvSettings,
+    "pipelines[].source.dynamodb": config.DynamoDbStreamSettings,
     "pipelines[].tables[]": config.TableSpec,
     "pipelines[].targets.bigquery": config.BigQueryTarget,
     "pipelines[].targets.aurora": config.AuroraTarget,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, tzinfo
 from functools import cache
 from pathlib import Path
@@ -71,6 +71,21 @@ class DmsCsvSettings:
 
 
 @dataclass(frozen=True)
+class DynamoDbStreamSettings:
+    """`kind: dynamodb_stream`: the stream a capture step reads (sources/dynamodb_stream)."""
+
+    stream: str  # a table name (its latest stream) or a stream ARN
+    filter_criteria: dict | None = None  # as for a Lambda event source mapping
+    extra_attributes_column: str | None = None  # JSON text of the attributes `columns` does not declare
+    checkpoint_prefix: str = "cdc-sync/checkpoints/"
+    max_records_per_run: int = 100_000
+    max_seconds_per_run: float = 300.0
+
+    def checkpoint_key(self, pipeline: str, table: TableSpec) -> str:
+        return f"{self.checkpoint_prefix}{pipeline}/{table.qualified_name}.json"
+
+
+@dataclass(frozen=True)
 class LandingSource:
     """Where change data lands: DMS table folders, or a Firehose delivery prefix."""
 
@@ -88,6 +103,7 @@ class LandingSource:
     # Firehose: how the producer writes CSV (firehose.dialects): rfc4180 or backslash_escaped
     csv_dialect: str = "rfc4180"
     csv_null_value: str | None = None  # Firehose rfc4180: the field text that stands for NULL (none if unset)
+    dynamodb: DynamoDbStreamSettings | None = None  # kind dynamodb_stream: the stream to capture
 
     @property
     def file_time_zone(self) -> tzinfo:
@@ -301,6 +317,12 @@ def _build(raw: dict) -> Pipeline:
     source = dict(raw["source"])
     if "csv" in source:
         source["csv"] = DmsCsvSettings(**source["csv"])
+    if "dynamodb" in source:
+        source["dynamodb"] = DynamoDbStreamSettings(**source["dynamodb"])
+    if source.get("kind") == "dynamodb_stream":  # the capture writes the commit time in this column
+        tables = tuple(
+            t if t.commit_timestamp_column else replace(t, commit_timestamp_column="cdc_commit_ts") for t in tables
+        )
     if source.get("kind") == "firehose":
         source["file_format"] = "firehose"
         source.setdefault("prefix", "processed/")
@@ -363,6 +385,11 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
                 f"{pipeline.source.date_partition_timezone!r} is not a time zone name "
                 "(Area/Location, as DMS takes it)"
             ) from error
+    if pipeline.source.kind == "dynamodb_stream":
+        _check_dynamodb_stream(pipeline, where)
+        return
+    if pipeline.source.dynamodb is not None:
+        raise ConfigError(f"{where} field source.dynamodb: only for kind dynamodb_stream")
     if pipeline.source.kind == "dms":
         if "!{" in pipeline.source.prefix:
             raise ConfigError(
@@ -406,6 +433,45 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
         )
     if pipeline.aurora is None or pipeline.aurora.mode != "append" or pipeline.bigquery is not None:
         raise ConfigError(f"{where} field targets: a firehose source needs targets.aurora with mode append (only)")
+
+
+def _check_dynamodb_stream(pipeline: Pipeline, where: str) -> None:
+    """A DynamoDB stream is one table: its attributes declared as typed columns, its key
+    attributes the primary key, filter criteria Lambda would take."""
+    from cdc_sync.sources.dms.mysql_types import check_mysql_type
+    from cdc_sync.sources.dynamodb_stream.filters import FilterCriteria, FilterError
+
+    source = pipeline.source
+    if source.dynamodb is None:
+        raise ConfigError(f"{where} field source.dynamodb: required for kind dynamodb_stream (at least `stream`)")
+    if source.file_format != "parquet" or "!{" in source.prefix:
+        raise ConfigError(f"{where} field source: the capture writes Parquet under a plain prefix")
+    if len(pipeline.tables) != 1:
+        raise ConfigError(f"{where} field tables: a dynamodb_stream source feeds exactly one table")
+    if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
+        raise ConfigError(f"{where} field targets.aurora.mode: a dynamodb_stream source is applied with mode merge")
+    table, here = pipeline.tables[0], f"{where} field tables[0]"
+    if not table.primary_key:
+        raise ConfigError(f"{here}: 'primary_key' (the table's key attributes) is required")
+    if not table.columns:
+        raise ConfigError(f"{here}: 'columns' is required: every attribute to load as 'name mysql_type'")
+    names = [name for name, _ in table.column_types]
+    for name, kind in table.column_types:
+        if kind is None:
+            raise ConfigError(f"{here}.columns: attribute {name!r} needs its MySQL type ('{name} varchar(64)')")
+        if problem := check_mysql_type(kind):
+            raise ConfigError(f"{here}.columns: attribute {name!r}: {problem}")
+    reserved = [table.commit_timestamp_column, source.dynamodb.extra_attributes_column]
+    for own in reserved:
+        if own and own.lower() in (n.lower() for n in names):
+            raise ConfigError(f"{here}.columns: {own!r} is the capture's own column; leave it out of columns")
+    missing = [k for k in table.primary_key if k not in names]
+    if missing:
+        raise ConfigError(f"{here}: key attribute(s) {', '.join(missing)} not declared in columns")
+    try:
+        FilterCriteria.parse(source.dynamodb.filter_criteria)
+    except FilterError as error:
+        raise ConfigError(f"{where} field source.dynamodb.filter_criteria: {error}") from error
 
 
 MYSQL_NAME_CHARS = 64  # MySQL/Aurora table and view names (error 1103 above it)

@@ -5,6 +5,7 @@ tasks, the reconcile CLI and anything else that runs "as the DAG does" call thes
 here opens a connection at import time; the Airflow providers are imported on first use.
 
     s3_client(pipeline)                     boto3 S3 client of source.aws_conn_id
+    aws_client(pipeline, service)           any boto3 client of source.aws_conn_id (dynamodbstreams, ...)
     bigquery_client(pipeline)               BigQuery client of targets.bigquery.gcp_conn_id
     aurora_connect(pipeline, local_infile=) a function that opens an Aurora connection
     source_connect(pipeline)                a function that opens the reconcile source
@@ -26,6 +27,13 @@ def s3_client(pipeline: Pipeline) -> S3Client:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     return S3Hook(aws_conn_id=pipeline.source.aws_conn_id).get_conn()
+
+
+def aws_client(pipeline: Pipeline, service: str) -> Any:
+    """A boto3 client for `service` of the pipeline's `source.aws_conn_id` (its region and endpoint)."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=pipeline.source.aws_conn_id, client_type=service).get_conn()
 
 
 def bigquery_client(pipeline: Pipeline) -> Any:

@@ -75,7 +75,11 @@ def test_defaults_and_names():
             "field tables[0].primary_key[0]: 'id`' is not a plain name",
         ),
         (["pipelines", 0, "source", "colour"], "red", "field source: unknown key ('colour' was unexpected)"),
-        (["pipelines", 0, "source", "kind"], "kafka", "field source.kind: 'kafka' is not one of ['dms', 'firehose']"),
+        (
+            ["pipelines", 0, "source", "kind"],
+            "kafka",
+            "field source.kind: 'kafka' is not one of ['dms', 'firehose', 'dynamodb_stream']",
+        ),
         (
             ["pipelines", 0, "targets", "bigquery", "dataset"],
             "my-dataset",

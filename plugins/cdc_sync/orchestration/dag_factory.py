@@ -96,6 +96,18 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
                 description="List every file under the table folders instead of from the watermark "
                 "(the ledger still skips what is loaded).",
             ),
+            **(
+                {
+                    "resnapshot": Param(
+                        False,
+                        type="boolean",
+                        description="dynamodb_stream: land the whole table again (a parallel Scan tied to the "
+                        "stream's current end) instead of reading the stream; after lost history.",
+                    )
+                }
+                if pipeline.source.kind == "dynamodb_stream"
+                else {}
+            ),
         },
         doc_md=f"**cdc-sync pipeline `{pipeline.name}`** — tables: "
         + ", ".join(f"`{t.qualified_name}`" for t in pipeline.tables),
@@ -110,6 +122,15 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
             soft_fail=True,
             retries=0,
         )
+
+        if pipeline.source.kind == "dynamodb_stream":
+
+            @task(multiple_outputs=False)
+            def capture_stream() -> dict:
+                """Read the DynamoDB stream's shards from their checkpoints; land one change file."""
+                return tasks.capture_dynamodb_stream(pipeline, get_current_context())  # type: ignore[arg-type]
+
+            capture_stream() >> wait
 
         @task
         def plan_batches(tables: list[str]) -> list[dict]:

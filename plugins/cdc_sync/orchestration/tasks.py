@@ -229,14 +229,35 @@ def reconcile_table(pipeline: Pipeline, table: str, context: Mapping[str, Any]) 
     from cdc_sync.reconcile.run import reconcile_table as run_reconcile
 
     source_connect = connections.source_connect(pipeline)
-    comparisons = run_reconcile(
-        pipeline,
-        table,
-        source_connect=source_connect,
-        run_id=context["run_id"],
-        bigquery_client=connections.bigquery_client(pipeline) if pipeline.bigquery is not None else None,
-        aurora_connect=connections.aurora_plain_connect(pipeline),
-    )
+    if pipeline.source.kind == "dynamodb_stream":  # the source side is a Scan of the DynamoDB table
+        from cdc_sync.reconcile.run import settings_of
+        from cdc_sync.sources.dynamodb_stream.scan import connection_database, reconcile_with_scan
+
+        if context["params"].get("repair"):
+            raise SetupError(
+                f"pipeline {pipeline.name}: repair re-emits source database rows; a dynamodb_stream source "
+                "is repaired with the DAG param resnapshot"
+            )
+        assert pipeline.reconcile is not None
+        comparisons = reconcile_with_scan(
+            pipeline,
+            connections.aws_client(pipeline, "dynamodb"),
+            source_connect,
+            connection_database(source_connect),
+            bigquery_client=connections.bigquery_client(pipeline) if pipeline.bigquery is not None else None,
+            aurora_connect=connections.aurora_plain_connect(pipeline),
+            settings=settings_of(pipeline.reconcile),
+            run_id=context["run_id"],
+        )
+    else:
+        comparisons = run_reconcile(
+            pipeline,
+            table,
+            source_connect=source_connect,
+            run_id=context["run_id"],
+            bigquery_client=connections.bigquery_client(pipeline) if pipeline.bigquery is not None else None,
+            aurora_connect=connections.aurora_plain_connect(pipeline),
+        )
     drift = [c for c in comparisons if c.status == "drift"]
     if drift and context["params"].get("repair"):
         emit_repair_file(
@@ -285,3 +306,19 @@ def all_in_sync(report: dict) -> int:
     """all_in_sync: runs only when every comparison passed, so the run shows failed on drift."""
     log.info("%d comparison(s), none with drift", report["comparisons"])
     return int(report["comparisons"])
+
+
+@by_family
+def capture_dynamodb_stream(pipeline: Pipeline, context: Mapping[str, Any]) -> dict:
+    """`kind: dynamodb_stream`: read every shard from its checkpoint and land one change file
+    (sources/dynamodb_stream); the loads that follow apply it like a DMS file. With the param
+    `resnapshot`, land the whole table instead, tied to the stream's current end."""
+    from cdc_sync.sources.dynamodb_stream.capture import capture, pipeline_capture
+    from cdc_sync.sources.dynamodb_stream.scan import resnapshot
+
+    streams = connections.aws_client(pipeline, "dynamodbstreams")
+    dynamodb = connections.aws_client(pipeline, "dynamodb")
+    s3 = connections.s3_client(pipeline)
+    if context.get("params", {}).get("resnapshot"):
+        return resnapshot(pipeline, streams, dynamodb, s3).to_dict()
+    return capture(pipeline_capture(pipeline), streams, dynamodb, s3).to_dict()
