@@ -64,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         conn.close()
     for entry in entries:
         if "primary_key" not in entry:
-            print(f"# {entry['schema']}.{entry['name']} has no primary key: name one (merge needs it)", file=sys.stderr)
-    print(yaml.safe_dump(entries, sort_keys=False, allow_unicode=True, width=120), end="")
+            sys.stderr.write(f"# {entry['schema']}.{entry['name']} has no primary key: name one (merge needs it)\n")
+    # a command-line tool: its YAML is the output, on stdout; problems go to stderr
+    sys.stdout.write(yaml.safe_dump(entries, sort_keys=False, allow_unicode=True, width=120))
     for problem in missing:
-        print(problem, file=sys.stderr)
+        sys.stderr.write(f"{problem}\n")
     return 1 if missing else 0
 
 
