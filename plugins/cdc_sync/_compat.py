@@ -10,4 +10,9 @@ try:  # the Task SDK's copy (Airflow >= 3.1)
 except ImportError:  # Airflow 3.0
     from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[no-redef,assignment]
 
-__all__ = ["AirflowFailException", "AirflowSkipException", "CronDataIntervalTimetable"]
+try:  # the Task SDK's copy (Airflow >= 3.1), which takes the SDK's timetables
+    from airflow.sdk import AssetOrTimeSchedule
+except ImportError:  # Airflow 3.0
+    from airflow.timetables.assets import AssetOrTimeSchedule  # type: ignore[no-redef,assignment]
+
+__all__ = ["AirflowFailException", "AirflowSkipException", "AssetOrTimeSchedule", "CronDataIntervalTimetable"]

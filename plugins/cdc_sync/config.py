@@ -86,6 +86,15 @@ class DynamoDbStreamSettings:
 
 
 @dataclass(frozen=True)
+class Notifications:
+    """S3 event notifications of the landing bucket, sent to an SQS queue: a run starts when
+    files land (orchestration.events); the cron schedule stays as the sweep."""
+
+    queue_url: str
+    aws_conn_id: str | None = None  # unset: the source's aws_conn_id
+
+
+@dataclass(frozen=True)
 class LandingSource:
     """Where change data lands: DMS table folders, or a Firehose delivery prefix."""
 
@@ -104,6 +113,7 @@ class LandingSource:
     csv_dialect: str = "rfc4180"
     csv_null_value: str | None = None  # Firehose rfc4180: the field text that stands for NULL (none if unset)
     dynamodb: DynamoDbStreamSettings | None = None  # kind dynamodb_stream: the stream to capture
+    notifications: Notifications | None = None  # S3 → SQS: run when files land
 
     @property
     def file_time_zone(self) -> tzinfo:
@@ -319,6 +329,8 @@ def _build(raw: dict) -> Pipeline:
         source["csv"] = DmsCsvSettings(**source["csv"])
     if "dynamodb" in source:
         source["dynamodb"] = DynamoDbStreamSettings(**source["dynamodb"])
+    if "notifications" in source:
+        source["notifications"] = Notifications(**source["notifications"])
     if source.get("kind") == "dynamodb_stream":  # the capture writes the commit time in this column
         tables = tuple(
             t if t.commit_timestamp_column else replace(t, commit_timestamp_column="cdc_commit_ts") for t in tables
@@ -363,6 +375,20 @@ def _check_unique(pipelines: list[Pipeline], source_name: str) -> None:
                 )
 
 
+def _check_notifications(pipeline: Pipeline, where: str) -> None:
+    """Event-driven runs need a schedule to sweep up what a lost message left behind."""
+    if pipeline.source.kind == "dynamodb_stream":
+        raise ConfigError(
+            f"{where} field source.notifications: a dynamodb_stream pipeline lands its own files in its "
+            "run; nothing else lands to be notified of"
+        )
+    if pipeline.schedule in (None, "@once", "@continuous"):
+        raise ConfigError(
+            f"{where} field source.notifications: needs a cron schedule as the safety sweep (SQS "
+            f"messages are deleted on receipt; a lost one waits for the next sweep), not {pipeline.schedule!r}"
+        )
+
+
 def _check_kind(pipeline: Pipeline, source_name: str) -> None:
     """What each kind of source needs beyond the schema."""
     where = f"{source_name}: pipeline {pipeline.name!r}"
@@ -385,6 +411,8 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
                 f"{pipeline.source.date_partition_timezone!r} is not a time zone name "
                 "(Area/Location, as DMS takes it)"
             ) from error
+    if pipeline.source.notifications is not None:
+        _check_notifications(pipeline, where)
     if pipeline.source.kind == "dynamodb_stream":
         _check_dynamodb_stream(pipeline, where)
         return

@@ -48,6 +48,8 @@ class Deployment:
         twin["targets"]["bigquery"]["dataset"] = back.dataset
         twin["targets"]["aurora"].update(database=back.target_db, mysql_conn_id=f"aurora_daily_back_{uid}")
         deployment.pipelines.append(twin)
+        # events: runs started by S3 notifications through SQS; its cron (the sweep) never ticks in a test
+        deployment.add_notified_dms("events", "0 0 1 1 *")
         deployment.write_config()
         return deployment
 
@@ -64,6 +66,14 @@ class Deployment:
         pipeline["targets"]["aurora"]["mysql_conn_id"] = f"aurora_{role}_{self.uid}"
         self.pipelines.append(pipeline)
         self.worlds[role] = world
+        return world
+
+    def add_notified_dms(self, role: str, schedule: str, **options) -> World:
+        """A DMS pipeline with source.notifications: the bucket sends ObjectCreated events under
+        `dms/` to an SQS queue of its own (moto's server delivers them), `world.queue_url`."""
+        world = self.add_dms(role, schedule, **{"poke_interval_seconds": 5, "wait_timeout_minutes": 1, **options})
+        world.queue_url = notify_queue(self.stack, world.bucket, "dms/", f"landed-{self.uid}{role}")  # type: ignore[attr-defined]
+        self.pipelines[-1]["source"]["notifications"] = {"queue_url": world.queue_url}  # type: ignore[attr-defined]
         return world
 
     def write_config(self) -> None:
@@ -159,6 +169,28 @@ class Deployment:
         if isinstance(content, list):  # structured log lines (Airflow >= 3.0)
             return "\n".join(line.get("event", "") if isinstance(line, dict) else str(line) for line in content)
         return str(content)
+
+
+def notify_queue(stack, bucket: str, prefix: str, queue_name: str) -> str:
+    """Create an SQS queue and make `bucket` send it an event for every object created under
+    `prefix` (as docs/events.md sets it up on AWS); returns the queue URL."""
+    sqs = stack.boto3_client("sqs")
+    url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    stack.boto3_client("s3").put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+                }
+            ]
+        },
+    )
+    sqs.purge_queue(QueueUrl=url)  # S3's s3:TestEvent on configuration: no file behind it
+    return url
 
 
 def _quote(run_id: str) -> str:

@@ -18,6 +18,7 @@ from airflow.sdk import DAG, Asset, AssetAlias, Param, get_current_context, task
 
 from cdc_sync.config import Pipeline
 from cdc_sync.orchestration import tasks
+from cdc_sync.orchestration.events import event_schedule
 from cdc_sync.orchestration.sensor import NewObjectsSensor
 
 
@@ -142,7 +143,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
     with DAG(
         dag_id=pipeline.dag_id,
         description=pipeline.description or _describe(pipeline),
-        schedule=run_schedule(pipeline.schedule),
+        schedule=event_schedule(pipeline, run_schedule(pipeline.schedule)),  # cron, OR files landing
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,  # one planner per pipeline: two runs must not batch the same files

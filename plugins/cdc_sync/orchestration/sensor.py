@@ -9,6 +9,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from cdc_sync._compat import AirflowSkipException
 from cdc_sync.config import get_pipeline
+from cdc_sync.orchestration.events import is_asset_triggered
 from cdc_sync.orchestration.trigger import NewObjectsTrigger
 from cdc_sync.sources.listing import Cursor, list_new_files, table_cursors
 
@@ -19,7 +20,8 @@ class NewObjectsSensor(BaseSensorOperator):
 
     Deferrable by default: after one synchronous look it hands the waiting to the
     triggerer. Returns the tables that have new files; skips the run when none arrive
-    before `timeout`. A manual run with `replay_keys` or `rescan` does not wait.
+    before `timeout`. A manual run with `replay_keys` or `rescan` does not wait, nor does any
+    run of a pipeline with S3 notifications (orchestration.events): it skips at once if nothing is new.
     """
 
     ui_color = "#f0e4ff"
@@ -87,6 +89,16 @@ class NewObjectsSensor(BaseSensorOperator):
             return tables
         if pipeline.source.kind == "dynamodb_stream":  # only this run's capture lands files: no waiting
             raise AirflowSkipException(f"no new {landed_files(pipeline)} for pipeline {self.pipeline_name}")
+        # with S3 notifications no run waits: one they start finds its file at once (or an earlier
+        # run loaded it); a sweep that finds nothing ends, and holds no run slot a notification needs
+        if pipeline.source.notifications is not None or is_asset_triggered(context):
+            if is_asset_triggered(context):
+                why = "run started by an S3 notification whose files an earlier run loaded"
+            else:
+                why = "sweep run; S3 notifications start the runs that load new files"
+            raise AirflowSkipException(
+                f"no new {landed_files(pipeline)} for pipeline {self.pipeline_name}, nothing to load ({why})"
+            )
         deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
         self.defer(
             trigger=NewObjectsTrigger(
