@@ -55,6 +55,7 @@ def test_notification_mistakes_name_the_field(change, message):
 
 def test_the_schedule_is_the_cron_or_an_asset_the_sqs_queue_watches():
     from airflow.providers.amazon.aws.triggers.sqs import SqsSensorTrigger
+    from airflow.triggers.base import BaseEventTrigger
 
     from cdc_sync._compat import AssetOrTimeSchedule, CronDataIntervalTimetable
     from cdc_sync.orchestration.dag_factory import build_pipeline_dag
@@ -66,10 +67,20 @@ def test_the_schedule_is_the_cron_or_an_asset_the_sqs_queue_watches():
     asset = timetable.asset_condition
     assert asset.name == "cdc_sync_shop_landed"
     (watcher,) = asset.watchers
-    trigger = watcher.trigger
-    assert isinstance(trigger, SqsSensorTrigger)
-    assert (trigger.sqs_queue, trigger.aws_conn_id, trigger.delete_message_on_reception) == (QUEUE, "aws_default", True)
-    assert trigger.wait_time_seconds == 20  # long polling: three receives a minute on an idle queue
+    assert isinstance(watcher.trigger, BaseEventTrigger)  # what AssetWatcher takes
+    sqs = watcher.trigger.sqs_trigger()  # what runs in the triggerer
+    assert isinstance(sqs, SqsSensorTrigger)
+    assert (sqs.sqs_queue, sqs.aws_conn_id, sqs.delete_message_on_reception) == (QUEUE, "aws_default", True)
+    assert sqs.wait_time_seconds == 20 and sqs.max_messages == 10  # long polls: 3 receives a minute when idle
 
     plain = build_pipeline_dag(_pipeline(lambda p: p["source"].pop("notifications")))
     assert isinstance(plain.timetable, CronDataIntervalTimetable)
+
+
+def test_the_keys_an_s3_notification_names():
+    from cdc_sync.orchestration.events import s3_keys
+
+    body = '{"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "dms/shop/orders/2026+01%2F1.parquet"}}}]}'
+    assert s3_keys(body) == ["dms/shop/orders/2026 01/1.parquet"]
+    assert s3_keys('{"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "my-landing"}') == []
+    assert s3_keys("not json") == []
