@@ -112,6 +112,7 @@ def _run_times(deployment: Deployment, dag_id: str) -> list[dict]:
                 "run_type": run["run_type"],
                 "queued": _ts(run.get("queued_at")),
                 "start": _ts(run["start_date"]),
+                "end": _ts(run.get("end_date")),
                 "tis": tis,
             }
         )
@@ -126,12 +127,15 @@ def _phases(landed: float, runs: list[dict]) -> dict[str, float | str] | None:
     if not candidates:
         return None
     run = min(candidates, key=lambda r: r["tis"]["plan_batches"][0])
+    # a run was planning or loading when the file landed: it waited for that run to end
+    busy = any((r["tis"].get("plan_batches", (None,))[0] or landed + 1) <= landed <= (r["end"] or landed) for r in runs)
     tis = run["tis"]
     sensor_end = tis.get("wait_for_new_files", (None, None))[1] or run["start"]
     plan_start, plan_end = tis["plan_batches"]
     loads = [tis[t] for t in ("load_to_bigquery", "load_to_aurora") if t in tis and tis[t][0] and tis[t][1]]
     return {
         "run": run["run_type"],
+        "busy": busy,
         # landing → the run notices: the cron tick or SQS message + scheduler, or the trigger's poke
         "notice": max(sensor_end, run["start"] or sensor_end) - landed,
         "queued": (run["queued"] - landed) if run["queued"] and run["queued"] >= landed else 0.0,
@@ -228,6 +232,10 @@ def _report(landed, seen: dict, resolution: float, runs: dict[str, list[dict]], 
             print(f"{way:<11} (no run matched)")
             continue
         kinds = ",".join(sorted({str(p["run"]) for p in rows}))
+        idle = [float(p["notice"]) for p in rows if not p["busy"]]
+        kinds += f"; {len(idle)} landed with no run loading: notice p50 " + (
+            f"{statistics.median(idle):.1f}s max {max(idle):.1f}s" if idle else "-"
+        )
         print(
             f"{way:<11} "
             + " ".join(f"{statistics.median(float(p[n]) for p in rows):10.1f}" for n in phases)
