@@ -13,7 +13,7 @@ VENV_BQ := .venv-bigquery
 VENV_AF30 := .venv-airflow-3.0
 UV := $(VENV)/bin/uv
 
-.PHONY: help venv test test-unit test-airflow-3.0 lint docs demo pools bench clean
+.PHONY: help venv test test-unit test-airflow-3.0 lint docs demo pools bench clean mwaa-package
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ demo: venv ## Run DMS → BigQuery + Aurora end to end on local stand-ins and pr
 
 pools: venv ## Create the Airflow pools the pipeline config names (Aurora connection cap)
 	$(VENV)/bin/python tools/pools.py $(CONFIG)
+
+mwaa-package: $(VENV)/.installed ## Build what Amazon MWAA takes (DAGs folder, plugins.zip, requirements.txt) into build/mwaa/
+	$(VENV)/bin/python tools/mwaa_package.py $(if $(CONFIG),--config $(CONFIG))
 
 bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconciliation vs reladiff); print their figures
 	$(VENV)/bin/python bench/bench_listing.py
