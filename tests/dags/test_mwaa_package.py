@@ -146,7 +146,10 @@ def package(tmp_path_factory) -> Path:
 def test_the_package_holds_exactly_what_mwaa_takes(package):
     assert sorted(p.name for p in package.iterdir()) == ["dags", "plugins.zip", "requirements.txt"]
     dags = {p.relative_to(package / "dags").as_posix() for p in (package / "dags").rglob("*") if p.is_file()}
-    sql = {f"include/sql/{p.relative_to(REPO / 'include' / 'sql').as_posix()}" for p in (REPO / "include/sql").rglob("*.sql")}
+    sql = {
+        f"include/sql/{p.relative_to(REPO / 'include' / 'sql').as_posix()}"
+        for p in (REPO / "include/sql").rglob("*.sql")
+    }
     dag_files = {p.name for p in (REPO / "dags").glob("*.py")}
     assert dags == {".airflowignore", "config/pipelines.yaml", *dag_files, *sql}
 
@@ -160,7 +163,10 @@ def test_the_package_holds_exactly_what_mwaa_takes(package):
     assert "cdc_sync/schemas/pipelines.schema.json" in names
 
     lines = (package / "requirements.txt").read_text().splitlines()
-    assert lines[0] == '--constraint "https://raw.githubusercontent.com/apache/airflow/constraints-3.0.6/constraints-3.12.txt"'
+    assert (
+        lines[0]
+        == '--constraint "https://raw.githubusercontent.com/apache/airflow/constraints-3.0.6/constraints-3.12.txt"'
+    )
     listed = {line.split("#")[0].strip() for line in lines[1:] if line.split("#")[0].strip()}
     ours = {
         line.split("#")[0].strip()
@@ -211,13 +217,63 @@ def test_airflow_loads_plugins_and_parses_the_dags_in_an_mwaa_home(package, tmp_
 
     # nothing of ours shadows a top-level module, and the plugin loader imports none of the library
     assert report["roots"]["plugins"] == ["cdc_sync"]
-    assert report["elsewhere"] == {}, f"names in the DAGs/plugins folders that are also modules elsewhere: {report['elsewhere']}"
+    assert report["elsewhere"] == {}, (
+        f"names in the DAGs/plugins folders that are also modules elsewhere: {report['elsewhere']}"
+    )
     assert report["stdlib"] == []
     library_names = {p.stem for p in (home / "plugins" / "cdc_sync").rglob("*.py")} | {"cdc_sync"}
     assert set(report["by_plugin_loader"]) & library_names == set()
-    strays = [m for m in report["from_home"] if m != "cdc_sync" and not m.startswith("cdc_sync.") and "cdc_pipelines" not in m]
+    strays = [
+        m for m in report["from_home"] if m != "cdc_sync" and not m.startswith("cdc_sync.") and "cdc_pipelines" not in m
+    ]
     assert strays == [], f"modules loaded from the Airflow home outside the cdc_sync package: {strays}"
 
     # parse time under a second per file, on the first parse too
     for stat in cold["stats"] + warm["stats"]:
         assert stat["seconds"] < 1.0, f"{stat['file']} took {stat['seconds']:.2f}s to parse"
+
+
+def _airflow(home: Path, scratch: Path, *args: str) -> str:
+    """`airflow …` in the MWAA home (the environment of `_probe`); returns its stdout."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(scratch),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": str(scratch / "python"),
+    }
+    result = subprocess.run(
+        [str(AIRFLOW_PYTHON), "-m", "airflow", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=scratch / "cwd",
+        timeout=300,
+    )
+    assert result.returncode == 0, f"airflow {' '.join(args)}: {result.stderr[-4000:]}"
+    return result.stdout
+
+
+def _json_output(text: str) -> list[dict]:
+    """The JSON array an `airflow … -o json` command printed on one line (log lines come before it)."""
+    return json.loads([line for line in text.splitlines() if line.startswith(("[]", "[{"))][-1])
+
+
+def test_the_dag_processor_of_an_mwaa_home_parses_the_package(package, tmp_path):
+    """What the docs tell you to check after an upload, on a metadata database of its own: the
+    DAG processor parses every file once, `list-import-errors` is empty, both DAGs are listed."""
+    from cdc_sync.config import load_pipelines
+
+    home = tmp_path / "usr-local-airflow"
+    _mwaa_home(package, home)
+    for folder in ("python", "cwd"):
+        (tmp_path / folder).mkdir()
+    _airflow(home, tmp_path, "db", "migrate")
+    _airflow(home, tmp_path, "dag-processor", "--num-runs", "1")
+
+    assert _json_output(_airflow(home, tmp_path, "dags", "list-import-errors", "-o", "json")) == []
+    pipelines = load_pipelines(package / "dags" / "config" / "pipelines.yaml")
+    expected = {p.dag_id for p in pipelines} | {p.reconcile_dag_id for p in pipelines if p.reconcile is not None}
+    listed = _json_output(_airflow(home, tmp_path, "dags", "list", "-o", "json"))
+    assert {d["dag_id"] for d in listed} == expected
+    assert {Path(d["fileloc"]).parent for d in listed} == {home / "dags"}
