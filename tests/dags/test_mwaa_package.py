@@ -9,8 +9,9 @@ and DagBag there in a fresh interpreter, twice: the first parse compiles the lib
 first parse does), the second reads bytecode (as every later parse does). A second test starts
 the DAG processor there on a metadata database of its own and asks the CLI for import errors.
 
-It runs on Airflow 3.0.6, MWAA's version, when `.venv-airflow-3.0` exists (`make test-airflow-3.0`
-runs the suite in it), else on the current interpreter's Airflow; it prints which.
+It runs on the interpreter CDC_SYNC_MWAA_PYTHON names (one with MWAA's own package versions, see
+docs/mwaa.md), else on Airflow 3.0.6, MWAA's version, when `.venv-airflow-3.0` exists (`make
+test-airflow-3.0` runs the suite in it), else on the current interpreter's Airflow; it prints which.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ pytestmark = pytest.mark.airflow
 
 REPO = Path(__file__).resolve().parents[2]
 _AF30_PYTHON = REPO / ".venv-airflow-3.0" / "bin" / "python"
-AIRFLOW_PYTHON = _AF30_PYTHON if _AF30_PYTHON.exists() else Path(sys.executable)
+# CDC_SYNC_MWAA_PYTHON: an interpreter with MWAA's own package set (docs/mwaa.md), else Airflow 3.0.6.
+AIRFLOW_PYTHON = Path(
+    os.environ.get("CDC_SYNC_MWAA_PYTHON") or (_AF30_PYTHON if _AF30_PYTHON.exists() else sys.executable)
+)
 
 _PROBE = r"""
 import importlib.machinery, json, sys, time
@@ -68,6 +72,19 @@ stats = [
 ]
 
 import cdc_sync.config, cdc_sync.sql
+import importlib
+# Tasks import more of the library than parsing does: every module must import here too.
+library = home / "plugins" / "cdc_sync"
+modules = sorted(
+    ".".join(("cdc_sync", *p.relative_to(library).with_suffix("").parts)).removesuffix(".__init__")
+    for p in library.rglob("*.py")
+)
+unimportable = {}
+for name in modules:
+    try:
+        importlib.import_module(name)
+    except Exception as error:  # reported, and the test fails on it
+        unimportable[name] = f"{type(error).__name__}: {error}"
 from_home = sorted(
     name for name, module in list(sys.modules.items())
     if getattr(module, "__file__", None) and Path(module.__file__).resolve().is_relative_to(home)
@@ -103,6 +120,8 @@ print(json.dumps({
     "schema": str(cdc_sync.config.SCHEMA_PATH),
     "sql_dir": str(cdc_sync.sql.sql_dir()),
     "from_home": from_home,
+    "modules": len(modules),
+    "unimportable": unimportable,
     "roots": roots,
     "elsewhere": elsewhere,
     "stdlib": sorted(set(n for ns in roots.values() for n in ns) & set(sys.stdlib_module_names)),
@@ -213,6 +232,9 @@ def test_airflow_loads_plugins_and_parses_the_dags_in_an_mwaa_home(package, tmp_
     pipelines = load_pipelines(package / "dags" / "config" / "pipelines.yaml")
     expected = {p.dag_id for p in pipelines} | {p.reconcile_dag_id for p in pipelines if p.reconcile is not None}
     assert set(report["dag_ids"]) == expected
+
+    # every module of the library imports, not only those parsing needs
+    assert report["modules"] > 1 and report["unimportable"] == {}, report["unimportable"]
 
     # the library runs from the unzipped plugins and finds its files in the synced DAGs folder
     assert Path(report["library"]).is_relative_to(home / "plugins" / "cdc_sync")
