@@ -35,7 +35,7 @@ _AF30_PYTHON = REPO / ".venv-airflow-3.0" / "bin" / "python"
 # CDC_SYNC_MWAA_PYTHON: an interpreter with MWAA's own package set (docs/mwaa.md), else Airflow 3.0.6.
 AIRFLOW_PYTHON = Path(
     os.environ.get("CDC_SYNC_MWAA_PYTHON") or (_AF30_PYTHON if _AF30_PYTHON.exists() else sys.executable)
-)
+).absolute()  # not resolved: a venv's python is a symlink to the base interpreter
 
 _PROBE = r"""
 import importlib.machinery, json, sys, time
