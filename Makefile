@@ -99,6 +99,7 @@ bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconcilia
 	$(VENV)/bin/python bench/bench_reconcile.py
 	$(VENV)/bin/python bench/bench_audit_log.py
 	$(VENV)/bin/python bench/bench_dynamodb_stream.py
+	$(VENV)/bin/python bench/bench_backfill.py
 
 clean: ## Remove the virtualenvs and caches
 	rm -rf $(VENV) $(VENV_BQ) $(VENV_AF30) .pytest_cache .ruff_cache .coverage

@@ -48,8 +48,24 @@ class Deployment:
         twin["targets"]["bigquery"]["dataset"] = back.dataset
         twin["targets"]["aurora"].update(database=back.target_db, mysql_conn_id=f"aurora_daily_back_{uid}")
         deployment.pipelines.append(twin)
+        deployment.add_firehose("clicks", "@hourly")
         deployment.write_config()
         return deployment
+
+    def add_firehose(self, role: str, schedule: str):
+        """A Firehose → Aurora (append) pipeline on the project's transform Lambda's output."""
+        from tests.integration.test_firehose_to_aurora import FirehoseWorld
+
+        (self.root / role).mkdir(parents=True, exist_ok=True)
+        world = FirehoseWorld(self.stack, f"{self.uid}{role}", self.root / role)
+        (pipeline,) = yaml.safe_load(world.config.read_text())["pipelines"]
+        pipeline["name"] = f"{role}_{self.uid}"
+        pipeline["schedule"] = schedule
+        pipeline["targets"]["aurora"]["mysql_conn_id"] = f"aurora_{role}_{self.uid}"
+        pipeline["options"].update(late_file_grace_minutes=0, wait_timeout_minutes=1)
+        self.pipelines.append(pipeline)
+        self.worlds[role] = world
+        return world
 
     def add_dms(self, role: str, schedule: str | None, **options) -> World:
         (self.root / role).mkdir(parents=True, exist_ok=True)
