@@ -156,7 +156,7 @@ class StreamReader:
             return  # the first read starts at the oldest record kept: no history of ours to miss
         known = listed | set(self.positions)
         for shard in shards:
-            parents = [shard.get(k) for k in ("ParentShardId", "AdjacentParentShardId") if shard.get(k)]
+            parents = [str(shard[k]) for k in ("ParentShardId", "AdjacentParentShardId") if shard.get(k)]
             if shard["ShardId"] not in self.positions and parents and not set(parents) & known:
                 raise self._lost(
                     shard["ShardId"],
