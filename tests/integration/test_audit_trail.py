@@ -179,3 +179,21 @@ def test_the_trail_holds_every_audit_event_once_in_both_targets(stack, unique_na
         assert w.world.changelog_count("trail") == 8
     finally:
         w.world.close()
+
+
+@pytest.mark.airflow
+def test_the_trail_dag_captures_then_loads_both_targets(stack, airflow_db, unique_name, tmp_path, monkeypatch):
+    w = TrailWorld(stack, unique_name, tmp_path)
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_TARGET", stack.mariadb.airflow_conn(w.world.target_db))
+        w.pipe.write([text for text, _ in FIRST])
+        dag = w.world.dag()
+        run = dag.test()
+        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+        assert str(run.state) == "success", states
+        assert states["capture_audit_trail"] == "success"
+        expected = {row["query_id"]: row for _, row in FIRST}
+        assert w.aurora_rows() == expected
+        assert w.bigquery_rows() == expected
+    finally:
+        w.world.close()
