@@ -279,3 +279,10 @@ def test_a_record_of_several_gzip_members_is_read_whole():
     assert gunzip(gzip.compress(b"ab") + gzip.compress(b"cd")) == b"abcd"
     with pytest.raises(EOFError):
         gunzip(gzip.compress(b"abcdef")[:-4])
+
+
+def test_an_unterminated_string_costs_a_scan_not_a_backtracking_search():
+    from cdc_sync.sources.audit_log.written import statement_shape
+
+    cut = "INSERT INTO t VALUES ('" + "a b, " * 20_000 + " 12"  # cut at the plugin's query log limit
+    assert statement_shape(cut).endswith(" ?")

@@ -100,7 +100,7 @@ _MAY_WRITE = re.compile(
 )
 # Literals: quoted strings (with \\ escapes and doubled quotes) and numbers standing alone.
 # The tables a statement writes are named by identifiers, never by literals.
-_LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*'|(?<![\w$@.])\d+(?:\.\d+)?(?:e[+-]?\d+)?(?![\w$])", re.I | re.S)
+_LITERAL = re.compile(r"'(?:[^'\\]++|\\.|'')*+'|(?<![\w$@.])\d+(?:\.\d+)?(?:e[+-]?\d+)?(?![\w$])", re.I | re.S)
 _SHAPES: dict[tuple[str, str], tuple[TableRef, ...] | str] = {}
 _SHAPES_KEPT = 4096
 
