@@ -65,13 +65,78 @@ def _load_task(pipeline: Pipeline, target: str):
     )(load)
 
 
+def run_schedule(schedule: str | None):
+    """A cron or preset as data intervals: each run covers [previous tick, its tick).
+
+    Airflow 3 turns a cron string into a CronTriggerTimetable whose runs have an empty data
+    interval; a backfill run then could not say which files are its own. Presets that are
+    no cron (@once, @continuous) and None stay as they are."""
+    if schedule is None or schedule in ("@once", "@continuous"):
+        return schedule
+    from cdc_sync._compat import CronDataIntervalTimetable
+
+    return CronDataIntervalTimetable(schedule, timezone="UTC")
+
+
+def pipeline_params(pipeline: Pipeline) -> dict[str, Param]:
+    """The trigger form of a pipeline DAG: what a manual run may do differently."""
+    params = {
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="List the files this run would load (task plan_batches: its log and its XCom "
+            "`would_load`) and load nothing; no watermark moves.",
+        ),
+        "rescan": Param(
+            False,
+            type="boolean",
+            title="Rescan every folder",
+            description="List every file under the table folders instead of from the watermark "
+            "(the ledgers still skip what is loaded).",
+        ),
+        "replay_keys": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Replay these object keys",
+            description="S3 keys (one per line) to load again even if quarantined, after fixing them. "
+            "Empty: a normal run.",
+        ),
+        "window_start": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Window start (UTC)",
+            description="With window end: load the files written in [start, end) in this one run, as a "
+            "backfill does run by run: a long window in one run. Empty: a normal run.",
+        ),
+        "window_end": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Window end (UTC)",
+            description="End of the window (exclusive); needs window start.",
+        ),
+    }
+    if pipeline.source.kind == "dynamodb_stream":
+        params["resnapshot"] = Param(
+            False,
+            type="boolean",
+            title="Re-snapshot the table",
+            description="Land the whole table again (a parallel Scan tied to the stream's current end) "
+            "instead of reading the stream; after lost history.",
+        )
+    return params
+
+
 def pipeline_schedule(pipeline: Pipeline):
     """A cron or preset; "audit_log": whenever the audit log shows a write to one of the tables."""
     if pipeline.schedule == "audit_log":
         from cdc_sync.sources.audit_log.assets import pipeline_audit_assets
 
         return pipeline_audit_assets(pipeline)
-    return pipeline.schedule
+    return run_schedule(pipeline.schedule)
 
 
 def _audit_trail_capture(pipeline: Pipeline):
@@ -105,32 +170,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
         max_active_runs=1,  # one planner per pipeline: two runs must not batch the same files
         default_args=default_args,
         tags=["cdc-sync", pipeline.source.kind, *tasks.targets(pipeline)],
-        params={
-            "replay_keys": Param(
-                [],
-                type="array",
-                items={"type": "string"},
-                description="Object keys to load again even if quarantined (after fixing them). Empty: normal run.",
-            ),
-            "rescan": Param(
-                False,
-                type="boolean",
-                description="List every file under the table folders instead of from the watermark "
-                "(the ledger still skips what is loaded).",
-            ),
-            **(
-                {
-                    "resnapshot": Param(
-                        False,
-                        type="boolean",
-                        description="dynamodb_stream: land the whole table again (a parallel Scan tied to the "
-                        "stream's current end) instead of reading the stream; after lost history.",
-                    )
-                }
-                if pipeline.source.kind == "dynamodb_stream"
-                else {}
-            ),
-        },
+        params=pipeline_params(pipeline),
         doc_md=f"**cdc-sync pipeline `{pipeline.name}`** — tables: "
         + ", ".join(f"`{t.qualified_name}`" for t in pipeline.tables),
     ) as dag:

@@ -75,8 +75,9 @@ class NewObjectsSensor(BaseSensorOperator):
     def execute(self, context) -> Any:
         params = context.get("params") or {}
         run_type = str(getattr(context.get("dag_run"), "run_type", "")).lower()
-        if params.get("replay_keys") or params.get("rescan") or run_type.endswith("backfill"):
-            self.log.info("backfill or manual run (replay_keys/rescan): not waiting for new files")
+        manual = ("replay_keys", "rescan", "dry_run", "window_start", "window_end")
+        if any(params.get(name) for name in manual) or run_type.endswith("backfill"):
+            self.log.info("backfill or manual run (%s): not waiting for new files", ", ".join(manual))
             return [t.qualified_name for t in get_pipeline(self.pipeline_name, self.config_path).tables]
         if not self.deferrable:
             return super().execute(context)
