@@ -205,3 +205,16 @@ def test_a_bare_sequence_number_from_older_positions_is_read_after():
     client = RecordedKinesis([shard("shardId-0")], {"shardId-0": kept})
     r = reader(client, {"shardId-0": kept[0]["SequenceNumber"]})
     assert read(r) == [kept[1]["SequenceNumber"]]
+
+
+def test_empty_pages_behind_the_tip_are_followed_a_few_times_per_poll_not_forever():
+    class EmptyBehind(RecordedKinesis):
+        async def get_records(self, ShardIterator, Limit):
+            self.calls.append(("GetRecords",))
+            return {"Records": [], "NextShardIterator": ShardIterator, "MillisBehindLatest": 5000}
+
+    client = EmptyBehind([shard("shardId-0")], {})
+    r = reader(client, {})
+    assert read(r) == []
+    assert len([c for c in client.calls if c[0] == "GetRecords"]) == 10
+    assert r.positions["shardId-0"].read_through is None, "not caught up: no read-through time"

@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -40,6 +40,9 @@ from cdc_sync.errors import SetupError
 from cdc_sync.sources.audit_log.batch import KinesisRecord
 
 log = logging.getLogger(__name__)
+
+
+MAX_EMPTY_PAGES = 10  # empty GetRecords pages in a row, still behind: the shard waits for the next poll
 
 
 class LostHistoryError(SetupError):
@@ -89,7 +92,7 @@ def _ms(value: Any) -> int | None:
 def _when(ms: int | None) -> str:
     if ms is None:
         return "an unknown time"
-    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
 
 
 class StreamReader:
@@ -241,6 +244,7 @@ class StreamReader:
         records: list[KinesisRecord] = []
         iterator: str | None = self.iterators.get(shard_id) or await self._new_iterator(shard_id)
         position = self.positions[shard_id]
+        empty_pages = 0
         while iterator:
             asked_at = int(self.clock() * 1000)
             try:
@@ -270,8 +274,9 @@ class StreamReader:
             if behind == 0:
                 position.read_through = max(position.read_through or 0, asked_at)
                 break
-            if not items and behind is None:
-                break
+            empty_pages = 0 if items else empty_pages + 1
+            if not items and (behind is None or empty_pages >= MAX_EMPTY_PAGES):
+                break  # the rest on the next poll (GetRecords allows 5 calls a second per shard)
             if len(records) >= self.limit:
                 break
         if iterator:

@@ -5,7 +5,8 @@ checkpoint (TRIM_HORIZON the first time), decodes the batch, and yields ONE even
 written tables (only the watched ones when `tables` is given) — many writes in a second are
 one event, not one DAG run each. Shard positions are saved after the event is handed over,
 so a restart re-reads at most the last batch: a sync may be triggered twice, never missed,
-and the loads themselves are exactly once.
+and the loads themselves are exactly once. Lost history (records trimmed before they were
+read, see kinesis.StreamReader) fails the trigger with a message saying what to do.
 """
 
 from __future__ import annotations
