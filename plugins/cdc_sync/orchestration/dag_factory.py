@@ -130,6 +130,28 @@ def pipeline_params(pipeline: Pipeline) -> dict[str, Param]:
     return params
 
 
+def pipeline_schedule(pipeline: Pipeline):
+    """A cron or preset; "audit_log": whenever the audit log shows a write to one of the tables."""
+    if pipeline.schedule == "audit_log":
+        from cdc_sync.sources.audit_log.assets import pipeline_audit_assets
+
+        return pipeline_audit_assets(pipeline)
+    return run_schedule(pipeline.schedule)
+
+
+def _audit_trail_capture(pipeline: Pipeline):
+    """`kind: audit_log`: the task that lands the audit log's new events as one trail file."""
+
+    @task(multiple_outputs=False)
+    def capture_audit_trail() -> dict:
+        """Read the audit log's Kinesis stream from its checkpoint; land one audit-trail file."""
+        from cdc_sync.sources.audit_log.trail import capture_task
+
+        return capture_task(pipeline)
+
+    return capture_audit_trail()
+
+
 def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DAG:
     options = pipeline.options
     default_args = {
@@ -142,7 +164,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
     with DAG(
         dag_id=pipeline.dag_id,
         description=pipeline.description or _describe(pipeline),
-        schedule=run_schedule(pipeline.schedule),
+        schedule=pipeline_schedule(pipeline),
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,  # one planner per pipeline: two runs must not batch the same files
@@ -171,6 +193,9 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
                 return tasks.capture_dynamodb_stream(pipeline, get_current_context())  # type: ignore[arg-type]
 
             capture_stream() >> wait
+
+        if pipeline.source.kind == "audit_log":
+            _audit_trail_capture(pipeline) >> wait
 
         @task
         def plan_batches(tables: list[str]) -> list[dict]:
@@ -212,6 +237,10 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 def reconcile_schedule(pipeline: Pipeline):
     """A cron or preset; "assets": after every load that changed one of the tables."""
     assert pipeline.reconcile is not None
+    if pipeline.reconcile.schedule == "audit_log":
+        from cdc_sync.sources.audit_log.assets import pipeline_audit_assets
+
+        return pipeline_audit_assets(pipeline)
     if pipeline.reconcile.schedule != "assets":
         return pipeline.reconcile.schedule
     import functools
