@@ -49,6 +49,7 @@ class Deployment:
         twin["targets"]["aurora"].update(database=back.target_db, mysql_conn_id=f"aurora_daily_back_{uid}")
         deployment.pipelines.append(twin)
         deployment.add_firehose("clicks", "@hourly")
+        deployment.add_audited("audited")
         deployment.write_config()
         return deployment
 
@@ -80,6 +81,31 @@ class Deployment:
         pipeline["targets"]["aurora"]["mysql_conn_id"] = f"aurora_{role}_{self.uid}"
         self.pipelines.append(pipeline)
         self.worlds[role] = world
+        return world
+
+    def add_audited(self, role: str) -> World:
+        """A DMS pipeline scheduled on its tables' audit-log assets: the audit log's CloudWatch
+        log group has a subscription filter to a Kinesis stream that the triggerer watches."""
+        world = self.add_dms(role, "audit_log")
+        kinesis, logs = self.stack.boto3_client("kinesis"), self.stack.boto3_client("logs")
+        world.audit_stream, world.audit_group = f"audit-{self.uid}", f"/aws/rds/cluster/shop-{self.uid}/audit"
+        kinesis.create_stream(StreamName=world.audit_stream, ShardCount=1)
+        kinesis.get_waiter("stream_exists").wait(StreamName=world.audit_stream)
+        arn = kinesis.describe_stream(StreamName=world.audit_stream)["StreamDescription"]["StreamARN"]
+        logs.create_log_group(logGroupName=world.audit_group)
+        logs.create_log_stream(logGroupName=world.audit_group, logStreamName="shop-instance-1")
+        logs.put_subscription_filter(
+            logGroupName=world.audit_group,
+            filterName="audit-to-kinesis",
+            filterPattern="",
+            destinationArn=arn,
+            roleArn="arn:aws:iam::123456789012:role/CWLtoKinesisRole",
+        )
+        self.pipelines[-1]["source"]["audit_log"] = {
+            "stream": world.audit_stream,
+            "source_name": f"shop{self.uid}",
+            "poll_interval_seconds": 2,
+        }
         return world
 
     def write_config(self) -> None:
