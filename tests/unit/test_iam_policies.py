@@ -24,6 +24,7 @@ from botocore import xform_name
 from cdc_sync.config import Pipeline, load_pipelines, parse_pipelines
 from cdc_sync.reconcile.repair import repair_file_name
 from cdc_sync.reconcile.report import report_key
+from cdc_sync.sources.audit_log.trail import pipeline_trail
 
 REPO = Path(__file__).resolve().parents[2]
 LIBRARY = REPO / "plugins" / "cdc_sync"
@@ -41,6 +42,9 @@ WRITE_SITES = {
     ("sources/dynamodb_stream/capture.py", "write_checkpoint"): ("checkpoints", "checkpoint_key"),
     ("sources/dynamodb_stream/capture.py", "land"): ("change_files", "table_prefix"),
     ("reconcile/repair.py", "emit_repair_file"): ("change_files", "table_prefix"),
+    ("sources/audit_log/trail.py", "_write_checkpoint"): ("checkpoints", "checkpoint_key"),
+    ("sources/audit_log/trail.py", "_report_problems"): ("checkpoints", "problems_prefix"),
+    ("sources/audit_log/trail.py", "capture_trail"): ("change_files", "table_prefix"),
 }
 
 # One pipeline of each kind that writes something (defaults for every prefix), next to the
@@ -73,6 +77,12 @@ KINDS = {
             ],
             "targets": {"bigquery": {"project": "local", "dataset": "web"}},
             "reconcile": {"source_conn_id": "web_source"},
+        },
+        {
+            "name": "shop_audit",
+            "source": {"kind": "audit_log", "bucket": "landing-d", "prefix": "audit", "audit_log": {"stream": "a"}},
+            "tables": [{"schema": "audit", "name": "shop"}],
+            "targets": {"bigquery": {"project": "local", "dataset": "ops"}},
         },
     ]
 }
@@ -159,6 +169,10 @@ def _written_keys(pipeline: Pipeline) -> dict[str, list[str]]:
     if source.dynamodb is not None:
         keys["checkpoints"] = [source.dynamodb.checkpoint_key(pipeline.name, t) for t in pipeline.tables]
         change_files += [source.table_prefix(t) + "20261206-130000000.parquet" for t in pipeline.tables]
+    if source.kind == "audit_log":  # the audit trail: change files, positions and problem reports
+        trail = pipeline_trail(pipeline)
+        keys["checkpoints"] = [trail.checkpoint_key, f"{trail.problems_prefix}20261206-130000000-1.json"]
+        change_files.append(trail.table_prefix + "20261206-130000000.parquet")
     if change_files:
         keys["change_files"] = change_files
     return keys
