@@ -163,6 +163,9 @@ def test_trigger_a_pipeline_from_its_form_and_read_the_load_summary_in_the_ui(de
             page.get_by_role("link", name=world.customers, exact=True).click()
             summary = page.get_by_text(f"{world.customers} → bigquery: loaded")
             expect(summary).to_be_visible()
+            page.get_by_role("button", name="Log Settings").click()
+            page.get_by_role("menuitem", name=re.compile(r"^Wrap")).click()  # the whole line in the screenshot
+            expect(page.get_by_role("menu", name="Log Settings")).to_be_hidden()
             steps.shot("load-task-log")
             expect(summary).to_have_text(
                 re.compile(
