@@ -35,6 +35,8 @@ class Deployment:
         deployment.add_dms("live", "* * * * *", poke_interval_seconds=5, wait_timeout_minutes=10)
         # ops: triggered by hand (REST API): clear, params
         deployment.add_dms("ops", None)
+        # ui: triggered from the trigger form in a browser
+        deployment.add_dms("ui", None)
         # daily: backfilled day by day; daily_back: the same files backfilled backwards elsewhere
         daily = deployment.add_dms("daily", "@daily", late_file_grace_minutes=0, wait_timeout_minutes=1)
         back = copy.copy(daily)

@@ -83,21 +83,21 @@ def pipeline_params(pipeline: Pipeline) -> dict[str, Param]:
     params = {
         "dry_run": Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],  # with "null" the form marks no switch as required
             title="Dry run",
-            description="List the files this run would load (task plan_batches: its log and its XCom "
-            "`would_load`) and load nothing; no watermark moves.",
+            description="List the files this run would load (the log and the XCom would_load of task "
+            "plan_batches) and load nothing; no watermark moves.",
         ),
         "rescan": Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],
             title="Rescan every folder",
             description="List every file under the table folders instead of from the watermark "
             "(the ledgers still skip what is loaded).",
         ),
         "replay_keys": Param(
             [],
-            type="array",
+            type=["null", "array"],  # a field typed in and cleared again sends null: still a normal run
             items={"type": "string"},
             title="Replay these object keys",
             description="S3 keys (one per line) to load again even if quarantined, after fixing them. "
@@ -122,7 +122,7 @@ def pipeline_params(pipeline: Pipeline) -> dict[str, Param]:
     if pipeline.source.kind == "dynamodb_stream":
         params["resnapshot"] = Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],
             title="Re-snapshot the table",
             description="Land the whole table again (a parallel Scan tied to the stream's current end) "
             "instead of reading the stream; after lost history.",
