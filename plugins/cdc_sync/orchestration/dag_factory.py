@@ -108,6 +108,19 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
                 if pipeline.source.kind == "dynamodb_stream"
                 else {}
             ),
+            **(
+                {
+                    "resnapshot": Param(
+                        [],
+                        type="array",
+                        items={"type": "string"},
+                        description="binlog: read these tables (schema.table, or * for all) again as a "
+                        "snapshot tied to the binlog's current position; * also after lost history.",
+                    )
+                }
+                if pipeline.source.kind == "binlog"
+                else {}
+            ),
         },
         doc_md=f"**cdc-sync pipeline `{pipeline.name}`** — tables: "
         + ", ".join(f"`{t.qualified_name}`" for t in pipeline.tables),
@@ -131,6 +144,15 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
                 return tasks.capture_dynamodb_stream(pipeline, get_current_context())  # type: ignore[arg-type]
 
             capture_stream() >> wait
+
+        if pipeline.source.kind == "binlog":
+
+            @task(multiple_outputs=False)
+            def capture_binlog() -> dict:
+                """Read the source's binlog from the checkpoint; land DMS-format change files."""
+                return tasks.capture_binlog(pipeline, get_current_context())  # type: ignore[arg-type]
+
+            capture_binlog() >> wait
 
         @task
         def plan_batches(tables: list[str]) -> list[dict]:
