@@ -214,7 +214,9 @@ class BinlogWorld:
 
     def bigquery_rows(self, table: str) -> dict:
         view = f"local.{self.world.dataset}.{self.db}_{table}"
-        return {self._key(table, r): self._row(dict(r)) for r in self.world.bq.query(f"SELECT * FROM `{view}`").result()}
+        return {
+            self._key(table, r): self._row(dict(r)) for r in self.world.bq.query(f"SELECT * FROM `{view}`").result()
+        }
 
     def assert_views_equal_source(self) -> None:
         for table in TABLES:

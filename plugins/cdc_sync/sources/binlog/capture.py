@@ -525,7 +525,9 @@ def _read_stream(spec, settings, info: ServerInfo, state: Checkpoint, landing: L
                     op, values = "U", row["after_values"]
                 else:
                     op, values = ("I" if kind == "WriteRowsEvent" else "D"), row["values"]
-                values = {name: binlog_value(values.get(name), kind_, table.qualified_name, name) for name, kind_ in columns}
+                values = {
+                    name: binlog_value(values.get(name), kind_, table.qualified_name, name) for name, kind_ in columns
+                }
                 where = {"file": end.file, "pos": end.pos, "row": index, "gtid": txn.gtid}
                 landing.add(table, columns, Change(op=op, row=values, commit_ts=when), where)
                 report.written += 1
