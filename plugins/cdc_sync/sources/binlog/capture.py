@@ -40,7 +40,7 @@ import pyarrow as pa
 from botocore.exceptions import ClientError
 
 from cdc_sync.config import Pipeline, TableSpec
-from cdc_sync.errors import SetupError
+from cdc_sync.errors import SetupError, TransientError
 from cdc_sync.sources.binlog.columns import arrow_columns, binlog_value
 from cdc_sync.sources.binlog.server import (
     RESNAPSHOT,
@@ -313,9 +313,27 @@ def covers(snapshot: dict, txn: _Transaction, info: ServerInfo) -> bool:
     return (_file_sequence(txn.start.file), txn.start.pos) < (_file_sequence(position.file), position.pos)
 
 
+def reader_class():
+    """BinLogStreamReader with its MariaDB dump request fixed.
+
+    python-mysql-replication 1.0.17 declares COM_BINLOG_DUMP's MariaDB packet one byte
+    shorter than it sends; the server leaves that byte unread, so when it ends a non-blocking
+    dump it resets the connection, and the events still in the worker's receive buffer are
+    lost (the library then reconnects from the start: an endless loop on a busy binlog)."""
+    import struct
+
+    from pymysqlreplication import BinLogStreamReader
+
+    class Reader(BinLogStreamReader):
+        def _BinLogStreamReader__set_mariadb_settings(self):  # the library's private request builder
+            prelude = BinLogStreamReader._BinLogStreamReader__set_mariadb_settings(self)  # type: ignore[attr-defined]
+            return struct.pack("<i", len(prelude) - 4) + prelude[4:]
+
+    return Reader
+
+
 def stream_reader(settings: dict, spec: BinlogCapture, info: ServerInfo, position: Position):
     """A non-blocking BinLogStreamReader from `position` (GTIDs where the server has them)."""
-    from pymysqlreplication import BinLogStreamReader
     from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
     from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
@@ -326,7 +344,7 @@ def stream_reader(settings: dict, spec: BinlogCapture, info: ServerInfo, positio
         kwargs.update(auto_position=position.gtid)
     else:
         kwargs.update(log_file=position.file, log_pos=position.pos, resume_stream=True)
-    return BinLogStreamReader(
+    return reader_class()(
         connection_settings=dict(settings),
         server_id=spec.replica_id,
         blocking=False,
@@ -448,6 +466,7 @@ def _read_stream(spec, settings, info: ServerInfo, state: Checkpoint, landing: L
     first_txn = True
     started = clock()
     columns_of: dict[int, tuple] = {}
+    last_end = (0, 0)
     stream = stream_reader(settings, spec, info, start)
     try:
         while True:
@@ -465,6 +484,15 @@ def _read_stream(spec, settings, info: ServerInfo, state: Checkpoint, landing: L
             if event is None:
                 break
             end = Position(stream.log_file, stream.log_pos, None)
+            here = (_file_sequence(end.file), end.pos)
+            if here < last_end:
+                # the library reconnected after a lost connection and the server sends from the
+                # start again: retry the run rather than read the same changes twice
+                raise TransientError(
+                    f"pipeline {spec.pipeline}: the binlog connection was lost and re-established at "
+                    f"{end.file}:{end.pos}, before {last_end}; the run is retried from its checkpoint"
+                )
+            last_end = here
             if isinstance(event, (MariadbGtidEvent, GtidEvent)):
                 begin = before
                 standalone = isinstance(event, MariadbGtidEvent) and bool(event.flags & 1)
