@@ -69,13 +69,14 @@ demo: venv ## Run DMS → BigQuery + Aurora end to end on local stand-ins and pr
 pools: venv ## Create the Airflow pools the pipeline config names (Aurora connection cap)
 	$(VENV)/bin/python tools/pools.py $(CONFIG)
 
-bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconciliation vs reladiff); print their figures
+bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconciliation vs reladiff, capture rates); print their figures
 	$(VENV)/bin/python bench/bench_listing.py
 	$(VENV)/bin/python bench/bench_loader_memory.py
 	$(VENV)/bin/python bench/bench_aurora.py
 	$(VENV)/bin/python bench/bench_reconcile.py
 	$(VENV)/bin/python bench/bench_audit_log.py
 	$(VENV)/bin/python bench/bench_dynamodb_stream.py
+	$(VENV)/bin/python bench/bench_binlog.py
 
 clean: ## Remove the virtualenvs and caches
 	rm -rf $(VENV) $(VENV_BQ) $(VENV_AF30) .pytest_cache .ruff_cache .coverage

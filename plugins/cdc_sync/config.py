@@ -96,6 +96,7 @@ class BinlogSettings:
     max_events_per_run: int = 200_000  # row changes read before the run lands what it has
     max_seconds_per_run: float = 300.0
     snapshot_chunk_rows: int = 50_000  # rows per full-load file of a snapshot (read as a stream)
+    kinesis_stream: str | None = None  # also publish each row change as JSON here (the seed's stream)
 
     def checkpoint_key(self, pipeline: str) -> str:
         return f"{self.checkpoint_prefix}{pipeline}/binlog.json"

@@ -563,3 +563,56 @@ def test_the_dag_captures_then_loads_both_targets_and_reconciles_in_sync(
         assert str(reconcile.state) == "success", {ti.task_id: str(ti.state) for ti in reconcile.get_task_instances()}
     finally:
         w.close()
+
+
+def test_the_seed_kinesis_stream_gets_every_change_once_despite_refused_records(
+    stack, binlog_server, unique_name, tmp_path
+):
+    import json
+
+    from cdc_sync.sources.binlog.kinesis import KinesisSink
+
+    stream = f"seed-{unique_name}"
+    bw = BinlogWorld(stack, binlog_server, unique_name, tmp_path, kinesis_stream=stream)
+    kinesis = stack.boto3_client("kinesis")
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+
+    class RefusingSomeRecords:
+        """Kinesis whose first PutRecords call refuses every second record, as a shard over
+        its throughput does (FailedRecordCount, an ErrorCode per refused record)."""
+
+        def __init__(self, client):
+            self.client, self.calls = client, 0
+
+        def put_records(self, Records, **target):
+            self.calls += 1
+            if self.calls > 1:
+                return self.client.put_records(Records=Records, **target)
+            kept = [r for n, r in enumerate(Records) if n % 2 == 0]
+            self.client.put_records(Records=kept, **target)
+            results = [
+                {"ErrorCode": "ProvisionedThroughputExceededException"} if n % 2 else {"SequenceNumber": "1"}
+                for n in range(len(Records))
+            ]
+            return {"FailedRecordCount": len(Records) - len(kept), "Records": results}
+
+    try:
+        _seed(bw)
+        bw.capture()
+        _changes(bw)
+        sink = KinesisSink(RefusingSomeRecords(kinesis), stream, sleep=lambda seconds: None)
+        report = bw.capture(kinesis=sink)
+        assert report.published == report.written == 13 and sink.retried == 1  # the first update of key 2
+        shard = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        records = kinesis.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"]
+        events = [json.loads(r["Data"]) for r in records]
+        assert len(events) == 13  # each change once: the refused ones were sent again, the rest not
+        updates = [e for e in events if e["table"] == "customers" and e["type"] == "UpdateRowsEvent"]
+        assert [e["row"]["after_values"]["qty"] for e in updates] == [1, 2, 3]  # one key's changes in order
+        assert {e["schema"] for e in events} == {bw.db}
+        assert next(r["PartitionKey"] for r in records if json.loads(r["Data"]) == updates[0]) == f"{bw.db}.customers:2"
+        bw.load(bigquery=False)
+        bw.assert_views_equal_source()
+    finally:
+        bw.close()

@@ -163,3 +163,26 @@ def test_a_checkpoint_round_trips_with_its_pending_files():
     again = Checkpoint(checkpoint.to_dict())
     assert again.position == Position("binlog.000001", 4, "0-7-1") and again.txn_rows == 3
     assert again.pending == {"files": ["k"]} and "pending" not in again.state()
+
+
+def test_kinesis_records_keep_one_row_per_call_and_give_up_loudly():
+    from cdc_sync.errors import TransientError
+    from cdc_sync.sources.binlog.kinesis import KinesisSink, partition_key
+
+    class AlwaysRefusing:
+        def __init__(self):
+            self.calls = []
+
+        def put_records(self, Records, StreamName):
+            self.calls.append([r["PartitionKey"] for r in Records])
+            return {"FailedRecordCount": len(Records), "Records": [{"ErrorCode": "InternalFailure"}] * len(Records)}
+
+    assert partition_key("shop", "orders", (1, "a")) == "shop.orders:1|a"
+    assert len(partition_key("shop", "orders", ("x" * 300,))) == 64  # hashed under Kinesis's 256
+    client = AlwaysRefusing()
+    sink = KinesisSink(client, "seed", sleep=lambda seconds: None)
+    sink.add("shop", "orders", "WriteRowsEvent", {"values": {"id": 1}}, (1,))
+    sink.add("shop", "orders", "WriteRowsEvent", {"values": {"id": 2}}, (2,))
+    with pytest.raises(TransientError, match="2 record\\(s\\) still refused after 8 PutRecords calls"):
+        sink.add("shop", "orders", "UpdateRowsEvent", {"after_values": {"id": 1}}, (1,))  # row 1 again: a new call
+    assert client.calls[0] == ["shop.orders:1", "shop.orders:2"] and len(client.calls) == 8

@@ -96,6 +96,7 @@ class CaptureReport:
     written: int = 0  # row changes landed (after the replayed part of a split transaction)
     snapshot_rows: int = 0
     snapshot_tables: list[str] = field(default_factory=list)
+    published: int = 0  # row changes put on the Kinesis stream
     budget_spent: bool = False
     checkpoint: dict = field(default_factory=dict)
 
@@ -370,11 +371,14 @@ def capture(
     s3,
     *,
     resnapshot: list[str] | None = None,
+    kinesis=None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     clock: Callable[[], float] = time.monotonic,
 ) -> CaptureReport:
     """Read the binlog from the checkpoint (a snapshot first when there is none, or for the
-    tables in `resnapshot`, `*` for all), land the changes, advance the checkpoint."""
+    tables in `resnapshot`, `*` for all), land the changes, advance the checkpoint. With
+    `kinesis` (a KinesisSink) each row change read is also published there, all of them
+    before the checkpoint moves."""
     from cdc_sync.sources.binlog import snapshot
 
     where = f"pipeline {spec.pipeline}"
@@ -410,7 +414,10 @@ def capture(
                     state.snapshots[table.qualified_name] = position.to_dict()
                 state.last_commit_ts = max(began, checkpoint.floor() or began).isoformat()
         state.server = {"flavor": info.flavor, "server_id": info.server_id, "server_uuid": info.server_uuid}
-        _read_stream(spec, settings, info, state, landing, report, clock)
+        _read_stream(spec, settings, info, state, landing, report, clock, kinesis)
+        if kinesis is not None:
+            kinesis.flush()  # both sinks have every change before the checkpoint moves
+            report.published = kinesis.published
         land(spec, s3, checkpoint, state, landing, report)
     log.info(
         "%s: %d row change(s) read, %d landed in %d file(s)%s; checkpoint %s",
@@ -451,7 +458,7 @@ def _check_same_server(checkpoint: Checkpoint, info: ServerInfo, where: str) -> 
         )
 
 
-def _read_stream(spec, settings, info: ServerInfo, state: Checkpoint, landing: Landing, report, clock) -> None:
+def _read_stream(spec, settings, info: ServerInfo, state: Checkpoint, landing: Landing, report, clock, kinesis) -> None:
     """Read row events from `state` into `landing` until the binlog's end or the budget; move
     `state` to the first transaction not wholly landed."""
     from pymysql.err import OperationalError
@@ -558,6 +565,8 @@ def _read_stream(spec, settings, info: ServerInfo, state: Checkpoint, landing: L
                 }
                 where = {"file": end.file, "pos": end.pos, "row": index, "gtid": txn.gtid}
                 landing.add(table, columns, Change(op=op, row=values, commit_ts=when), where)
+                if kinesis is not None:
+                    kinesis.add(event.schema, event.table, kind, row, tuple(values[k] for k in table.primary_key))
                 report.written += 1
             if report.written >= spec.budget.max_events or clock() - started >= spec.budget.max_seconds:
                 report.budget_spent = True
