@@ -75,13 +75,12 @@ class KinesisSink:
         data = json.dumps(
             {"schema": schema, "table": table, "type": event_type, "row": row}, default=_json_value
         ).encode("utf-8")
-        record = {"Data": data, "PartitionKey": partition_key(schema, table, key)}
-        size = len(data) + len(record["PartitionKey"])
-        key = record["PartitionKey"]
-        if len(self.buffer) >= MAX_RECORDS or self.bytes + size > MAX_BYTES or key in self.keys:
+        partition = partition_key(schema, table, key)
+        size = len(data) + len(partition)
+        if len(self.buffer) >= MAX_RECORDS or self.bytes + size > MAX_BYTES or partition in self.keys:
             self.flush()
-        self.buffer.append(record)
-        self.keys.add(key)
+        self.buffer.append({"Data": data, "PartitionKey": partition})
+        self.keys.add(partition)
         self.bytes += size
 
     def flush(self) -> None:
