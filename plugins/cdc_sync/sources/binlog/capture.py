@@ -41,7 +41,7 @@ from botocore.exceptions import ClientError
 
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.errors import SetupError, TransientError
-from cdc_sync.sources.binlog.columns import arrow_columns, binlog_value
+from cdc_sync.sources.binlog.columns import arrow_columns, converters
 from cdc_sync.sources.binlog.server import (
     RESNAPSHOT,
     LostHistoryError,
@@ -175,7 +175,7 @@ class Landing:
         self.base, self.count = base, 0
         self.files: list[tuple[str, str]] = []  # (key, local path), in the order they were started
         self.last_name: str | None = checkpoint.last_file
-        self._open: dict[str, tuple[tuple, ChangeFileWriter, list[Change], dict]] = {}
+        self._open: dict[str, list] = {}  # table → [columns, writer, buffered changes, first, last]
 
     def _next_cdc_name(self) -> str:
         name = cdc_file_name(self.base + timedelta(milliseconds=self.count))
@@ -192,27 +192,33 @@ class Landing:
         writer = ChangeFileWriter(path, columns, timestamp_column=table.commit_timestamp_column, include_op=include_op)
         return key, writer
 
-    def add(self, table: TableSpec, columns: list[tuple[str, pa.DataType]], change: Change, where: dict) -> None:
-        """Append a change of `table` read with `columns` (a new file when they changed)."""
-        signature = tuple(columns)
+    def add(self, table: TableSpec, columns: list[tuple[str, pa.DataType]], change: Change, where: tuple) -> None:
+        """Append a change of `table` read with `columns` (a new file when they changed);
+        `where` is its binlog coordinates (file, position, row of the transaction, GTID)."""
         current = self._open.get(table.qualified_name)
-        if current is None or current[0] != signature:
+        if current is None or (current[0] is not columns and current[0] != columns):
             if current is not None:
                 self._close(table.qualified_name)
             _key, writer = self.new_file(table, columns)
-            current = (signature, writer, [], {"first": where})
+            current = [columns, writer, [], where, where]
             self._open[table.qualified_name] = current
         buffer = current[2]
         buffer.append(change)
-        current[3]["last"] = where
+        current[4] = where
         if len(buffer) >= ROW_GROUP:
             current[1].write(buffer)
             buffer.clear()
 
     def _close(self, qualified: str) -> None:
-        _signature, writer, buffer, coordinates = self._open.pop(qualified)
+        _columns, writer, buffer, first, last = self._open.pop(qualified)
         writer.write(buffer)
-        writer.close({f"cdc_sync.binlog.{k}": json.dumps(v, sort_keys=True) for k, v in coordinates.items()})
+        names = ("file", "pos", "row", "gtid")
+        writer.close(
+            {
+                "cdc_sync.binlog.first": json.dumps(dict(zip(names, first, strict=True))),
+                "cdc_sync.binlog.last": json.dumps(dict(zip(names, last, strict=True))),
+            }
+        )
 
     def close(self) -> None:
         for qualified in list(self._open):
@@ -540,11 +546,9 @@ def _read_stream(spec, settings, info: ServerInfo, state: Checkpoint, landing: L
                 if len(columns_of) > 1000:
                     columns_of.clear()
                 # the cache holds the table map's column list, so its id cannot be reused meanwhile
-                cached = columns_of[id(event.columns)] = (
-                    event.columns,
-                    arrow_columns(event.schema, event.table, event.columns),
-                )
-            columns = cached[1]
+                typed = arrow_columns(event.schema, event.table, event.columns)
+                cached = columns_of[id(event.columns)] = (event.columns, typed, converters(table.qualified_name, typed))
+            _, columns, convert = cached
             when = datetime.fromtimestamp(event.timestamp, UTC)
             if floor is not None and when < floor:
                 when = floor
@@ -560,11 +564,13 @@ def _read_stream(spec, settings, info: ServerInfo, state: Checkpoint, landing: L
                     op, values = "U", row["after_values"]
                 else:
                     op, values = ("I" if kind == "WriteRowsEvent" else "D"), row["values"]
-                values = {
-                    name: binlog_value(values.get(name), kind_, table.qualified_name, name) for name, kind_ in columns
-                }
-                where = {"file": end.file, "pos": end.pos, "row": index, "gtid": txn.gtid}
-                landing.add(table, columns, Change(op=op, row=values, commit_ts=when), where)
+                if convert:
+                    values = dict(values)
+                    for name, function in convert:
+                        values[name] = function(values.get(name))
+                landing.add(
+                    table, columns, Change(op=op, row=values, commit_ts=when), (end.file, end.pos, index, txn.gtid)
+                )
                 if kinesis is not None:
                     kinesis.add(event.schema, event.table, kind, row, tuple(values[k] for k in table.primary_key))
                 report.written += 1

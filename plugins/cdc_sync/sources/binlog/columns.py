@@ -8,7 +8,7 @@ an event written before an ALTER TABLE is read with the columns it was written w
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
 
@@ -131,3 +131,26 @@ def binlog_value(value, arrow_type: pa.DataType, table: str, column: str):
             "durations in another type, or re-snapshot the table after changing the row"
         )
     return dms_value(value, arrow_type)
+
+
+def converters(table: str, columns: list[tuple[str, pa.DataType]]) -> list[tuple[str, Callable]]:
+    """(name, function) for the columns whose decoded values need converting before they are
+    written (binary, decimal and text columns); the others are written as decoded."""
+    out: list[tuple[str, Callable]] = []
+    for name, arrow_type in columns:
+        if pa.types.is_binary(arrow_type) or pa.types.is_decimal(arrow_type):
+            out.append((name, _bound(dms_value, arrow_type)))
+        elif pa.types.is_string(arrow_type):
+            out.append((name, _text(arrow_type, table, name)))
+    return out
+
+
+def _bound(function, arrow_type):
+    return lambda value: function(value, arrow_type)
+
+
+def _text(arrow_type, table: str, column: str):
+    def convert(value):
+        return value if type(value) is str or value is None else binlog_value(value, arrow_type, table, column)
+
+    return convert
