@@ -13,7 +13,7 @@ VENV_BQ := .venv-bigquery
 VENV_AF30 := .venv-airflow-3.0
 UV := $(VENV)/bin/uv
 
-.PHONY: help venv test test-unit test-airflow-3.0 lint docs demo pools bench clean
+.PHONY: help venv test test-unit test-airflow-3.0 test-deployed lint docs demo demo-ui airflow airflow-stop pools bench clean mwaa-package
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,12 +44,16 @@ $(VENV_AF30)/.installed: requirements.txt requirements-airflow-3.0.txt constrain
 
 venv: $(VENV)/.installed $(VENV_BQ)/.installed ## Create both virtualenvs (Airflow + tests, BigQuery emulator)
 
-test: venv ## Run every test against local MariaDB, moto and the BigQuery emulator; print the library's coverage
+test: venv chromium ## Run every test against local MariaDB, moto and the BigQuery emulator; print the library's coverage
 	$(VENV)/bin/python tools/local_stack.py check
 	$(VENV)/bin/python -m pytest --cov=cdc_sync --cov-report=term:skip-covered
 
-test-airflow-3.0: venv $(VENV_AF30)/.installed ## Every test again on Airflow 3.0.6, the oldest Airflow 3 on MWAA
-	$(VENV_AF30)/bin/python -m pytest
+test-airflow-3.0: venv $(VENV_AF30)/.installed ## Every test again on Airflow 3.0.6 (MWAA's oldest), but the real-Airflow ones (marker `deployed`)
+	$(VENV_AF30)/bin/python -m pytest -m "not deployed"
+
+test-deployed: venv chromium ## Only the tests that start a real Airflow (scheduler, triggerer, API server on PostgreSQL) and the UI test
+	$(VENV)/bin/python tools/local_stack.py check
+	$(VENV)/bin/python -m pytest -m deployed
 
 test-unit: venv ## Only the tests that need no services and no dag.test() (markers `services`, `airflow`)
 	$(VENV)/bin/python -m pytest -m "not services and not airflow"
@@ -66,8 +70,30 @@ demo: venv ## Run DMS → BigQuery + Aurora end to end on local stand-ins and pr
 	$(VENV)/bin/python tools/local_stack.py check
 	$(VENV)/bin/python tools/demo.py
 
+airflow: venv ## Start a local Airflow (api-server, scheduler, dag-processor, triggerer on PostgreSQL) on the stand-ins; prints the UI address
+	$(VENV)/bin/python tools/local_stack.py check
+	$(VENV)/bin/python tools/local_airflow.py up
+
+airflow-stop: ## Stop exactly what `make airflow` / `make demo-ui` started
+	@test -x $(VENV)/bin/python && $(VENV)/bin/python tools/local_airflow.py down || python3 tools/local_airflow.py down
+
+demo-ui: venv ## The demo under the local Airflow: runs it from the REST API, leaves the UI up to look at
+	$(VENV)/bin/python tools/local_stack.py check
+	$(VENV)/bin/python tools/demo_ui.py
+
+# The UI test drives Debian's chromium (never a browser download).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> installing Debian's chromium for the UI test"; \
+	    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "The UI test needs Chromium: install it (Debian: sudo apt-get install chromium) or set CDC_SYNC_CHROMIUM=/path/to/chromium"; fi; }
+
 pools: venv ## Create the Airflow pools the pipeline config names (Aurora connection cap)
 	$(VENV)/bin/python tools/pools.py $(CONFIG)
+
+mwaa-package: $(VENV)/.installed ## Build what Amazon MWAA takes (DAGs folder, plugins.zip, requirements.txt) into build/mwaa/
+	$(VENV)/bin/python tools/mwaa_package.py $(if $(CONFIG),--config $(CONFIG))
 
 bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconciliation vs reladiff, capture rates); print their figures
 	$(VENV)/bin/python bench/bench_listing.py
@@ -76,6 +102,7 @@ bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconcilia
 	$(VENV)/bin/python bench/bench_reconcile.py
 	$(VENV)/bin/python bench/bench_audit_log.py
 	$(VENV)/bin/python bench/bench_dynamodb_stream.py
+	$(VENV)/bin/python bench/bench_backfill.py
 	$(VENV)/bin/python bench/bench_binlog.py
 
 clean: ## Remove the virtualenvs and caches

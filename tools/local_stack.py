@@ -142,7 +142,9 @@ class LocalStack:
         return f"http://127.0.0.1:{self.bigquery_port}"
 
     @classmethod
-    def start(cls, workdir: Path | None = None) -> "LocalStack":
+    def start(cls, workdir: Path | None = None, *, detached: bool = False) -> "LocalStack":
+        """Start moto and the emulator; `detached` leaves them running when this process ends
+        (`make airflow`; `make airflow-stop` stops them by their process groups)."""
         check_installed()
         stack = cls(
             moto_port=free_port(),
@@ -179,9 +181,10 @@ class LocalStack:
         except BaseException:
             stack.stop()
             raise
-        # Servers run in their own sessions; make sure they go when we go, however we go.
-        atexit.register(stack.stop)
-        _stop_on_sigterm(stack)
+        if not detached:
+            # Servers run in their own sessions; make sure they go when we go, however we go.
+            atexit.register(stack.stop)
+            _stop_on_sigterm(stack)
         return stack
 
     def _spawn(self, what: str, argv: list[str], ready_url: str) -> None:

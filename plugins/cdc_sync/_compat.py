@@ -5,4 +5,9 @@ try:  # Airflow >= 3.1
 except ImportError:  # Airflow 3.0
     from airflow.exceptions import AirflowFailException, AirflowSkipException  # type: ignore[no-redef]
 
-__all__ = ["AirflowFailException", "AirflowSkipException"]
+try:  # the Task SDK's copy (Airflow >= 3.1)
+    from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
+except ImportError:  # Airflow 3.0
+    from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[no-redef,assignment]
+
+__all__ = ["AirflowFailException", "AirflowSkipException", "CronDataIntervalTimetable"]

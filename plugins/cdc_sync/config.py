@@ -103,6 +103,25 @@ class BinlogSettings:
 
 
 @dataclass(frozen=True)
+class AuditLogSettings:
+    """`source.audit_log`: the Aurora audit log's Kinesis stream (sources/audit_log). Any
+    pipeline with it may be scheduled on its tables' audit assets (`schedule: audit_log`);
+    a `kind: audit_log` pipeline captures it as its audit trail."""
+
+    stream: str
+    source_name: str | None = None  # mysql://<source_name>/<schema>/<table>; default: the pipeline's name
+    aws_conn_id: str | None = None  # default: source.aws_conn_id
+    poll_interval_seconds: float = 5.0
+    events: str = "all"  # the trail: every parsed event, or "writes" only
+    checkpoint_prefix: str = "cdc-sync/checkpoints/"
+    max_records_per_run: int = 100_000
+    max_seconds_per_run: float = 300.0
+
+    def checkpoint_key(self, pipeline: str) -> str:
+        return f"{self.checkpoint_prefix}{pipeline}/audit_log.json"
+
+
+@dataclass(frozen=True)
 class LandingSource:
     """Where change data lands: DMS table folders, or a Firehose delivery prefix."""
 
@@ -122,6 +141,7 @@ class LandingSource:
     csv_null_value: str | None = None  # Firehose rfc4180: the field text that stands for NULL (none if unset)
     dynamodb: DynamoDbStreamSettings | None = None  # kind dynamodb_stream: the stream to capture
     binlog: BinlogSettings | None = None  # kind binlog: the server whose binlog is captured
+    audit_log: AuditLogSettings | None = None  # the audit log's stream: schedule audit_log, kind audit_log
 
     @property
     def file_time_zone(self) -> tzinfo:
@@ -293,6 +313,7 @@ def parse_pipelines(document: Any, source_name: str = "<config>") -> list[Pipeli
 
     for raw in document["pipelines"]:
         _check_firehose_csv(raw, source_name)
+        _check_trail_table(raw, source_name)
     pipelines = [_build(raw) for raw in document["pipelines"]]
     _check_unique(pipelines, source_name)
     return pipelines
@@ -319,6 +340,19 @@ def _check_firehose_csv(raw: dict, source_name: str) -> None:
             raise ConfigError(f"{where}.{name}: a firehose setting; a dms source's CSV is described by source.csv")
 
 
+def _check_trail_table(raw: dict, source_name: str) -> None:
+    """The audit trail's columns, key and commit time column are the capture's: not declared."""
+    if raw["source"]["kind"] != "audit_log":
+        return
+    for index, table in enumerate(raw["tables"]):
+        for name in ("columns", "primary_key", "commit_timestamp_column"):
+            if name in table:
+                raise ConfigError(
+                    f"{source_name}: pipeline {raw['name']!r} field tables[{index}].{name}: the audit trail's "
+                    "columns and key are set by the capture (docs/audit-log.md); leave it out"
+                )
+
+
 def _build(raw: dict) -> Pipeline:
     tables = tuple(
         TableSpec(
@@ -339,6 +373,15 @@ def _build(raw: dict) -> Pipeline:
         source["dynamodb"] = DynamoDbStreamSettings(**source["dynamodb"])
     if "binlog" in source:
         source["binlog"] = BinlogSettings(**source["binlog"])
+    if "audit_log" in source:
+        source["audit_log"] = AuditLogSettings(**source["audit_log"])
+    if source.get("kind") == "audit_log":  # the trail's columns and key are the capture's own
+        from cdc_sync.sources.audit_log.trail_table import TRAIL_COLUMNS, TRAIL_KEY, TRAIL_TIMESTAMP_COLUMN
+
+        tables = tuple(
+            replace(t, columns=TRAIL_COLUMNS, primary_key=TRAIL_KEY, commit_timestamp_column=TRAIL_TIMESTAMP_COLUMN)
+            for t in tables
+        )
     if source.get("kind") in ("dynamodb_stream", "binlog"):  # the capture writes the commit time in this column
         tables = tuple(
             t if t.commit_timestamp_column else replace(t, commit_timestamp_column="cdc_commit_ts") for t in tables
@@ -405,6 +448,10 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
                 f"{pipeline.source.date_partition_timezone!r} is not a time zone name "
                 "(Area/Location, as DMS takes it)"
             ) from error
+    _check_audit_log_schedule(pipeline, where)
+    if pipeline.source.kind == "audit_log":
+        _check_audit_trail(pipeline, where)
+        return
     if pipeline.source.kind == "dynamodb_stream":
         _check_dynamodb_stream(pipeline, where)
         return
@@ -458,6 +505,45 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
         )
     if pipeline.aurora is None or pipeline.aurora.mode != "append" or pipeline.bigquery is not None:
         raise ConfigError(f"{where} field targets: a firehose source needs targets.aurora with mode append (only)")
+
+
+def _check_audit_log_schedule(pipeline: Pipeline, where: str) -> None:
+    """`schedule: audit_log` (the pipeline's or its reconciliation's) needs the stream to watch."""
+    fields = [name for name, value in (("schedule", pipeline.schedule),) if value == "audit_log"]
+    if pipeline.reconcile is not None and pipeline.reconcile.schedule == "audit_log":
+        fields.append("reconcile.schedule")
+    for name in fields:
+        if pipeline.source.audit_log is None:
+            raise ConfigError(
+                f"{where} field {name}: audit_log schedules on writes the audit log shows; set "
+                "source.audit_log.stream (the Kinesis stream the audit log's subscription filter feeds)"
+            )
+        if pipeline.source.kind == "audit_log":
+            raise ConfigError(
+                f"{where} field {name}: the audit trail pipeline's table is the trail itself; give it a "
+                "cron schedule (each run lands what the stream holds)"
+            )
+
+
+def _check_audit_trail(pipeline: Pipeline, where: str) -> None:
+    """`kind: audit_log`: one table (the trail), whose columns and key the capture sets."""
+    source = pipeline.source
+    if source.audit_log is None:
+        raise ConfigError(f"{where} field source.audit_log: required for kind audit_log (at least `stream`)")
+    if source.file_format != "parquet" or "!{" in source.prefix:
+        raise ConfigError(f"{where} field source: the capture writes Parquet under a plain prefix")
+    if len(pipeline.tables) != 1:
+        raise ConfigError(f"{where} field tables: a kind audit_log pipeline feeds exactly one table (the trail)")
+    if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
+        raise ConfigError(
+            f"{where} field targets.aurora.mode: the trail is applied with mode merge (one row per audit "
+            "event, keyed by its CloudWatch event id, so a redelivered event is still one row)"
+        )
+    if pipeline.reconcile is not None:
+        raise ConfigError(
+            f"{where} field reconcile: the audit trail has no source database to compare with (its "
+            "source is the stream)"
+        )
 
 
 def _check_dynamodb_stream(pipeline: Pipeline, where: str) -> None:

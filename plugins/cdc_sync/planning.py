@@ -10,7 +10,17 @@ from datetime import datetime, timedelta
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.sources.dms.layout import dated_folders_of
 from cdc_sync.sources.landed import LandedObject
-from cdc_sync.sources.listing import ListingStats, Watermark, grace_floor, list_new_files, table_cursors, window_cursors
+from cdc_sync.sources.listing import (
+    FIREHOSE,
+    ListingStats,
+    Watermark,
+    firehose_window_cursor,
+    grace_floor,
+    in_firehose_window,
+    list_new_files,
+    table_cursors,
+    window_cursors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +55,8 @@ def candidate_files(
         cursors = window_cursors(
             table.qualified_name, prefix, window[0], window[1], dated, grace, pipeline.source.file_time_zone
         )
+    elif window and not rescan and pipeline.source.file_format == FIREHOSE:
+        cursors = [firehose_window_cursor(table.qualified_name, prefix, window[0], window[1])]
     else:
         cursors = table_cursors(
             table.qualified_name,
@@ -60,6 +72,9 @@ def candidate_files(
         for f in list_new_files(
             s3_client, pipeline.source.bucket, cursor, prefix, pipeline.source.file_format, stats=listing
         ):
+            if window and not rescan and cursor.stop_at is None and pipeline.source.file_format == FIREHOSE:
+                if not in_firehose_window(f.key, prefix, window[0], window[1]):
+                    continue
             found[f.key] = f
     if stats is not None:
         stats.calls += listing.calls

@@ -65,6 +65,102 @@ def _load_task(pipeline: Pipeline, target: str):
     )(load)
 
 
+def run_schedule(schedule: str | None):
+    """A cron or preset as data intervals: each run covers [previous tick, its tick).
+
+    Airflow 3 turns a cron string into a CronTriggerTimetable whose runs have an empty data
+    interval; a backfill run then could not say which files are its own. Presets that are
+    no cron (@once, @continuous) and None stay as they are."""
+    if schedule is None or schedule in ("@once", "@continuous"):
+        return schedule
+    from cdc_sync._compat import CronDataIntervalTimetable
+
+    return CronDataIntervalTimetable(schedule, timezone="UTC")
+
+
+def pipeline_params(pipeline: Pipeline) -> dict[str, Param]:
+    """The trigger form of a pipeline DAG: what a manual run may do differently."""
+    params = {
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="List the files this run would load (task plan_batches: its log and its XCom "
+            "`would_load`) and load nothing; no watermark moves.",
+        ),
+        "rescan": Param(
+            False,
+            type="boolean",
+            title="Rescan every folder",
+            description="List every file under the table folders instead of from the watermark "
+            "(the ledgers still skip what is loaded).",
+        ),
+        "replay_keys": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Replay these object keys",
+            description="S3 keys (one per line) to load again even if quarantined, after fixing them. "
+            "Empty: a normal run.",
+        ),
+        "window_start": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Window start (UTC)",
+            description="With window end: load the files written in [start, end) in this one run, as a "
+            "backfill does run by run: a long window in one run. Empty: a normal run.",
+        ),
+        "window_end": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Window end (UTC)",
+            description="End of the window (exclusive); needs window start.",
+        ),
+    }
+    if pipeline.source.kind == "dynamodb_stream":
+        params["resnapshot"] = Param(
+            False,
+            type="boolean",
+            title="Re-snapshot the table",
+            description="Land the whole table again (a parallel Scan tied to the stream's current end) "
+            "instead of reading the stream; after lost history.",
+        )
+    if pipeline.source.kind == "binlog":
+        params["resnapshot"] = Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Re-snapshot these tables",
+            description="schema.table names (one per line), or * for all: read them again as a snapshot tied "
+            "to the binlog's current position; * also after lost history. Empty: a normal run.",
+        )
+    return params
+
+
+def pipeline_schedule(pipeline: Pipeline):
+    """A cron or preset; "audit_log": whenever the audit log shows a write to one of the tables."""
+    if pipeline.schedule == "audit_log":
+        from cdc_sync.sources.audit_log.assets import pipeline_audit_assets
+
+        return pipeline_audit_assets(pipeline)
+    return run_schedule(pipeline.schedule)
+
+
+def _audit_trail_capture(pipeline: Pipeline):
+    """`kind: audit_log`: the task that lands the audit log's new events as one trail file."""
+
+    @task(multiple_outputs=False)
+    def capture_audit_trail() -> dict:
+        """Read the audit log's Kinesis stream from its checkpoint; land one audit-trail file."""
+        from cdc_sync.sources.audit_log.trail import capture_task
+
+        return capture_task(pipeline)
+
+    return capture_audit_trail()
+
+
 def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DAG:
     options = pipeline.options
     default_args = {
@@ -77,51 +173,13 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
     with DAG(
         dag_id=pipeline.dag_id,
         description=pipeline.description or _describe(pipeline),
-        schedule=pipeline.schedule,
+        schedule=pipeline_schedule(pipeline),
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,  # one planner per pipeline: two runs must not batch the same files
         default_args=default_args,
         tags=["cdc-sync", pipeline.source.kind, *tasks.targets(pipeline)],
-        params={
-            "replay_keys": Param(
-                [],
-                type="array",
-                items={"type": "string"},
-                description="Object keys to load again even if quarantined (after fixing them). Empty: normal run.",
-            ),
-            "rescan": Param(
-                False,
-                type="boolean",
-                description="List every file under the table folders instead of from the watermark "
-                "(the ledger still skips what is loaded).",
-            ),
-            **(
-                {
-                    "resnapshot": Param(
-                        False,
-                        type="boolean",
-                        description="dynamodb_stream: land the whole table again (a parallel Scan tied to the "
-                        "stream's current end) instead of reading the stream; after lost history.",
-                    )
-                }
-                if pipeline.source.kind == "dynamodb_stream"
-                else {}
-            ),
-            **(
-                {
-                    "resnapshot": Param(
-                        [],
-                        type="array",
-                        items={"type": "string"},
-                        description="binlog: read these tables (schema.table, or * for all) again as a "
-                        "snapshot tied to the binlog's current position; * also after lost history.",
-                    )
-                }
-                if pipeline.source.kind == "binlog"
-                else {}
-            ),
-        },
+        params=pipeline_params(pipeline),
         doc_md=f"**cdc-sync pipeline `{pipeline.name}`** — tables: "
         + ", ".join(f"`{t.qualified_name}`" for t in pipeline.tables),
     ) as dag:
@@ -153,6 +211,9 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
                 return tasks.capture_binlog(pipeline, get_current_context())  # type: ignore[arg-type]
 
             capture_binlog() >> wait
+
+        if pipeline.source.kind == "audit_log":
+            _audit_trail_capture(pipeline) >> wait
 
         @task
         def plan_batches(tables: list[str]) -> list[dict]:
@@ -194,6 +255,10 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 def reconcile_schedule(pipeline: Pipeline):
     """A cron or preset; "assets": after every load that changed one of the tables."""
     assert pipeline.reconcile is not None
+    if pipeline.reconcile.schedule == "audit_log":
+        from cdc_sync.sources.audit_log.assets import pipeline_audit_assets
+
+        return pipeline_audit_assets(pipeline)
     if pipeline.reconcile.schedule != "assets":
         return pipeline.reconcile.schedule
     import functools

@@ -75,8 +75,9 @@ class NewObjectsSensor(BaseSensorOperator):
     def execute(self, context) -> Any:
         params = context.get("params") or {}
         run_type = str(getattr(context.get("dag_run"), "run_type", "")).lower()
-        if params.get("replay_keys") or params.get("rescan") or run_type.endswith("backfill"):
-            self.log.info("backfill or manual run (replay_keys/rescan): not waiting for new files")
+        manual = ("replay_keys", "rescan", "dry_run", "window_start", "window_end")
+        if any(params.get(name) for name in manual) or run_type.endswith("backfill"):
+            self.log.info("backfill or manual run (%s): not waiting for new files", ", ".join(manual))
             return [t.qualified_name for t in get_pipeline(self.pipeline_name, self.config_path).tables]
         if not self.deferrable:
             return super().execute(context)
@@ -84,7 +85,7 @@ class NewObjectsSensor(BaseSensorOperator):
         if tables := self._tables_with_new_files(pipeline, cursors, prefixes):
             self.log.info("new %s for %s", landed_files(pipeline), ", ".join(tables))
             return tables
-        if pipeline.source.kind in ("dynamodb_stream", "binlog"):  # only this run's capture lands files: no waiting
+        if pipeline.source.kind in ("dynamodb_stream", "audit_log", "binlog"):  # only this run's capture lands files
             raise AirflowSkipException(f"no new {landed_files(pipeline)} for pipeline {self.pipeline_name}")
         deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
         self.defer(
@@ -121,4 +122,6 @@ def landed_files(pipeline) -> str:
         return "DynamoDB stream changes"
     if pipeline.source.kind == "binlog":
         return "binlog changes"
+    if pipeline.source.kind == "audit_log":
+        return "audit trail events"
     return "Firehose objects" if pipeline.source.kind == "firehose" else "DMS files"

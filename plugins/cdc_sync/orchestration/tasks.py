@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from cdc_sync import connections
@@ -80,6 +81,28 @@ def finished_checks(pipeline: Pipeline) -> list:
     return checks
 
 
+def requested_window(params: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
+    """The [window_start, window_end) a manual run asks for; None for a normal run."""
+    start, end = params.get("window_start"), params.get("window_end")
+    if not start and not end:
+        return None
+    if not (start and end):
+        raise SetupError("params window_start and window_end go together: give both (UTC, e.g. 2026-12-01T00:00:00Z)")
+    try:
+        window = tuple(_utc(datetime.fromisoformat(str(v).replace("Z", "+00:00"))) for v in (start, end))
+    except ValueError as error:
+        raise SetupError(
+            f"params window_start/window_end: {error} (expected ISO 8601, e.g. 2026-12-01T00:00:00Z)"
+        ) from error
+    if window[0] >= window[1]:
+        raise SetupError(f"params window_start ({start}) must be before window_end ({end})")
+    return window  # type: ignore[return-value]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 @by_family
 def plan(pipeline: Pipeline, context: Mapping[str, Any], tables: list[str]) -> list[dict]:
     """plan_batches: one batch per table with files some target has not finished."""
@@ -87,12 +110,15 @@ def plan(pipeline: Pipeline, context: Mapping[str, Any], tables: list[str]) -> l
     from cdc_sync.sources import watermarks
 
     params = context["params"]
-    window = None
+    window = requested_window(params)
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if is_backfill(context) and start and end:
+    if window is not None:
+        log.info("manual run over a window: files written in [%s, %s)", *window)
+    elif is_backfill(context) and start and end:
         # a backfill run looks at the files the source wrote in its own data interval
         window = (start, end)
-        log.info("backfill run: CDC files written in [%s, %s)", start, end)
+        log.info("backfill run: files written in [%s, %s)", start, end)
+    dry_run = bool(params.get("dry_run"))
     batches = planning.plan_batches(
         pipeline,
         connections.s3_client(pipeline),
@@ -102,12 +128,25 @@ def plan(pipeline: Pipeline, context: Mapping[str, Any], tables: list[str]) -> l
         replay_keys=params.get("replay_keys") or (),
         rescan=bool(params.get("rescan")),
         window=window,
-        write_watermark=watermarks.write,  # remembers finished files inside the grace for the sensor
+        # remembers finished files inside the grace for the sensor; a dry run changes nothing
+        write_watermark=None if dry_run else watermarks.write,
     )
     for batch in batches:
         log.info("%s: %d file(s) to load", batch["table"], len(batch["files"]))
     if not batches:
         log.info("nothing to load: every listed file is already in the ledgers")
+    if dry_run:
+        would_load = {b["table"]: [f["key"] for f in b["files"]] for b in batches}
+        for table, keys in would_load.items():
+            for key in keys:
+                log.info("dry run: would load s3://%s/%s into %s", pipeline.source.bucket, key, table)
+        log.info(
+            "dry run: %d file(s) of %d table(s) would load; nothing loaded",
+            sum(map(len, would_load.values())),
+            len(would_load),
+        )
+        context["ti"].xcom_push(key="would_load", value=would_load)
+        return []
     return batches
 
 

@@ -159,6 +159,27 @@ def window_cursors(
     ]
 
 
+def firehose_window_cursor(table: str, table_prefix: str, start: datetime, end: datetime) -> Cursor:
+    """A backfill run's walk of a Firehose prefix: the time folders of [start, end).
+
+    A folder that starts before `end` is listed whole, so with folders coarser than the
+    schedule (daily folders, hourly runs) a run takes its whole folder; the ledgers make a
+    file that two runs list load once."""
+    layout = delivery_layout(table_prefix)
+    first, last = layout.folders_for(start), layout.folders_for(end)
+    if first is None or last is None:  # a prefix with a value only Firehose knows: list it all
+        return Cursor(table, layout.listing_prefix)
+    # `end` on a folder boundary (the usual case): stop at its folder; otherwise list through it
+    ends_on_boundary = last != layout.folders_for(end - timedelta(microseconds=1))
+    return Cursor(table, layout.listing_prefix, start_after=first, stop_at=last if ends_on_boundary else None)
+
+
+def in_firehose_window(key: str, table_prefix: str, start: datetime, end: datetime) -> bool:
+    """Whether a delivered object's time folder starts inside [start, end) or holds `start`."""
+    folder = delivery_layout(table_prefix).folder_time(key)
+    return folder is None or folder < end
+
+
 def accept(
     page_items: list[dict], cursor: Cursor, table_prefix: str, file_format: str, stats: ListingStats | None = None
 ) -> tuple[list[LandedObject], bool]:
