@@ -86,6 +86,23 @@ class DynamoDbStreamSettings:
 
 
 @dataclass(frozen=True)
+class BinlogSettings:
+    """`kind: binlog`: the MySQL/MariaDB server whose ROW binlog a capture step reads
+    (sources/binlog)."""
+
+    conn_id: str  # an Airflow MySQL connection to the source server (REPLICATION SLAVE/CLIENT, SELECT)
+    server_id: int = 4_194_001  # the replica id the capture registers with; unique among the server's replicas
+    checkpoint_prefix: str = "cdc-sync/checkpoints/"
+    max_events_per_run: int = 200_000  # row changes read before the run lands what it has
+    max_seconds_per_run: float = 300.0
+    snapshot_chunk_rows: int = 50_000  # rows per full-load file of a snapshot (read as a stream)
+    kinesis_stream: str | None = None  # also publish each row change as JSON here (the seed's stream)
+
+    def checkpoint_key(self, pipeline: str) -> str:
+        return f"{self.checkpoint_prefix}{pipeline}/binlog.json"
+
+
+@dataclass(frozen=True)
 class AuditLogSettings:
     """`source.audit_log`: the Aurora audit log's Kinesis stream (sources/audit_log). Any
     pipeline with it may be scheduled on its tables' audit assets (`schedule: audit_log`);
@@ -123,6 +140,7 @@ class LandingSource:
     csv_dialect: str = "rfc4180"
     csv_null_value: str | None = None  # Firehose rfc4180: the field text that stands for NULL (none if unset)
     dynamodb: DynamoDbStreamSettings | None = None  # kind dynamodb_stream: the stream to capture
+    binlog: BinlogSettings | None = None  # kind binlog: the server whose binlog is captured
     audit_log: AuditLogSettings | None = None  # the audit log's stream: schedule audit_log, kind audit_log
 
     @property
@@ -353,6 +371,8 @@ def _build(raw: dict) -> Pipeline:
         source["csv"] = DmsCsvSettings(**source["csv"])
     if "dynamodb" in source:
         source["dynamodb"] = DynamoDbStreamSettings(**source["dynamodb"])
+    if "binlog" in source:
+        source["binlog"] = BinlogSettings(**source["binlog"])
     if "audit_log" in source:
         source["audit_log"] = AuditLogSettings(**source["audit_log"])
     if source.get("kind") == "audit_log":  # the trail's columns and key are the capture's own
@@ -362,7 +382,7 @@ def _build(raw: dict) -> Pipeline:
             replace(t, columns=TRAIL_COLUMNS, primary_key=TRAIL_KEY, commit_timestamp_column=TRAIL_TIMESTAMP_COLUMN)
             for t in tables
         )
-    if source.get("kind") == "dynamodb_stream":  # the capture writes the commit time in this column
+    if source.get("kind") in ("dynamodb_stream", "binlog"):  # the capture writes the commit time in this column
         tables = tuple(
             t if t.commit_timestamp_column else replace(t, commit_timestamp_column="cdc_commit_ts") for t in tables
         )
@@ -437,6 +457,11 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
         return
     if pipeline.source.dynamodb is not None:
         raise ConfigError(f"{where} field source.dynamodb: only for kind dynamodb_stream")
+    if pipeline.source.kind == "binlog":
+        _check_binlog(pipeline, where)
+        return
+    if pipeline.source.binlog is not None:
+        raise ConfigError(f"{where} field source.binlog: only for kind binlog")
     if pipeline.source.kind == "dms":
         if "!{" in pipeline.source.prefix:
             raise ConfigError(
@@ -558,6 +583,25 @@ def _check_dynamodb_stream(pipeline: Pipeline, where: str) -> None:
         FilterCriteria.parse(source.dynamodb.filter_criteria)
     except FilterError as error:
         raise ConfigError(f"{where} field source.dynamodb.filter_criteria: {error}") from error
+
+
+def _check_binlog(pipeline: Pipeline, where: str) -> None:
+    """A binlog source: the server to read, tables with their keys, merge into Aurora."""
+    source = pipeline.source
+    if source.binlog is None:
+        raise ConfigError(f"{where} field source.binlog: required for kind binlog (at least `conn_id`)")
+    if source.file_format != "parquet" or "!{" in source.prefix:
+        raise ConfigError(f"{where} field source: the capture writes Parquet under a plain prefix")
+    if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
+        raise ConfigError(f"{where} field targets.aurora.mode: a binlog source is applied with mode merge")
+    for index, table in enumerate(pipeline.tables):
+        if not table.primary_key:
+            raise ConfigError(f"{where} field tables[{index}]: 'primary_key' is required for a binlog source")
+        if table.columns:
+            raise ConfigError(
+                f"{where} field tables[{index}].columns: a binlog source takes its columns from the binlog's "
+                "row metadata; leave columns out"
+            )
 
 
 MYSQL_NAME_CHARS = 64  # MySQL/Aurora table and view names (error 1103 above it)

@@ -45,6 +45,8 @@ WRITE_SITES = {
     ("sources/audit_log/trail.py", "_write_checkpoint"): ("checkpoints", "checkpoint_key"),
     ("sources/audit_log/trail.py", "_report_problems"): ("checkpoints", "problems_prefix"),
     ("sources/audit_log/trail.py", "capture_trail"): ("change_files", "table_prefix"),
+    ("sources/binlog/capture.py", "write_checkpoint"): ("checkpoints", "checkpoint_key"),
+    ("sources/binlog/capture.py", "land"): ("change_files", "table_prefixes"),
 }
 
 # One pipeline of each kind that writes something (defaults for every prefix), next to the
@@ -77,6 +79,13 @@ KINDS = {
             ],
             "targets": {"bigquery": {"project": "local", "dataset": "web"}},
             "reconcile": {"source_conn_id": "web_source"},
+        },
+        {
+            "name": "shop_binlog",
+            "source": {"kind": "binlog", "bucket": "landing-e", "prefix": "binlog", "binlog": {"conn_id": "shop"}},
+            "tables": [{"schema": "shop", "name": "orders", "primary_key": ["id"]}],
+            "targets": {"aurora": {"database": "shop"}, "bigquery": {"project": "local", "dataset": "shop"}},
+            "reconcile": {"source_conn_id": "shop"},
         },
         {
             "name": "shop_audit",
@@ -169,6 +178,13 @@ def _written_keys(pipeline: Pipeline) -> dict[str, list[str]]:
     if source.dynamodb is not None:
         keys["checkpoints"] = [source.dynamodb.checkpoint_key(pipeline.name, t) for t in pipeline.tables]
         change_files += [source.table_prefix(t) + "20261206-130000000.parquet" for t in pipeline.tables]
+    if source.binlog is not None:  # the binlog capture: its checkpoint, snapshot and change files
+        keys["checkpoints"] = [source.binlog.checkpoint_key(pipeline.name)]
+        change_files += [
+            source.table_prefix(t) + n
+            for t in pipeline.tables
+            for n in ("LOAD00000001.parquet", "20261206-130000000.parquet")
+        ]
     if source.kind == "audit_log":  # the audit trail: change files, positions and problem reports
         trail = pipeline_trail(pipeline)
         keys["checkpoints"] = [trail.checkpoint_key, f"{trail.problems_prefix}20261206-130000000-1.json"]

@@ -127,6 +127,15 @@ def pipeline_params(pipeline: Pipeline) -> dict[str, Param]:
             description="Land the whole table again (a parallel Scan tied to the stream's current end) "
             "instead of reading the stream; after lost history.",
         )
+    if pipeline.source.kind == "binlog":
+        params["resnapshot"] = Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Re-snapshot these tables",
+            description="schema.table names (one per line), or * for all: read them again as a snapshot tied "
+            "to the binlog's current position; * also after lost history. Empty: a normal run.",
+        )
     return params
 
 
@@ -193,6 +202,15 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
                 return tasks.capture_dynamodb_stream(pipeline, get_current_context())  # type: ignore[arg-type]
 
             capture_stream() >> wait
+
+        if pipeline.source.kind == "binlog":
+
+            @task(multiple_outputs=False)
+            def capture_binlog() -> dict:
+                """Read the source's binlog from the checkpoint; land DMS-format change files."""
+                return tasks.capture_binlog(pipeline, get_current_context())  # type: ignore[arg-type]
+
+            capture_binlog() >> wait
 
         if pipeline.source.kind == "audit_log":
             _audit_trail_capture(pipeline) >> wait

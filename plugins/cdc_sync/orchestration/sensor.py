@@ -85,7 +85,7 @@ class NewObjectsSensor(BaseSensorOperator):
         if tables := self._tables_with_new_files(pipeline, cursors, prefixes):
             self.log.info("new %s for %s", landed_files(pipeline), ", ".join(tables))
             return tables
-        if pipeline.source.kind in ("dynamodb_stream", "audit_log"):  # only this run's capture lands files
+        if pipeline.source.kind in ("dynamodb_stream", "audit_log", "binlog"):  # only this run's capture lands files
             raise AirflowSkipException(f"no new {landed_files(pipeline)} for pipeline {self.pipeline_name}")
         deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
         self.defer(
@@ -120,6 +120,8 @@ def landed_files(pipeline) -> str:
     """What the source lands, in its own words."""
     if pipeline.source.kind == "dynamodb_stream":
         return "DynamoDB stream changes"
+    if pipeline.source.kind == "binlog":
+        return "binlog changes"
     if pipeline.source.kind == "audit_log":
         return "audit trail events"
     return "Firehose objects" if pipeline.source.kind == "firehose" else "DMS files"

@@ -361,3 +361,29 @@ def capture_dynamodb_stream(pipeline: Pipeline, context: Mapping[str, Any]) -> d
     if context.get("params", {}).get("resnapshot"):
         return resnapshot(pipeline, streams, dynamodb, s3).to_dict()
     return capture(pipeline_capture(pipeline), streams, dynamodb, s3).to_dict()
+
+
+@by_family
+def capture_binlog(pipeline: Pipeline, context: Mapping[str, Any]) -> dict:
+    """`kind: binlog`: read the source's ROW binlog from the checkpoint (a snapshot first when
+    there is none) and land DMS-format change files (sources/binlog). The param `resnapshot`
+    (table names, or `*`) reads those tables again, tied to the binlog's current position."""
+    from cdc_sync.sources.binlog.capture import capture, pipeline_capture
+    from cdc_sync.sources.binlog.kinesis import KinesisSink
+
+    settings = pipeline.source.binlog
+    assert settings is not None
+    resnapshot = context.get("params", {}).get("resnapshot") or []
+    kinesis = (
+        KinesisSink(connections.aws_client(pipeline, "kinesis"), settings.kinesis_stream)
+        if settings.kinesis_stream
+        else None
+    )
+    return capture(
+        pipeline_capture(pipeline),
+        connections.mysql_settings(settings.conn_id),
+        connections.mysql_connect(settings.conn_id),
+        connections.s3_client(pipeline),
+        resnapshot=list(resnapshot),
+        kinesis=kinesis,
+    ).to_dict()
