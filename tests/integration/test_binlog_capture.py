@@ -22,7 +22,7 @@ from cdc_sync.sources.dms.writer import mysql_time_text
 from tests.integration.harness import World
 from tools.binlog_server import BinlogServer
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.own_server]
 
 TABLES = {
     "customers": """
