@@ -211,6 +211,8 @@ class AuroraTarget:
     widen_decimals: bool = False  # merge: follow a source DECIMAL that grew (MODIFY COLUMN) instead of refusing
     staging_prefix: str = "cdc-sync/staging/"
     ledger_table: str = "_cdc_sync_ledger"
+    purge_tombstones_after_hours: int | None = None  # merge: purge tombstones older than this (+ the grace)
+    purge_batch_rows: int = 1000  # merge: tombstones deleted per short transaction
 
     @property
     def task_pool_slots(self) -> int:

@@ -5,6 +5,7 @@
               ├─ load_to_bigquery.expand(batch=...)  (one mapped task per table)
               ├─ load_to_aurora.expand(batch=...)    (same batches, in the Aurora pool)
               ├─ compact_bigquery                    (bigquery.compaction: tables due, after the loads)
+              ├─ purge_aurora_tombstones             (aurora.purge_tombstones_after_hours, after the loads)
               └─ advance_watermarks                  (past what every target handled)
                     └─ fail_if_a_load_failed         (one_failed: a failed load fails the run)
 
@@ -263,6 +264,16 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
                 return tasks.compact(pipeline, get_current_context())  # type: ignore[arg-type]
 
             loads[tasks.targets(pipeline).index("bigquery")] >> compact_bigquery()
+
+        aurora = pipeline.aurora
+        if aurora is not None and aurora.mode == "merge" and aurora.purge_tombstones_after_hours is not None:
+
+            @task(trigger_rule="all_done", pool=aurora.pool, multiple_outputs=False)
+            def purge_aurora_tombstones() -> list[dict]:
+                """Delete tombstones older than the safe horizon in small batches; a leaf like compact_bigquery."""
+                return tasks.purge_tombstones(pipeline)
+
+            loads[tasks.targets(pipeline).index("aurora")] >> purge_aurora_tombstones()
 
         @task(trigger_rule="one_failed")  # AirflowFailException: no retries
         def fail_if_a_load_failed() -> None:

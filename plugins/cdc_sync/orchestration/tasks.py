@@ -253,6 +253,16 @@ def compact(pipeline: Pipeline, context: Mapping[str, Any]) -> list[dict]:
     return [r.to_dict() for r in reports]
 
 
+@by_family
+def purge_tombstones(pipeline: Pipeline) -> list[dict]:
+    """purge_aurora_tombstones: delete the Aurora state tables' tombstones older than the safe horizon."""
+    from cdc_sync.targets.aurora.purge import purge_pipeline
+
+    connect = connections.aurora_plain_connect(pipeline)
+    assert connect is not None  # the task exists only with an Aurora target
+    return [r.to_dict() for r in purge_pipeline(pipeline, connect)]
+
+
 def fail_run(pipeline: Pipeline) -> None:
     """fail_if_a_load_failed: the run's verdict when a load or the planning failed."""
     from cdc_sync._compat import AirflowFailException
