@@ -457,6 +457,12 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
             f"{where} field targets.aurora.load_connections: {pipeline.aurora.load_connections} "
             f"connections need as many slots, but the pool has pool_slots {pipeline.aurora.pool_slots}"
         )
+    if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
+        if pipeline.aurora.purge_tombstones_after_hours is not None:
+            raise ConfigError(
+                f"{where} field targets.aurora.purge_tombstones_after_hours: only for mode merge "
+                "(an append table keeps no tombstones)"
+            )
     if pipeline.source.date_partition_timezone is not None:
         if pipeline.source.kind != "dms":
             raise ConfigError(
