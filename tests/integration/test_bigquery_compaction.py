@@ -102,7 +102,25 @@ def test_view_equals_the_reference_through_loads_interleaved_with_compactions(wo
     assert f"{world.db}_customers_state" in view.view_query
 
 
+def _reconciled(world: World) -> tuple:
+    """Reconciliation of the customers table, source against the BigQuery view."""
+    from cdc_sync.reconcile.run import reconcile_table
+
+    (comparison,) = reconcile_table(
+        world.pipeline,
+        world.customers,
+        source_connect=lambda: world.stack.mariadb.connect(autocommit=False),
+        run_id=f"compaction-{datetime.now(UTC):%H%M%S%f}",
+        bigquery_client=world.bq,
+        targets=["bigquery"],
+    )
+    return comparison.status, comparison.target_rows
+
+
 def test_a_late_older_file_after_a_compaction_wins_or_loses_by_position(world):
+    world.write_config(
+        bigquery={"compaction": {"every_loads": 1}}, reconcile={"source_conn_id": "mysql_source", "recheck_seconds": 0}
+    )
     expected = world.seed(range(1, 4))
     world.run_library()
     world.dms.update(world.customers, {"id": 1}, {"qty": 1})
@@ -126,9 +144,11 @@ def test_a_late_older_file_after_a_compaction_wins_or_loses_by_position(world):
     expected[7] = expected_row(customer(7))
     assert world.view_rows() == expected  # key 1 and key 2 lose to the state's newer changes
     assert_view_correct(world)
+    assert _reconciled(world) == ("in_sync", 3)  # reconciliation reads the compacted view
     _compactor(world).compact()  # and compacting the late file changes nothing
     assert world.view_rows() == expected
     assert_view_correct(world)
+    assert _reconciled(world) == ("in_sync", 3)
     assert _state_ops(world)[2] == "D"
 
 
