@@ -101,6 +101,13 @@ def test_view_equals_the_reference_through_loads_interleaved_with_compactions(wo
     assert done.strftime("%Y-%m-%d %H:%M:%S.%f") in literal, literal
     assert f"{world.db}_customers_state" in view.view_query
 
+    world.add_loyalty_points({})  # a column added in the source: the state table follows
+    world.run_library()
+    assert_view_correct(world)
+    compactor.compact()
+    assert_view_correct(world)
+    assert world.view_rows()[1]["loyalty_points"] is not None
+
 
 def _reconciled(world: World) -> tuple:
     """Reconciliation of the customers table, source against the BigQuery view."""

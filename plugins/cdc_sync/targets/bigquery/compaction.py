@@ -164,19 +164,28 @@ class Compactor:
                 "Remove retention_days (new history only) or restore the changelog first."
             )
         self._ensure_compactions_table()
-        columns = [f.name for f in changelog.schema]
-        if not rebuild:
-            self.ensure_state(changelog)
         previous = self.marks().done
+        if previous is not None and not rebuild and self._get(self.state) is None:
+            log.warning(
+                "%s: %s is missing although compacted up to %s; merging the whole changelog into a new one",
+                self.table.qualified_name,
+                self.state,
+                timestamp_literal(previous),
+            )
+            previous = None
         watermark = now or datetime.now(UTC)
         if previous is not None and watermark <= previous:
             watermark = previous + timedelta(microseconds=1)
         compaction_id = uuid.uuid4().hex
         self._record(compaction_id, INTENT, watermark, None)
         report.settled_claims = self._settle_open_claims()
+        # the columns as they are now: a load that added one has committed before this point
+        changelog = self._get(self.changelog) or changelog
+        columns = [f.name for f in changelog.schema]
         if rebuild:
             report.merged_rows = self._rebuild(changelog, columns, watermark)
         else:
+            self.ensure_state(changelog)
             report.merged_rows = self._merge(columns, previous, watermark)
         self._record(compaction_id, DONE, watermark, report.merged_rows)
         self.refresh_view()
