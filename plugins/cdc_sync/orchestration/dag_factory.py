@@ -271,7 +271,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
             @task(trigger_rule="all_done", pool=aurora.pool, multiple_outputs=False)
             def purge_aurora_tombstones() -> list[dict]:
                 """Delete tombstones older than the safe horizon in small batches; a leaf like compact_bigquery."""
-                return tasks.purge_tombstones(pipeline)
+                return tasks.purge_tombstones(pipeline, get_current_context())  # type: ignore[arg-type]
 
             loads[tasks.targets(pipeline).index("aurora")] >> purge_aurora_tombstones()
 

@@ -244,6 +244,9 @@ def compact(pipeline: Pipeline, context: Mapping[str, Any]) -> list[dict]:
     from cdc_sync.targets.bigquery.compaction import compact_pipeline
 
     params = context["params"]
+    if params.get("dry_run"):
+        log.info("dry run: no compaction")
+        return []
     reports = compact_pipeline(
         pipeline,
         connections.bigquery_client(pipeline),
@@ -254,9 +257,13 @@ def compact(pipeline: Pipeline, context: Mapping[str, Any]) -> list[dict]:
 
 
 @by_family
-def purge_tombstones(pipeline: Pipeline) -> list[dict]:
+def purge_tombstones(pipeline: Pipeline, context: Mapping[str, Any]) -> list[dict]:
     """purge_aurora_tombstones: delete the Aurora state tables' tombstones older than the safe horizon."""
     from cdc_sync.targets.aurora.purge import purge_pipeline
+
+    if context["params"].get("dry_run"):
+        log.info("dry run: no tombstone purge")
+        return []
 
     connect = connections.aurora_plain_connect(pipeline)
     assert connect is not None  # the task exists only with an Aurora target
