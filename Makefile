@@ -105,6 +105,7 @@ bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconcilia
 	$(VENV)/bin/python bench/bench_backfill.py
 	$(VENV)/bin/python bench/bench_binlog.py
 	$(VENV)/bin/python bench/bench_compaction.py
+	$(VENV)/bin/python bench/bench_tombstone_purge.py
 
 clean: ## Remove the virtualenvs and caches
 	rm -rf $(VENV) $(VENV_BQ) $(VENV_AF30) .pytest_cache .ruff_cache .coverage

@@ -107,3 +107,28 @@ def test_purge_is_off_by_default(stack, unique_name, tmp_path):
         assert _purge(w, None).skipped.startswith("purge off")
     finally:
         w.close()
+
+
+def test_a_composite_key_table_is_purged_page_by_page(world):
+    for order_id in (1, 2):
+        for line_no in (1, 2, 3):
+            world.dms.insert(world.lines, {"order_id": order_id, "line_no": line_no, "sku": "A", "price": "1.0000"})
+    world.dms.full_load(world.lines)
+    world.run_aurora()
+    for key in ({"order_id": 1, "line_no": 2}, {"order_id": 2, "line_no": 1}, {"order_id": 2, "line_no": 3}):
+        world.dms.delete(world.lines, key)
+    last = world.dms.tick(0)
+    world.dms.flush(world.lines)
+    world.run_aurora()
+    view_before = world.aurora_rows("order_lines")
+
+    reports = purge_pipeline(world.pipeline, world.aurora_connection, now=last + timedelta(days=2))
+    assert {r.table: r.purged for r in reports}[world.lines] == 3
+    conn = world.stack.mariadb.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT order_id, line_no FROM `{world.target_db}`.`{world.db}_order_lines_state`")
+            assert sorted(cur.fetchall()) == [(1, 1), (1, 3), (2, 2)]
+    finally:
+        conn.close()
+    assert world.aurora_rows("order_lines") == view_before == world.source_rows(world.lines)

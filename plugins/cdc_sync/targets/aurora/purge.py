@@ -101,11 +101,15 @@ def purge_table(pipeline: Pipeline, table: TableSpec, connect: Connect, *, now: 
             conn.commit()
             if not batch:
                 break
-            match = " OR ".join(["(" + " AND ".join(f"{k} = %s" for k in keys) + ")"] * len(batch))
+            if len(keys) == 1:  # an IN list of keys: one index range lookup each
+                match = f"{keys[0]} IN ({', '.join(['%s'] * len(batch))})"
+            else:
+                one = "(" + ", ".join(["%s"] * len(keys)) + ")"
+                match = f"({key_list}) IN ({', '.join([one] * len(batch))})"
             with conn.cursor() as cur:
                 # the same condition again, under the rows' locks: a key a load revived stays
                 report.purged += cur.execute(
-                    f"DELETE FROM {db}.{tbl} WHERE ({match}) AND {condition}",
+                    f"DELETE FROM {db}.{tbl} WHERE {match} AND {condition}",
                     (*[v for row in batch for v in row], *params),
                 )
             conn.commit()
