@@ -141,14 +141,14 @@ def pipeline_params(pipeline: Pipeline) -> dict[str, Param]:
     if pipeline.bigquery is not None and pipeline.bigquery.compaction is not None:
         params["compact_now"] = Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],
             title="Compact now",
             description="Compact every table's BigQuery changelog into its state table after this run's "
             "loads, whatever bigquery.compaction's cadence says.",
         )
         params["rebuild_state"] = Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],
             title="Rebuild the state tables",
             description="Rebuild every table's BigQuery state table from its whole changelog (refused with "
             "retention_days).",
