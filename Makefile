@@ -95,7 +95,7 @@ pools: venv ## Create the Airflow pools the pipeline config names (Aurora connec
 mwaa-package: $(VENV)/.installed ## Build what Amazon MWAA takes (DAGs folder, plugins.zip, requirements.txt) into build/mwaa/
 	$(VENV)/bin/python tools/mwaa_package.py $(if $(CONFIG),--config $(CONFIG))
 
-bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconciliation vs reladiff, capture rates); print their figures
+bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconciliation vs reladiff, capture rates, compaction); print their figures
 	$(VENV)/bin/python bench/bench_listing.py
 	$(VENV)/bin/python bench/bench_loader_memory.py
 	$(VENV)/bin/python bench/bench_aurora.py
@@ -104,6 +104,8 @@ bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconcilia
 	$(VENV)/bin/python bench/bench_dynamodb_stream.py
 	$(VENV)/bin/python bench/bench_backfill.py
 	$(VENV)/bin/python bench/bench_binlog.py
+	$(VENV)/bin/python bench/bench_compaction.py
+	$(VENV)/bin/python bench/bench_tombstone_purge.py
 
 clean: ## Remove the virtualenvs and caches
 	rm -rf $(VENV) $(VENV_BQ) $(VENV_AF30) .pytest_cache .ruff_cache .coverage

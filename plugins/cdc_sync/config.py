@@ -164,15 +164,29 @@ class LandingSource:
 
 
 @dataclass(frozen=True)
+class Compaction:
+    """BigQuery compaction of the changelog into a state table (bigquery.compaction)."""
+
+    every_loads: int = 12  # compact a table once this many load jobs appended to it since the last compaction
+    every_minutes: int = 60  # ... or once this long has passed since the last one, with at least one new load
+    retention_days: int | None = None  # drop compacted changelog partitions older than this; None keeps all
+
+
+@dataclass(frozen=True)
 class BigQueryTarget:
     project: str
     dataset: str
     gcp_conn_id: str = "google_cloud_default"
     location: str = "US"
     ledger_table: str = "_cdc_sync_ledger"
+    compaction: Compaction | None = None
 
     def changelog_table(self, table: TableSpec) -> str:
         return f"{table.target_name}_changelog"
+
+    def state_table(self, table: TableSpec) -> str:
+        """With compaction: the latest change per key loaded before the compaction watermark."""
+        return f"{table.target_name}_state"
 
     def latest_view(self, table: TableSpec) -> str:
         return table.target_name
@@ -197,6 +211,8 @@ class AuroraTarget:
     widen_decimals: bool = False  # merge: follow a source DECIMAL that grew (MODIFY COLUMN) instead of refusing
     staging_prefix: str = "cdc-sync/staging/"
     ledger_table: str = "_cdc_sync_ledger"
+    purge_tombstones_after_hours: int | None = None  # merge: purge tombstones older than this (+ the grace)
+    purge_batch_rows: int = 1000  # merge: tombstones deleted per short transaction
 
     @property
     def task_pool_slots(self) -> int:
@@ -397,11 +413,18 @@ def _build(raw: dict) -> Pipeline:
         schedule=raw.get("schedule", "*/10 * * * *"),
         source=LandingSource(**source),
         tables=tables,
-        bigquery=BigQueryTarget(**bigquery) if bigquery else None,
+        bigquery=_bigquery_target(bigquery) if bigquery else None,
         aurora=AuroraTarget(**aurora) if aurora else None,
         options=Options(**raw.get("options", {})),
         reconcile=Reconcile(**raw["reconcile"]) if raw.get("reconcile") else None,
     )
+
+
+def _bigquery_target(raw: dict) -> BigQueryTarget:
+    settings = dict(raw)
+    if settings.get("compaction") is not None:
+        settings["compaction"] = Compaction(**settings["compaction"])
+    return BigQueryTarget(**settings)
 
 
 def _check_unique(pipelines: list[Pipeline], source_name: str) -> None:
@@ -434,6 +457,12 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
             f"{where} field targets.aurora.load_connections: {pipeline.aurora.load_connections} "
             f"connections need as many slots, but the pool has pool_slots {pipeline.aurora.pool_slots}"
         )
+    if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
+        if pipeline.aurora.purge_tombstones_after_hours is not None:
+            raise ConfigError(
+                f"{where} field targets.aurora.purge_tombstones_after_hours: only for mode merge "
+                "(an append table keeps no tombstones)"
+            )
     if pipeline.source.date_partition_timezone is not None:
         if pipeline.source.kind != "dms":
             raise ConfigError(
@@ -626,6 +655,8 @@ def derived_names(pipeline: Pipeline, table: TableSpec) -> list[tuple[str, str, 
             ("BigQuery changelog table", pipeline.bigquery.changelog_table(table), BIGQUERY_NAME_BYTES, "bytes"),
             ("BigQuery view", pipeline.bigquery.latest_view(table), BIGQUERY_NAME_BYTES, "bytes"),
         ]
+        if pipeline.bigquery.compaction is not None:
+            names.append(("BigQuery state table", pipeline.bigquery.state_table(table), BIGQUERY_NAME_BYTES, "bytes"))
     return names
 
 

@@ -4,6 +4,8 @@
         └─ plan_batches (one batch per table with files some target has not finished)
               ├─ load_to_bigquery.expand(batch=...)  (one mapped task per table)
               ├─ load_to_aurora.expand(batch=...)    (same batches, in the Aurora pool)
+              ├─ compact_bigquery                    (bigquery.compaction: tables due, after the loads)
+              ├─ purge_aurora_tombstones             (aurora.purge_tombstones_after_hours, after the loads)
               └─ advance_watermarks                  (past what every target handled)
                     └─ fail_if_a_load_failed         (one_failed: a failed load fails the run)
 
@@ -136,6 +138,21 @@ def pipeline_params(pipeline: Pipeline) -> dict[str, Param]:
             description="schema.table names (one per line), or * for all: read them again as a snapshot tied "
             "to the binlog's current position; * also after lost history. Empty: a normal run.",
         )
+    if pipeline.bigquery is not None and pipeline.bigquery.compaction is not None:
+        params["compact_now"] = Param(
+            False,
+            type=["null", "boolean"],
+            title="Compact now",
+            description="Compact every table's BigQuery changelog into its state table after this run's "
+            "loads, whatever bigquery.compaction's cadence says.",
+        )
+        params["rebuild_state"] = Param(
+            False,
+            type=["null", "boolean"],
+            title="Rebuild the state tables",
+            description="Rebuild every table's BigQuery state table from its whole changelog (refused with "
+            "retention_days).",
+        )
     return params
 
 
@@ -238,6 +255,25 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
             return tasks.advance(pipeline, reports_per_target)
 
         advanced = advance_watermarks(*loads)
+
+        if pipeline.bigquery is not None and pipeline.bigquery.compaction is not None:
+
+            @task(trigger_rule="all_done", multiple_outputs=False)
+            def compact_bigquery() -> list[dict]:
+                """Compact the tables due into their state tables; a leaf, so its failure fails the run."""
+                return tasks.compact(pipeline, get_current_context())  # type: ignore[arg-type]
+
+            loads[tasks.targets(pipeline).index("bigquery")] >> compact_bigquery()
+
+        aurora = pipeline.aurora
+        if aurora is not None and aurora.mode == "merge" and aurora.purge_tombstones_after_hours is not None:
+
+            @task(trigger_rule="all_done", pool=aurora.pool, multiple_outputs=False)
+            def purge_aurora_tombstones() -> list[dict]:
+                """Delete tombstones older than the safe horizon in small batches; a leaf like compact_bigquery."""
+                return tasks.purge_tombstones(pipeline, get_current_context())  # type: ignore[arg-type]
+
+            loads[tasks.targets(pipeline).index("aurora")] >> purge_aurora_tombstones()
 
         @task(trigger_rule="one_failed")  # AirflowFailException: no retries
         def fail_if_a_load_failed() -> None:
