@@ -13,7 +13,7 @@ VENV_BQ := .venv-bigquery
 VENV_AF30 := .venv-airflow-3.0
 UV := $(VENV)/bin/uv
 
-.PHONY: help venv test test-unit test-airflow-3.0 test-deployed lint docs demo demo-ui airflow airflow-stop pools bench clean
+.PHONY: help venv test test-unit test-airflow-3.0 test-deployed lint docs demo demo-ui airflow airflow-stop pools bench clean mwaa-package
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,8 +48,8 @@ test: venv chromium ## Run every test against local MariaDB, moto and the BigQue
 	$(VENV)/bin/python tools/local_stack.py check
 	$(VENV)/bin/python -m pytest --cov=cdc_sync --cov-report=term:skip-covered
 
-test-airflow-3.0: venv $(VENV_AF30)/.installed ## Every test again on Airflow 3.0.6 (MWAA's oldest), but the real-Airflow ones (marker `deployed`)
-	$(VENV_AF30)/bin/python -m pytest -m "not deployed"
+test-airflow-3.0: venv $(VENV_AF30)/.installed ## Every test again on Airflow 3.0.6 (MWAA's oldest), but those that start a whole Airflow or their own server (markers `deployed`, `own_server`)
+	$(VENV_AF30)/bin/python -m pytest -m "not deployed and not own_server"
 
 test-deployed: venv chromium ## Only the tests that start a real Airflow (scheduler, triggerer, API server on PostgreSQL) and the UI test
 	$(VENV)/bin/python tools/local_stack.py check
@@ -92,7 +92,10 @@ chromium:
 pools: venv ## Create the Airflow pools the pipeline config names (Aurora connection cap)
 	$(VENV)/bin/python tools/pools.py $(CONFIG)
 
-bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconciliation vs reladiff, landing → visible latency); print their figures
+mwaa-package: $(VENV)/.installed ## Build what Amazon MWAA takes (DAGs folder, plugins.zip, requirements.txt) into build/mwaa/
+	$(VENV)/bin/python tools/mwaa_package.py $(if $(CONFIG),--config $(CONFIG))
+
+bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconciliation vs reladiff, capture rates, compaction, landing → visible latency); print their figures
 	$(VENV)/bin/python bench/bench_listing.py
 	$(VENV)/bin/python bench/bench_loader_memory.py
 	$(VENV)/bin/python bench/bench_aurora.py
@@ -100,6 +103,10 @@ bench: venv ## Benchmarks (listing cost, loader memory, Aurora rates, reconcilia
 	$(VENV)/bin/python bench/bench_audit_log.py
 	$(VENV)/bin/python bench/bench_dynamodb_stream.py
 	$(VENV)/bin/python bench/bench_event_latency.py
+	$(VENV)/bin/python bench/bench_backfill.py
+	$(VENV)/bin/python bench/bench_binlog.py
+	$(VENV)/bin/python bench/bench_compaction.py
+	$(VENV)/bin/python bench/bench_tombstone_purge.py
 
 clean: ## Remove the virtualenvs and caches
 	rm -rf $(VENV) $(VENV_BQ) $(VENV_AF30) .pytest_cache .ruff_cache .coverage

@@ -320,6 +320,7 @@ def up(config: Path | None = None, connections: dict[str, str] | None = None) ->
     config = config or Path(os.environ.get("CDC_SYNC_CONFIG", REPO / "config" / "pipelines.yaml"))
     stack = None
     try:
+        (STATE_DIR / "stand-ins").mkdir(parents=True, exist_ok=True)
         stack = LocalStack.start(workdir=STATE_DIR / "stand-ins", detached=True)
         print(f"stand-ins: moto {stack.moto_url}, BigQuery emulator {stack.bigquery_url}, MariaDB 127.0.0.1:3306")
         print("starting Airflow (db migrate, then api-server, scheduler, dag-processor, triggerer) ...", flush=True)

@@ -86,6 +86,42 @@ class DynamoDbStreamSettings:
 
 
 @dataclass(frozen=True)
+class BinlogSettings:
+    """`kind: binlog`: the MySQL/MariaDB server whose ROW binlog a capture step reads
+    (sources/binlog)."""
+
+    conn_id: str  # an Airflow MySQL connection to the source server (REPLICATION SLAVE/CLIENT, SELECT)
+    server_id: int = 4_194_001  # the replica id the capture registers with; unique among the server's replicas
+    checkpoint_prefix: str = "cdc-sync/checkpoints/"
+    max_events_per_run: int = 200_000  # row changes read before the run lands what it has
+    max_seconds_per_run: float = 300.0
+    snapshot_chunk_rows: int = 50_000  # rows per full-load file of a snapshot (read as a stream)
+    kinesis_stream: str | None = None  # also publish each row change as JSON here (the seed's stream)
+
+    def checkpoint_key(self, pipeline: str) -> str:
+        return f"{self.checkpoint_prefix}{pipeline}/binlog.json"
+
+
+@dataclass(frozen=True)
+class AuditLogSettings:
+    """`source.audit_log`: the Aurora audit log's Kinesis stream (sources/audit_log). Any
+    pipeline with it may be scheduled on its tables' audit assets (`schedule: audit_log`);
+    a `kind: audit_log` pipeline captures it as its audit trail."""
+
+    stream: str
+    source_name: str | None = None  # mysql://<source_name>/<schema>/<table>; default: the pipeline's name
+    aws_conn_id: str | None = None  # default: source.aws_conn_id
+    poll_interval_seconds: float = 5.0
+    events: str = "all"  # the trail: every parsed event, or "writes" only
+    checkpoint_prefix: str = "cdc-sync/checkpoints/"
+    max_records_per_run: int = 100_000
+    max_seconds_per_run: float = 300.0
+
+    def checkpoint_key(self, pipeline: str) -> str:
+        return f"{self.checkpoint_prefix}{pipeline}/audit_log.json"
+
+
+@dataclass(frozen=True)
 class Notifications:
     """S3 event notifications of the landing bucket, sent to an SQS queue: a run starts when
     files land (orchestration.events); the cron schedule stays as the sweep."""
@@ -114,6 +150,8 @@ class LandingSource:
     csv_null_value: str | None = None  # Firehose rfc4180: the field text that stands for NULL (none if unset)
     dynamodb: DynamoDbStreamSettings | None = None  # kind dynamodb_stream: the stream to capture
     notifications: Notifications | None = None  # S3 → SQS: run when files land
+    binlog: BinlogSettings | None = None  # kind binlog: the server whose binlog is captured
+    audit_log: AuditLogSettings | None = None  # the audit log's stream: schedule audit_log, kind audit_log
 
     @property
     def file_time_zone(self) -> tzinfo:
@@ -136,15 +174,29 @@ class LandingSource:
 
 
 @dataclass(frozen=True)
+class Compaction:
+    """BigQuery compaction of the changelog into a state table (bigquery.compaction)."""
+
+    every_loads: int = 12  # compact a table once this many load jobs appended to it since the last compaction
+    every_minutes: int = 60  # ... or once this long has passed since the last one, with at least one new load
+    retention_days: int | None = None  # drop compacted changelog partitions older than this; None keeps all
+
+
+@dataclass(frozen=True)
 class BigQueryTarget:
     project: str
     dataset: str
     gcp_conn_id: str = "google_cloud_default"
     location: str = "US"
     ledger_table: str = "_cdc_sync_ledger"
+    compaction: Compaction | None = None
 
     def changelog_table(self, table: TableSpec) -> str:
         return f"{table.target_name}_changelog"
+
+    def state_table(self, table: TableSpec) -> str:
+        """With compaction: the latest change per key loaded before the compaction watermark."""
+        return f"{table.target_name}_state"
 
     def latest_view(self, table: TableSpec) -> str:
         return table.target_name
@@ -169,6 +221,8 @@ class AuroraTarget:
     widen_decimals: bool = False  # merge: follow a source DECIMAL that grew (MODIFY COLUMN) instead of refusing
     staging_prefix: str = "cdc-sync/staging/"
     ledger_table: str = "_cdc_sync_ledger"
+    purge_tombstones_after_hours: int | None = None  # merge: purge tombstones older than this (+ the grace)
+    purge_batch_rows: int = 1000  # merge: tombstones deleted per short transaction
 
     @property
     def task_pool_slots(self) -> int:
@@ -285,6 +339,7 @@ def parse_pipelines(document: Any, source_name: str = "<config>") -> list[Pipeli
 
     for raw in document["pipelines"]:
         _check_firehose_csv(raw, source_name)
+        _check_trail_table(raw, source_name)
     pipelines = [_build(raw) for raw in document["pipelines"]]
     _check_unique(pipelines, source_name)
     return pipelines
@@ -311,6 +366,19 @@ def _check_firehose_csv(raw: dict, source_name: str) -> None:
             raise ConfigError(f"{where}.{name}: a firehose setting; a dms source's CSV is described by source.csv")
 
 
+def _check_trail_table(raw: dict, source_name: str) -> None:
+    """The audit trail's columns, key and commit time column are the capture's: not declared."""
+    if raw["source"]["kind"] != "audit_log":
+        return
+    for index, table in enumerate(raw["tables"]):
+        for name in ("columns", "primary_key", "commit_timestamp_column"):
+            if name in table:
+                raise ConfigError(
+                    f"{source_name}: pipeline {raw['name']!r} field tables[{index}].{name}: the audit trail's "
+                    "columns and key are set by the capture (docs/audit-log.md); leave it out"
+                )
+
+
 def _build(raw: dict) -> Pipeline:
     tables = tuple(
         TableSpec(
@@ -331,7 +399,18 @@ def _build(raw: dict) -> Pipeline:
         source["dynamodb"] = DynamoDbStreamSettings(**source["dynamodb"])
     if "notifications" in source:
         source["notifications"] = Notifications(**source["notifications"])
-    if source.get("kind") == "dynamodb_stream":  # the capture writes the commit time in this column
+    if "binlog" in source:
+        source["binlog"] = BinlogSettings(**source["binlog"])
+    if "audit_log" in source:
+        source["audit_log"] = AuditLogSettings(**source["audit_log"])
+    if source.get("kind") == "audit_log":  # the trail's columns and key are the capture's own
+        from cdc_sync.sources.audit_log.trail_table import TRAIL_COLUMNS, TRAIL_KEY, TRAIL_TIMESTAMP_COLUMN
+
+        tables = tuple(
+            replace(t, columns=TRAIL_COLUMNS, primary_key=TRAIL_KEY, commit_timestamp_column=TRAIL_TIMESTAMP_COLUMN)
+            for t in tables
+        )
+    if source.get("kind") in ("dynamodb_stream", "binlog"):  # the capture writes the commit time in this column
         tables = tuple(
             t if t.commit_timestamp_column else replace(t, commit_timestamp_column="cdc_commit_ts") for t in tables
         )
@@ -346,11 +425,18 @@ def _build(raw: dict) -> Pipeline:
         schedule=raw.get("schedule", "*/10 * * * *"),
         source=LandingSource(**source),
         tables=tables,
-        bigquery=BigQueryTarget(**bigquery) if bigquery else None,
+        bigquery=_bigquery_target(bigquery) if bigquery else None,
         aurora=AuroraTarget(**aurora) if aurora else None,
         options=Options(**raw.get("options", {})),
         reconcile=Reconcile(**raw["reconcile"]) if raw.get("reconcile") else None,
     )
+
+
+def _bigquery_target(raw: dict) -> BigQueryTarget:
+    settings = dict(raw)
+    if settings.get("compaction") is not None:
+        settings["compaction"] = Compaction(**settings["compaction"])
+    return BigQueryTarget(**settings)
 
 
 def _check_unique(pipelines: list[Pipeline], source_name: str) -> None:
@@ -377,12 +463,12 @@ def _check_unique(pipelines: list[Pipeline], source_name: str) -> None:
 
 def _check_notifications(pipeline: Pipeline, where: str) -> None:
     """Event-driven runs need a schedule to sweep up what a lost message left behind."""
-    if pipeline.source.kind == "dynamodb_stream":
+    if pipeline.source.kind not in ("dms", "firehose"):
         raise ConfigError(
-            f"{where} field source.notifications: a dynamodb_stream pipeline lands its own files in its "
-            "run; nothing else lands to be notified of"
+            f"{where} field source.notifications: a {pipeline.source.kind} pipeline lands its own files in "
+            "its run; nothing else lands to be notified of"
         )
-    if pipeline.schedule in (None, "@once", "@continuous"):
+    if pipeline.schedule in (None, "@once", "@continuous", "audit_log"):
         raise ConfigError(
             f"{where} field source.notifications: needs a cron schedule as the safety sweep (SQS "
             f"messages are deleted on receipt; a lost one waits for the next sweep), not {pipeline.schedule!r}"
@@ -397,6 +483,12 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
             f"{where} field targets.aurora.load_connections: {pipeline.aurora.load_connections} "
             f"connections need as many slots, but the pool has pool_slots {pipeline.aurora.pool_slots}"
         )
+    if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
+        if pipeline.aurora.purge_tombstones_after_hours is not None:
+            raise ConfigError(
+                f"{where} field targets.aurora.purge_tombstones_after_hours: only for mode merge "
+                "(an append table keeps no tombstones)"
+            )
     if pipeline.source.date_partition_timezone is not None:
         if pipeline.source.kind != "dms":
             raise ConfigError(
@@ -413,11 +505,20 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
             ) from error
     if pipeline.source.notifications is not None:
         _check_notifications(pipeline, where)
+    _check_audit_log_schedule(pipeline, where)
+    if pipeline.source.kind == "audit_log":
+        _check_audit_trail(pipeline, where)
+        return
     if pipeline.source.kind == "dynamodb_stream":
         _check_dynamodb_stream(pipeline, where)
         return
     if pipeline.source.dynamodb is not None:
         raise ConfigError(f"{where} field source.dynamodb: only for kind dynamodb_stream")
+    if pipeline.source.kind == "binlog":
+        _check_binlog(pipeline, where)
+        return
+    if pipeline.source.binlog is not None:
+        raise ConfigError(f"{where} field source.binlog: only for kind binlog")
     if pipeline.source.kind == "dms":
         if "!{" in pipeline.source.prefix:
             raise ConfigError(
@@ -463,6 +564,45 @@ def _check_kind(pipeline: Pipeline, source_name: str) -> None:
         raise ConfigError(f"{where} field targets: a firehose source needs targets.aurora with mode append (only)")
 
 
+def _check_audit_log_schedule(pipeline: Pipeline, where: str) -> None:
+    """`schedule: audit_log` (the pipeline's or its reconciliation's) needs the stream to watch."""
+    fields = [name for name, value in (("schedule", pipeline.schedule),) if value == "audit_log"]
+    if pipeline.reconcile is not None and pipeline.reconcile.schedule == "audit_log":
+        fields.append("reconcile.schedule")
+    for name in fields:
+        if pipeline.source.audit_log is None:
+            raise ConfigError(
+                f"{where} field {name}: audit_log schedules on writes the audit log shows; set "
+                "source.audit_log.stream (the Kinesis stream the audit log's subscription filter feeds)"
+            )
+        if pipeline.source.kind == "audit_log":
+            raise ConfigError(
+                f"{where} field {name}: the audit trail pipeline's table is the trail itself; give it a "
+                "cron schedule (each run lands what the stream holds)"
+            )
+
+
+def _check_audit_trail(pipeline: Pipeline, where: str) -> None:
+    """`kind: audit_log`: one table (the trail), whose columns and key the capture sets."""
+    source = pipeline.source
+    if source.audit_log is None:
+        raise ConfigError(f"{where} field source.audit_log: required for kind audit_log (at least `stream`)")
+    if source.file_format != "parquet" or "!{" in source.prefix:
+        raise ConfigError(f"{where} field source: the capture writes Parquet under a plain prefix")
+    if len(pipeline.tables) != 1:
+        raise ConfigError(f"{where} field tables: a kind audit_log pipeline feeds exactly one table (the trail)")
+    if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
+        raise ConfigError(
+            f"{where} field targets.aurora.mode: the trail is applied with mode merge (one row per audit "
+            "event, keyed by its CloudWatch event id, so a redelivered event is still one row)"
+        )
+    if pipeline.reconcile is not None:
+        raise ConfigError(
+            f"{where} field reconcile: the audit trail has no source database to compare with (its "
+            "source is the stream)"
+        )
+
+
 def _check_dynamodb_stream(pipeline: Pipeline, where: str) -> None:
     """A DynamoDB stream is one table: its attributes declared as typed columns, its key
     attributes the primary key, filter criteria Lambda would take."""
@@ -502,6 +642,25 @@ def _check_dynamodb_stream(pipeline: Pipeline, where: str) -> None:
         raise ConfigError(f"{where} field source.dynamodb.filter_criteria: {error}") from error
 
 
+def _check_binlog(pipeline: Pipeline, where: str) -> None:
+    """A binlog source: the server to read, tables with their keys, merge into Aurora."""
+    source = pipeline.source
+    if source.binlog is None:
+        raise ConfigError(f"{where} field source.binlog: required for kind binlog (at least `conn_id`)")
+    if source.file_format != "parquet" or "!{" in source.prefix:
+        raise ConfigError(f"{where} field source: the capture writes Parquet under a plain prefix")
+    if pipeline.aurora is not None and pipeline.aurora.mode != "merge":
+        raise ConfigError(f"{where} field targets.aurora.mode: a binlog source is applied with mode merge")
+    for index, table in enumerate(pipeline.tables):
+        if not table.primary_key:
+            raise ConfigError(f"{where} field tables[{index}]: 'primary_key' is required for a binlog source")
+        if table.columns:
+            raise ConfigError(
+                f"{where} field tables[{index}].columns: a binlog source takes its columns from the binlog's "
+                "row metadata; leave columns out"
+            )
+
+
 MYSQL_NAME_CHARS = 64  # MySQL/Aurora table and view names (error 1103 above it)
 BIGQUERY_NAME_BYTES = 1024  # BigQuery table and view names, in UTF-8 bytes
 
@@ -524,6 +683,8 @@ def derived_names(pipeline: Pipeline, table: TableSpec) -> list[tuple[str, str, 
             ("BigQuery changelog table", pipeline.bigquery.changelog_table(table), BIGQUERY_NAME_BYTES, "bytes"),
             ("BigQuery view", pipeline.bigquery.latest_view(table), BIGQUERY_NAME_BYTES, "bytes"),
         ]
+        if pipeline.bigquery.compaction is not None:
+            names.append(("BigQuery state table", pipeline.bigquery.state_table(table), BIGQUERY_NAME_BYTES, "bytes"))
     return names
 
 

@@ -57,6 +57,13 @@ def mysql_connect(mysql_conn_id: str, *, local_infile: bool = False) -> Connect:
     return lambda: hook.get_conn(local_infile=local_infile)
 
 
+def mysql_settings(mysql_conn_id: str) -> dict[str, Any]:
+    """pymysql.connect arguments of an Airflow MySQL connection (for the binlog reader)."""
+    from cdc_sync.orchestration.hooks.mysql import CdcMySqlHook
+
+    return CdcMySqlHook(mysql_conn_id=mysql_conn_id).connection_settings()
+
+
 def aurora_connect(pipeline: Pipeline, *, local_infile: bool | None = None) -> Connect:
     """A function that opens a connection to `targets.aurora`.
 

@@ -34,7 +34,7 @@ def deployment(stack, tmp_path_factory):
         deployment.wait_for_dags()
         # backfills need their DAGs unpaused: start those now, their first scheduled runs
         # (nothing landed: the sensor times out after a minute) end while other tests run
-        for role in ("daily", "daily_back"):
+        for role in ("daily", "daily_back", "clicks"):
             deployment.set_paused(deployment.dag_id(role), False)
         yield deployment
     finally:

@@ -5,6 +5,7 @@ data interval holds; again with `--reprocess-behavior completed` it loads nothin
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 
@@ -47,17 +48,15 @@ def _land_four_days(world) -> tuple[dict, dict[int, str]]:
     return expected, files
 
 
-def _backfill(deployment, role: str, *extra: str) -> list[dict]:
-    """Create a backfill of Nov 21 and 22, wait until Airflow marks it completed; its runs."""
+def _backfill(deployment, role: str, *extra: str, start: str = "2026-11-21", end: str = "2026-11-22") -> list[dict]:
+    """Create a backfill (Nov 21 and 22 unless told), wait until Airflow marks it completed; its runs."""
     dag_id = deployment.dag_id(role)
 
     def backfills() -> list[dict]:
         return deployment.airflow.api("GET", f"/api/v2/backfills?dag_id={dag_id}")["backfills"]
 
     before = {b["id"] for b in backfills()}
-    deployment.airflow.cli(
-        "backfill", "create", "--dag-id", dag_id, "--from-date", "2026-11-21", "--to-date", "2026-11-22", *extra
-    )
+    deployment.airflow.cli("backfill", "create", "--dag-id", dag_id, "--from-date", start, "--to-date", end, *extra)
     (created,) = [b for b in backfills() if b["id"] not in before]
     deployment.wait_until(
         f"backfill {created['id']} of {dag_id} {' '.join(extra)} to complete",
@@ -115,3 +114,48 @@ def test_backfill_loads_exactly_its_intervals_files_and_nothing_twice(deployment
     assert world.aurora_rows() == everything
     assert world.changelog_count() == changes + 2
     assert back.changelog_count() == changes_back
+
+
+def _deliver(world, hour: int, count: int) -> tuple[str, list[dict]]:
+    """A Firehose object of the transform's CSV in the hour folder of Nov 20, `hour`:00."""
+    from tests.integration.test_firehose_to_aurora import SPEC
+    from tools.firehose_standin import transformed_lines
+
+    documents = [
+        {"event_id": f"e{hour}-{n}", "user_id": hour, "page": f"/hour/{hour}", "referrer": None} for n in range(count)
+    ]
+    key = f"processed/2026/11/20/{hour:02d}/{world.stream}-1-2026-11-20-{hour:02d}-10-00-{uuid.uuid4()}"
+    world.s3.put_object(Bucket=world.bucket, Key=key, Body=b"".join(transformed_lines(documents, SPEC)))
+    return key, documents
+
+
+def test_backfill_of_firehose_hours_loads_their_folders_once(deployment):
+    world, dag_id = deployment.worlds["clicks"], deployment.dag_id("clicks")
+    deployment.wait_for_first_scheduled_run("clicks")
+    delivered = {hour: _deliver(world, hour, count=hour - 7)[1] for hour in (9, 10, 11, 12, 13)}
+    expected = [
+        {**d, "referrer": None} for hour in (10, 11, 12) for d in delivered[hour]
+    ]  # the three hours backfilled, not 09:00 nor 13:00
+
+    runs = _backfill(deployment, "clicks", start="2026-11-20T10:00:00", end="2026-11-20T12:00:00")
+    assert [
+        (r["data_interval_start"][:16], r["data_interval_end"][:16])
+        for r in sorted(runs, key=lambda r: r["data_interval_start"])
+    ] == [
+        ("2026-11-20T10:00", "2026-11-20T11:00"),
+        ("2026-11-20T11:00", "2026-11-20T12:00"),
+        ("2026-11-20T12:00", "2026-11-20T13:00"),
+    ]
+    assert all(r["state"] == "success" for r in runs), [deployment.task_states(dag_id, r["dag_run_id"]) for r in runs]
+    assert sorted(world.rows(), key=lambda r: r["event_id"]) == sorted(expected, key=lambda r: r["event_id"])
+
+    again = _backfill(
+        deployment,
+        "clicks",
+        "--reprocess-behavior",
+        "completed",
+        start="2026-11-20T10:00:00",
+        end="2026-11-20T12:00:00",
+    )
+    assert all(r["state"] == "success" for r in again)
+    assert sorted(world.rows(), key=lambda r: r["event_id"]) == sorted(expected, key=lambda r: r["event_id"])

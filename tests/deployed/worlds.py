@@ -35,6 +35,8 @@ class Deployment:
         deployment.add_dms("live", "* * * * *", poke_interval_seconds=5, wait_timeout_minutes=10)
         # ops: triggered by hand (REST API): clear, params
         deployment.add_dms("ops", None)
+        # ui: triggered from the trigger form in a browser
+        deployment.add_dms("ui", None)
         # daily: backfilled day by day; daily_back: the same files backfilled backwards elsewhere
         daily = deployment.add_dms("daily", "@daily", late_file_grace_minutes=0, wait_timeout_minutes=1)
         back = copy.copy(daily)
@@ -50,8 +52,25 @@ class Deployment:
         deployment.pipelines.append(twin)
         # events: runs started by S3 notifications through SQS; its cron (the sweep) never ticks in a test
         deployment.add_notified_dms("events", "0 0 1 1 *")
+        deployment.add_firehose("clicks", "@hourly")
+        deployment.add_audited("audited")
         deployment.write_config()
         return deployment
+
+    def add_firehose(self, role: str, schedule: str):
+        """A Firehose → Aurora (append) pipeline on the project's transform Lambda's output."""
+        from tests.integration.test_firehose_to_aurora import FirehoseWorld
+
+        (self.root / role).mkdir(parents=True, exist_ok=True)
+        world = FirehoseWorld(self.stack, f"{self.uid}{role}", self.root / role)
+        (pipeline,) = yaml.safe_load(world.config.read_text())["pipelines"]
+        pipeline["name"] = f"{role}_{self.uid}"
+        pipeline["schedule"] = schedule
+        pipeline["targets"]["aurora"]["mysql_conn_id"] = f"aurora_{role}_{self.uid}"
+        pipeline["options"].update(late_file_grace_minutes=0, wait_timeout_minutes=1)
+        self.pipelines.append(pipeline)
+        self.worlds[role] = world
+        return world
 
     def add_dms(self, role: str, schedule: str | None, **options) -> World:
         (self.root / role).mkdir(parents=True, exist_ok=True)
@@ -74,6 +93,30 @@ class Deployment:
         world = self.add_dms(role, schedule, **{"poke_interval_seconds": 5, "wait_timeout_minutes": 1, **options})
         world.queue_url = notify_queue(self.stack, world.bucket, "dms/", f"landed-{self.uid}{role}")  # type: ignore[attr-defined]
         self.pipelines[-1]["source"]["notifications"] = {"queue_url": world.queue_url}  # type: ignore[attr-defined]
+
+    def add_audited(self, role: str) -> World:
+        """A DMS pipeline scheduled on its tables' audit-log assets: the audit log's CloudWatch
+        log group has a subscription filter to a Kinesis stream that the triggerer watches."""
+        world = self.add_dms(role, "audit_log")
+        kinesis, logs = self.stack.boto3_client("kinesis"), self.stack.boto3_client("logs")
+        world.audit_stream, world.audit_group = f"audit-{self.uid}", f"/aws/rds/cluster/shop-{self.uid}/audit"
+        kinesis.create_stream(StreamName=world.audit_stream, ShardCount=1)
+        kinesis.get_waiter("stream_exists").wait(StreamName=world.audit_stream)
+        arn = kinesis.describe_stream(StreamName=world.audit_stream)["StreamDescription"]["StreamARN"]
+        logs.create_log_group(logGroupName=world.audit_group)
+        logs.create_log_stream(logGroupName=world.audit_group, logStreamName="shop-instance-1")
+        logs.put_subscription_filter(
+            logGroupName=world.audit_group,
+            filterName="audit-to-kinesis",
+            filterPattern="",
+            destinationArn=arn,
+            roleArn="arn:aws:iam::123456789012:role/CWLtoKinesisRole",
+        )
+        self.pipelines[-1]["source"]["audit_log"] = {
+            "stream": world.audit_stream,
+            "source_name": f"shop{self.uid}",
+            "poll_interval_seconds": 2,
+        }
         return world
 
     def write_config(self) -> None:

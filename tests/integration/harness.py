@@ -113,6 +113,7 @@ class World:
         reconcile: dict | None = None,
         aurora: dict | None = None,
         source_settings: dict | None = None,
+        bigquery: dict | None = None,
         **options,
     ) -> None:
         tables = tables or [
@@ -144,7 +145,7 @@ class World:
                     "source": source,
                     "tables": tables,
                     "targets": {
-                        "bigquery": {"project": "local", "dataset": self.dataset},
+                        "bigquery": {"project": "local", "dataset": self.dataset, **(bigquery or {})},
                         **(
                             {"aurora": {"database": self.target_db, "mysql_conn_id": "mysql_target", **(aurora or {})}}
                             if self.target_db

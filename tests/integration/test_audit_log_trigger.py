@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from cdc_sync.sources.audit_log.kinesis import LostHistoryError
 from cdc_sync.sources.audit_log.trigger import AuditLogTrigger
 from tools.audit_standin import audit_line
 
@@ -27,15 +28,15 @@ GROUP = "/aws/rds/cluster/shop/audit"
 class MemoryCheckpoints:
     """Shard positions kept across trigger instances of one test (Airflow Variables need the triggerer)."""
 
-    saved: dict[str, dict[str, str]] = {}
+    saved: dict[str, dict] = {}
 
     def __init__(self, key: str):
         self.key = key
 
-    async def load(self) -> dict[str, str]:
+    async def load(self) -> dict:
         return dict(self.saved.get(self.key, {}))
 
-    async def save(self, positions: dict[str, str]) -> None:
+    async def save(self, positions: dict) -> None:
         self.saved[self.key] = dict(positions)
 
 
@@ -134,3 +135,28 @@ def test_trigger_fires_once_per_batch_with_the_written_tables(stack, unique_name
     assert three["tables"] == ["shop.payments", "shop.refunds"] and three["writes"] == 3
     # a watcher of one table (own checkpoint) reads from TRIM_HORIZON and fires for that table only
     assert four["tables"] == ["shop.payments"] and four["writes"] == 1
+
+
+def test_positions_naming_a_shard_the_stream_does_not_have_stop_the_trigger(stack, unique_name):
+    """Positions from before the stream was resharded and its old shards expired (moto's server
+    lists only the stream's real shards): the trigger fails naming the stream, the shard and
+    the Variable to delete after reconciling."""
+    kinesis = stack.boto3_client("kinesis")
+    stream = f"audit-gone-{unique_name}"
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    trigger = TestTrigger(stream_name=stream, poll_interval=0.1)
+    key = trigger.checkpoints().key
+    MemoryCheckpoints.saved[key] = {"shardId-000000000007": {"sequence": "1", "read_through": int(time.time() * 1000)}}
+
+    async def scenario():
+        events = trigger.run()
+        try:
+            await asyncio.wait_for(anext(events), 30)
+        finally:
+            await events.aclose()
+
+    with pytest.raises(LostHistoryError) as caught:
+        asyncio.run(scenario())
+    message = str(caught.value)
+    assert f"kinesis stream {stream} shard shardId-000000000007" in message
+    assert "no longer in the stream" in message and f"delete the Airflow Variable {key}" in message

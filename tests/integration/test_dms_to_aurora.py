@@ -44,6 +44,22 @@ def test_merge_full_load_and_cdc_every_type_matches_source_and_bigquery(
         world.close()
 
 
+def test_every_type_loads_the_same_with_a_pyarrow_that_has_no_null_string(stack, unique_name, tmp_path, monkeypatch):
+    """MWAA's Airflow 3.0.6 pins pyarrow 18.1, whose CSV writer has no `null_string`: the
+    loader then writes \\N as text (every field quoted); the same rows must arrive."""
+    import pyarrow.csv as pacsv
+
+    from cdc_sync.targets.aurora import loader
+
+    monkeypatch.setattr(loader, "_CSV_OPTIONS", pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    monkeypatch.setattr(loader, "_WRITE_NULLS_OURSELVES", True)
+    world = World(stack, unique_name, tmp_path, aurora=True)
+    try:
+        _every_type_through_both_targets(world)
+    finally:
+        world.close()
+
+
 def _every_type_through_both_targets(world: World) -> None:
     hostile = 'Ådel 😀 | \\N \\ back\\slash, "q"\nnext\r\n\ttab\x00nul \u2028 end\\'  # delimiters, quotes, null markers, a line break
     expected = world.seed(range(1, 6))

@@ -256,3 +256,33 @@ def test_table_asset_is_watched_by_a_trigger_for_that_table_only():
     event = trigger.event_for(decode_batch([kinesis(subscription_record(lines))]))
     assert event is not None and event["tables"] == ["shop.customers"] and event["writes"] == 1
     assert trigger.event_for(decode_batch([kinesis(subscription_record(lines[:1]))])) is None
+
+
+def test_statements_of_one_shape_share_their_written_tables_and_their_refusals():
+    from cdc_sync.sources.audit_log.written import find_written_tables, statement_shape
+
+    one = "INSERT INTO t1 (id, note) VALUES (12, 'O\\'Brien, it''s 1'), (-3.5e2, 0x1F)"
+    two = "INSERT INTO t1 (id, note) VALUES (7, 'x'), (-4, 0x1F)"
+    assert statement_shape(one) == statement_shape(two) == "INSERT INTO t1 (id, note) VALUES (?, ?), (-?, 0x1F)"
+    assert statement_shape("UPDATE `t2` SET a = 1") == "UPDATE `t2` SET a = 1"  # backquotes: the text itself
+    for statement in (one, two, "insert into db9.t3 select * from t4 where a > 1.5"):
+        assert written_tables(statement, "shop") == find_written_tables(statement, "shop")
+    for value in (1, 2):  # a refusal is remembered by shape too, and raised again
+        with pytest.raises(Unmapped, match="without naming its table"):
+            written_tables(f"UPDATE a JOIN b ON a.id = b.id SET x = {value}", "shop")
+    assert written_tables("  select * from t where a = 'insert into x'", "shop") == ()
+
+
+def test_a_record_of_several_gzip_members_is_read_whole():
+    from cdc_sync.sources.audit_log.records import gunzip
+
+    assert gunzip(gzip.compress(b"ab") + gzip.compress(b"cd")) == b"abcd"
+    with pytest.raises(EOFError):
+        gunzip(gzip.compress(b"abcdef")[:-4])
+
+
+def test_an_unterminated_string_costs_a_scan_not_a_backtracking_search():
+    from cdc_sync.sources.audit_log.written import statement_shape
+
+    cut = "INSERT INTO t VALUES ('" + "a b, " * 20_000 + " 12"  # cut at the plugin's query log limit
+    assert statement_shape(cut).endswith(" ?")

@@ -78,7 +78,7 @@ def test_defaults_and_names():
         (
             ["pipelines", 0, "source", "kind"],
             "kafka",
-            "field source.kind: 'kafka' is not one of ['dms', 'firehose', 'dynamodb_stream']",
+            "field source.kind: 'kafka' is not one of ['dms', 'firehose', 'dynamodb_stream', 'binlog', 'audit_log']",
         ),
         (
             ["pipelines", 0, "targets", "bigquery", "dataset"],

@@ -109,3 +109,40 @@ def test_day_folders_and_error_output_type():
 def test_prefixes_that_cannot_be_listed_in_time_order_are_refused(prefix, message):
     with pytest.raises(PrefixError, match=message):
         delivery_layout(prefix)
+
+
+def test_a_backfill_window_lists_the_hour_folders_of_its_interval():
+    from datetime import UTC, datetime
+
+    from cdc_sync.sources.listing import firehose_window_cursor, in_firehose_window
+
+    cursor = firehose_window_cursor(
+        "web.clicks", "processed/", datetime(2026, 11, 20, 10, tzinfo=UTC), datetime(2026, 11, 20, 13, tzinfo=UTC)
+    )
+    assert (cursor.prefix, cursor.start_after, cursor.stop_at) == (
+        "processed/",
+        "processed/2026/11/20/10/",
+        "processed/2026/11/20/13/",
+    )
+    assert cursor.stops_at("processed/2026/11/20/13/s-1-2026-11-20-13-00-00-abc")
+    assert not cursor.stops_at("processed/2026/11/20/12/s-1-2026-11-20-12-59-59-abc")
+    # an end inside a folder (day folders, hourly runs): list through that folder, keep what starts before the end
+    day = firehose_window_cursor(
+        "web.clicks",
+        "p/!{timestamp:yyyy/MM/dd}/",
+        datetime(2026, 11, 20, 10, tzinfo=UTC),
+        datetime(2026, 11, 20, 11, tzinfo=UTC),
+    )
+    assert (day.start_after, day.stop_at) == ("p/2026/11/20/", None)
+    assert in_firehose_window(
+        "p/2026/11/20/s-1-2026-11-20-23-00-00-abc",
+        "p/!{timestamp:yyyy/MM/dd}/",
+        datetime(2026, 11, 20, 10, tzinfo=UTC),
+        datetime(2026, 11, 20, 11, tzinfo=UTC),
+    )
+    assert not in_firehose_window(
+        "p/2026/11/21/s-1-2026-11-21-00-00-00-abc",
+        "p/!{timestamp:yyyy/MM/dd}/",
+        datetime(2026, 11, 20, 10, tzinfo=UTC),
+        datetime(2026, 11, 20, 11, tzinfo=UTC),
+    )

@@ -126,3 +126,33 @@ def test_backfill_is_read_from_the_dag_runs_type():
     assert tasks.is_backfill({"dag_run": Run(DagRunType.BACKFILL_JOB)})
     assert not any(tasks.is_backfill({"dag_run": Run(t)}) for t in DagRunType if t != DagRunType.BACKFILL_JOB)
     assert not tasks.is_backfill({})
+
+
+def test_a_manual_window_is_read_from_the_params_in_utc():
+    from datetime import UTC, datetime
+
+    assert tasks.requested_window({}) is None
+    assert tasks.requested_window({"window_start": None, "window_end": None}) is None
+    assert tasks.requested_window(
+        {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-08T09:00:00+09:00"}
+    ) == (
+        datetime(2026, 11, 1, tzinfo=UTC),
+        datetime(2026, 11, 8, tzinfo=UTC),
+    )
+    assert tasks.requested_window({"window_start": "2026-11-01T00:00:00", "window_end": "2026-11-02"}) == (
+        datetime(2026, 11, 1, tzinfo=UTC),
+        datetime(2026, 11, 2, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"window_start": "2026-11-01T00:00:00Z"}, "go together"),
+        ({"window_start": "yesterday", "window_end": "2026-11-02"}, "expected ISO 8601"),
+        ({"window_start": "2026-11-02", "window_end": "2026-11-01"}, "must be before window_end"),
+    ],
+)
+def test_a_manual_window_that_cannot_be_used_is_refused_with_what_to_give(params, message):
+    with pytest.raises(SetupError, match=message):
+        tasks.requested_window(params)

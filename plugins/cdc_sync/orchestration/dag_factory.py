@@ -4,6 +4,8 @@
         └─ plan_batches (one batch per table with files some target has not finished)
               ├─ load_to_bigquery.expand(batch=...)  (one mapped task per table)
               ├─ load_to_aurora.expand(batch=...)    (same batches, in the Aurora pool)
+              ├─ compact_bigquery                    (bigquery.compaction: tables due, after the loads)
+              ├─ purge_aurora_tombstones             (aurora.purge_tombstones_after_hours, after the loads)
               └─ advance_watermarks                  (past what every target handled)
                     └─ fail_if_a_load_failed         (one_failed: a failed load fails the run)
 
@@ -84,21 +86,21 @@ def pipeline_params(pipeline: Pipeline) -> dict[str, Param]:
     params = {
         "dry_run": Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],  # with "null" the form marks no switch as required
             title="Dry run",
-            description="List the files this run would load (task plan_batches: its log and its XCom "
-            "`would_load`) and load nothing; no watermark moves.",
+            description="List the files this run would load (the log and the XCom would_load of task "
+            "plan_batches) and load nothing; no watermark moves.",
         ),
         "rescan": Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],
             title="Rescan every folder",
             description="List every file under the table folders instead of from the watermark "
             "(the ledgers still skip what is loaded).",
         ),
         "replay_keys": Param(
             [],
-            type="array",
+            type=["null", "array"],  # a field typed in and cleared again sends null: still a normal run
             items={"type": "string"},
             title="Replay these object keys",
             description="S3 keys (one per line) to load again even if quarantined, after fixing them. "
@@ -123,12 +125,58 @@ def pipeline_params(pipeline: Pipeline) -> dict[str, Param]:
     if pipeline.source.kind == "dynamodb_stream":
         params["resnapshot"] = Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],
             title="Re-snapshot the table",
             description="Land the whole table again (a parallel Scan tied to the stream's current end) "
             "instead of reading the stream; after lost history.",
         )
+    if pipeline.source.kind == "binlog":
+        params["resnapshot"] = Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Re-snapshot these tables",
+            description="schema.table names (one per line), or * for all: read them again as a snapshot tied "
+            "to the binlog's current position; * also after lost history. Empty: a normal run.",
+        )
+    if pipeline.bigquery is not None and pipeline.bigquery.compaction is not None:
+        params["compact_now"] = Param(
+            False,
+            type=["null", "boolean"],
+            title="Compact now",
+            description="Compact every table's BigQuery changelog into its state table after this run's "
+            "loads, whatever bigquery.compaction's cadence says.",
+        )
+        params["rebuild_state"] = Param(
+            False,
+            type=["null", "boolean"],
+            title="Rebuild the state tables",
+            description="Rebuild every table's BigQuery state table from its whole changelog (refused with "
+            "retention_days).",
+        )
     return params
+
+
+def pipeline_schedule(pipeline: Pipeline):
+    """A cron or preset; "audit_log": whenever the audit log shows a write to one of the tables."""
+    if pipeline.schedule == "audit_log":
+        from cdc_sync.sources.audit_log.assets import pipeline_audit_assets
+
+        return pipeline_audit_assets(pipeline)
+    return run_schedule(pipeline.schedule)
+
+
+def _audit_trail_capture(pipeline: Pipeline):
+    """`kind: audit_log`: the task that lands the audit log's new events as one trail file."""
+
+    @task(multiple_outputs=False)
+    def capture_audit_trail() -> dict:
+        """Read the audit log's Kinesis stream from its checkpoint; land one audit-trail file."""
+        from cdc_sync.sources.audit_log.trail import capture_task
+
+        return capture_task(pipeline)
+
+    return capture_audit_trail()
 
 
 def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DAG:
@@ -143,7 +191,7 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
     with DAG(
         dag_id=pipeline.dag_id,
         description=pipeline.description or _describe(pipeline),
-        schedule=event_schedule(pipeline, run_schedule(pipeline.schedule)),  # cron, OR files landing
+        schedule=event_schedule(pipeline, pipeline_schedule(pipeline)),  # with notifications: OR files landing
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,  # one planner per pipeline: two runs must not batch the same files
@@ -173,6 +221,18 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 
             capture_stream() >> wait
 
+        if pipeline.source.kind == "binlog":
+
+            @task(multiple_outputs=False)
+            def capture_binlog() -> dict:
+                """Read the source's binlog from the checkpoint; land DMS-format change files."""
+                return tasks.capture_binlog(pipeline, get_current_context())  # type: ignore[arg-type]
+
+            capture_binlog() >> wait
+
+        if pipeline.source.kind == "audit_log":
+            _audit_trail_capture(pipeline) >> wait
+
         @task
         def plan_batches(tables: list[str]) -> list[dict]:
             return tasks.plan(pipeline, get_current_context(), tables)  # type: ignore[arg-type]
@@ -197,6 +257,25 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 
         advanced = advance_watermarks(*loads)
 
+        if pipeline.bigquery is not None and pipeline.bigquery.compaction is not None:
+
+            @task(trigger_rule="all_done", multiple_outputs=False)
+            def compact_bigquery() -> list[dict]:
+                """Compact the tables due into their state tables; a leaf, so its failure fails the run."""
+                return tasks.compact(pipeline, get_current_context())  # type: ignore[arg-type]
+
+            loads[tasks.targets(pipeline).index("bigquery")] >> compact_bigquery()
+
+        aurora = pipeline.aurora
+        if aurora is not None and aurora.mode == "merge" and aurora.purge_tombstones_after_hours is not None:
+
+            @task(trigger_rule="all_done", pool=aurora.pool, multiple_outputs=False)
+            def purge_aurora_tombstones() -> list[dict]:
+                """Delete tombstones older than the safe horizon in small batches; a leaf like compact_bigquery."""
+                return tasks.purge_tombstones(pipeline, get_current_context())  # type: ignore[arg-type]
+
+            loads[tasks.targets(pipeline).index("aurora")] >> purge_aurora_tombstones()
+
         @task(trigger_rule="one_failed")  # AirflowFailException: no retries
         def fail_if_a_load_failed() -> None:
             """Fail the run when a load (or the planning) failed.
@@ -213,6 +292,10 @@ def build_pipeline_dag(pipeline: Pipeline, config_path: str | None = None) -> DA
 def reconcile_schedule(pipeline: Pipeline):
     """A cron or preset; "assets": after every load that changed one of the tables."""
     assert pipeline.reconcile is not None
+    if pipeline.reconcile.schedule == "audit_log":
+        from cdc_sync.sources.audit_log.assets import pipeline_audit_assets
+
+        return pipeline_audit_assets(pipeline)
     if pipeline.reconcile.schedule != "assets":
         return pipeline.reconcile.schedule
     import functools

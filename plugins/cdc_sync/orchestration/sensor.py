@@ -87,11 +87,11 @@ class NewObjectsSensor(BaseSensorOperator):
         if tables := self._tables_with_new_files(pipeline, cursors, prefixes):
             self.log.info("new %s for %s", landed_files(pipeline), ", ".join(tables))
             return tables
-        if pipeline.source.kind == "dynamodb_stream":  # only this run's capture lands files: no waiting
+        if pipeline.source.kind in ("dynamodb_stream", "audit_log", "binlog"):  # only this run's capture lands files
             raise AirflowSkipException(f"no new {landed_files(pipeline)} for pipeline {self.pipeline_name}")
         # with S3 notifications no run waits: one they start finds its file at once (or an earlier
         # run loaded it); a sweep that finds nothing ends, and holds no run slot a notification needs
-        if pipeline.source.notifications is not None or is_asset_triggered(context):
+        if pipeline.source.notifications is not None:
             if is_asset_triggered(context):
                 why = "run started by an S3 notification whose files an earlier run loaded"
             else:
@@ -132,4 +132,8 @@ def landed_files(pipeline) -> str:
     """What the source lands, in its own words."""
     if pipeline.source.kind == "dynamodb_stream":
         return "DynamoDB stream changes"
+    if pipeline.source.kind == "binlog":
+        return "binlog changes"
+    if pipeline.source.kind == "audit_log":
+        return "audit trail events"
     return "Firehose objects" if pipeline.source.kind == "firehose" else "DMS files"

@@ -237,6 +237,39 @@ def advance(pipeline: Pipeline, reports_per_target: tuple) -> dict:
     return {table: mark.to_dict() for table, mark in moved.items()}
 
 
+@by_family
+def compact(pipeline: Pipeline, context: Mapping[str, Any]) -> list[dict]:
+    """compact_bigquery: compact each table due by `bigquery.compaction`'s cadence (every table
+    with the param compact_now; rebuilt from the whole changelog with rebuild_state)."""
+    from cdc_sync.targets.bigquery.compaction import compact_pipeline
+
+    params = context["params"]
+    if params.get("dry_run"):
+        log.info("dry run: no compaction")
+        return []
+    reports = compact_pipeline(
+        pipeline,
+        connections.bigquery_client(pipeline),
+        force=bool(params.get("compact_now")),
+        rebuild=bool(params.get("rebuild_state")),
+    )
+    return [r.to_dict() for r in reports]
+
+
+@by_family
+def purge_tombstones(pipeline: Pipeline, context: Mapping[str, Any]) -> list[dict]:
+    """purge_aurora_tombstones: delete the Aurora state tables' tombstones older than the safe horizon."""
+    from cdc_sync.targets.aurora.purge import purge_pipeline
+
+    if context["params"].get("dry_run"):
+        log.info("dry run: no tombstone purge")
+        return []
+
+    connect = connections.aurora_plain_connect(pipeline)
+    assert connect is not None  # the task exists only with an Aurora target
+    return [r.to_dict() for r in purge_pipeline(pipeline, connect)]
+
+
 def fail_run(pipeline: Pipeline) -> None:
     """fail_if_a_load_failed: the run's verdict when a load or the planning failed."""
     from cdc_sync._compat import AirflowFailException
@@ -361,3 +394,29 @@ def capture_dynamodb_stream(pipeline: Pipeline, context: Mapping[str, Any]) -> d
     if context.get("params", {}).get("resnapshot"):
         return resnapshot(pipeline, streams, dynamodb, s3).to_dict()
     return capture(pipeline_capture(pipeline), streams, dynamodb, s3).to_dict()
+
+
+@by_family
+def capture_binlog(pipeline: Pipeline, context: Mapping[str, Any]) -> dict:
+    """`kind: binlog`: read the source's ROW binlog from the checkpoint (a snapshot first when
+    there is none) and land DMS-format change files (sources/binlog). The param `resnapshot`
+    (table names, or `*`) reads those tables again, tied to the binlog's current position."""
+    from cdc_sync.sources.binlog.capture import capture, pipeline_capture
+    from cdc_sync.sources.binlog.kinesis import KinesisSink
+
+    settings = pipeline.source.binlog
+    assert settings is not None
+    resnapshot = context.get("params", {}).get("resnapshot") or []
+    kinesis = (
+        KinesisSink(connections.aws_client(pipeline, "kinesis"), settings.kinesis_stream)
+        if settings.kinesis_stream
+        else None
+    )
+    return capture(
+        pipeline_capture(pipeline),
+        connections.mysql_settings(settings.conn_id),
+        connections.mysql_connect(settings.conn_id),
+        connections.s3_client(pipeline),
+        resnapshot=list(resnapshot),
+        kinesis=kinesis,
+    ).to_dict()

@@ -162,6 +162,20 @@ class CdcMySqlHook(DbApiHook):
     hook_name = "MySQL / Aurora (pymysql)"
     supports_autocommit = True
 
+    def connection_settings(self) -> dict[str, Any]:
+        """pymysql.connect arguments of the connection (host, port, user, password, TLS), for
+        clients that open their own connections (the binlog reader)."""
+        conn = self.get_connection(self.get_conn_id())
+        extra = conn.extra_dejson
+        return {
+            "host": conn.host or "127.0.0.1",
+            "port": int(conn.port or 3306),
+            "user": conn.login or "",
+            "passwd": conn.password or "",
+            "connect_timeout": int(extra.get("connect_timeout", 10)),
+            **tls_arguments(extra),
+        }
+
     def get_conn(self, *, local_infile: bool = False, autocommit: bool = False):
         conn = self.get_connection(self.get_conn_id())
         extra = conn.extra_dejson

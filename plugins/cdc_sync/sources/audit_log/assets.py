@@ -31,3 +31,25 @@ def table_asset(
     )
     uri = table_asset_uri(source, table)
     return Asset(uri=uri, name=uri, watchers=[AssetWatcher(name=f"audit_log_{source}_{table}", trigger=trigger)])
+
+
+def pipeline_audit_assets(pipeline):
+    """`schedule: audit_log`: any of the pipeline's tables written, by the audit log's account
+    (`source.audit_log`); one asset per table, each watched, combined with "or"."""
+    import functools
+    import operator
+
+    settings = pipeline.source.audit_log
+    if settings is None:
+        raise ValueError(f"pipeline {pipeline.name!r}: schedule audit_log needs source.audit_log")
+    assets = [
+        table_asset(
+            settings.source_name or pipeline.name,
+            table.qualified_name,
+            stream_name=settings.stream,
+            aws_conn_id=settings.aws_conn_id or pipeline.source.aws_conn_id,
+            poll_interval=settings.poll_interval_seconds,
+        )
+        for table in pipeline.tables
+    ]
+    return functools.reduce(operator.or_, assets)

@@ -57,6 +57,17 @@ class WriteEvent:
     event_id: str
 
 
+@dataclass(frozen=True)
+class TrailEvent:
+    """Any parsed audit event, for the audit trail: the tables it wrote, None when unmapped."""
+
+    event: AuditEvent
+    tables: tuple[TableRef, ...] | None
+    log_group: str
+    log_stream: str
+    event_id: str
+
+
 @dataclass
 class AuditBatch:
     """What one batch of records said: the writes, the tables written, and what was not understood."""
@@ -65,6 +76,7 @@ class AuditBatch:
     control_messages: int = 0
     lines: int = 0
     writes: list[WriteEvent] = field(default_factory=list)
+    events: list[TrailEvent] = field(default_factory=list)  # every parsed event, with keep_events
     bad_records: list[Problem] = field(default_factory=list)
     unparsed: list[Problem] = field(default_factory=list)
     unmapped: list[Problem] = field(default_factory=list)
@@ -96,8 +108,11 @@ def is_query(operation: str) -> bool:
     return operation.upper().startswith("QUERY")
 
 
-def decode_batch(records: Iterable[KinesisRecord], *, find_tables: bool = True) -> AuditBatch:
-    """Decode every record, parse every audit line, and (unless told not to) find written tables."""
+def decode_batch(
+    records: Iterable[KinesisRecord], *, find_tables: bool = True, keep_events: bool = False
+) -> AuditBatch:
+    """Decode every record, parse every audit line, and (unless told not to) find written tables;
+    with `keep_events`, every parsed event is kept too (the audit trail)."""
     batch = AuditBatch()
     for record in records:
         batch.records += 1
@@ -119,15 +134,17 @@ def decode_batch(records: Iterable[KinesisRecord], *, find_tables: bool = True) 
                 log.warning("%s: audit line does not parse: %s: %.300r", where, exc, log_event.message)
                 batch.unparsed.append(Problem(where, log_event.message, str(exc)))
                 continue
-            if not find_tables or event.retcode != 0 or not is_query(event.operation):
-                continue
-            try:
-                tables = written_tables(event.statement, event.database)
-            except Unmapped as exc:
-                where = _where(record, decoded, index)
-                log.warning("%s: written tables not known (%s): %.300r", where, exc, event.statement)
-                batch.unmapped.append(Problem(where, event.statement, str(exc)))
-                continue
+            tables: tuple[TableRef, ...] | None = ()
+            if find_tables and event.retcode == 0 and is_query(event.operation):
+                try:
+                    tables = written_tables(event.statement, event.database)
+                except Unmapped as exc:
+                    where = _where(record, decoded, index)
+                    log.warning("%s: written tables not known (%s): %.300r", where, exc, event.statement)
+                    batch.unmapped.append(Problem(where, event.statement, str(exc)))
+                    tables = None
             if tables:
                 batch.writes.append(WriteEvent(event, tables, decoded.log_group, decoded.log_stream, str(log_event.id)))
+            if keep_events:
+                batch.events.append(TrailEvent(event, tables, decoded.log_group, decoded.log_stream, str(log_event.id)))
     return batch

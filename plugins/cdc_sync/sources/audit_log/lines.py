@@ -11,7 +11,7 @@ and at its last quote: no character-by-character scan in Python.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -22,9 +22,12 @@ _UNESCAPED = {"n": "\n", "r": "\r", "t": "\t", "0": "\0"}
 
 
 class AuditEvent(msgspec.Struct, frozen=True):
-    """One audit record, fields as the server wrote them (the object unescaped)."""
+    """One audit record, fields as the server wrote them (the object unescaped).
 
-    timestamp: datetime
+    The time is kept as the server's text (checked when parsed) and converted when asked
+    for: the trigger never needs the time of the many events that wrote nothing."""
+
+    time_text: str
     server_host: str
     user: str
     host: str
@@ -36,14 +39,22 @@ class AuditEvent(msgspec.Struct, frozen=True):
     retcode: int
     extra: tuple[str, ...] = ()
 
+    @property
+    def timestamp(self) -> datetime:
+        return parse_timestamp(self.time_text)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def parse_timestamp(text: str) -> datetime:
     """Aurora writes epoch microseconds (some versions seconds or ms); MariaDB ``YYYYMMDD HH:MM:SS``."""
     if text.isdigit():
         value = int(text)
         digits = len(text)
-        scale = 1 if digits <= 10 else 1_000 if digits <= 13 else 1_000_000
-        return datetime.fromtimestamp(value / scale, UTC)
+        if digits > 13:  # microseconds: exact, no float in between
+            return _EPOCH + timedelta(microseconds=value)
+        return datetime.fromtimestamp(value / (1 if digits <= 10 else 1_000), UTC)
     return datetime.strptime(text, "%Y%m%d %H:%M:%S").replace(tzinfo=UTC)
 
 
@@ -59,12 +70,17 @@ def unescape(quoted_body: str) -> str:
             raise ValueError("a quote inside the object is not escaped")
         return quoted_body
     if "\0" not in quoted_body:  # fast path: str.replace with NUL standing for an escaped backslash
-        work = quoted_body.replace("\\\\", "\0")
-        if work.endswith("\\"):
+        work = quoted_body.replace("\\\\", "\0") if "\\\\" in quoted_body else quoted_body
+        if work[-1] == "\\":
             raise ValueError("the object ends inside an escape")
-        if "'" in work.replace("\\'", ""):
-            raise ValueError("a quote inside the object is not escaped")
-        work = work.replace("\\'", "'").replace("\\n", "\n").replace("\\r", "\r").replace("\\t", "\t")
+        quotes = work.count("'")
+        if quotes:
+            if quotes != work.count("\\'"):  # every quote has its backslash
+                raise ValueError("a quote inside the object is not escaped")
+            work = work.replace("\\'", "'")
+        if "\\" not in work:
+            return work.replace("\0", "\\")
+        work = work.replace("\\n", "\n").replace("\\r", "\r").replace("\\t", "\t")
         if "\\" not in work:
             return work.replace("\0", "\\")
     if "'" in _ESCAPE.sub("", quoted_body):
@@ -74,45 +90,53 @@ def unescape(quoted_body: str) -> str:
     return _ESCAPE.sub(_unescape_char, quoted_body)
 
 
+def _check_time(text: str) -> None:
+    try:
+        parse_timestamp(text)
+    except ValueError:
+        raise ValueError(f"timestamp {text!r} is neither epoch digits nor YYYYMMDD HH:MM:SS") from None
+
+
 def parse_line(line: str) -> AuditEvent:
     """Parse one audit line; ValueError says what is wrong (the caller adds where)."""
     head = line.split(",", 8)
     if len(head) != 9:
         raise ValueError(f"{len(head)} comma-separated fields before the object, 9 expected")
     timestamp, server_host, user, host, connection_id, query_id, operation, database, rest = head
-    if not rest.startswith("'"):
+    if rest[:1] != "'":
         raise ValueError("field 9 (the object) does not start with a single quote")
     end = rest.rfind("'")
     if end == 0:
         raise ValueError("field 9 (the object) has no closing quote")
-    tail = rest[end + 1 :]
-    if not tail.startswith(","):
+    if rest[end + 1 : end + 2] != ",":
         raise ValueError("no retcode after the object")
-    after = tail[1:].split(",")
+    tail = rest[end + 2 :]
+    if "," in tail:
+        retcode_text, *extra = tail.split(",")
+    else:
+        retcode_text, extra = tail, []
     try:
-        retcode = int(after[0])
+        retcode = int(retcode_text)
     except ValueError:
-        raise ValueError(f"retcode {after[0]!r} is not an integer") from None
+        raise ValueError(f"retcode {retcode_text!r} is not an integer") from None
+    if not timestamp.isdigit():
+        _check_time(timestamp)
     try:
-        when = parse_timestamp(timestamp)
-    except ValueError:
-        raise ValueError(f"timestamp {timestamp!r} is neither epoch digits nor YYYYMMDD HH:MM:SS") from None
-    try:
-        ids = int(connection_id), int(query_id)
+        connection, query = int(connection_id), int(query_id)
     except ValueError:
         raise ValueError(f"connection id {connection_id!r} / query id {query_id!r} not integers") from None
     return AuditEvent(
-        timestamp=when,
-        server_host=server_host,
-        user=user,
-        host=host,
-        connection_id=ids[0],
-        query_id=ids[1],
-        operation=operation,
-        database=database,
-        statement=unescape(rest[1:end]),
-        retcode=retcode,
-        extra=tuple(after[1:]),
+        timestamp,
+        server_host,
+        user,
+        host,
+        connection,
+        query,
+        operation,
+        database,
+        unescape(rest[1:end]),
+        retcode,
+        tuple(extra),
     )
 
 

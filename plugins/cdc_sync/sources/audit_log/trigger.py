@@ -5,7 +5,8 @@ checkpoint (TRIM_HORIZON the first time), decodes the batch, and yields ONE even
 written tables (only the watched ones when `tables` is given) — many writes in a second are
 one event, not one DAG run each. Shard positions are saved after the event is handed over,
 so a restart re-reads at most the last batch: a sync may be triggered twice, never missed,
-and the loads themselves are exactly once.
+and the loads themselves are exactly once. Lost history (records trimmed before they were
+read, see kinesis.StreamReader) fails the trigger with a message saying what to do.
 """
 
 from __future__ import annotations
@@ -13,22 +14,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from cdc_sync.sources.audit_log.batch import AuditBatch, KinesisRecord, decode_batch
+from cdc_sync.sources.audit_log.batch import AuditBatch, decode_batch
+from cdc_sync.sources.audit_log.kinesis import StreamReader, load_positions, save_positions
 
 log = logging.getLogger(__name__)
+
+SAVE_QUIET_POSITIONS_SECONDS = 600.0
 
 
 class Checkpoints(Protocol):
     """Where the trigger keeps the last sequence number read per shard."""
 
-    async def load(self) -> dict[str, str]: ...
+    async def load(self) -> dict[str, Any]: ...
 
-    async def save(self, positions: dict[str, str]) -> None: ...
+    async def save(self, positions: dict[str, Any]) -> None: ...
 
 
 class VariableCheckpoints:
@@ -37,14 +42,14 @@ class VariableCheckpoints:
     def __init__(self, key: str):
         self.key = key
 
-    async def load(self) -> dict[str, str]:
+    async def load(self) -> dict[str, Any]:
         from airflow.sdk import Variable
         from asgiref.sync import sync_to_async
 
         value = await sync_to_async(Variable.get)(self.key, default=None, deserialize_json=True)
         return dict(value or {})
 
-    async def save(self, positions: dict[str, str]) -> None:
+    async def save(self, positions: dict[str, Any]) -> None:
         from airflow.sdk import Variable
         from asgiref.sync import sync_to_async
 
@@ -94,14 +99,31 @@ class AuditLogTrigger(BaseEventTrigger):
     def checkpoints(self) -> Checkpoints:
         return self.checkpoint_store(checkpoint_key(self.stream_name, self.tables))
 
+    def remedy(self) -> str:
+        """What a person does about lost history: the syncs of those writes never ran."""
+        key = checkpoint_key(self.stream_name, self.tables)
+        return (
+            "Writes in the gap triggered no sync: run the reconcile DAG (or re-snapshot) of the tables this "
+            f"stream audits{' (' + ', '.join(self.tables) + ')' if self.tables else ''}, then delete the Airflow "
+            f"Variable {key} to resume from the oldest record the stream keeps."
+        )
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
         store = self.checkpoints()
-        positions = await store.load()
+        positions = load_positions(await store.load())
         hook = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="kinesis")
         async with await hook.get_async_conn() as client:
-            reader = _StreamReader(client, self.stream_name, positions, self.max_records_per_call)
+            reader = StreamReader(
+                client,
+                self.stream_name,
+                positions,
+                checkpoint=f"Airflow Variable {checkpoint_key(self.stream_name, self.tables)}",
+                remedy=self.remedy(),
+                limit=self.max_records_per_call,
+            )
+            saved_at = time.monotonic()
             while True:
                 records = await reader.read_all_shards()
                 if records:
@@ -109,7 +131,11 @@ class AuditLogTrigger(BaseEventTrigger):
                     event = self.event_for(batch)
                     if event is not None:
                         yield TriggerEvent(event)
-                    await store.save(reader.positions)
+                # the read-through times move on every poll; saving them now and then keeps a
+                # quiet stream from looking unread for longer than its retention after a restart
+                if records or time.monotonic() - saved_at >= SAVE_QUIET_POSITIONS_SECONDS:
+                    await store.save(save_positions(reader.positions))
+                    saved_at = time.monotonic()
                 await asyncio.sleep(self.poll_interval)
 
     def event_for(self, batch: AuditBatch) -> dict | None:
@@ -139,60 +165,3 @@ class AuditLogTrigger(BaseEventTrigger):
             "unparsed": len(summary["unparsed"]) + len(summary["bad_records"]),
             "unmapped": summary["unmapped"][:20],
         }
-
-
-class _StreamReader:
-    """Reads every shard of a stream from saved positions; remembers the iterators between polls."""
-
-    def __init__(self, client: Any, stream_name: str, positions: dict[str, str], limit: int):
-        self.client = client
-        self.stream_name = stream_name
-        self.positions = dict(positions)
-        self.limit = limit
-        self.iterators: dict[str, str | None] = {}
-
-    async def _shards(self) -> list[str]:
-        shards: list[str] = []
-        token = None
-        while True:
-            kwargs = {"NextToken": token} if token else {"StreamName": self.stream_name}
-            page = await self.client.list_shards(**kwargs)
-            shards.extend(s["ShardId"] for s in page.get("Shards", []))
-            token = page.get("NextToken")
-            if not token:
-                return shards
-
-    async def _iterator(self, shard_id: str) -> str:
-        seq = self.positions.get(shard_id)
-        kwargs: dict[str, Any] = {"StreamName": self.stream_name, "ShardId": shard_id}
-        if seq:
-            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=seq)
-        else:
-            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
-        return (await self.client.get_shard_iterator(**kwargs))["ShardIterator"]
-
-    async def read_all_shards(self) -> list[KinesisRecord]:
-        records: list[KinesisRecord] = []
-        for shard_id in await self._shards():
-            if shard_id in self.iterators and self.iterators[shard_id] is None:
-                continue  # a closed shard read to its end
-            records.extend(await self._read_shard(shard_id))
-        return records
-
-    async def _read_shard(self, shard_id: str) -> list[KinesisRecord]:
-        records: list[KinesisRecord] = []
-        iterator = self.iterators.get(shard_id) or await self._iterator(shard_id)
-        while iterator:
-            try:
-                page = await self.client.get_records(ShardIterator=iterator, Limit=self.limit)
-            except self.client.exceptions.ExpiredIteratorException:
-                iterator = await self._iterator(shard_id)
-                continue
-            for item in page.get("Records", []):
-                records.append(KinesisRecord(self.stream_name, shard_id, item["SequenceNumber"], item["Data"]))
-                self.positions[shard_id] = item["SequenceNumber"]
-            iterator = page.get("NextShardIterator")
-            if not page.get("Records") or not page.get("MillisBehindLatest"):
-                break
-        self.iterators[shard_id] = iterator
-        return records

@@ -11,6 +11,7 @@ reason; nothing is guessed.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import sqlglot
@@ -65,9 +66,51 @@ def is_write(statement: str) -> bool:
 def written_tables(statement: str, default_schema: str) -> tuple[TableRef, ...]:
     """The tables `statement` writes, sorted and distinct; () when it writes none.
 
-    Raises Unmapped when it is a write whose tables cannot be named for sure."""
+    Raises Unmapped when it is a write whose tables cannot be named for sure. A statement
+    that does not start like a write is answered without the SQL tokenizer; the others are
+    remembered by their shape (literals left out), so the same statement with other values
+    is not parsed again."""
+    if not _MAY_WRITE.match(statement):
+        return ()
+    key = (statement_shape(statement), default_schema)
+    known = _SHAPES.get(key)
+    if known is None:
+        try:
+            known = find_written_tables(statement, default_schema)
+        except Unmapped as exc:
+            known = str(exc)
+        if len(_SHAPES) >= _SHAPES_KEPT:
+            _SHAPES.clear()
+        _SHAPES[key] = known
+    if isinstance(known, str):
+        raise Unmapped(known)
+    return known
+
+
+def find_written_tables(statement: str, default_schema: str) -> tuple[TableRef, ...]:
+    """written_tables without the shape cache: the single-table shortcut, else sqlglot."""
     fast = single_table_write(statement, default_schema)
     return fast if fast is not None else parsed_tables(statement, default_schema)
+
+
+# What a write can start with (its keyword, or a comment or parenthesis before it); anything
+# else (SELECT, SET, SHOW, CALL, COMMIT, …) writes no table.
+_MAY_WRITE = re.compile(
+    r"\s*(?:insert|update|delete|replace|load|truncate|alter|drop|rename|with|\(|/\*|--|#)", re.IGNORECASE
+)
+# Literals: quoted strings (with \\ escapes and doubled quotes) and numbers standing alone.
+# The tables a statement writes are named by identifiers, never by literals.
+_LITERAL = re.compile(r"'(?:[^'\\]++|\\.|'')*+'|(?<![\w$@.])\d+(?:\.\d+)?(?:e[+-]?\d+)?(?![\w$])", re.I | re.S)
+_SHAPES: dict[tuple[str, str], tuple[TableRef, ...] | str] = {}
+_SHAPES_KEPT = 4096
+
+
+def statement_shape(statement: str) -> str:
+    """The statement with its literals replaced by ``?``, when that is safe to do by text:
+    with a backquote, a double quote or a comment in it, the statement itself."""
+    if "`" in statement or '"' in statement or "#" in statement or "--" in statement or "/*" in statement:
+        return statement
+    return _LITERAL.sub("?", statement)
 
 
 def parsed_tables(statement: str, default_schema: str) -> tuple[TableRef, ...]:

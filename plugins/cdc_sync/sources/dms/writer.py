@@ -58,6 +58,20 @@ def write_change_file(
     include_op: bool,
 ) -> bytes:
     """One DMS-style Parquet file holding `changes` in order."""
+    table = change_table(columns, changes, timestamp_column=timestamp_column, include_op=include_op)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="snappy")
+    return buffer.getvalue()
+
+
+def change_table(
+    columns: list[tuple[str, pa.DataType]],
+    changes: list[Change],
+    *,
+    timestamp_column: str | None,
+    include_op: bool,
+) -> pa.Table:
+    """`changes` as the Arrow table of a DMS-style Parquet file (one row group's worth)."""
     fields, arrays = [], []
     if include_op:
         fields.append(pa.field("Op", pa.string(), nullable=False))
@@ -68,10 +82,36 @@ def write_change_file(
     for name, arrow_type in columns:
         fields.append(pa.field(name, arrow_type))
         arrays.append(pa.array([_arrow_value(c.row.get(name), arrow_type) for c in changes], arrow_type))
-    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="snappy")
-    return buffer.getvalue()
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+class ChangeFileWriter:
+    """A DMS-style Parquet file written to `path` a row group at a time: memory holds one
+    group of changes, however many the file ends up with."""
+
+    def __init__(
+        self, path: str, columns: list[tuple[str, pa.DataType]], *, timestamp_column: str | None, include_op: bool
+    ):
+        self.path, self.columns = path, columns
+        self.timestamp_column, self.include_op = timestamp_column, include_op
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        table = change_table(self.columns, changes, timestamp_column=self.timestamp_column, include_op=self.include_op)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="snappy")
+        self._writer.write_table(table)
+        self.rows += len(changes)
+
+    def close(self, metadata: dict[str, str] | None = None) -> None:
+        """Finish the file; `metadata` goes into its footer (key-value metadata)."""
+        if self._writer is not None:
+            if metadata:
+                self._writer.add_key_value_metadata(metadata)
+            self._writer.close()
 
 
 def write_dms_file(

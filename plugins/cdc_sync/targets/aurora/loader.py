@@ -58,7 +58,12 @@ _LOCK_ATTEMPTS = 3
 _SCHEMA_REFUSED = {1005, 1059, 1060, 1067, 1069, 1070, 1071, 1074, 1101, 1117, 1118, 1166, 1170, 1425, 1426, 1427}
 _LOCK_WAIT_SECONDS = 60  # one wait for another load of the same file; logged, then waited again
 _MAX_CHUNK_ID = 2**31 - 1  # the ledger's chunk column (INT) holds a chunk's first row
-_CSV_OPTIONS = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
+try:
+    _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
+    _WRITE_NULLS_OURSELVES = False
+except TypeError:  # pyarrow < 26 has no null_string (MWAA's Airflow 3.0.6 pins 18.1): write \N as text
+    _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+    _WRITE_NULLS_OURSELVES = True
 
 
 class AuroraLoaderBase(ObjectLoader):
@@ -627,7 +632,16 @@ def _csv_table(batch: pa.RecordBatch, columns: list[str]) -> pa.Table:
         pc.cast(pc.equal(batch.column("_cdc_op"), "D"), pa.int8()),
     ]
     names = [*columns, "cdc_us", "cdc_row", "_cdc_deleted"]
+    if _WRITE_NULLS_OURSELVES:
+        out = [with_null_marker(array) for array in out]
     return pa.Table.from_arrays(out, names=names)
+
+
+def with_null_marker(array: pa.Array) -> pa.Array:
+    """The column as the CSV writer would print it, NULL as LOAD DATA's \\N (the writer's own
+    cast to text, so the bytes match a writer with `null_string`; a string value holding
+    `\\N` cannot be mistaken: its backslash is escaped by then)."""
+    return pc.fill_null(pc.cast(array, pa.string()), "\\N")
 
 
 def _csv_value(column: pa.Array) -> pa.Array:

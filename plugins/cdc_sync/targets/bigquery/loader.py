@@ -31,7 +31,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -40,7 +40,6 @@ import pyarrow.parquet as pq
 from google.api_core.exceptions import Conflict, GoogleAPICallError, NotFound
 from google.cloud import bigquery
 
-from cdc_sync import sql
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.errors import BadInput
 from cdc_sync.protocols import S3Client
@@ -62,6 +61,15 @@ _MAX_JOB_ATTEMPTS = 20
 
 class LoadJobFailed(BadInput):
     """BigQuery ran the load job and refused it; the message is BigQuery's reason."""
+
+
+class _Restamp(Exception):
+    """A compaction announced a watermark at or after this batch's `_cdc_loaded_at`: write the
+    batch again stamped after it, or that compaction could skip its rows."""
+
+    def __init__(self, watermark: datetime):
+        super().__init__(f"compaction watermark {watermark.isoformat()}")
+        self.watermark = watermark
 
 
 class _ClaimedElsewhere(Exception):
@@ -121,15 +129,11 @@ class ChangelogLoader(ObjectLoader):
         return report
 
     def refresh_view(self) -> None:
-        statement = sql.render(
-            "bigquery/latest_state_view.sql",
-            project=self.target.project,
-            dataset=self.target.dataset,
-            view=self.target.latest_view(self.table),
-            changelog=self.target.changelog_table(self.table),
-            primary_key=self.table.primary_key,
-        )
-        self.client.query(statement, location=self.target.location).result()
+        """The latest-state view over the changelog, or over the state table and the changelog
+        from the compaction watermark once the table has been compacted (bigquery.compaction)."""
+        from cdc_sync.targets.bigquery.compaction import Compactor
+
+        Compactor(self.pipeline, self.table, self.client).refresh_view()
 
     # ------------------------------------------------------------ ledger state
     def _not_yet_loaded(self, files: list[LandedObject], report: LoadReport, replay: bool) -> list[LandedObject]:
@@ -194,19 +198,30 @@ class ChangelogLoader(ObjectLoader):
     # ----------------------------------------------------------------- loading
     def _load_new(self, files: list[LandedObject], report: LoadReport) -> None:
         prepared = self._prepare(files, report)
+        loaded_at = datetime.now(UTC)
         while prepared:
             table_schema = self._evolve_schema(prepared, report)
             prepared = [p for p in prepared if p.file.key not in report.quarantined]
             if not prepared:
                 return
             combined = self.workdir / "combined.parquet"
-            row_counts = self._write_combined(prepared, table_schema, combined, report)
+            row_counts = self._write_combined(prepared, table_schema, combined, report, loaded_at)
             if row_counts is None:  # a file failed while being rewritten: start again without it
                 prepared = [p for p in prepared if p.file.key not in report.quarantined]
                 continue
             batch_files = [p.file for p in prepared]
             try:
-                job_id = self._run_job(batch_files, combined, row_counts)
+                job_id = self._run_job(batch_files, combined, row_counts, loaded_at)
+            except _Restamp as restamp:
+                # clocks may differ between workers: stamp strictly after the announced watermark
+                loaded_at = max(datetime.now(UTC), restamp.watermark + timedelta(microseconds=1))
+                log.info(
+                    "%s: a compaction announced watermark %s; stamping this batch %s and loading it again",
+                    self.table.qualified_name,
+                    restamp.watermark.isoformat(),
+                    loaded_at.isoformat(),
+                )
+                continue
             except LoadJobFailed as failure:
                 if len(prepared) == 1:
                     self._quarantine(report, prepared[0].file, f"BigQuery refused the file: {failure}")
@@ -305,9 +320,8 @@ class ChangelogLoader(ObjectLoader):
             self.client.update_table(existing, ["schema"])
 
     def _write_combined(
-        self, prepared: list[_Prepared], schema: pa.Schema, out: Path, report: LoadReport
+        self, prepared: list[_Prepared], schema: pa.Schema, out: Path, report: LoadReport, loaded_at: datetime
     ) -> dict[str, int] | None:
-        loaded_at = datetime.now(UTC)
         counts: dict[str, int] = {}
         with pq.ParquetWriter(out, schema, compression="snappy") as writer:
             for p in prepared:
@@ -322,8 +336,11 @@ class ChangelogLoader(ObjectLoader):
                 counts[p.file.key] = rows
         return counts
 
-    def _run_job(self, files: list[LandedObject], combined: Path, row_counts: dict[str, int]) -> str:
-        """Insert (or find) the load job for exactly these files; returns its id once it succeeded."""
+    def _run_job(
+        self, files: list[LandedObject], combined: Path, row_counts: dict[str, int], loaded_at: datetime
+    ) -> str:
+        """Insert (or find) the load job for exactly these files; returns its id once it succeeded.
+        Raises _Restamp when a compaction announced a watermark the batch's stamp is not after."""
         fenced = 0
         for attempt in range(_MAX_JOB_ATTEMPTS):
             job_id = job_id_for(self.pipeline.name, self.table, files, attempt)
@@ -343,6 +360,7 @@ class ChangelogLoader(ObjectLoader):
                 [LedgerEntry(f.key, f.etag, PENDING, job_id, row_counts[f.key]) for f in files],
             )
             self._settle_other_claims(files, job_id)
+            self._check_compaction_watermark(loaded_at)
             try:
                 job = self._insert_load_job(job_id, combined)
             except Conflict:  # a worker with the same batch inserted it first, or a rival fenced this id
@@ -371,6 +389,17 @@ class ChangelogLoader(ObjectLoader):
             )
             return job_id
         raise RuntimeError(f"{self.table.qualified_name}: {_MAX_JOB_ATTEMPTS} failed load attempts for one batch")
+
+    def _check_compaction_watermark(self, loaded_at: datetime) -> None:
+        """Read after this load's claim is written, before its job is inserted. A compaction
+        announces its watermark, then reads the open claims: if it announced before this read,
+        the batch is restamped after the watermark; if after, it reads this claim and fences or
+        waits on this job before it reads the changelog (docs/design.md, "Compaction")."""
+        from cdc_sync.targets.bigquery.compaction import announced_watermark
+
+        announced = announced_watermark(self.client, self.target, self.pipeline.name, self.table.qualified_name)
+        if announced is not None and loaded_at <= announced:
+            raise _Restamp(announced)
 
     def _settle_other_claims(self, files: list[LandedObject], job_id: str) -> None:
         """Fence or wait on every other load job that claimed one of `files`; raises
