@@ -44,6 +44,7 @@ def test_notifications_read_the_queue_with_the_source_connection_unless_told():
     [
         (lambda p: p.update(schedule=None), "field source.notifications: needs a cron schedule as the safety sweep"),
         (lambda p: p.update(schedule="@continuous"), "needs a cron schedule as the safety sweep"),
+        (lambda p: p.update(schedule="audit_log"), "needs a cron schedule as the safety sweep"),
         (lambda p: p["source"]["notifications"].update(queue_url="landed"), "queue_url"),
         (lambda p: p["source"]["notifications"].update(queue=QUEUE), "queue"),
     ],
