@@ -48,8 +48,8 @@ test: venv chromium ## Run every test against local MariaDB, moto and the BigQue
 	$(VENV)/bin/python tools/local_stack.py check
 	$(VENV)/bin/python -m pytest --cov=cdc_sync --cov-report=term:skip-covered
 
-test-airflow-3.0: venv $(VENV_AF30)/.installed ## Every test again on Airflow 3.0.6 (MWAA's oldest), but those that start a whole Airflow or their own server (markers `deployed`, `own_server`)
-	$(VENV_AF30)/bin/python -m pytest -m "not deployed and not own_server"
+test-airflow-3.0: venv $(VENV_AF30)/.installed ## The tests that run Airflow code (marker `airflow`) and the unit tests again on Airflow 3.0.6, MWAA's oldest
+	$(VENV_AF30)/bin/python -m pytest -m "(airflow or not services) and not deployed and not own_server"
 
 test-deployed: venv chromium ## Only the tests that start a real Airflow (scheduler, triggerer, API server on PostgreSQL) and the UI test
 	$(VENV)/bin/python tools/local_stack.py check

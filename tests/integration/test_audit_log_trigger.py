@@ -20,7 +20,7 @@ from cdc_sync.sources.audit_log.kinesis import LostHistoryError
 from cdc_sync.sources.audit_log.trigger import AuditLogTrigger
 from tools.audit_standin import audit_line
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.airflow]  # Airflow trigger code: run on 3.0 too
 
 GROUP = "/aws/rds/cluster/shop/audit"
 
