@@ -333,6 +333,10 @@ def main() -> int:
             for name in (DATABASE, REPLICA):
                 cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         conn.close()
+        say(
+            "\nThese runs used `airflow dags test`. To watch the same pipeline in the Airflow UI "
+            "(scheduler, triggerer, API server on PostgreSQL): make demo-ui, then make airflow-stop."
+        )
         return 0 if in_sync and clicks_ok else 1
 
 
