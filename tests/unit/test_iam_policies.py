@@ -39,13 +39,12 @@ WRITE_SITES = {
     ("targets/aurora/loader.py", "_apply_chunk"): ("staging", "staging_prefix"),
     ("targets/aurora/append.py", "_source"): ("staging", "staging_prefix"),
     ("orchestration/tasks.py", "write_report"): ("reports", "reports_prefix"),
-    ("sources/dynamodb_stream/capture.py", "write_checkpoint"): ("checkpoints", "checkpoint_key"),
+    # the capture steps' checkpoints (DynamoDB stream, binlog, audit trail): JSON at their checkpoint_key
+    ("sources/s3_objects.py", "write_json"): ("checkpoints", "checkpoint"),
     ("sources/dynamodb_stream/capture.py", "land"): ("change_files", "table_prefix"),
     ("reconcile/repair.py", "emit_repair_file"): ("change_files", "table_prefix"),
-    ("sources/audit_log/trail.py", "_write_checkpoint"): ("checkpoints", "checkpoint_key"),
     ("sources/audit_log/trail.py", "_report_problems"): ("checkpoints", "problems_prefix"),
     ("sources/audit_log/trail.py", "capture_trail"): ("change_files", "table_prefix"),
-    ("sources/binlog/capture.py", "write_checkpoint"): ("checkpoints", "checkpoint_key"),
     ("sources/binlog/capture.py", "land"): ("change_files", "table_prefixes"),
 }
 

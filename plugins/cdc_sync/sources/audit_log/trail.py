@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from cdc_sync.errors import SetupError
 from cdc_sync.sources.audit_log.batch import AuditBatch, KinesisRecord, TrailEvent, decode_batch
 from cdc_sync.sources.audit_log.kinesis import StreamReader, load_positions, save_positions
 from cdc_sync.sources.audit_log.trail_table import TRAIL_COLUMNS, TRAIL_TIMESTAMP_COLUMN
 from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
 from cdc_sync.sources.dms.writer import Change, cdc_file_name, write_change_file
+from cdc_sync.sources.s3_objects import object_exists, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -128,27 +127,7 @@ def kept(item: TrailEvent, events: str) -> bool:
 
 
 def _read_checkpoint(s3, bucket: str, key: str) -> dict:
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return {"positions": {}, "last_file": None, "pending": None}
-        raise
-    return json.loads(body)
-
-
-def _write_checkpoint(s3, bucket: str, key: str, checkpoint: dict) -> None:
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(checkpoint, sort_keys=True).encode())
-
-
-def _exists(s3, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
+    return read_json(s3, bucket, key) or {"positions": {}, "last_file": None, "pending": None}
 
 
 def _commit_pending(checkpoint: dict) -> None:
@@ -217,13 +196,13 @@ def capture_trail(
     checkpoint = _read_checkpoint(s3, spec.bucket, spec.checkpoint_key)
     if checkpoint.get("pending"):
         key = spec.table_prefix + checkpoint["pending"]["file"]
-        if _exists(s3, spec.bucket, key):
+        if object_exists(s3, spec.bucket, key):
             log.info("%s: %s was written by an interrupted run; its positions are taken", spec.stream, key)
             _commit_pending(checkpoint)
             report.resumed_pending = True
         else:
             checkpoint["pending"] = None
-        _write_checkpoint(s3, spec.bucket, spec.checkpoint_key, checkpoint)
+        write_json(s3, spec.bucket, spec.checkpoint_key, checkpoint)
 
     positions = load_positions(checkpoint.get("positions"))
     factory = client_factory or default_client_factory(spec.aws_conn_id)
@@ -240,17 +219,17 @@ def capture_trail(
     saved = save_positions(positions)
     if not changes:
         checkpoint["positions"] = saved
-        _write_checkpoint(s3, spec.bucket, spec.checkpoint_key, checkpoint)
+        write_json(s3, spec.bucket, spec.checkpoint_key, checkpoint)
         _report_problems(spec, s3, batch, report, checkpoint.get("last_file") or "none")
         return report
     name = _next_file_name(now(), checkpoint.get("last_file"))
     checkpoint["pending"] = {"file": name, "positions": saved}
-    _write_checkpoint(s3, spec.bucket, spec.checkpoint_key, checkpoint)
+    write_json(s3, spec.bucket, spec.checkpoint_key, checkpoint)
     body = write_change_file(trail_columns(), changes, timestamp_column=TRAIL_TIMESTAMP_COLUMN, include_op=True)
     report.key = spec.table_prefix + name
     s3.put_object(Bucket=spec.bucket, Key=report.key, Body=body)
     _commit_pending(checkpoint)
-    _write_checkpoint(s3, spec.bucket, spec.checkpoint_key, checkpoint)
+    write_json(s3, spec.bucket, spec.checkpoint_key, checkpoint)
     report.written = len(changes)
     _report_problems(spec, s3, batch, report, name)
     log.info(

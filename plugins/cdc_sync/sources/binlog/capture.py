@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
-from botocore.exceptions import ClientError
 
 from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.errors import SetupError, TransientError
@@ -52,6 +51,7 @@ from cdc_sync.sources.binlog.server import (
     mariadb_gtid_state,
 )
 from cdc_sync.sources.dms.writer import Change, ChangeFileWriter, cdc_file_name
+from cdc_sync.sources.s3_objects import object_exists, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -139,27 +139,12 @@ class Checkpoint:
 
 
 def read_checkpoint(s3, bucket: str, key: str) -> Checkpoint:
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return Checkpoint()
-        raise
-    return Checkpoint(json.loads(body))
+    document = read_json(s3, bucket, key)
+    return Checkpoint() if document is None else Checkpoint(document)
 
 
 def write_checkpoint(s3, bucket: str, key: str, checkpoint: Checkpoint) -> None:
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(checkpoint.to_dict(), sort_keys=True).encode())
-
-
-def _object_exists(s3, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
+    write_json(s3, bucket, key, checkpoint.to_dict())
 
 
 class Landing:
@@ -249,7 +234,7 @@ def recover_pending(spec: BinlogCapture, s3, checkpoint: Checkpoint) -> Checkpoi
     if not checkpoint.pending:
         return checkpoint
     pending = checkpoint.pending
-    if all(_object_exists(s3, spec.bucket, key) for key in pending["files"]):
+    if all(object_exists(s3, spec.bucket, key) for key in pending["files"]):
         log.info(
             "%s: the %d file(s) of an interrupted run are on S3; their state is taken",
             spec.pipeline,

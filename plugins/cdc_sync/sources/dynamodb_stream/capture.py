@@ -19,7 +19,6 @@ TrimmedDataAccessException, means records were trimmed (24 hours) before they we
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from cdc_sync.errors import SetupError
 from cdc_sync.sources.dms.writer import Change, cdc_file_name, write_change_file
 from cdc_sync.sources.dynamodb_stream.filters import FilterCriteria
 from cdc_sync.sources.dynamodb_stream.images import ItemColumns
+from cdc_sync.sources.s3_objects import object_exists, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -172,27 +172,12 @@ class Checkpoint:
 
 
 def read_checkpoint(s3, bucket: str, key: str) -> Checkpoint:
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return Checkpoint()
-        raise
-    return Checkpoint(json.loads(body))
+    document = read_json(s3, bucket, key)
+    return Checkpoint() if document is None else Checkpoint(document)
 
 
 def write_checkpoint(s3, bucket: str, key: str, checkpoint: Checkpoint) -> None:
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(checkpoint.to_dict(), sort_keys=True).encode())
-
-
-def _object_exists(s3, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
+    write_json(s3, bucket, key, checkpoint.to_dict())
 
 
 def _commit_pending(checkpoint: Checkpoint) -> None:
@@ -217,7 +202,7 @@ def capture(
     checkpoint = read_checkpoint(s3, spec.bucket, spec.checkpoint_key)
     if checkpoint.pending:
         key = spec.table_prefix + checkpoint.pending["file"]
-        if _object_exists(s3, spec.bucket, key):
+        if object_exists(s3, spec.bucket, key):
             log.info("%s: %s was written by an interrupted run; its positions are taken", spec.stream, key)
             _commit_pending(checkpoint)
         else:
