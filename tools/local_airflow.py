@@ -329,7 +329,7 @@ def up(config: Path | None = None, connections: dict[str, str] | None = None) ->
             home=STATE_DIR / "home",
             config_path=config,
             connections=connections,
-            port=int(os.environ.get("AIRFLOW_PORT", "8080")) if _port_free(8080) else None,
+            port=wanted if _port_free(wanted := int(os.environ.get("AIRFLOW_PORT", "8080"))) else None,
             database="cdc_sync_local_airflow",
         )
     except StackError as error:
