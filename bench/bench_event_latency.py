@@ -37,7 +37,9 @@ from tools.local_stack import LocalStack  # noqa: E402
 FILES = int(os.environ.get("BENCH_FILES", "20"))
 POKE = int(os.environ.get("BENCH_POKE_SECONDS", "15"))
 GAP = tuple(float(s) for s in os.environ.get("BENCH_GAP_SECONDS", "5-45").split("-"))
-WAYS = ("cron", "continuous", "events")
+WAYS = tuple(os.environ.get("BENCH_WAYS", "cron,continuous,events").split(","))
+# one way at a time (each alone on the machine, as a deployment runs one of them), or side by side
+TOGETHER = os.environ.get("BENCH_TOGETHER", "") == "1"
 TARGETS = ("bigquery", "aurora")
 LISTS_PER_LOOK = 2  # ListObjectsV2 calls per DMS table per look: the load walk and the CDC walk
 SQS_IDLE_RECEIVES_PER_HOUR = 3600 / (20 + 1)  # events.WAIT_TIME_SECONDS long poll + WAITER_DELAY_SECONDS
@@ -147,61 +149,38 @@ def _phases(landed: float, runs: list[dict]) -> dict[str, float | str] | None:
 
 
 def main() -> None:
-    rng = random.Random(18)
     with LocalStack.start() as stack, tempfile.TemporaryDirectory() as tmp:
+        home = Path(os.environ.get("BENCH_HOME") or Path(tmp) / "airflow-home")
         deployment = Deployment(stack, uuid.uuid4().hex[:6], Path(tmp))
         options = {"poke_interval_seconds": POKE, "wait_timeout_minutes": 50}
-        deployment.add_dms("cron", "* * * * *", **options)
-        deployment.add_dms("continuous", "@continuous", **options)
-        deployment.add_notified_dms("events", "*/30 * * * *")
+        adders = {
+            "cron": lambda: deployment.add_dms("cron", "* * * * *", **options),
+            "continuous": lambda: deployment.add_dms("continuous", "@continuous", **options),
+            "events": lambda: deployment.add_notified_dms("events", "*/30 * * * *"),
+        }
+        for way in WAYS:
+            adders[way]()
         deployment.write_config()
         for way in WAYS:  # the rows the files change, loaded before the clock starts
             deployment.worlds[way].seed(range(1, FILES + 1))
         airflow = LocalAirflow.start(
-            stack,
-            home=Path(tmp) / "airflow-home",
-            config_path=deployment.config_path,
-            connections=deployment.connections(),
+            stack, home=home, config_path=deployment.config_path, connections=deployment.connections()
         )
         deployment.airflow = airflow
         seen: dict[tuple[str, str, int], float] = {}
-        stop = threading.Event()
-        watchers = [Visibility(deployment, way, target, seen, stop) for way in WAYS for target in TARGETS]
+        landed: dict[tuple[str, int], float] = {}
+        runs: dict[str, list[dict]] = {}
+        hours: dict[str, float] = {}
         try:
             deployment.wait_for_dags()
-            for way in WAYS:
-                deployment.set_paused(deployment.dag_id(way), False)
-            for way in WAYS:
-                world = deployment.worlds[way]
-                deployment.wait_until(
-                    f"the full load of {way}",
-                    lambda world=world: _rows(world, "bigquery") == _rows(world, "aurora") == FILES,
-                    timeout=600,
-                    every=2,
-                )
-            print(f"warm: {FILES} rows in every target; landing {FILES} files, {GAP[0]:.0f}-{GAP[1]:.0f}s apart")
-            for watcher in watchers:
-                watcher.start()
-            began = time.time()
-            landed: dict[tuple[str, int], float] = {}
-            for key in range(1, FILES + 1):
-                time.sleep(rng.uniform(*GAP))
-                for way in WAYS:
-                    world = deployment.worlds[way]
-                    world.dms.update(world.customers, {"id": key}, {"qty": 1000 + key})
-                    world.dms.flush(world.customers)
-                    landed[(way, key)] = time.time()
-            deployment.wait_until(
-                "every file visible in every target",
-                lambda: len(seen) >= len(WAYS) * len(TARGETS) * FILES,
-                timeout=900,
-                every=2,
-            )
-            ended = time.time()
-            stop.set()
-            runs = {way: _run_times(deployment, deployment.dag_id(way)) for way in WAYS}
+            groups = [WAYS] if TOGETHER else [(way,) for way in WAYS]
+            for group in groups:
+                began = time.time()
+                _measure(deployment, group, landed, seen)
+                for way in group:
+                    hours[way] = (time.time() - began) / 3600
+                    runs[way] = _run_times(deployment, deployment.dag_id(way))
         finally:
-            stop.set()
             for way in WAYS:
                 try:
                     deployment.set_paused(deployment.dag_id(way), True)
@@ -210,13 +189,57 @@ def main() -> None:
             airflow.stop()
             airflow.drop_database()
             deployment.close()
-    resolution = statistics.mean(max(1.0, w.busy / max(1, w.loops)) for w in watchers)
-    _report(landed, seen, resolution, runs, ended - began)
+    _report(landed, seen, runs, hours)
 
 
-def _report(landed, seen: dict, resolution: float, runs: dict[str, list[dict]], seconds: float) -> None:
-    hours = seconds / 3600
-    print(f"\n{FILES} files per way over {seconds / 60:.1f} min; each view read every {resolution:.1f}s")
+def _measure(deployment: Deployment, ways: tuple[str, ...], landed: dict, seen: dict) -> None:
+    """Unpause `ways`, wait for their full loads, land the FILES files (same pauses for every
+    group: the seed is fixed), wait until every change is visible in both targets, pause them."""
+    rng = random.Random(18)
+    stop = threading.Event()
+    watchers = [Visibility(deployment, way, target, seen, stop) for way in ways for target in TARGETS]
+    try:
+        for way in ways:
+            deployment.set_paused(deployment.dag_id(way), False)
+        for way in ways:
+            world = deployment.worlds[way]
+            deployment.wait_until(
+                f"the full load of {way}",
+                lambda world=world: _rows(world, "bigquery") == _rows(world, "aurora") == FILES,
+                timeout=600,
+                every=2,
+            )
+        print(
+            f"{'+'.join(ways)}: {FILES} rows in every target; landing {FILES} files, {GAP[0]:.0f}-{GAP[1]:.0f}s apart"
+        )
+        for watcher in watchers:
+            watcher.start()
+        for key in range(1, FILES + 1):
+            time.sleep(rng.uniform(*GAP))
+            for way in ways:
+                world = deployment.worlds[way]
+                world.dms.update(world.customers, {"id": key}, {"qty": 1000 + key})
+                world.dms.flush(world.customers)
+                landed[(way, key)] = time.time()
+        deployment.wait_until(
+            "every file visible in every target",
+            lambda: all(
+                (way, target, key) in seen for way in ways for target in TARGETS for key in range(1, FILES + 1)
+            ),
+            timeout=900,
+            every=2,
+        )
+    finally:
+        stop.set()
+        for way in ways:
+            deployment.set_paused(deployment.dag_id(way), True)
+    reads = [w.busy / max(1, w.loops) for w in watchers]
+    print(f"  done; each view read every {max(1.0, statistics.mean(reads)):.1f}s")
+
+
+def _report(landed: dict, seen: dict, runs: dict[str, list[dict]], hours_per_way: dict[str, float]) -> None:
+    how = "side by side" if TOGETHER else "one way at a time"
+    print(f"\n{FILES} files per way, {how}")
     print(f"{'way':<11} {'target':<9} {'p50 s':>6} {'p95 s':>6} {'max s':>6}")
     for way in WAYS:
         for target in TARGETS:
@@ -244,7 +267,7 @@ def _report(landed, seen: dict, resolution: float, runs: dict[str, list[dict]], 
     print("\nrequests and triggerer load per hour (from the runs and sensor times observed; 1 table)")
     print(f"{'way':<11} {'runs/h':>7} {'S3 LIST/h':>10} {'SQS/h':>6} {'triggers':>9}")
     for way in WAYS:
-        rs = runs[way]
+        rs, hours = runs[way], hours_per_way[way]
         deferred = sum(
             max(0.0, (r["tis"]["wait_for_new_files"][1] or 0) - (r["tis"]["wait_for_new_files"][0] or 0))
             for r in rs
