@@ -95,7 +95,8 @@ def _unescape(body: pa.Array) -> tuple[pa.Array, np.ndarray]:
     inside = escaping + 1 < offsets[escaping_row + 1]
     refused[escaping_row[~inside]] = True  # ends inside an escape
     escaping, escaping_row = escaping[inside], escaping_row[inside]
-    escaped_quote = np.isin(quotes - 1, escaping, assume_unique=True)
+    nearest = np.minimum(np.searchsorted(escaping, quotes - 1), max(len(escaping) - 1, 0))
+    escaped_quote = (escaping[nearest] == quotes - 1) if len(escaping) else np.zeros(len(quotes), dtype=bool)
     refused[_rows_of(offsets, quotes[~escaped_quote])] = True
     out = octets.copy()
     out[escaping + 1] = _ESCAPED[octets[escaping + 1]]
