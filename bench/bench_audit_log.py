@@ -4,7 +4,8 @@ Records are built as CloudWatch Logs writes them (gzip JSON, 100 log events each
 base64-encoded as Kinesis carries them on the wire. Floor: bare base64 + gzip decoding of the
 same records. Measured: decode + parse every audit line (the trigger's per-line work), and
 the same plus finding the written tables (sqlglot; each statement shape parsed once and
-remembered: the statements here differ only in their values, as an application's do).
+remembered: the statements here differ only in their values, as an application's do). For
+comparison, the same decoding with every line parsed one by one by lines.parse_line.
 The works run in turn, round after round, so
 that a busy machine slows them alike; the best round of each counts. Prints the figures.
 """
@@ -22,6 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
 from cdc_sync.sources.audit_log.batch import KinesisRecord, decode_batch  # noqa: E402
+from cdc_sync.sources.audit_log.lines import parse_line  # noqa: E402
+from cdc_sync.sources.audit_log.records import decode_record  # noqa: E402
 from tools.audit_standin import audit_line, subscription_record  # noqa: E402
 
 LINES, PER_RECORD, ROUNDS = 100_000, 100, 5
@@ -77,11 +80,20 @@ def main() -> None:
         batch = decode_batch(records())
         assert batch.lines == LINES and not batch.unparsed and not batch.unmapped
 
-    t_floor, t_decode, t_tables = best_of_interleaved(floor, decode_only, with_tables)
+    def per_line() -> None:
+        lines = 0
+        for record in records():
+            for log_event in decode_record(record.data, record.where).events:
+                parse_line(log_event.message)  # each event dropped, as decode_batch drops what wrote nothing
+                lines += 1
+        assert lines == LINES
+
+    t_floor, t_decode, t_tables, t_per_line = best_of_interleaved(floor, decode_only, with_tables, per_line)
     print(f"{LINES:,} audit lines in {len(wire):,} records of {PER_RECORD}")
     print(f"floor (base64 + gzip):          {LINES / t_floor:>12,.0f} lines/s")
     print(f"decode + parse audit lines:     {LINES / t_decode:>12,.0f} lines/s = {t_floor / t_decode:.2f}x floor")
     print(f"... + written tables (sqlglot): {LINES / t_tables:>12,.0f} lines/s = {t_floor / t_tables:.3f}x floor")
+    print(f"decode + parse_line per line:   {LINES / t_per_line:>12,.0f} lines/s = {t_floor / t_per_line:.2f}x floor")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ def test_audit_line_timestamps_and_extra_fields():
     assert event.timestamp == datetime(2026, 12, 6, 11, 2, 3, tzinfo=UTC)
     assert event.retcode == 1146
     assert event.extra == ("TCP/IP",)
+    last = parse_line(audit_line("DELETE FROM t", timestamp="253402300799999999"))  # the last µs of year 9999
+    assert last.timestamp == datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -66,6 +68,11 @@ def test_audit_line_timestamps_and_extra_fields():
         ("1764979200,host,app,10.0.0.7,41,1001,QUERY,shop,'x',zero", "retcode 'zero'"),
         ("yesterday,host,app,10.0.0.7,41,1001,QUERY,shop,'x',0", "timestamp 'yesterday'"),
         ("1764979200,host,app,10.0.0.7,41,1001,QUERY,shop,'x\\',0", "ends inside an escape"),
+        # values that would fail later (event.timestamp, the trail table's bigint/int columns)
+        ("253402300800000000,host,app,10.0.0.7,41,1001,QUERY,shop,'x',0", "timestamp '253402300800000000'"),
+        ("\u00b2,host,app,10.0.0.7,41,1001,QUERY,shop,'x',0", "timestamp '\u00b2'"),
+        ("1764979200,host,app,10.0.0.7,9223372036854775808,1,QUERY,shop,'x',0", "out of the 64-bit range"),
+        ("1764979200,host,app,10.0.0.7,41,1001,QUERY,shop,'x',2147483648", "retcode '2147483648' is out of range"),
     ],
 )
 def test_bad_audit_lines_are_refused_with_what_and_where(line, reason):

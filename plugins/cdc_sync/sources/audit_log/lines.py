@@ -19,6 +19,12 @@ from cdc_sync.errors import BadInput
 
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _UNESCAPED = {"n": "\n", "r": "\r", "t": "\t", "0": "\0"}
+# Any epoch in up to 17 ASCII digits is a time before year 10000; longer ones are checked.
+PLAIN_TIME_DIGITS = 17
+# What the trail table holds (connection_id and query_id bigint, retcode int): a value past
+# that would fail the whole file later, so the line is refused here instead.
+ID_RANGE = range(-(2**63), 2**63)
+RETCODE_RANGE = range(-(2**31), 2**31)
 
 
 class AuditEvent(msgspec.Struct, frozen=True):
@@ -93,7 +99,7 @@ def unescape(quoted_body: str) -> str:
 def _check_time(text: str) -> None:
     try:
         parse_timestamp(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: past year 9999
         raise ValueError(f"timestamp {text!r} is neither epoch digits nor YYYYMMDD HH:MM:SS") from None
 
 
@@ -119,12 +125,16 @@ def parse_line(line: str) -> AuditEvent:
         retcode = int(retcode_text)
     except ValueError:
         raise ValueError(f"retcode {retcode_text!r} is not an integer") from None
-    if not timestamp.isdigit():
-        _check_time(timestamp)
+    if retcode not in RETCODE_RANGE:
+        raise ValueError(f"retcode {retcode_text!r} is out of range")
+    if not (len(timestamp) <= PLAIN_TIME_DIGITS and timestamp.isascii() and timestamp.isdigit()):
+        _check_time(timestamp)  # also the digits int() refuses ("²") and times past year 9999
     try:
         connection, query = int(connection_id), int(query_id)
     except ValueError:
         raise ValueError(f"connection id {connection_id!r} / query id {query_id!r} not integers") from None
+    if connection not in ID_RANGE or query not in ID_RANGE:
+        raise ValueError(f"connection id {connection_id!r} / query id {query_id!r} out of the 64-bit range")
     return AuditEvent(
         timestamp,
         server_host,

@@ -127,7 +127,8 @@ class AuditLogTrigger(BaseEventTrigger):
             while True:
                 records = await reader.read_all_shards()
                 if records:
-                    batch = decode_batch(records)
+                    # CPU work of up to a second or so: off the triggerer's event loop
+                    batch = await asyncio.to_thread(decode_batch, records)
                     event = self.event_for(batch)
                     if event is not None:
                         yield TriggerEvent(event)
