@@ -1,17 +1,18 @@
 """Landing → visible latency under a real local Airflow: cron, @continuous, S3 notifications.
 
-Three DMS pipelines run side by side in one local Airflow (tools/local_airflow.py), each with
-its own bucket, dataset and Aurora database:
+Three DMS pipelines in one local Airflow (tools/local_airflow.py), each with its own bucket,
+dataset and Aurora database, measured one after the other (each alone on the machine, as a
+deployment runs one of them; BENCH_TOGETHER=1 runs them side by side; BENCH_WAYS picks some):
 
 - `cron`:       schedule `* * * * *`, the deferrable sensor (poke every BENCH_POKE_SECONDS)
 - `continuous`: schedule `@continuous` (max_active_runs=1), the same sensor: a run always waits
 - `events`:     S3 notifications → SQS → asset watcher (SqsSensorTrigger); cron `*/30` as the sweep
 
-BENCH_FILES (default 20) CDC files land one by one, each in all three buckets at once, after
-random pauses (BENCH_GAP_SECONDS, default 5-45, fixed seed). A poller reads each target's view
-every second until the file's change is visible. Prints p50/p95 per way and target, where the
-seconds went (from the REST API's task instance times) and S3/SQS requests and triggerer load
-per hour.
+BENCH_FILES (default 20) CDC files land one by one after random pauses (BENCH_GAP_SECONDS,
+default 5-45, the same pauses for every way). A poller reads each target's view every second
+until the file's change is visible. Prints p50/p95 per way and target, where the seconds went
+(from the REST API's task instance times) and S3/SQS requests and triggerer load per hour.
+BENCH_HOME keeps the Airflow home (task logs) after the run.
 """
 
 from __future__ import annotations
