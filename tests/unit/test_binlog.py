@@ -17,11 +17,11 @@ from cdc_sync.sources.binlog.columns import (
     RowMetadataMissing,
     arrow_columns,
     binlog_value,
-    dms_arrow_type,
     dms_value,
     mysql_type_of,
 )
 from cdc_sync.sources.binlog.server import Position, ServerInfo, _setting_problems, mariadb_gtid_state
+from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
 
 BINLOG = {
     "pipelines": [
@@ -96,9 +96,9 @@ def test_binlog_columns_get_the_types_dms_gives_them():
     assert mysql_type_of(_column(252, character_set_name="utf8mb4")) == "text"
     assert mysql_type_of(_column(254, character_set_name="binary")) == "binary"
     assert mysql_type_of(SimpleNamespace(type=8, name="b", unsigned=True)) == "bigint unsigned"
-    assert dms_arrow_type("bigint unsigned") == pa.decimal128(20, 0)
-    assert dms_arrow_type("tinyint(3) unsigned") == pa.int16()  # 255 does not fit int8
-    assert dms_arrow_type("tinyint(1)") == pa.int8()
+    assert arrow_type_for_mysql("bigint unsigned") == pa.decimal128(20, 0)
+    assert arrow_type_for_mysql("tinyint(3) unsigned") == pa.int16()  # 255 does not fit int8
+    assert arrow_type_for_mysql("tinyint(1)") == pa.int8()
     columns = arrow_columns("shop", "orders", [_column(8, "id"), _column(18, "at")])
     assert columns == [("id", pa.int64()), ("at", pa.timestamp("us", tz="UTC"))]
 

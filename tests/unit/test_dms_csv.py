@@ -29,6 +29,10 @@ MYSQL_COLUMNS = [
     ("blob", "varbinary(16)"),
     ("at", "time"),
     ("big", "bigint(20) unsigned"),
+    ("tiny", "tinyint(3) unsigned"),
+    ("small", "smallint(5) unsigned"),
+    ("medium", "mediumint(8) unsigned"),
+    ("unsigned_int", "int(10) unsigned"),
 ]
 COLUMNS = [(name, arrow_type_for_mysql(kind)) for name, kind in MYSQL_COLUMNS]
 T0 = dt.datetime(2026, 11, 23, 7, 0, 0, 123456, tzinfo=UTC)
@@ -47,6 +51,11 @@ def _row(id_, **overrides):
         "blob": b'\x00\xff,\n"',
         "at": dt.timedelta(hours=-838, minutes=-59, seconds=-59),
         "big": Decimal(2**64 - 1),
+        # the largest value of each unsigned type: none fits the signed type of its size
+        "tiny": 255,
+        "small": 65535,
+        "medium": 16777215,
+        "unsigned_int": 4294967295,
     }
     row.update(overrides)
     return row

@@ -66,19 +66,6 @@ def mysql_type_of(column) -> str:
     return f"{name} unsigned" if getattr(column, "unsigned", False) and name in integers else name
 
 
-_WIDER_UNSIGNED = {"tinyint": "smallint", "smallint": "int", "mediumint": "int"}
-
-
-def dms_arrow_type(column_type: str) -> pa.DataType:
-    """The Arrow type of a MySQL column type; unsigned small integers get the next wider
-    type, as DMS gives them (TINYINT UNSIGNED holds 255, which int8 cannot)."""
-    text = column_type.lower().strip()
-    base = text.split("(", 1)[0].split(" ", 1)[0]
-    if "unsigned" in text and base in _WIDER_UNSIGNED:
-        return arrow_type_for_mysql(_WIDER_UNSIGNED[base])
-    return arrow_type_for_mysql(text)
-
-
 def arrow_columns(schema: str, table: str, columns: Sequence) -> list[tuple[str, pa.DataType]]:
     """(name, Arrow type) of every column of a row event, refused without row metadata."""
     out = []
@@ -90,7 +77,7 @@ def arrow_columns(schema: str, table: str, columns: Sequence) -> list[tuple[str,
                 "without binlog_row_metadata=FULL. Set binlog_row_metadata=FULL (MySQL 8.0.14+, MariaDB 10.5+; "
                 "Aurora: in the cluster parameter group) and re-snapshot the table with the DAG param resnapshot"
             )
-        out.append((name, dms_arrow_type(mysql_type_of(column))))
+        out.append((name, arrow_type_for_mysql(mysql_type_of(column))))
     return out
 
 

@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from cdc_sync.config import TableSpec
 from cdc_sync.errors import SetupError
 from cdc_sync.mysql_catalog import catalog_columns
-from cdc_sync.sources.binlog.columns import dms_arrow_type, dms_value
+from cdc_sync.sources.binlog.columns import dms_value
 from cdc_sync.sources.binlog.server import Position, ServerInfo, snapshot_position
+from cdc_sync.sources.dms.mysql_types import arrow_type_for_mysql
 from cdc_sync.sources.dms.writer import Change, load_file_name
 from cdc_sync.sql import mysql_ident
 
@@ -35,7 +36,7 @@ def table_columns(conn, table: TableSpec) -> list:
     found = catalog_columns(conn, table.schema, [table.name]).get(table.name)
     if not found:
         raise SetupError(f"{table.qualified_name}: no such table on the source server (or no SELECT on it)")
-    columns = [(c.name, dms_arrow_type(c.column_type)) for c in found]
+    columns = [(c.name, arrow_type_for_mysql(c.column_type)) for c in found]
     names = {name for name, _ in columns}
     missing = [k for k in table.primary_key if k not in names]
     if missing:

@@ -50,6 +50,15 @@ _ARROW_FACTORY = {
     "bool": "int8",
     "boolean": "int8",
 }
+# Unsigned integers get the next wider type, as DMS gives them: every value of the MySQL
+# type fits (TINYINT UNSIGNED holds 255, which int8 cannot); BIGINT UNSIGNED is decimal(20, 0).
+_UNSIGNED_FACTORY = {
+    "tinyint": "int16",
+    "smallint": "int32",
+    "mediumint": "int32",
+    "int": "int64",
+    "integer": "int64",
+}
 _BASE = re.compile(r"\s*([a-z]+)")
 _DECIMAL = re.compile(r"\s*(decimal|numeric)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 
@@ -74,10 +83,10 @@ def arrow_type_for_mysql(column_type: str) -> pa.DataType:
         match = _DECIMAL.match(text)
         precision, scale = (int(match[2]), int(match[3] or 0)) if match else (10, 0)
         return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
-    if base == "bigint" and "unsigned" in text:
+    if "unsigned" in text and base == "bigint":
         return pa.decimal128(20, 0)
-    if base in ("int", "integer") and "unsigned" in text:
-        return pa.int64()
+    if "unsigned" in text and base in _UNSIGNED_FACTORY:
+        return getattr(pa, _UNSIGNED_FACTORY[base])()
     factory = _ARROW_FACTORY[base]
     if factory == "timestamp":
         return pa.timestamp("us", tz="UTC")
