@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from cdc_sync import connections
-from cdc_sync.config import Pipeline
+from cdc_sync.config import Pipeline, TableSpec
 from cdc_sync.errors import BadInput, SetupError
 
 if TYPE_CHECKING:
@@ -59,6 +59,14 @@ def targets(pipeline: Pipeline) -> list[str]:
 def asset_alias_name(pipeline: Pipeline, target: str) -> str:
     """The AssetAlias a load task emits its tables' asset events through."""
     return f"cdc_sync_{pipeline.name}_{target}"
+
+
+def target_asset_uri(pipeline: Pipeline, target: str, table: TableSpec) -> str:
+    """The asset a load into `target` emits for `table` through the target's alias."""
+    spec = pipeline.bigquery if target == "bigquery" else pipeline.aurora
+    if spec is None:
+        raise ValueError(f"pipeline {pipeline.name} has no {target} target")
+    return spec.asset_uri(table)
 
 
 def is_backfill(context: Mapping[str, Any]) -> bool:
@@ -160,18 +168,15 @@ def load(pipeline: Pipeline, target: str, batch: dict, context: Mapping[str, Any
     if target == "bigquery":
         from cdc_sync.targets.bigquery.batch import load_batch as load_into_bigquery
 
-        assert pipeline.bigquery is not None
         report = load_into_bigquery(pipeline, batch, s3, connections.bigquery_client(pipeline), replay=replay)
-        uri = pipeline.bigquery.asset_uri(pipeline.table(batch["table"]))
     elif target == "aurora":
         from cdc_sync.targets.aurora.batch import load_batch as load_into_aurora
 
-        assert pipeline.aurora is not None
         report = load_into_aurora(pipeline, batch, s3, connections.aurora_connect(pipeline), replay=replay)
-        uri = pipeline.aurora.asset_uri(pipeline.table(batch["table"]))
     else:
         raise ValueError(f"pipeline {pipeline.name}: unknown target {target!r} (known: {', '.join(TARGETS)})")
     if report.loaded:
+        uri = target_asset_uri(pipeline, target, pipeline.table(batch["table"]))
         context["outlet_events"][AssetAlias(asset_alias_name(pipeline, target))].add(Asset(uri))
     return finish(pipeline, report)
 

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cdc_sync.sources.audit_log.lines import PLAIN_TIME_DIGITS, AuditEvent, _check_time, parse_line
+from cdc_sync.sources.audit_log.lines import PLAIN_TIME_DIGITS, AuditEvent, check_time, parse_line
 
 # The AuditEvent fields, in order, and `line`: the line's index in the messages parsed.
 EVENT_SCHEMA = pa.schema(
@@ -183,7 +183,7 @@ def parse_messages(messages: pa.Array) -> tuple[pa.Table, list[tuple[int, str]]]
 
 def _valid_time(text: str) -> bool:
     try:
-        _check_time(text)
+        check_time(text)
     except ValueError:
         return False
     return True

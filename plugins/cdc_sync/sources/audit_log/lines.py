@@ -96,7 +96,8 @@ def unescape(quoted_body: str) -> str:
     return _ESCAPE.sub(_unescape_char, quoted_body)
 
 
-def _check_time(text: str) -> None:
+def check_time(text: str) -> None:
+    """Refuse a timestamp parse_timestamp cannot read, naming it (ValueError)."""
     try:
         parse_timestamp(text)
     except (ValueError, OverflowError):  # OverflowError: past year 9999
@@ -128,7 +129,7 @@ def parse_line(line: str) -> AuditEvent:
     if retcode not in RETCODE_RANGE:
         raise ValueError(f"retcode {retcode_text!r} is out of range")
     if not (len(timestamp) <= PLAIN_TIME_DIGITS and timestamp.isascii() and timestamp.isdigit()):
-        _check_time(timestamp)  # also the digits int() refuses ("²") and times past year 9999
+        check_time(timestamp)  # also the digits int() refuses ("²") and times past year 9999
     try:
         connection, query = int(connection_id), int(query_id)
     except ValueError:
