@@ -9,7 +9,6 @@ import uuid
 
 import pytest
 
-from cdc_sync.config import load_pipelines
 from tests.integration.harness import customer, expected_row
 
 pytestmark = [pytest.mark.services, pytest.mark.deployed]
@@ -135,18 +134,16 @@ def _deliver(world, hour: int, count: int) -> tuple[str, list[dict]]:
 def test_backfill_of_firehose_hours_loads_their_folders_once(deployment):
     world, dag_id = deployment.worlds["clicks"], deployment.dag_id("clicks")
     deployment.wait_for_first_scheduled_run("clicks")
-    # the runs below load into a new table at once: its asset must be known before any emits it
-    # (Airflow fails one of two tasks that register a new asset through an alias at once)
-    (pipeline,) = [p for p in load_pipelines(deployment.config_path) if p.name == f"clicks_{deployment.uid}"]
-    assert pipeline.aurora is not None
-    uri = pipeline.aurora.asset_uri(pipeline.tables[0])
-    assert uri in deployment.asset_uris(), "registered by the dag-processor, before any load emitted it"
     delivered = {hour: _deliver(world, hour, count=hour - 7)[1] for hour in (9, 10, 11, 12, 13)}
     expected = [
         {**d, "referrer": None} for hour in (10, 11, 12) for d in delivered[hour]
     ]  # the three hours backfilled, not 09:00 nor 13:00
 
-    runs = _backfill(deployment, "clicks", start="2026-11-20T10:00:00", end="2026-11-20T12:00:00")
+    # one run at a time: Airflow 3.3.2 fails one of two tasks that first emit the same asset
+    # through an alias at once (a unique key on the alias-asset link; docs/known-limits.md)
+    runs = _backfill(
+        deployment, "clicks", "--max-active-runs", "1", start="2026-11-20T10:00:00", end="2026-11-20T12:00:00"
+    )
     assert [
         (r["data_interval_start"][:16], r["data_interval_end"][:16])
         for r in sorted(runs, key=lambda r: r["data_interval_start"])

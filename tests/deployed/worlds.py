@@ -202,10 +202,6 @@ class Deployment:
         )
         return self.wait_for_run(dag_id, run["dag_run_id"])
 
-    def asset_uris(self) -> set[str]:
-        """The URIs of every asset Airflow knows (registered by the dag-processor or by an event)."""
-        return {a["uri"] for a in self.airflow.api("GET", "/api/v2/assets?limit=1000")["assets"]}
-
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self.airflow.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
 

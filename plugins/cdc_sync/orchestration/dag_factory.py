@@ -63,10 +63,6 @@ def _load_task(pipeline: Pipeline, target: str):
         pool=pool,
         pool_slots=pool_slots,
         outlets=[AssetAlias(tasks.asset_alias_name(pipeline, target))],
-        # Declared so that the dag-processor registers every table's asset before a load emits
-        # it: Airflow registers an alias's asset at its first event, and two tasks emitting a
-        # new asset at once (backfill runs) fail one of them on a unique key in the API server.
-        inlets=[Asset(tasks.target_asset_uri(pipeline, target, table)) for table in pipeline.tables],
         map_index_template="{{ cdc_table }}",
         multiple_outputs=False,
     )(load)
